@@ -1,0 +1,340 @@
+"""Configuration: one dataclass per concern, named presets, and `--set key=value` overrides.
+
+A run is fully described by a `Config` (model + data + train + rewrite). It round-trips through a plain dict
+and YAML (`config.yaml` beside every checkpoint). Overrides name a field by its dotted path
+(`train.steps=500`, `model.vision=resnet`); an unknown key or a value of the wrong type raises `ConfigError`
+naming the key, before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration value or key; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    vision: str = "vit"                 # image tower: "vit" or "resnet"
+    image_size: int = 32                # input resolution (square)
+    patch_size: int = 8                 # ViT patch size (image_size must be divisible by it)
+    vision_width: int = 64              # ViT width / ResNet base width (stem output channels)
+    vision_layers: int = 2              # ViT: transformer blocks; ResNet: blocks per stage (4 stages; 0 = RN50's 3,4,6,3)
+    vision_heads: int = 4               # ViT attention heads (ResNet: attention-pool heads)
+    text: str = "transformer"           # text tower: "transformer" (causal, from scratch) or "hf" (pretrained encoder)
+    text_model: str = ""                # text="hf": local path or hub name of a Hugging Face encoder; "minilm" = packaged MiniLM
+    text_lock: bool = False             # text="hf": freeze the pretrained encoder (projection still trains)
+    context_length: int = 32            # tokens per caption, end-of-text included
+    text_width: int = 64                # causal Transformer width
+    text_layers: int = 2                # causal Transformer blocks
+    text_heads: int = 4                 # causal Transformer attention heads
+    vocab_size: int = 0                 # filled from the tokenizer when 0
+    pad_id: int = 0                     # padding token id (filled from the tokenizer)
+    embed_dim: int = 64                 # joint embedding size after the projections
+    init_logit_scale: float = math.log(1 / 0.07)  # learnable log temperature at init
+    max_logit_scale: float = 100.0      # logit scale (exp) is clamped to at most this after each step
+    grad_checkpointing: bool = False    # recompute tower activations in backward to save memory
+
+
+@dataclass
+class DataConfig:
+    source: str = "shapeworld"          # "shapeworld", a LaCLIP CSV, a folder/glob of .tar shards, or a HF dataset dir / "hf:name"
+    format: str = "auto"                # "auto" (guess from source), "shapeworld", "laclip", "wds", "hf"
+    image_root: str = ""                # laclip: folder the CSV's relative image paths start from ("" = CSV's folder)
+    image_column: str = "image"         # hf: column holding the image
+    caption_column: str = "caption"     # hf: column holding the original caption
+    train_size: int = 1500              # shapeworld: training images (small on purpose: the paper's data-scarce regime)
+    val_size: int = 500                 # shapeworld: validation images
+    test_size: int = 1000               # shapeworld: test images (zero-shot / retrieval evaluation)
+    world_seed: int = 0                 # shapeworld: seed of the procedural world (independent of train.seed)
+    augment: str = "none"               # rewrite cache used for text augmentation: none | eda | backtranslate | llm | shapes
+    rewrites_dir: str = ""              # folder of line-aligned rewrite files (<variant>.txt); "" = the run's own cache
+    sources: list[str] = field(default_factory=lambda: ["chatgpt", "bard", "mscoco", "human"])  # meta-pair sources used (llm / shapes)
+    num_rewrites: int = 4               # how many rewrites per caption take part (0..M)
+    tokenizer: str = "bpe"              # "bpe" (trained on the training captions, cached) or a HF tokenizer path / name
+    bpe_vocab_size: int = 1000          # vocabulary size of the trained BPE tokenizer
+    crop_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])  # random-resized-crop area range for training images
+    hflip: bool = True                  # random horizontal flips for training images
+    num_workers: int = 0                # DataLoader worker processes for file-based sources (0 = main process)
+
+
+@dataclass
+class TrainConfig:
+    policy: str = "clip"                # text policy: "clip" (original only), "laclip" (uniform over original+rewrites), "mt" (all texts, multi-text loss)
+    steps: int = 1000                   # optimizer steps
+    batch_size: int = 256               # images per step per process (before accumulation)
+    accum_steps: int = 1                # gradient accumulation micro-steps per optimizer step (does not enlarge the negatives)
+    lr: float = 3e-3                    # peak learning rate
+    warmup_steps: int = 50              # linear warm-up steps, then cosine decay to 0
+    weight_decay: float = 0.1           # AdamW weight decay (not on biases, norms, embeddings, logit scale)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])  # AdamW betas
+    eps: float = 1e-6                   # AdamW epsilon
+    grad_clip: float = 1.0              # max global grad norm (0 = off)
+    precision: str = "auto"             # "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", "bf16"
+    device: str = "auto"                # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
+    seed: int = 0                       # seeds model init, data order, augmentation and text draws
+    compile: bool = False               # torch.compile the model
+    log_every: int = 25                 # steps between metrics.jsonl rows
+    eval_every: int = 0                 # steps between zero-shot evaluations on the val split (0 = only at the end)
+    ckpt_every: int = 250               # steps between checkpoints (0 = only at the end)
+    threads: int = 0                    # torch CPU threads (0 = torch default)
+
+
+@dataclass
+class RewriteConfig:
+    rewriter: str = "shapes"            # "llm", "eda", "backtranslate", "shapes" (the world-aware LLM stand-in)
+    model: str = ""                     # llm: causal LM path / name; backtranslate: "fwd_path,back_path"
+    sources: list[str] = field(default_factory=lambda: ["chatgpt", "bard", "mscoco", "human"])  # meta-pair sources, one rewrite each
+    num_variants: int = 4               # eda / backtranslate: rewrites per caption
+    k_shot: int = 3                     # llm: meta pairs sampled per prompt
+    temperature: float = 0.9            # llm: sampling temperature
+    top_p: float = 0.95                 # llm: nucleus sampling
+    max_new_tokens: int = 77            # llm: generation budget
+    batch_size: int = 32                # captions per generation batch
+    seed: int = 0                       # makes rewrites deterministic
+    trust_remote_code: bool = False     # llm: allow custom model code from the model folder
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    rewrite: RewriteConfig = field(default_factory=RewriteConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        cfg = cls()
+        for section, values in (d or {}).items():
+            if not hasattr(cfg, section):
+                raise ConfigError(f"unknown config section {section!r} (known: {', '.join(_sections(cfg))})")
+            for key, value in (values or {}).items():
+                set_value(cfg, f"{section}.{key}", value)
+        return cfg
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()))
+
+    def validate(self) -> "Config":
+        """Check cross-field constraints; raise ConfigError naming the key."""
+        m, d, t = self.model, self.data, self.train
+        _choice("model.vision", m.vision, ["vit", "resnet"])
+        _choice("model.text", m.text, ["transformer", "hf"])
+        if m.vision == "vit" and m.image_size % m.patch_size:
+            raise ConfigError(f"model.image_size={m.image_size} is not divisible by model.patch_size={m.patch_size}")
+        if m.text == "hf" and not m.text_model:
+            raise ConfigError("model.text=hf needs model.text_model (a local path, a hub name, or 'minilm')")
+        _choice("data.format", d.format, ["auto", "shapeworld", "laclip", "wds", "hf"])
+        _choice("data.augment", d.augment, ["none", "eda", "backtranslate", "llm", "shapes"])
+        _choice("train.policy", t.policy, ["clip", "laclip", "mt"])
+        _choice("train.precision", t.precision, ["auto", "fp32", "bf16"])
+        if not 0 <= d.num_rewrites <= 16:
+            raise ConfigError(f"data.num_rewrites must be in 0..16, got {d.num_rewrites}")
+        if t.policy != "clip" and (d.augment == "none" or d.num_rewrites == 0) and d.format != "wds":
+            pass  # laclip/mt with no rewrites degrade to CLIP on the original; allowed (the 0-rewrite ablation)
+        for key in ("train.steps", "train.batch_size", "train.accum_steps", "model.context_length"):
+            if get_value(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {get_value(self, key)}")
+        if len(d.crop_scale) != 2 or not 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1:
+            raise ConfigError(f"data.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {d.crop_scale}")
+        return self
+
+
+def _choice(key: str, value: str, allowed: list[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
+
+
+def _sections(cfg: Config) -> list[str]:
+    return [f.name for f in dataclasses.fields(cfg)]
+
+
+def _field(cfg: Config, key: str) -> tuple[Any, dataclasses.Field]:
+    parts = key.split(".")
+    if len(parts) != 2:
+        raise ConfigError(f"config key {key!r} must look like section.field (e.g. train.steps)")
+    section, name = parts
+    if section not in _sections(cfg):
+        raise ConfigError(f"unknown config key {key!r}: no section {section!r} (known: {', '.join(_sections(cfg))})")
+    obj = getattr(cfg, section)
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    if name not in fields:
+        close = [n for n in fields if n.startswith(name[:3])]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"unknown config key {key!r}{hint}")
+    return obj, fields[name]
+
+
+def get_value(cfg: Config, key: str) -> Any:
+    obj, f = _field(cfg, key)
+    return getattr(obj, f.name)
+
+
+def _coerce(key: str, value: Any, typ: Any) -> Any:
+    """Coerce `value` (a YAML-parsed object or a raw string) to the field type, or raise ConfigError."""
+    origin = typing.get_origin(typ)
+    if origin is list:
+        (inner,) = typing.get_args(typ)
+        if isinstance(value, str):
+            value = [v for v in (s.strip() for s in value.split(",")) if v] if value.strip() else []
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} expects a list of {inner.__name__}, got {value!r}")
+        return [_coerce(key, v, inner) for v in value]
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"{key} expects a bool (true/false), got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} expects an int, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} expects an int, got {value!r}")
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} expects a float, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} expects a float, got {value!r}")
+    if typ is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key} expects a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported field type {typ!r}")
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_of(obj: Any, name: str) -> Any:
+    cls = type(obj)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls][name]
+
+
+def set_value(cfg: Config, key: str, value: Any) -> None:
+    obj, f = _field(cfg, key)
+    setattr(obj, f.name, _coerce(key, value, _type_of(obj, f.name)))
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any] | None) -> Config:
+    """Apply `key=value` strings (CLI `--set`) or a {key: value} dict; values are parsed as YAML scalars."""
+    if not overrides:
+        return cfg
+    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
+    for key, value in items:
+        if isinstance(value, str):
+            obj, f = _field(cfg, key)
+            if _type_of(obj, f.name) is not str:
+                try:
+                    value = yaml.safe_load(value) if value.strip() else value
+                except yaml.YAMLError:
+                    pass
+        set_value(cfg, key, value)
+    return cfg
+
+
+def _split(item: str) -> tuple[str, str]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key=value (e.g. train.steps=500)")
+    key, value = item.split("=", 1)
+    return key.strip(), value.strip()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Presets. `tiny` is sized for 2 CPU cores (about two minutes); the others are the paper's GPU scale.
+# Each preset is a dict of overrides on the defaults above, so `config.yaml` always shows every value.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {},
+    # A test-suite preset: seconds, not minutes. Learns little; exercises every code path.
+    "test": {
+        "model.vision_width": 32, "model.vision_layers": 1, "model.vision_heads": 2,
+        "model.text_width": 32, "model.text_layers": 1, "model.text_heads": 2, "model.embed_dim": 32,
+        "model.context_length": 16,
+        "data.train_size": 64, "data.val_size": 32, "data.test_size": 64, "data.bpe_vocab_size": 300,
+        "train.steps": 4, "train.batch_size": 16, "train.warmup_steps": 1, "train.log_every": 2,
+        "train.ckpt_every": 0,
+    },
+    # ViT-B/16 as in the LaCLIP release for CC3M / CC12M (per GPU batch 256; 35 epochs; 1 warm-up epoch).
+    "vit-b16": {
+        "model.vision": "vit", "model.image_size": 224, "model.patch_size": 16, "model.vision_width": 768,
+        "model.vision_layers": 12, "model.vision_heads": 12, "model.text_width": 512, "model.text_layers": 12,
+        "model.text_heads": 8, "model.context_length": 77, "model.embed_dim": 512,
+        "data.tokenizer": "bpe", "data.bpe_vocab_size": 49408, "data.crop_scale": [0.5, 1.0], "data.hflip": False,
+        "data.num_workers": 8,
+        "train.batch_size": 256, "train.lr": 1e-3, "train.weight_decay": 0.5, "train.betas": [0.9, 0.98],
+        "train.eps": 1e-8, "train.warmup_steps": 2000, "train.steps": 140_000, "train.log_every": 100,
+        "train.ckpt_every": 5000,
+    },
+    # open_clip-like ViT-B/32.
+    "vit-b32": {
+        "model.vision": "vit", "model.image_size": 224, "model.patch_size": 32, "model.vision_width": 768,
+        "model.vision_layers": 12, "model.vision_heads": 12, "model.text_width": 512, "model.text_layers": 12,
+        "model.text_heads": 8, "model.context_length": 77, "model.embed_dim": 512,
+        "data.bpe_vocab_size": 49408, "data.crop_scale": [0.9, 1.0], "data.hflip": False, "data.num_workers": 8,
+        "train.batch_size": 256, "train.lr": 5e-4, "train.weight_decay": 0.2, "train.eps": 1e-6,
+        "train.warmup_steps": 2000, "train.steps": 100_000, "train.log_every": 100, "train.ckpt_every": 5000,
+    },
+    # CLIP ResNet-50 (modified ResNet with attention pooling).
+    "rn50": {
+        "model.vision": "resnet", "model.image_size": 224, "model.vision_width": 64, "model.vision_layers": 0,
+        "model.vision_heads": 32, "model.text_width": 512, "model.text_layers": 12, "model.text_heads": 8,
+        "model.context_length": 77, "model.embed_dim": 1024,
+        "data.bpe_vocab_size": 49408, "data.crop_scale": [0.5, 1.0], "data.hflip": False, "data.num_workers": 8,
+        "train.batch_size": 256, "train.lr": 1e-3, "train.weight_decay": 0.5, "train.eps": 1e-8,
+        "train.warmup_steps": 2000, "train.steps": 140_000, "train.log_every": 100, "train.ckpt_every": 5000,
+    },
+}
+
+
+def preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
+    return apply_overrides(Config(), dict(PRESETS[name]))
+
+
+def build_config(preset_name: str = "tiny", overrides: list[str] | dict | None = None,
+                 config_file: str | Path | None = None) -> Config:
+    """Preset, then a YAML file, then overrides; validated. The one way every entry point makes a Config."""
+    cfg = preset(preset_name)
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        for section, values in loaded.items():
+            for key, value in (values or {}).items():
+                set_value(cfg, f"{section}.{key}", value)
+    return apply_overrides(cfg, overrides).validate()
