@@ -1,0 +1,31 @@
+# laclip_lite: `make demo` runs the main job on the embedded world, `make test` runs the test suite.
+# Both create .venv when missing. On a machine without CUDA, torch is pinned to the local CPU wheel.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_CPU ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv samples bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install -q "$(TORCH_CPU)"; fi
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (laclip_lite)" >/dev/null
+	@touch $(STAMP)
+
+demo: venv
+	$(BIN)/laclip-lite train --preset tiny --out runs/demo/clip --set train.policy=clip
+	$(BIN)/laclip-lite eval --checkpoint runs/demo/clip --task all
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+samples: venv
+	$(BIN)/laclip-lite export --format all --out data_samples --n 48
+
+clean:
+	rm -rf runs .pytest_cache

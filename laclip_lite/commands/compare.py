@@ -1,0 +1,24 @@
+"""`laclip-lite compare`: CLIP vs LaCLIP vs LaCLIP-MT on equal budgets over several seeds -> table + chart."""
+from __future__ import annotations
+
+HELP = "train and compare text policies (clip, laclip, mt) over seeds; writes summary.csv/.md and compare.png"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--policies", default="clip,laclip,mt",
+                   help="comma list of policy[:augment], e.g. clip,laclip,mt,laclip:eda (augment defaults to --augment)")
+    p.add_argument("--augment", default="shapes", help="rewrite cache for laclip/mt arms: shapes, eda, backtranslate, llm")
+    p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", required=True, help="output folder (one sub-folder per run; finished runs are skipped)")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (each gets cores/jobs threads)")
+
+
+def run(args) -> int:
+    from laclip_lite.experiments import compare
+
+    compare(args.policies, args.seeds, args.out, args.preset, args.overrides, args.augment, jobs=args.jobs)
+    from pathlib import Path
+    print((Path(args.out) / "summary.md").read_text())
+    return 0

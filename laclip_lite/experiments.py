@@ -1,0 +1,174 @@
+"""Experiments: one configured run -> metrics, and the CLIP vs LaCLIP vs LaCLIP-MT comparison over seeds.
+
+`compare()` is the paper's main claim in miniature: the same data, model, steps, batch and seeds; only the text
+policy (and which rewrite cache it draws from) changes. Every run is evaluated zero-shot on the ShapeWorld test
+split with several template sets phrased unlike the training captions, one of which (`heldout`) is never used
+for any choice. Finished runs are skipped on a rerun, so an interrupted comparison resumes.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from laclip_lite.config import Config, ConfigError, build_config
+
+TASKS = ("shape", "color", "color_shape")
+TEMPLATE_SETS = ("default", "photo", "art", "spoken", "heldout")
+RESULT = "result.json"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One column of a comparison: a text policy and the rewrite cache it draws from."""
+    policy: str          # clip | laclip | mt
+    augment: str         # none | shapes | eda | backtranslate | llm
+
+    @property
+    def name(self) -> str:
+        return self.policy if self.augment in ("none", "shapes") else f"{self.policy}:{self.augment}"
+
+    @classmethod
+    def parse(cls, text: str, default_augment: str = "shapes") -> "Arm":
+        """"laclip" -> (laclip, default augment); "laclip:eda" -> (laclip, eda); "clip" never augments."""
+        policy, _, augment = text.strip().partition(":")
+        if policy not in ("clip", "laclip", "mt"):
+            raise ConfigError(f"unknown policy {policy!r} in --policies (known: clip, laclip, mt; add :eda etc.)")
+        augment = augment or default_augment
+        if policy == "clip":
+            augment = "none"
+        if augment not in ("none", "shapes", "eda", "backtranslate", "llm"):
+            raise ConfigError(f"unknown augment {augment!r} in --policies entry {text!r}")
+        return cls(policy, augment)
+
+
+def arm_config(arm: Arm, seed: int, preset: str = "tiny", overrides: list[str] | dict | None = None) -> Config:
+    cfg = build_config(preset, overrides)
+    cfg.train.policy, cfg.train.seed, cfg.data.augment = arm.policy, seed, arm.augment
+    return cfg.validate()
+
+
+def evaluate_model(model, tokenizer, cfg: Config, template_sets=TEMPLATE_SETS, tasks=TASKS, split: str = "test") -> dict:
+    """Flat metrics for a table: `<task>_top1[@<template set>]` and retrieval R@1/5/10 on the ShapeWorld split."""
+    from laclip_lite.data.dataset import shapeworld_split
+    from laclip_lite.evaluate import encode_images, encode_texts, retrieval, zero_shot_tasks
+
+    data = shapeworld_split(cfg, split)
+    feats = encode_images(model, data.images)
+    out: dict[str, float] = {}
+    for tset in template_sets:
+        scores = zero_shot_tasks(model, tokenizer, data, list(tasks), tset, image_features=feats)
+        suffix = "" if tset == "default" else f"@{tset}"
+        out.update({f"{task}_top1{suffix}": round(v["top1"], 2) for task, v in scores.items()})
+    ret = retrieval(feats, encode_texts(model, tokenizer, data.captions))
+    out.update({k: round(v, 2) for k, v in ret.items()})
+    return out
+
+
+def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS, tasks=TASKS,
+                   progress: bool = True) -> dict:
+    """Train one run (resuming if it was interrupted) and evaluate it; `out_dir/result.json` marks it done."""
+    from laclip_lite.train import CHECKPOINT, Trainer
+
+    out_dir = Path(out_dir)
+    done = out_dir / RESULT
+    if done.exists():
+        return json.loads(done.read_text())
+    resume = (out_dir / CHECKPOINT).exists()
+    trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=False)
+    final = trainer.run()
+    metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **evaluate_model(trainer.model, trainer.data.tokenizer, cfg,
+                                                                  template_sets, tasks)}
+    from laclip_lite.utils import atomic_write_text
+    atomic_write_text(done, json.dumps(metrics, indent=1))
+    return metrics
+
+
+def _run_one(job: tuple) -> tuple[str, int, dict]:
+    arm, seed, preset, overrides, out_dir, threads, template_sets, tasks = job
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = arm_config(arm, seed, preset, overrides)
+    return arm.name, seed, run_experiment(cfg, out_dir, template_sets, tasks, progress=False)
+
+
+def compare(policies: list[str] | str = ("clip", "laclip", "mt"), seeds=(0, 1, 2), out_dir: str | Path = "runs/compare",
+            preset: str = "tiny", overrides: list[str] | dict | None = None, augment: str = "shapes",
+            template_sets=TEMPLATE_SETS, tasks=TASKS, jobs: int = 1, progress: bool = True) -> list[dict]:
+    """Train every (policy, seed), evaluate, and write `runs.csv`, `summary.csv`, `summary.md`, `compare.png`.
+
+    Returns the summary rows: one per policy with `<metric>` (mean) and `<metric>_std` columns.
+    """
+    if isinstance(policies, str):
+        policies = policies.split(",")
+    arms = [Arm.parse(p, augment) for p in policies]
+    seeds = [int(s) for s in (seeds.split(",") if isinstance(seeds, str) else seeds)]
+    for arm in arms:               # fail on a bad parameter before any run starts
+        arm_config(arm, seeds[0], preset, overrides)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = max(1, min(jobs, len(arms) * len(seeds)))
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+    work = [(arm, seed, preset, overrides, out_dir / f"{arm.name.replace(':', '-')}-s{seed}", threads,
+             tuple(template_sets), tuple(tasks)) for arm in arms for seed in seeds]
+    results = []
+    if jobs == 1:
+        from tqdm.auto import tqdm
+        for job in tqdm(work, desc="compare", disable=not progress):
+            results.append(_run_one(job))
+    else:
+        import multiprocessing as mp
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            results = list(pool.map(_run_one, work))
+    runs = [{"policy": name, "seed": seed, **metrics} for name, seed, metrics in results]
+    summary = summarise(runs)
+    write_tables(runs, summary, out_dir, tasks)
+    return summary
+
+
+def summarise(runs: list[dict], group: str = "policy") -> list[dict]:
+    """Mean and sample std over seeds of every numeric metric, one row per `group` value (first-seen order)."""
+    order = list(dict.fromkeys(r[group] for r in runs))
+    metrics = [k for k in runs[0] if k not in (group, "seed") and isinstance(runs[0][k], (int, float))]
+    rows = []
+    for name in order:
+        mine = [r for r in runs if r[group] == name]
+        row = {group: name, "seeds": len(mine)}
+        for m in metrics:
+            values = [r[m] for r in mine if r.get(m) is not None]
+            if values:
+                row[m] = round(statistics.fmean(values), 2)
+                row[f"{m}_std"] = round(statistics.stdev(values), 2) if len(values) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def markdown_table(summary: list[dict], metrics: list[str], group: str = "policy") -> str:
+    head = f"| {group} | " + " | ".join(metrics) + " |\n|---|" + "---:|" * len(metrics) + "\n"
+    body = "".join(f"| {r[group]} | " + " | ".join(f"{r[m]:.1f} ± {r[m + '_std']:.1f}" if m in r else "-"
+                                                 for m in metrics) + " |\n" for r in summary)
+    return head + body
+
+
+def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=TASKS, group: str = "policy") -> None:
+    from laclip_lite.plots import bar_with_errors
+
+    for name, rows in (("runs.csv", runs), ("summary.csv", summary)):
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        with open(out_dir / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+    headline = [m for t in tasks for m in (f"{t}_top1", f"{t}_top1@heldout")] + ["i2t_R@1", "t2i_R@1"]
+    headline = [m for m in headline if m in summary[0]]
+    (out_dir / "summary.md").write_text(
+        f"Zero-shot top-1 (%) on the ShapeWorld test split and retrieval R@1, mean ± std over "
+        f"{summary[0]['seeds']} seeds. `@heldout`: the template set never used for any choice.\n\n"
+        + markdown_table(summary, headline, group))
+    fig = bar_with_errors(summary, [m for m in headline if "top1" in m], group=group)
+    fig.savefig(out_dir / "compare.png", dpi=120, bbox_inches="tight")

@@ -1,0 +1,291 @@
+"""One training loop for CLIP, LaCLIP and LaCLIP-MT.
+
+    batch (uint8 images, tokens) -> augment + normalise on device -> towers -> ClipLoss -> AdamW step
+
+The text policy (`train.policy`) is the only difference between the three methods: `clip` and `laclip` feed
+one text per image (the original, or one drawn uniformly from {original, rewrites}), `mt` feeds all K texts
+(flattened to N*K rows through the text tower as one batch) and averages the contrastive loss over them.
+
+What the loop guarantees:
+* AdamW with no weight decay on biases, norms, embeddings and the logit scale; linear warm-up then cosine.
+* Gradient clipping, accumulation (micro-batches; note: accumulation does NOT enlarge the set of negatives -
+  each micro-batch's loss only contrasts its own samples), bf16 autocast on CUDA only (fp32 on CPU).
+* The logit scale is clamped to <= ln(100) after every optimizer step.
+* A non-finite loss stops the run with a message naming the step (and keeps the last good checkpoint).
+* Checkpoints every `ckpt_every` steps (atomic; `torch.load(weights_only=True)` loads them) and `resume=True`
+  continues exactly: model, optimizer, scheduler, RNG, and the data position (batches are a function of step).
+* Under `torchrun` (WORLD_SIZE > 1): DDP, features gathered with gradient, local-loss form; rank 0 logs and
+  saves. The resulting gradients equal one process on the combined batch.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from laclip_lite.config import Config
+from laclip_lite.data.transforms import normalize, random_resized_crop
+from laclip_lite.utils import (append_jsonl, atomic_write_text, autocast, autocast_dtype, resolve_device,
+                               seed_everything, step_generator, torch_save_atomic)
+
+CHECKPOINT = "checkpoint.pt"
+EVAL_TASKS = ("shape", "color", "color_shape")  # reported during and after training
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf."""
+
+
+def lr_lambda(warmup: int, total: int):
+    """Multiplier on the peak lr: linear warm-up from ~0, then cosine decay to 0 at `total`."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device):
+    from laclip_lite.models.clip import param_groups
+
+    t = cfg.train
+    groups = param_groups(model, t.weight_decay)
+    fused = device.type == "cuda"
+    opt = torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps, fused=fused)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_steps, t.steps))
+    return opt, sched
+
+
+class Trainer:
+    """Holds the pieces of one run; `run()` trains to `train.steps` and returns the final metrics."""
+
+    def __init__(self, cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
+                 evaluate_at_end: bool = True):
+        from laclip_lite import distributed as dist
+        from laclip_lite.data.dataset import build_train_data
+        from laclip_lite.losses import ClipLoss
+        from laclip_lite.models.clip import build_model
+
+        cfg.validate()
+        self.cfg, self.out = cfg, Path(out_dir)
+        self.progress, self.evaluate_at_end = progress, evaluate_at_end
+        self.rank, self.world_size = dist.init_from_env(cfg.train.device)
+        self.is_main = self.rank == 0
+        self.device = dist.local_device(cfg.train.device) if self.world_size > 1 else resolve_device(cfg.train.device)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.amp = autocast_dtype(cfg.train.precision, self.device)
+        if cfg.train.precision == "bf16" and self.device.type != "cuda":
+            print("laclip-lite: train.precision=bf16 ignored on CPU (fp32 is ~100x faster here)", file=sys.stderr)
+
+        ckpt_path = self.out / CHECKPOINT
+        if resume and not ckpt_path.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+        if not resume and ckpt_path.exists():
+            raise FileExistsError(f"{self.out} already holds a run ({CHECKPOINT}); pass resume=True (--resume) "
+                                  "to continue it, or choose another output folder")
+
+        seed_everything(cfg.train.seed)
+        self.data = build_train_data(cfg, self.rank, self.world_size)
+        cfg.model.vocab_size = self.data.tokenizer.vocab_size
+        cfg.model.pad_id = self.data.tokenizer.pad_id
+        self.model = build_model(cfg.model).to(self.device)
+        if cfg.model.grad_checkpointing:
+            self.model.set_grad_checkpointing(True)
+        if cfg.model.vision == "resnet" and self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer, self.scheduler = build_optimizer(self.model, cfg, self.device)
+        self.loss_fn = ClipLoss(local_loss=True, gather_with_grad=True, rank=self.rank,
+                                world_size=self.world_size, multi_text=cfg.train.policy == "mt")
+        self._eval_splits: dict = {}    # rendered ShapeWorld val/test splits, made on first use
+        self.step = 0
+        self.window: list[dict] = []    # per-step rows since the last metrics.jsonl row (kept in checkpoints)
+        if resume:
+            self._load(ckpt_path)
+        self.ddp_model = self.model
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
+        self.forward_model = torch.compile(self.ddp_model) if cfg.train.compile else self.ddp_model
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.out / "config.yaml")
+            self.data.tokenizer.save(self.out)
+            atomic_write_text(self.out / "data_info.json", json.dumps(self.data.info, indent=1))
+
+    # -- one optimizer step -------------------------------------------------------------------------------
+    def _micro_loss(self, images_u8: torch.Tensor, tokens: torch.Tensor, step: int, micro: int) -> torch.Tensor:
+        cfg = self.cfg
+        images = images_u8.to(self.device, non_blocking=True)
+        images = random_resized_crop(images, cfg.data.crop_scale, step_generator(cfg.train.seed, step, 3 + micro),
+                                     hflip=cfg.data.hflip)
+        images = normalize(images)
+        if self.device.type == "cuda" and cfg.model.vision == "resnet":
+            images = images.contiguous(memory_format=torch.channels_last)
+        tokens = tokens.to(self.device, non_blocking=True)
+        multi = tokens.dim() == 3
+        flat = tokens.flatten(0, 1) if multi else tokens
+        with autocast(self.amp, self.device):
+            img, txt, scale = self.forward_model(images, flat)
+            if multi:
+                txt = txt.view(tokens.shape[0], tokens.shape[1], -1)
+            return self.loss_fn(img.float(), txt.float(), scale.float())
+
+    def train_step(self) -> dict:
+        cfg, step = self.cfg, self.step
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        batch = self.data.pairs.batch(step)
+        t0 = time.perf_counter()
+        accum = cfg.train.accum_steps
+        images, tokens = batch.images.chunk(accum), batch.tokens.chunk(accum)
+        total = 0.0
+        for micro, (im, tk) in enumerate(zip(images, tokens)):
+            sync = self.world_size == 1 or micro == accum - 1
+            ctx = self.ddp_model.no_sync() if not sync else _null()
+            with ctx:
+                loss = self._micro_loss(im, tk, step, micro) / accum
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"loss is {loss.item()} at step {step} (micro-batch {micro}); lower train.lr, raise "
+                        f"train.warmup_steps, or check the data. Last good checkpoint: {self.out / CHECKPOINT}")
+                loss.backward()
+            total += loss.item()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip or float("inf"))
+        self.optimizer.step()
+        self.scheduler.step()
+        with torch.no_grad():
+            self.model.clamp_logit_scale()
+        self.step += 1
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return {"step": self.step, "loss": total, "lr": self.scheduler.get_last_lr()[0],
+                "logit_scale": float(self.model.logit_scale.exp()), "grad_norm": float(grad_norm),
+                "data_time": batch.data_time, "step_time": time.perf_counter() - t0 + batch.data_time}
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+    def save(self) -> None:
+        if not self.is_main:
+            return
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "config": self.cfg.to_dict(),
+            "world_size": self.world_size,
+            "window": self.window,
+        }
+        torch_save_atomic(state, self.out / CHECKPOINT)
+
+    def _load(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.window = list(state.get("window", []))
+        torch.set_rng_state(state["rng_cpu"])
+        if state.get("rng_cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+
+    # -- the loop -----------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        metrics_path = self.out / "metrics.jsonl"
+        if self.is_main and self.step == 0 and metrics_path.exists():
+            metrics_path.unlink()
+        if self.is_main and self.step > 0:
+            _truncate_metrics(metrics_path, self.step)
+        started = time.perf_counter()
+        bar = tqdm(total=cfg.train.steps, initial=self.step, disable=not (self.progress and self.is_main),
+                   desc=f"train[{cfg.train.policy}]", dynamic_ncols=True, mininterval=1.0)
+        while self.step < cfg.train.steps:
+            self.window.append(self.train_step())
+            bar.update(1)
+            if self.step % cfg.train.log_every == 0 or self.step == cfg.train.steps:
+                summary = _summarise(self.window)
+                self.window = []
+                if cfg.train.eval_every and self.step % cfg.train.eval_every == 0:
+                    summary.update(self.evaluate("val"))
+                if self.is_main:
+                    append_jsonl(metrics_path, summary)
+                bar.set_postfix(loss=f"{summary['loss']:.3f}", scale=f"{summary['logit_scale']:.1f}")
+            if cfg.train.ckpt_every and self.step % cfg.train.ckpt_every == 0 and self.step < cfg.train.steps:
+                self.save()
+        bar.close()
+        self.save()
+        final = {"step": self.step, "final_loss": _last_loss(metrics_path),
+                 "train_seconds": round(time.perf_counter() - started, 1)}
+        if self.evaluate_at_end:
+            final.update(self.evaluate("test"))
+        if self.is_main:
+            atomic_write_text(self.out / "final_metrics.json", json.dumps(final, indent=1))
+        return final
+
+    def evaluate(self, split: str) -> dict:
+        """ShapeWorld zero-shot top-1 (default templates) and retrieval R@1 on `split`; {} for file sources."""
+        if self.cfg.data.source != "shapeworld" or not self.is_main:
+            return {}
+        from laclip_lite.data.dataset import shapeworld_split
+        from laclip_lite.evaluate import encode_images, encode_texts, retrieval, zero_shot_tasks
+
+        if split not in self._eval_splits:
+            self._eval_splits[split] = shapeworld_split(self.cfg, split)
+        data = self._eval_splits[split]
+        feats = encode_images(self.model, data.images)
+        scores = zero_shot_tasks(self.model, self.data.tokenizer, data, EVAL_TASKS, image_features=feats)
+        out = {f"{split}/{task}_top1": round(v["top1"], 2) for task, v in scores.items()}
+        ret = retrieval(feats, encode_texts(self.model, self.data.tokenizer, data.captions))
+        out.update({f"{split}/{k}": round(ret[k], 2) for k in ("i2t_R@1", "t2i_R@1")})
+        return out
+
+
+def _null():
+    import contextlib
+    return contextlib.nullcontext()
+
+
+def _summarise(rows: list[dict]) -> dict:
+    last = rows[-1]
+    out = {"step": last["step"], "loss": sum(r["loss"] for r in rows) / len(rows), "lr": last["lr"],
+           "logit_scale": last["logit_scale"], "grad_norm": last["grad_norm"]}
+    step_time = sum(r["step_time"] for r in rows) / len(rows)
+    out["step_time"] = step_time
+    out["data_time"] = sum(r["data_time"] for r in rows) / len(rows)
+    out["data_fraction"] = out["data_time"] / step_time if step_time else 0.0
+    return out
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows logged after the checkpoint we resume from, so metrics.jsonl has no duplicate steps."""
+    from laclip_lite.utils import read_jsonl
+    rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _last_loss(path: Path) -> float | None:
+    from laclip_lite.utils import read_jsonl
+    rows = read_jsonl(path)
+    return rows[-1]["loss"] if rows else None
+
+
+def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          evaluate_at_end: bool = True) -> dict:
+    """Train one run into `out_dir` (config.yaml, checkpoint.pt, metrics.jsonl, final_metrics.json)."""
+    trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=evaluate_at_end)
+    try:
+        return trainer.run()
+    finally:
+        from laclip_lite import distributed as dist
+        dist.cleanup()

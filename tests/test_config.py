@@ -1,0 +1,57 @@
+import pytest
+
+from laclip_lite.config import PRESETS, Config, ConfigError, apply_overrides, build_config, preset
+
+
+def test_overrides_parse_types():
+    cfg = build_config("tiny", ["model.vision=resnet", "train.steps=500", "train.lr=1e-4",
+                                "data.sources=chatgpt,human", "model.text_lock=true", "data.crop_scale=[0.5, 1.0]"])
+    assert cfg.model.vision == "resnet" and cfg.train.steps == 500 and cfg.train.lr == 1e-4
+    assert cfg.data.sources == ["chatgpt", "human"] and cfg.model.text_lock is True
+    assert cfg.data.crop_scale == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("override, words", [
+    ("train.stepz=3", ["train.stepz", "unknown"]),
+    ("trian.steps=3", ["trian.steps", "unknown"]),
+    ("train.steps=abc", ["train.steps", "int"]),
+    ("train.steps=1.5", ["train.steps", "int"]),
+    ("model.text_lock=maybe", ["model.text_lock", "bool"]),
+    ("train.lr=fast", ["train.lr", "float"]),
+    ("model.vision=foo", ["model.vision", "vit"]),
+    ("train.policy=mtt", ["train.policy", "laclip"]),
+    ("steps", ["key=value"]),
+])
+def test_bad_overrides_name_the_key(override, words):
+    with pytest.raises(ConfigError) as e:
+        build_config("tiny", [override])
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = build_config("vit-b16", ["train.policy=mt"])
+    cfg.save(tmp_path / "c.yaml")
+    assert Config.load(tmp_path / "c.yaml") == cfg
+
+
+def test_presets_validate():
+    for name in PRESETS:
+        preset(name).validate()
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset("vit-h14")
+
+
+def test_patch_divisibility_checked():
+    with pytest.raises(ConfigError, match="patch_size"):
+        build_config("tiny", ["model.patch_size=7"])
+
+
+def test_config_file_then_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  steps: 7\n  lr: 0.01\n")
+    cfg = build_config("tiny", ["train.lr=0.02"], f)
+    assert cfg.train.steps == 7 and cfg.train.lr == 0.02
+    f.write_text("train:\n  stepz: 7\n")
+    with pytest.raises(ConfigError, match="train.stepz"):
+        build_config("tiny", None, f)

@@ -1,0 +1,129 @@
+"""The training loop on the `test` preset: every policy, exact resume, checkpoints, errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from laclip_lite.config import build_config
+from laclip_lite.train import CHECKPOINT, NonFiniteLossError, Trainer, lr_lambda, train
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LACLIP_LITE_CACHE", str(tmp_path / "cache"))
+
+
+def _cfg(*overrides):
+    return build_config("test", list(overrides))
+
+
+@pytest.mark.parametrize("policy", ["clip", "laclip", "mt"])
+def test_each_policy_trains_and_writes_a_run(tmp_path, policy):
+    cfg = _cfg(f"train.policy={policy}", "data.augment=shapes" if policy != "clip" else "data.augment=none")
+    final = train(cfg, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("config.yaml", CHECKPOINT, "metrics.jsonl", "final_metrics.json", "tokenizer.json"):
+        assert (run / name).exists(), name
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    assert "test/color_shape_top1" in final and 0 <= final["test/color_shape_top1"] <= 100
+    state = torch.load(run / CHECKPOINT, weights_only=True)
+    assert state["step"] == 4 and set(state) >= {"model", "optimizer", "scheduler", "rng_cpu"}
+
+
+def test_mt_sees_all_texts_in_one_text_batch(tmp_path):
+    cfg = _cfg("train.policy=mt", "data.augment=shapes", "data.num_rewrites=4")
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, evaluate_at_end=False)
+    batch = trainer.data.pairs.batch(0)
+    assert batch.tokens.shape[:2] == (cfg.train.batch_size, 5)
+
+
+def test_resume_continues_exactly(tmp_path):
+    """Train 8 steps straight; train 4 + resume to 8 from the checkpoint: same losses, same weights."""
+    over = ["train.steps=8", "train.ckpt_every=4", "train.log_every=2", "train.policy=laclip", "data.augment=shapes"]
+    train(_cfg(*over), tmp_path / "full", progress=False, evaluate_at_end=False)
+    first = Trainer(_cfg(*over), tmp_path / "part", progress=False, evaluate_at_end=False)
+    for _ in range(5):              # one step past the step-4 checkpoint, then "crash"
+        first.train_step()
+        if first.step == 4:
+            first.save()
+    resumed = train(_cfg(*over), tmp_path / "part", resume=True, progress=False, evaluate_at_end=False)
+    full_rows = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    part_rows = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    losses = lambda rows: [json.loads(r)["loss"] for r in rows]
+    assert losses(part_rows)[-2:] == losses(full_rows)[-2:]
+    a = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=True)["model"]
+    b = torch.load(tmp_path / "part" / CHECKPOINT, weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["step"] == 8
+
+
+def test_cli_kill_and_resume(tmp_path):
+    """kill -9 a CLI run after its first checkpoint; --resume finishes with the uninterrupted final loss."""
+    env = {**os.environ, "LACLIP_LITE_CACHE": str(tmp_path / "cache")}
+    common = ["--preset", "test", "--set", "train.steps=40", "--set", "train.ckpt_every=5", "--set", "train.log_every=5",
+              "--no-progress"]
+    cli = [sys.executable, "-m", "laclip_lite.cli", "train"]
+    subprocess.run(cli + common + ["--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(cli + common + ["--out", str(tmp_path / "cut")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "cut" / CHECKPOINT
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved_step = torch.load(ckpt, weights_only=True)["step"]
+    assert 0 < saved_step < 40, "the run finished before it could be interrupted"
+    subprocess.run(cli + ["--out", str(tmp_path / "cut"), "--resume", "--no-progress"], check=True, env=env,
+                   capture_output=True)
+    full = json.loads((tmp_path / "full" / "final_metrics.json").read_text())
+    cut = json.loads((tmp_path / "cut" / "final_metrics.json").read_text())
+    assert cut["final_loss"] == full["final_loss"]
+    assert cut["test/color_shape_top1"] == full["test/color_shape_top1"]
+
+
+def test_refuses_to_overwrite_and_resume_needs_a_run(tmp_path):
+    train(_cfg(), tmp_path / "run", progress=False, evaluate_at_end=False)
+    with pytest.raises(FileExistsError, match="resume"):
+        Trainer(_cfg(), tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        Trainer(_cfg(), tmp_path / "nothing", resume=True)
+
+
+def test_nan_guard_stops_with_a_clear_message(tmp_path):
+    trainer = Trainer(_cfg(), tmp_path / "run", progress=False, evaluate_at_end=False)
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match="step 0"):
+        trainer.train_step()
+
+
+def test_logit_scale_clamped_and_no_decay_groups(tmp_path):
+    trainer = Trainer(_cfg("train.lr=10", "train.steps=2"), tmp_path / "run", progress=False, evaluate_at_end=False)
+    with torch.no_grad():
+        trainer.model.logit_scale.fill_(10.0)
+    trainer.train_step()
+    assert float(trainer.model.logit_scale.exp()) <= 100.0 + 1e-4
+    decay_ids = {id(p) for g in trainer.optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert id(trainer.model.logit_scale) not in decay_ids
+    assert all(p.ndim >= 2 for g in trainer.optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"])
+
+
+def test_accumulation_matches_full_batch_for_mean_gradients(tmp_path):
+    """Accumulating 2 micro-batches runs and keeps the loss finite (negatives come only from each micro-batch)."""
+    trainer = Trainer(_cfg("train.accum_steps=2"), tmp_path / "run", progress=False, evaluate_at_end=False)
+    row = trainer.train_step()
+    assert row["step"] == 1 and row["loss"] > 0
+
+
+def test_lr_schedule_warmup_then_cosine():
+    f = lr_lambda(10, 110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0)
