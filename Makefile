@@ -25,7 +25,7 @@ test: venv
 	$(BIN)/python -m pytest -q
 
 samples: venv
-	$(BIN)/laclip-lite export --format all --out data_samples --n 48
+	LACLIP_LITE=$(BIN)/laclip-lite ./data_samples/make_samples.sh
 
 clean:
 	rm -rf runs .pytest_cache

@@ -2,7 +2,7 @@
 
 Each command module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`, and imports
 heavy libraries (torch, transformers) inside `run`, so `laclip-lite --help` stays instant. Errors a person can
-act on (`ConfigError`, `DataError`, `FileNotFoundError`, `ValueError`) print as one line, exit code 2.
+act on (`ConfigError`, `DataError`, missing files) print as one line, exit code 2.
 """
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from laclip_lite.config import Config
+from laclip_lite.data.loader import trim_padding
 from laclip_lite.data.transforms import normalize, random_resized_crop
 from laclip_lite.utils import (append_jsonl, atomic_write_text, autocast, autocast_dtype, resolve_device,
                                seed_everything, step_generator, torch_save_atomic)
@@ -128,7 +129,7 @@ class Trainer:
         images = normalize(images)
         if self.device.type == "cuda" and cfg.model.vision == "resnet":
             images = images.contiguous(memory_format=torch.channels_last)
-        tokens = tokens.to(self.device, non_blocking=True)
+        tokens = trim_padding(tokens, cfg.model.pad_id).to(self.device, non_blocking=True)
         multi = tokens.dim() == 3
         flat = tokens.flatten(0, 1) if multi else tokens
         with autocast(self.amp, self.device):
@@ -166,7 +167,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return {"step": self.step, "loss": total, "lr": self.scheduler.get_last_lr()[0],
-                "logit_scale": float(self.model.logit_scale.exp()), "grad_norm": float(grad_norm),
+                "logit_scale": self.model.logit_scale.detach().exp().item(), "grad_norm": float(grad_norm),
                 "data_time": batch.data_time, "step_time": time.perf_counter() - t0 + batch.data_time}
 
     # -- checkpoints --------------------------------------------------------------------------------------

@@ -74,3 +74,20 @@ def test_normalize_matches_clip_constants():
     y = normalize(x)
     assert torch.allclose(y[0, :, 0, 0], torch.tensor([(1 - 0.48145466) / 0.26862954, (1 - 0.4578275) / 0.26130258,
                                                        (1 - 0.40821073) / 0.27577711]))
+
+
+def test_trim_padding_is_exact_for_the_text_tower():
+    from laclip_lite.config import ModelConfig
+    from laclip_lite.data.loader import trim_padding
+    from laclip_lite.models.clip import build_model
+
+    cfg = ModelConfig(vocab_size=50, context_length=12, text_width=32, text_layers=1, text_heads=2,
+                      vision_width=32, vision_layers=1, vision_heads=2, embed_dim=16)
+    model = build_model(cfg).eval()
+    tokens = torch.zeros(3, 12, dtype=torch.long)
+    for i, n in enumerate((4, 7, 5)):
+        tokens[i, :n] = torch.randint(4, 50, (n,))
+    trimmed = trim_padding(tokens, 0)
+    assert trimmed.shape == (3, 7)
+    assert torch.allclose(model.encode_text(tokens), model.encode_text(trimmed), atol=1e-6)
+    assert trim_padding(tokens.view(3, 1, 12), 0).shape == (3, 1, 7)

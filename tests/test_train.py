@@ -85,7 +85,8 @@ def test_cli_kill_and_resume(tmp_path):
                    capture_output=True)
     full = json.loads((tmp_path / "full" / "final_metrics.json").read_text())
     cut = json.loads((tmp_path / "cut" / "final_metrics.json").read_text())
-    assert cut["final_loss"] == full["final_loss"]
+    rows = lambda r: [(x["step"], round(x["loss"], 4)) for x in map(json.loads, (tmp_path / r / "metrics.jsonl").read_text().splitlines())]
+    assert cut["final_loss"] == full["final_loss"], (saved_step, rows("full"), rows("cut"))
     assert cut["test/color_shape_top1"] == full["test/color_shape_top1"]
 
 

@@ -87,6 +87,22 @@ def shapeworld_rewrites(cfg: Config, captions: list[str]) -> dict[str, list[str]
     return rewrites
 
 
+def tokenizer_corpus(cfg: Config, captions: list[str], rewrites: dict[str, list[str]]) -> list[str]:
+    """The text a run's BPE is trained on: the world's text, whatever the run's text policy.
+
+    The paper's models all share CLIP's one BPE, trained on a broad corpus. Our analogue for ShapeWorld: the
+    original captions plus the world-aware rewrites of them. Every run on the same world (CLIP, LaCLIP, MT,
+    EDA...) therefore gets the same tokenizer, so a comparison changes only the text the model trains on.
+    """
+    if cfg.model.text == "hf" or cfg.data.tokenizer != "bpe":
+        return captions
+    if cfg.data.augment != "shapes":
+        world = copy.deepcopy(cfg)
+        world.data.augment, world.data.rewrites_dir = "shapes", ""
+        rewrites = shapeworld_rewrites(world, captions)
+    return captions + [t for v in sorted(rewrites) for t in rewrites[v]]
+
+
 def build_train_data(cfg: Config, rank: int = 0, world_size: int = 1) -> TrainData:
     fmt = cfg.data.format
     if cfg.data.source == "shapeworld" or fmt == "shapeworld":
@@ -99,9 +115,7 @@ def _shapeworld_train_data(cfg: Config, rank: int, world_size: int) -> TrainData
     captions = list(split.captions)
     rewrites = shapeworld_rewrites(cfg, captions)
     variants = select_variants(list(rewrites), cfg) if rewrites else []
-    # The BPE learns from the original captions only, so CLIP, LaCLIP and MT runs on the same data share one
-    # tokenizer (as the paper's models share CLIP's BPE); rewrites are tokenised into its sub-words.
-    tokenizer = build_tokenizer(cfg.data, cfg.model, captions)
+    tokenizer = build_tokenizer(cfg.data, cfg.model, tokenizer_corpus(cfg, captions, rewrites))
     rows = [texts_per_image(c, [rewrites[v][i] for v in variants]) for i, c in enumerate(captions)]
     k = 1 + len(variants)
     tokens = tokenizer([t for row in rows for t in row]).view(len(rows), k, -1)
@@ -122,7 +136,7 @@ def _file_train_data(cfg: Config, rank: int, world_size: int) -> TrainData:
                         "laclip_lite.data.readers.IterableRecordDataset; give a CSV or HF dataset for training here")
     available = list(getattr(source, "variants", []) or [])
     variants = select_variants(available, cfg) if available and cfg.data.num_rewrites else []
-    corpus = [c for c in source.captions()] if hasattr(source, "captions") else None
+    corpus = list(source.captions()) if hasattr(source, "captions") else None
     tokenizer = build_tokenizer(cfg.data, cfg.model, corpus)
     transform = PilTransform(cfg.model.image_size, train=True, crop_scale=cfg.data.crop_scale, seed=cfg.train.seed + rank)
     dataset = readers.RecordDataset(source, transform, variants=variants)

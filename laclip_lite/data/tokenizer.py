@@ -100,7 +100,27 @@ def train_bpe(corpus: Iterable[str], vocab_size: int):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, end_of_word_suffix="</w>",
                                   show_progress=False)
     tok.train_from_iterator(corpus, trainer=trainer)
-    return tok
+    return _canonical_ids(tok)
+
+
+def _canonical_ids(tok):
+    """Renumber a trained BPE vocabulary deterministically.
+
+    `tokenizers` learns the same merges every time, but numbers the initial alphabet in hash-set order, which
+    changes from run to run; the same corpus must give the same ids (a seed reproduces a run). Order: the
+    special tokens, then the alphabet sorted, then each merge's result in merge order.
+    """
+    from tokenizers import Tokenizer as HFTokenizer
+
+    data = json.loads(tok.to_str())
+    vocab, merges = data["model"]["vocab"], data["model"]["merges"]
+    merged = ["".join(m.split(" ") if isinstance(m, str) else m) for m in merges]
+    alphabet = sorted(set(vocab) - set(SPECIALS) - set(merged))
+    order = SPECIALS + alphabet + list(dict.fromkeys(m for m in merged if m not in SPECIALS))
+    data["model"]["vocab"] = {token: i for i, token in enumerate(order)}
+    for entry in data.get("added_tokens", []):
+        entry["id"] = data["model"]["vocab"][entry["content"]]
+    return HFTokenizer.from_str(json.dumps(data))
 
 
 def bpe_tokenizer(corpus: list[str], vocab_size: int, context_length: int) -> Tokenizer:

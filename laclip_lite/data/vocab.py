@@ -75,3 +75,21 @@ def classnames(task: str) -> list[str]:
     if task == "background":
         return list(BACKGROUNDS)
     raise ValueError(f"unknown zero-shot task {task!r} (known: {', '.join(TASKS)})")
+
+
+# --- Additions for the ShapeWorld alt-text generator (extensions only; the names above are unchanged) -------
+
+# Nouns a caption uses when it leaves the shape out ("a red object on a black background").
+GENERIC_NOUNS = ["shape", "object", "figure", "item", "element"]
+
+# Words that introduce the second (smaller) object. The generator uses them nowhere else, so a parser can split
+# a caption into "main object" and "second object" parts at the first one.
+SECOND_CONNECTORS = ["next to", "beside", "alongside", "together with", "and"]
+
+# Background idioms of web alt-text that are whole phrases, not "<colour> background" noun phrases.
+# "isolated on white" states a white background; it is only ever written for white backgrounds.
+BACKGROUND_IDIOMS: dict[str, list[str]] = {"white": ["isolated on white", "on white"]}
+
+# Stock-site suffixes in the "| royalty free" style.
+STOCK_SUFFIXES = ["| royalty free", "- stock image", "| free vector", "- stock illustration", "| shutterstock",
+                  "png", "jpg", "clipart png"]

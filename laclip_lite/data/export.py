@@ -1,0 +1,177 @@
+"""Write a ShapeWorld split (plus optional rewrites) in the formats real CLIP data comes in.
+
+Three layouts, each read back by `laclip_lite.data.readers`:
+
+* **hf**     - a Hugging Face `datasets` folder (`save_to_disk`): columns `key`, `image` (Image feature, PNG
+               bytes), `caption`, one string column per rewrite variant, and one ClassLabel column per task.
+* **wds**    - webdataset-style tar shards `shard-000000.tar`, ...: per sample `{key}.png`, `{key}.txt`
+               (the caption) and `{key}.json` (`{"rewrites": {variant: text}, "labels": {task: index}}`).
+* **laclip** - the LaCLIP release layout: `images/{key}.png`, a header-less CSV `{split}.csv` with rows
+               `images/{key}.png,caption` (the csv module quotes captions that hold commas), and one text
+               file per rewrite source (`chatgpt.txt`, `bard.txt`, ...), line i rewriting CSV row i.
+
+`rewrites` is a dict variant -> list of texts aligned with `split.captions` (what
+`laclip_lite.rewrite.job.rewrite_captions` returns). Images are PNG (lossless), so a reader gets back exactly
+the pixels that were written. Writing is deterministic: the same split gives byte-identical files.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from laclip_lite.data import vocab
+from laclip_lite.errors import DataError
+
+FORMATS = ("hf", "wds", "laclip")
+
+
+def sample_key(i: int) -> str:
+    return f"{i:06d}"
+
+
+def png_bytes(image_chw) -> bytes:
+    """uint8 [3,H,W] tensor/array -> PNG file bytes."""
+    from PIL import Image
+
+    arr = np.ascontiguousarray(np.asarray(image_chw).transpose(1, 2, 0))
+    buf = io.BytesIO()
+    Image.fromarray(arr, "RGB").save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _check_rewrites(split, rewrites: dict[str, list[str]] | None) -> dict[str, list[str]]:
+    rewrites = dict(rewrites or {})
+    n = len(split.captions)
+    for variant, texts in rewrites.items():
+        if len(texts) != n:
+            raise DataError(f"rewrites[{variant!r}] has {len(texts)} texts but the split has {n} captions")
+        if any("\n" in t or "\r" in t for t in texts):
+            raise DataError(f"rewrites[{variant!r}] holds a line break; rewrite files need one text per line")
+    reserved = {"key", "image", "caption", *vocab.TASKS}
+    if reserved & set(rewrites):
+        raise DataError(f"rewrite variant names {sorted(reserved & set(rewrites))} clash with column names")
+    return rewrites
+
+
+def _labels(split, i: int) -> dict[str, int]:
+    return {task: int(split.labels[task][i]) for task in vocab.TASKS if task in split.labels}
+
+
+def _clear(folder: Path, patterns: list[str]) -> None:
+    """Remove earlier outputs of the same exporter (only files it writes), so no stale file is read back."""
+    for pattern in patterns:
+        for p in folder.glob(pattern):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+# -- Hugging Face ---------------------------------------------------------------------------------------------
+def export_hf(split, out_dir: str | Path, rewrites: dict[str, list[str]] | None = None) -> Path:
+    """`datasets.Dataset.save_to_disk(out_dir)`; -> out_dir."""
+    import datasets
+
+    rewrites = _check_rewrites(split, rewrites)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not ((out / "dataset_info.json").exists() or (out / "state.json").exists()):
+            raise DataError(f"{out} exists and is not a Hugging Face dataset folder; refusing to overwrite it")
+        shutil.rmtree(out)
+    n = len(split.captions)
+    features = {"key": datasets.Value("string"), "image": datasets.Image(), "caption": datasets.Value("string")}
+    columns: dict[str, list] = {"key": [sample_key(i) for i in range(n)],
+                                "image": [{"bytes": png_bytes(img), "path": None} for img in split.images],
+                                "caption": list(split.captions)}
+    for variant, texts in rewrites.items():
+        features[variant] = datasets.Value("string")
+        columns[variant] = list(texts)
+    for task in vocab.TASKS:
+        if task in split.labels:
+            features[task] = datasets.ClassLabel(names=vocab.classnames(task))
+            columns[task] = [int(v) for v in split.labels[task]]
+    ds = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()           # 48 rows do not need a progress bar
+    try:
+        ds.save_to_disk(str(out))
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+    return out
+
+
+# -- webdataset tar shards ------------------------------------------------------------------------------------
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644   # fixed metadata: deterministic archives
+    tar.addfile(info, io.BytesIO(data))
+
+
+def export_wds(split, out_dir: str | Path, rewrites: dict[str, list[str]] | None = None,
+               samples_per_shard: int = 24) -> list[Path]:
+    """Tar shards of `samples_per_shard` samples each; -> the shard paths in order."""
+    if samples_per_shard < 1:
+        raise DataError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
+    rewrites = _check_rewrites(split, rewrites)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _clear(out, ["shard-*.tar"])
+    n, paths = len(split.captions), []
+    for s, start in enumerate(range(0, n, samples_per_shard)):
+        path = out / f"shard-{s:06d}.tar"
+        with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for i in range(start, min(n, start + samples_per_shard)):
+                key = sample_key(i)
+                meta = {"rewrites": {v: t[i] for v, t in rewrites.items()}, "labels": _labels(split, i)}
+                _add(tar, f"{key}.png", png_bytes(split.images[i]))
+                _add(tar, f"{key}.txt", split.captions[i].encode("utf-8"))
+                _add(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+        paths.append(path)
+    return paths
+
+
+# -- LaCLIP release layout ------------------------------------------------------------------------------------
+def export_laclip(split, out_dir: str | Path, rewrites: dict[str, list[str]] | None = None,
+                  csv_name: str | None = None) -> Path:
+    """images/*.png + header-less `{split}.csv` + `<variant>.txt` per rewrite source; -> the CSV path."""
+    rewrites = _check_rewrites(split, rewrites)
+    out = Path(out_dir)
+    csv_path = out / (csv_name or f"{split.name}.csv")
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    _clear(out / "images", ["*.png"])
+    from laclip_lite.data.readers import is_variant_name   # stale rewrite files would be read back as rewrites
+    for p in out.glob("*.txt"):
+        if is_variant_name(p.stem):
+            p.unlink()
+    rows = []
+    for i, (img, caption) in enumerate(zip(split.images, split.captions)):
+        rel = f"images/{sample_key(i)}.png"
+        (out / rel).write_bytes(png_bytes(img))
+        rows.append((rel, caption))
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    for variant, texts in rewrites.items():
+        (out / f"{variant}.txt").write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    return csv_path
+
+
+def export_split(split, out_dir: str | Path, formats=FORMATS, rewrites: dict[str, list[str]] | None = None,
+                 shards: int = 2) -> dict[str, Path | list[Path]]:
+    """Every format in `formats` into `out_dir/<format>/`; wds in `shards` shards. -> format -> what was written."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise DataError(f"unknown export format(s) {unknown} (known: {', '.join(FORMATS)})")
+    out, written = Path(out_dir), {}
+    per_shard = max(1, -(-len(split.captions) // max(1, shards)))
+    for fmt in formats:
+        if fmt == "hf":
+            written[fmt] = export_hf(split, out / "hf", rewrites)
+        elif fmt == "wds":
+            written[fmt] = export_wds(split, out / "wds", rewrites, samples_per_shard=per_shard)
+        else:
+            written[fmt] = export_laclip(split, out / "laclip", rewrites)
+    return written

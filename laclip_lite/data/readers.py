@@ -1,0 +1,554 @@
+"""Readers for real image-text data: the LaCLIP release CSV (+ rewrite files), webdataset tar shards, and
+Hugging Face datasets. Every reader yields the same thing:
+
+    Record(key, image: PIL.Image (RGB), caption: str, rewrites: {variant: text})
+
+and keeps `stats` (records read, records skipped by reason). A corrupt or missing image is skipped, counted
+and reported in one warning at the end of a pass - never fatal: web-scale data always has some.
+
+* `LaclipCsvSource`  - header-less CSV rows `image_path,caption` plus line-aligned `<variant>.txt` files.
+  Nothing is loaded into memory: a byte-offset index of rows/lines is built once (numpy, chunked), then
+  each record is a seek + read. A rewrite file whose line count differs from the CSV fails at open time.
+* `TarShardSource`   - streams tar shards; shards are split across ranks AND DataLoader workers, so each
+  sample is read exactly once per pass. Members are grouped by key (`{key}.png|jpg|jpeg|webp`, `{key}.txt`,
+  `{key}.json` with `{"rewrites": {...}}`).
+* `HFDiskSource`     - `datasets.load_from_disk` (a folder) or `datasets.load_dataset(name)` (needs network).
+
+`open_source(cfg.data)` picks one from `data.source` / `data.format`. `RecordDataset` (map-style, CSV/HF) and
+`IterableRecordDataset` (shards) turn records into `(image_tensor, [caption, *rewrites])` for a DataLoader.
+"""
+from __future__ import annotations
+
+import csv
+import glob as globlib
+import io
+import json
+import os
+import re
+import tarfile
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from laclip_lite.errors import DataError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
+LLM_SOURCES = ("chatgpt", "bard", "mscoco", "human")
+# Names a rewrite variant may have: the LLM meta-pair sources, EDA / back-translation variants, "rewriteN".
+_VARIANT = re.compile(r"^(chatgpt|bard|mscoco|coco|human|eda\d+|bt\d+|rewrite\d*)$")
+
+
+def is_variant_name(name: str) -> bool:
+    return bool(_VARIANT.match(name))
+
+
+@dataclass
+class Record:
+    key: str
+    image: object                                 # PIL.Image.Image, mode RGB
+    caption: str
+    rewrites: dict[str, str] = field(default_factory=dict)
+
+
+class ReadStats:
+    """Counts of records read and skipped (by reason), with the first few examples of each skip reason."""
+
+    def __init__(self, where: str):
+        self.where, self.read, self.skipped, self.examples = where, 0, Counter(), {}
+
+    def skip(self, reason: str, detail: str) -> None:
+        self.skipped[reason] += 1
+        self.examples.setdefault(reason, [])
+        if len(self.examples[reason]) < 3:
+            self.examples[reason].append(detail)
+
+    def as_dict(self) -> dict:
+        return {"read": self.read, "skipped": dict(self.skipped), "examples": dict(self.examples)}
+
+    def summary(self) -> str:
+        if not self.skipped:
+            return f"{self.where}: {self.read} records read, none skipped"
+        parts = [f"{n} {reason} (e.g. {'; '.join(self.examples[reason])})" for reason, n in self.skipped.items()]
+        return f"{self.where}: {self.read} records read, {sum(self.skipped.values())} skipped: " + ", ".join(parts)
+
+    def warn(self) -> None:
+        if self.skipped:
+            warnings.warn(self.summary(), stacklevel=3)
+
+    def __repr__(self) -> str:
+        return f"ReadStats({self.as_dict()})"
+
+
+def decode_image(data: bytes | str | Path, stats: ReadStats, key: str, where: str):
+    """PIL RGB image from bytes or a path; None (and counted) when missing or corrupt."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
+        img.load()
+        return img.convert("RGB")
+    except FileNotFoundError:
+        stats.skip("missing_image", f"{key}: {where}")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        stats.skip("corrupt_image", f"{key}: {where} ({type(e).__name__})")
+    return None
+
+
+# -- LaCLIP CSV + rewrite files -------------------------------------------------------------------------------
+def _row_offsets(path: Path, csv_rows: bool, chunk: int = 1 << 24) -> np.ndarray:
+    """Start offsets of every line (csv_rows=False) or CSV row (True: a newline inside quotes does not end a
+    row), plus the file size as a last entry. Chunked numpy scan: fast, and never the whole file in memory."""
+    ends, quotes_before, pos = [], 0, 0   # offsets just past each row-ending newline
+    with open(path, "rb") as f:
+        while True:
+            buf = f.read(chunk)
+            if not buf:
+                break
+            arr = np.frombuffer(buf, dtype=np.uint8)
+            nl = np.flatnonzero(arr == 10)
+            if csv_rows:
+                q = np.flatnonzero(arr == 34)
+                inside = (quotes_before + np.searchsorted(q, nl)) % 2 == 1
+                nl = nl[~inside]
+                quotes_before += len(q)
+            ends.append(nl.astype(np.int64) + pos + 1)
+            pos += len(buf)
+    starts = np.concatenate([np.zeros(1, np.int64)] + ends)
+    if starts[-1] != pos:               # last line without a trailing newline
+        starts = np.append(starts, pos)
+    return starts
+
+
+def _row_spans(path: Path, starts: np.ndarray) -> np.ndarray:
+    """[rows, 2] (start, end) byte spans of the non-empty rows (a trailing blank line is not a sample)."""
+    spans = np.stack([starts[:-1], starts[1:]], axis=1)
+    short = np.flatnonzero(spans[:, 1] - spans[:, 0] <= 2)     # only "\n" or "\r\n" rows can be blank
+    blank = []
+    with open(path, "rb") as f:
+        for i in short:
+            f.seek(int(spans[i, 0]))
+            if not f.read(int(spans[i, 1] - spans[i, 0])).strip():
+                blank.append(i)
+    return np.delete(spans, blank, axis=0)
+
+
+def _count_check(csv_path: Path, n_rows: int, variant: str, path: Path, n_lines: int) -> None:
+    if n_lines != n_rows:
+        raise DataError(f"rewrite file {path} ({variant}) has {n_lines} lines but the CSV {csv_path} has "
+                        f"{n_rows} rows; rewrite files must be line-aligned with the CSV")
+
+
+def discover_rewrite_files(csv_path: str | Path, folder: str | Path | None = None) -> dict[str, Path]:
+    """`<variant>.txt` (ours) or `<prefix>_<variant>.txt` (the release: cc3m_original.csv + cc3m_chatgpt.txt)."""
+    csv_path = Path(csv_path)
+    folder = Path(folder) if folder else csv_path.parent
+    prefix = csv_path.stem.removesuffix("_original")
+    found = {}
+    for p in sorted(folder.glob("*.txt")):
+        name = p.stem.removeprefix(prefix + "_") if p.stem.startswith(prefix + "_") else p.stem
+        if is_variant_name(name):
+            found[name] = p
+    order = {name: i for i, name in enumerate(LLM_SOURCES)}      # the paper's order first, then by name
+    return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+
+class LaclipCsvSource:
+    """Rows `relative/image.png,caption` (no header) + line-aligned rewrite files; map-style (len, [i])."""
+
+    def __init__(self, csv_path: str | Path, image_root: str | Path | None = None,
+                 rewrite_files: dict[str, str | Path] | None = None, sources: list[str] | None = None):
+        self.csv_path = Path(csv_path)
+        if not self.csv_path.is_file():
+            raise DataError(f"LaCLIP CSV not found: {self.csv_path}")
+        self.image_root = Path(image_root) if image_root else self.csv_path.parent
+        files = {v: Path(p) for v, p in (rewrite_files or {}).items()}
+        if sources is not None:
+            missing = [s for s in sources if s not in files]
+            if missing:
+                raise DataError(f"{self.csv_path}: no rewrite file for source(s) {missing} (have {sorted(files)})")
+            files = {s: files[s] for s in sources}
+        self.rewrite_files = files
+        self.stats = ReadStats(str(self.csv_path))
+        self._handles: dict[str, object] = {}
+        self._pid = None
+        self._rows = _row_spans(self.csv_path, _row_offsets(self.csv_path, csv_rows=True))
+        self._first = 0
+        if len(self) and not self._read_row(0)[0].lower().endswith(IMAGE_EXTS):
+            self._first = 1             # a header row ("filepath,title"): the first field is not an image path
+        self._lines = {}
+        for variant, path in files.items():
+            if not path.is_file():
+                raise DataError(f"rewrite file for {variant!r} not found: {path}")
+            starts = _row_offsets(path, csv_rows=False)
+            self._lines[variant] = np.stack([starts[:-1], starts[1:]], axis=1)
+            _count_check(self.csv_path, len(self), variant, path, len(self._lines[variant]))
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self.rewrite_files)
+
+    def __len__(self) -> int:
+        return len(self._rows) - self._first
+
+    def __getstate__(self):             # DataLoader workers reopen their own file handles
+        state = dict(self.__dict__)
+        state["_handles"], state["_pid"] = {}, None
+        return state
+
+    def _read(self, name: str, path: Path, spans: np.ndarray, i: int) -> str:
+        """Row / line i of a file: one seek + read through a handle kept open per process."""
+        if self._pid != os.getpid():
+            self._handles, self._pid = {}, os.getpid()
+        if name not in self._handles:
+            self._handles[name] = open(path, "rb")
+        f = self._handles[name]
+        f.seek(int(spans[i, 0]))
+        return f.read(int(spans[i, 1] - spans[i, 0])).decode("utf-8")
+
+    def _read_row(self, row: int) -> list[str]:
+        text = self._read("__csv__", self.csv_path, self._rows, row)
+        fields = next(csv.reader([text.rstrip("\r\n")]), [])
+        return fields
+
+    def captions(self) -> Iterator[str]:
+        """Every caption in order (streamed; e.g. to train a tokenizer)."""
+        with open(self.csv_path, newline="", encoding="utf-8") as f:
+            for j, fields in enumerate(csv.reader(f)):
+                if j >= self._first and fields:
+                    yield fields[1] if len(fields) > 1 else ""
+
+    def __getitem__(self, i: int) -> Record | None:
+        if not 0 <= i < len(self):
+            raise IndexError(f"{self.csv_path}: row {i} out of range (0..{len(self) - 1})")
+        fields = self._read_row(i + self._first)
+        if len(fields) < 2:
+            self.stats.skip("bad_row", f"row {i}: {fields!r}")
+            return None
+        rel, caption = fields[0], fields[1]
+        image = decode_image(self.image_root / rel, self.stats, rel, str(self.image_root / rel))
+        if image is None:
+            return None
+        rewrites = {v: self._read(v, p, self._lines[v], i).rstrip("\r\n") for v, p in self.rewrite_files.items()}
+        self.stats.read += 1
+        return Record(rel, image, caption, rewrites)
+
+    def __iter__(self) -> Iterator[Record]:
+        for i in range(len(self)):
+            rec = self[i]
+            if rec is not None:
+                yield rec
+        self.stats.warn()
+
+
+# -- webdataset tar shards ------------------------------------------------------------------------------------
+def _braces(pattern: str) -> list[str]:
+    """webdataset brace ranges: "shard-{000000..000003}.tar" -> four names (zero padding kept)."""
+    m = re.search(r"\{(\d+)\.\.(\d+)\}", pattern)
+    if not m:
+        return [pattern]
+    lo, hi, width = int(m.group(1)), int(m.group(2)), len(m.group(1))
+    return [n for k in range(lo, hi + 1) for n in _braces(pattern[:m.start()] + f"{k:0{width}d}" + pattern[m.end():])]
+
+
+def expand_shards(paths_or_glob) -> list[str]:
+    """A list of paths, a .tar path, a folder of .tar files, a glob, or a brace range -> sorted shard paths."""
+    items = [paths_or_glob] if isinstance(paths_or_glob, (str, Path)) else list(paths_or_glob)
+    shards: list[str] = []
+    for item in map(str, items):
+        if os.path.isdir(item):
+            found = sorted(globlib.glob(os.path.join(item, "*.tar")))
+            if not found:
+                raise DataError(f"no .tar shards in folder {item}")
+            shards += found
+        elif any(c in item for c in "*?[{"):
+            found = sorted(p for pat in _braces(item) for p in globlib.glob(pat))
+            if not found:
+                raise DataError(f"no shards match {item}")
+            shards += found
+        elif os.path.isfile(item):
+            shards.append(item)
+        else:
+            raise DataError(f"tar shard not found: {item}")
+    return shards
+
+
+def _split_key(name: str) -> tuple[str, str]:
+    """webdataset convention: "dir/000001.seg.png" -> key "dir/000001", extension "seg.png"."""
+    d, base = os.path.split(name)
+    stem, _, ext = base.partition(".")
+    return (os.path.join(d, stem) if d else stem), ext.lower()
+
+
+class TarShardSource:
+    """Streams samples from tar shards. This process reads shards i with i % (world_size * workers) ==
+    rank * workers + worker_id, so 2 ranks x 2 DataLoader workers read every sample exactly once between them."""
+
+    def __init__(self, paths_or_glob, rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise DataError(f"rank {rank} is not in 0..{world_size - 1}")
+        self.shards = expand_shards(paths_or_glob)
+        self.rank, self.world_size = rank, world_size
+        self.stats = ReadStats(f"{len(self.shards)} tar shard(s) from {self.shards[0]}")
+        self._variants: list[str] | None = None
+
+    def my_shards(self) -> list[str]:
+        info = torch.utils.data.get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        return self.shards[self.rank * workers + worker::self.world_size * workers]
+
+    @property
+    def variants(self) -> list[str]:
+        """Rewrite variants of the first sample that has any (in its JSON order); [] when there are none."""
+        if self._variants is None:
+            self._variants = []
+            for rec in self._samples(self.shards[0], ReadStats("peek"), decode=False):
+                if rec.rewrites:
+                    self._variants = list(rec.rewrites)
+                    break
+        return self._variants
+
+    def __iter__(self) -> Iterator[Record]:
+        for shard in self.my_shards():
+            yield from self._samples(shard, self.stats)
+        self.stats.warn()
+
+    def _samples(self, shard: str, stats: ReadStats, decode: bool = True) -> Iterator[Record]:
+        group: dict[str, bytes] = {}
+        key = None
+        try:
+            with tarfile.open(shard, "r|*") as tar:      # streaming mode: one pass, no random access
+                for member in tar:
+                    if not member.isfile():
+                        continue
+                    k, ext = _split_key(member.name)
+                    if k != key and key is not None:
+                        rec = self._record(shard, key, group, stats, decode)
+                        if rec is not None:
+                            yield rec
+                        group = {}
+                    key = k
+                    group[ext] = tar.extractfile(member).read()
+        except (tarfile.TarError, OSError, EOFError) as e:
+            stats.skip("corrupt_shard", f"{shard} ({type(e).__name__}: {e})")
+            return
+        if key is not None:
+            rec = self._record(shard, key, group, stats, decode)
+            if rec is not None:
+                yield rec
+
+    @staticmethod
+    def _record(shard: str, key: str, group: dict[str, bytes], stats: ReadStats, decode: bool) -> Record | None:
+        where = f"{shard}:{key}"
+        ext = next((e for e in ("png", "jpg", "jpeg", "webp") if e in group), None)
+        if ext is None:
+            stats.skip("missing_image", f"{where} (members: {sorted(group)})")
+            return None
+        if "txt" not in group:
+            stats.skip("missing_caption", f"{where} (members: {sorted(group)})")
+            return None
+        rewrites = {}
+        if "json" in group:
+            try:
+                rewrites = {str(v): str(t) for v, t in (json.loads(group["json"]).get("rewrites") or {}).items()}
+            except (ValueError, AttributeError) as e:
+                stats.skip("bad_json", f"{where}.json ({e})")
+                return None
+        image = None
+        if decode:                                   # decode=False: a quick peek at captions / rewrites only
+            image = decode_image(group[ext], stats, key, f"{where}.{ext}")
+            if image is None:
+                return None
+            stats.read += 1
+        return Record(key, image, group["txt"].decode("utf-8").strip(), rewrites)
+
+
+# -- Hugging Face datasets ------------------------------------------------------------------------------------
+class HFDiskSource:
+    """A `save_to_disk` folder, or a hub dataset name (`load_dataset`, needs network). Map-style."""
+
+    def __init__(self, path_or_name: str | Path, image_column: str = "image", caption_column: str = "caption",
+                 rewrite_columns: list[str] | None = None, split: str = "train"):
+        import datasets
+
+        name = str(path_or_name).removeprefix("hf:")
+        if Path(name).is_dir():
+            try:
+                ds = datasets.load_from_disk(name)
+            except (FileNotFoundError, ValueError) as e:
+                raise DataError(f"{name} is not a Hugging Face save_to_disk folder: {e}") from e
+        else:
+            try:
+                ds = datasets.load_dataset(name, split=split)
+            except Exception as e:  # offline / unknown name / no such split: all end here
+                raise DataError(f"could not load Hugging Face dataset {name!r} (split {split!r}): "
+                                f"{type(e).__name__}: {str(e)[:300]}. Offline? Download it once and pass the "
+                                "folder written by save_to_disk instead") from e
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise DataError(f"{name}: no split {split!r} (splits: {', '.join(ds)})")
+            ds = ds[split]
+        cols = ds.column_names
+        for what, col in (("image", image_column), ("caption", caption_column)):
+            if col not in cols:
+                raise DataError(f"{name}: no {what} column {col!r} (columns: {', '.join(cols)})")
+        if rewrite_columns is None:
+            rewrite_columns = [c for c in cols if is_variant_name(c) and c != caption_column]
+        missing = [c for c in rewrite_columns if c not in cols]
+        if missing:
+            raise DataError(f"{name}: no rewrite column(s) {missing} (columns: {', '.join(cols)})")
+        if isinstance(ds.features[image_column], datasets.Image):
+            ds = ds.cast_column(image_column, datasets.Image(decode=False))   # we decode: a bad image is skipped
+        self.name, self.root = name, Path(name) if Path(name).is_dir() else None
+        self.ds, self.image_column, self.caption_column = ds, image_column, caption_column
+        self.rewrite_columns = list(rewrite_columns)
+        self.stats = ReadStats(f"HF dataset {name}")
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self.rewrite_columns)
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def captions(self) -> Iterator[str]:
+        for batch in self.ds.select_columns([self.caption_column]).iter(batch_size=1024):
+            yield from batch[self.caption_column]
+
+    def __getitem__(self, i: int) -> Record | None:
+        row = self.ds[i]
+        key = str(row.get("key", i))
+        value = row[self.image_column]
+        if isinstance(value, dict):       # Image(decode=False): {"bytes": ..., "path": ...}
+            data = value.get("bytes") or value.get("path")
+        else:                             # a path column, or an already-decoded image
+            data = value
+        if data is None:
+            self.stats.skip("missing_image", f"{key}: row {i} has no image")
+            return None
+        if isinstance(data, str) and self.root is not None and not os.path.isabs(data):
+            data = self.root / data
+        if hasattr(data, "convert"):
+            image = data.convert("RGB")
+        else:
+            image = decode_image(data, self.stats, key, f"{self.name}[{i}].{self.image_column}")
+        if image is None:
+            return None
+        self.stats.read += 1
+        return Record(key, image, row[self.caption_column],
+                      {c: row[c] for c in self.rewrite_columns if row[c] is not None})
+
+    def __iter__(self) -> Iterator[Record]:
+        for i in range(len(self)):
+            rec = self[i]
+            if rec is not None:
+                yield rec
+        self.stats.warn()
+
+
+# -- choosing a reader ----------------------------------------------------------------------------------------
+def detect_format(source: str, split: str = "train") -> str:
+    """laclip (a .csv or a folder with one), wds (.tar files / a folder of them / a glob), hf (a folder with
+    dataset_info.json / state.json / dataset_dict.json, or "hf:name"). A missing path is a DataError."""
+    if source.startswith("hf:"):
+        return "hf"
+    if any(c in source for c in "*?[{"):
+        return "wds"
+    p = Path(source)
+    if not p.exists():
+        raise DataError(f"data.source not found: {source}")
+    if p.is_file():
+        if p.suffix.lower() == ".csv":
+            return "laclip"
+        if p.suffix.lower() == ".tar":
+            return "wds"
+        raise DataError(f"data.source {source}: cannot tell the format of a {p.suffix or 'extension-less'} file "
+                        "(set data.format to laclip, wds or hf)")
+    if any((p / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
+        return "hf"
+    if any(p.glob("*.tar")):
+        return "wds"
+    if (p / f"{split}.csv").exists() or len(list(p.glob("*.csv"))) == 1:
+        return "laclip"
+    raise DataError(f"data.source {source}: a folder with no .csv, .tar shards or Hugging Face dataset files")
+
+
+def _csv_in(source: str, split: str) -> Path:
+    p = Path(source)
+    if p.is_file():
+        return p
+    if (p / f"{split}.csv").exists():
+        return p / f"{split}.csv"
+    found = sorted(p.glob("*.csv"))
+    if len(found) != 1:
+        raise DataError(f"{source}: expected {split}.csv or exactly one .csv file, found {[f.name for f in found]}")
+    return found[0]
+
+
+def open_source(data_cfg, split: str = "train", rank: int = 0, world_size: int = 1):
+    """The reader for `data_cfg.source` (format from `data_cfg.format`, or guessed when "auto")."""
+    source, fmt = str(data_cfg.source), data_cfg.format
+    if source == "shapeworld" or fmt == "shapeworld":
+        raise DataError("data.source=shapeworld is rendered in memory (laclip_lite.data.shapeworld), not read "
+                        "from files; open_source is for CSV / tar shards / HF datasets")
+    if fmt == "auto":
+        fmt = detect_format(source, split)
+    if fmt == "laclip":
+        csv_path = _csv_in(source, split)
+        files = discover_rewrite_files(csv_path, getattr(data_cfg, "rewrites_dir", "") or None)
+        return LaclipCsvSource(csv_path, image_root=data_cfg.image_root or None, rewrite_files=files)
+    if fmt == "wds":
+        return TarShardSource(source, rank=rank, world_size=world_size)
+    if fmt == "hf":
+        return HFDiskSource(source, data_cfg.image_column, data_cfg.caption_column, split=split)
+    raise DataError(f"data.format={fmt!r} is not one of auto, laclip, wds, hf")
+
+
+# -- torch datasets -------------------------------------------------------------------------------------------
+def texts_of(record: Record, variants: list[str]) -> list[str]:
+    """[caption, rewrite of each variant in order]; a record without that variant repeats its caption."""
+    return [record.caption] + [record.rewrites.get(v) or record.caption for v in variants]
+
+
+class RecordDataset(torch.utils.data.Dataset):
+    """Map-style (CSV / HF): item i -> (transform(image), texts), or None for an unreadable image (counted in
+    `source.stats`; the collate drops Nones). With DataLoader workers each worker counts in its own copy."""
+
+    def __init__(self, source, transform: Callable, variants: list[str] | None = None):
+        if not hasattr(source, "__len__"):
+            raise DataError("RecordDataset needs a map-style source (CSV or HF); use IterableRecordDataset for shards")
+        self.source, self.transform = source, transform
+        self.variants = list(source.variants if variants is None else variants)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int):
+        rec = self.source[i]
+        if rec is None:
+            return None
+        return self.transform(rec.image), texts_of(rec, self.variants)
+
+
+class IterableRecordDataset(torch.utils.data.IterableDataset):
+    """Streaming (tar shards): yields (transform(image), texts); skips unreadable samples (counted)."""
+
+    def __init__(self, source, transform: Callable, variants: list[str] | None = None):
+        self.source, self.transform = source, transform
+        self.variants = list(source.variants if variants is None else variants)
+
+    def __iter__(self):
+        for rec in self.source:
+            yield self.transform(rec.image), texts_of(rec, self.variants)
+
+
+def collate_records(items):
+    """Drop None (unreadable) items; stack images; -> (images [B,...], list of B text lists)."""
+    items = [it for it in items if it is not None]
+    if not items:
+        raise DataError("every sample of this batch was unreadable; check the data source (see its stats)")
+    return torch.stack([img for img, _ in items]), [texts for _, texts in items]

@@ -1,0 +1,82 @@
+"""Zero-shot prompt templates: named sets shipped with the kit, or your own file.
+
+CLIP classifies an image without training a classifier: each class name is written into sentences
+("a photo of a {}.") and the text tower's embedding of those sentences becomes the class's weight vector
+(see `evaluate.zero_shot_classifier`). The wording matters, so CLIP averages over several templates.
+
+A template file has one template per line; `{}` marks where the class name goes. Blank lines and lines
+starting with `#` are skipped. The named sets live in `laclip_lite/data/templates/<name>.txt`:
+
+* `default`  - the kit's CLIP-style set for ShapeWorld ("a photo of a {}.", "a drawing of a {}.", ...).
+* `photo`    - photography phrasings after CLIP's ImageNet list ("a blurry photo of the {}.").
+* `art`      - media the training captions never mention ("a painting of a {}.", "an origami {}.").
+* `spoken`   - a person describing the picture ("i can see a {}.").
+* `heldout`  - written once and **never tuned against**: no model, hyper-parameter or template choice may be
+               made by its score. It is the honest estimate of accuracy under phrasings nobody optimised for.
+* `bare`     - the class name alone: the no-prompt-engineering baseline.
+
+None of the sets reads like ShapeWorld's training captions (web alt-text: "red circle stock photo vector
+illustration"), and none uses a word of the ShapeWorld lexicon that names an attribute value, so no template
+leans towards one class of a task.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from laclip_lite.errors import DataError
+
+TEMPLATE_DIR = Path(__file__).parent / "data" / "templates"
+DEFAULT = "default"
+HELDOUT = "heldout"
+
+
+def template_sets() -> list[str]:
+    """Names of the template sets shipped with the kit."""
+    return sorted(p.stem for p in TEMPLATE_DIR.glob("*.txt"))
+
+
+def load_templates(path: str | Path) -> list[str]:
+    """Read a template file: one template per line, each with `{}`; blank lines and `# comments` skipped.
+
+    A line without `{}` raises DataError naming the file and the line number; so does a file with no template.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"template file not found: {path}")
+    templates = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if "{}" not in text:
+            raise DataError(f"{path}:{number}: template {text!r} has no '{{}}' where the class name goes")
+        templates.append(text)
+    if not templates:
+        raise DataError(f"{path}: no templates (every line is blank or a # comment)")
+    return templates
+
+
+def get_templates(name_or_path: str | Path | list[str] | None = None) -> list[str]:
+    """A named set (`default`, `heldout`, ...), a template file, or a list of templates (checked) -> list.
+
+    None means the `default` set. An unknown name that is not a file raises FileNotFoundError listing the sets.
+    """
+    if name_or_path is None:
+        name_or_path = DEFAULT
+    if isinstance(name_or_path, (list, tuple)):
+        bad = [t for t in name_or_path if "{}" not in t]
+        if bad or not name_or_path:
+            raise DataError(f"templates must be a non-empty list of strings with '{{}}'; bad: {bad!r}")
+        return list(name_or_path)
+    name = str(name_or_path)
+    if name in template_sets():
+        return load_templates(TEMPLATE_DIR / f"{name}.txt")
+    if Path(name).is_file():
+        return load_templates(name)
+    raise FileNotFoundError(f"templates {name!r} is neither a named set ({', '.join(template_sets())}) "
+                            f"nor an existing file")
+
+
+def fill(template: str, classname: str) -> str:
+    """Put a class name into a template ("a photo of a {}." + "red circle" -> "a photo of a red circle.")."""
+    return template.replace("{}", classname)
