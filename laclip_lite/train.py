@@ -92,7 +92,11 @@ class Trainer:
                                   "to continue it, or choose another output folder")
 
         seed_everything(cfg.train.seed)
+        if self.world_size > 1 and not self.is_main:
+            dist.barrier()              # rank 0 builds the tokenizer and rewrite caches first
         self.data = build_train_data(cfg, self.rank, self.world_size)
+        if self.world_size > 1 and self.is_main:
+            dist.barrier()
         cfg.model.vocab_size = self.data.tokenizer.vocab_size
         cfg.model.pad_id = self.data.tokenizer.pad_id
         self.model = build_model(cfg.model).to(self.device)
@@ -124,8 +128,9 @@ class Trainer:
     def _micro_loss(self, images_u8: torch.Tensor, tokens: torch.Tensor, step: int, micro: int) -> torch.Tensor:
         cfg = self.cfg
         images = images_u8.to(self.device, non_blocking=True)
+        n = images.shape[0]
         images = random_resized_crop(images, cfg.data.crop_scale, step_generator(cfg.train.seed, step, 3 + micro),
-                                     hflip=cfg.data.hflip)
+                                     hflip=cfg.data.hflip, offset=self.rank * n, total=n * self.world_size)
         images = normalize(images)
         if self.device.type == "cuda" and cfg.model.vision == "resnet":
             images = images.contiguous(memory_format=torch.channels_last)

@@ -39,12 +39,18 @@ def draw_text_index(policy: str, batch: int, k: int, generator: torch.Generator)
     raise ValueError(f"unknown text policy {policy!r} (known: {', '.join(POLICIES)})")
 
 
-def select_texts(tokens: torch.Tensor, policy: str, generator: torch.Generator) -> torch.Tensor:
-    """tokens [B,K,L] -> [B,L] (clip / laclip) or [B,K,L] (mt)."""
-    index = draw_text_index(policy, tokens.shape[0], tokens.shape[1], generator)
+def select_texts(tokens: torch.Tensor, policy: str, generator: torch.Generator, rank: int = 0,
+                 world_size: int = 1) -> torch.Tensor:
+    """tokens [B,K,L] -> [B,L] (clip / laclip) or [B,K,L] (mt).
+
+    The draw is made for the global batch (B x world_size) and each rank keeps its slice, so N processes
+    draw exactly what one process with the combined batch would.
+    """
+    b = tokens.shape[0]
+    index = draw_text_index(policy, b * world_size, tokens.shape[1], generator)
     if index is None:
         return tokens
-    return tokens[torch.arange(tokens.shape[0]), index]
+    return tokens[torch.arange(b), index[rank * b:(rank + 1) * b]]
 
 
 def trim_padding(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
@@ -95,6 +101,7 @@ class InMemoryPairs:
         if images.shape[0] != tokens.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {tokens.shape[0]} text rows")
         self.images, self.tokens, self.policy, self.seed = images, tokens, policy, seed
+        self.rank, self.world_size = rank, world_size
         self.order = EpochOrder(images.shape[0], batch_size, seed, rank, world_size)
 
     def __len__(self) -> int:
@@ -107,7 +114,8 @@ class InMemoryPairs:
     def batch(self, step: int) -> Batch:
         t0 = time.perf_counter()
         idx = self.order.indices(step)
-        tokens = select_texts(self.tokens[idx], self.policy, step_generator(self.seed, step, stream=2))
+        tokens = select_texts(self.tokens[idx], self.policy, step_generator(self.seed, step, stream=2),
+                              self.rank, self.world_size)
         return Batch(self.images[idx], tokens, time.perf_counter() - t0)
 
 
@@ -122,6 +130,7 @@ class StreamingPairs:
                  rank: int = 0, world_size: int = 1, num_texts: int = 1, pin_memory: bool = False):
         self.dataset, self.tokenizer, self.policy, self.seed = dataset, tokenizer, policy, seed
         self.batch_size, self.num_workers, self.num_texts, self.pin_memory = batch_size, num_workers, num_texts, pin_memory
+        self.rank, self.world_size = rank, world_size
         self.order = EpochOrder(len(dataset), batch_size, seed, rank, world_size)
         self._iter, self._next_step = None, None
 
@@ -156,7 +165,8 @@ class StreamingPairs:
             self._iter = self._loader(step)
         images, tokens = next(self._iter)
         self._next_step = step + 1
-        tokens = select_texts(tokens, self.policy, step_generator(self.seed, step, stream=2))
+        tokens = select_texts(tokens, self.policy, step_generator(self.seed, step, stream=2), self.rank,
+                              self.world_size)
         return Batch(images, tokens, time.perf_counter() - t0)
 
 

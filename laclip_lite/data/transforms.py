@@ -74,15 +74,17 @@ class PilTransform:
 
 
 def random_resized_crop(images: torch.Tensor, scale=(0.7, 1.0), generator: torch.Generator | None = None,
-                        hflip: bool = False, ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
+                        hflip: bool = False, ratio=(3 / 4, 4 / 3), offset: int = 0, total: int | None = None) -> torch.Tensor:
     """Batched RandomResizedCrop (+ optional horizontal flip) of uint8 [N,3,H,W]; returns float [N,3,H,W] in 0..255.
 
     Each image gets its own crop: area fraction ~ U(scale), log aspect ratio ~ U(log 3/4, log 4/3), a uniform
     position inside the image; the crop is resampled bilinearly back to H x W by one `grid_sample`.
+    The random numbers are drawn for `total` images and rows `offset:offset+N` are used, so a rank of a
+    distributed run crops its slice of the global batch exactly as one process would.
     """
     n = images.shape[0]
     device = images.device
-    u = torch.rand(n, 4, generator=generator).to(device)
+    u = torch.rand(total or n, 5, generator=generator)[offset:offset + n].to(device)
     area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
     aspect = torch.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[:, 1])
     w = torch.sqrt(area * aspect).clamp(max=1.0)     # crop size as a fraction of the image side
@@ -93,7 +95,7 @@ def random_resized_crop(images: torch.Tensor, scale=(0.7, 1.0), generator: torch
     theta[:, 0, 0], theta[:, 0, 2] = w, cx
     theta[:, 1, 1], theta[:, 1, 2] = h, cy
     if hflip:
-        flip = torch.rand(n, generator=generator).to(device) < 0.5
+        flip = u[:, 4] < 0.5
         theta[flip, 0, 0] *= -1
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)

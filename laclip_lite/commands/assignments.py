@@ -1,0 +1,18 @@
+"""`laclip-lite assignments`: write the student versions of the course assignment notebooks."""
+from __future__ import annotations
+
+HELP = "write student versions of the assignment notebooks (solutions stripped, hidden tests removed)"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--out", required=True, help="folder for the student notebooks (created if missing)")
+    p.add_argument("--source", default=None,
+                   help="folder of source notebooks with solutions (default: notebooks/assignments of the kit)")
+
+
+def run(args) -> int:
+    from laclip_lite.assignments import write_release
+
+    for path in write_release(args.out, args.source):
+        print(f"wrote {path}")
+    return 0
