@@ -26,6 +26,7 @@ class ModelConfig:
     vision: str = "vit"                 # image tower: "vit" or "resnet"
     image_size: int = 32                # input resolution (square)
     patch_size: int = 8                 # ViT patch size (image_size must be divisible by it)
+    vision_stem: str = "patch"          # ViT tokeniser: "patch" (CLIP's linear patchify) or "conv" (3x3 stride-2 convs; patch a power of 2)
     vision_width: int = 64              # ViT width / ResNet base width (stem output channels)
     vision_layers: int = 2              # ViT: transformer blocks; ResNet: blocks per stage (4 stages; 0 = RN50's 3,4,6,3)
     vision_heads: int = 4               # ViT attention heads (ResNet: attention-pool heads)
@@ -137,6 +138,9 @@ class Config:
         _choice("model.text", m.text, ["transformer", "hf"])
         if m.vision == "vit" and m.image_size % m.patch_size:
             raise ConfigError(f"model.image_size={m.image_size} is not divisible by model.patch_size={m.patch_size}")
+        _choice("model.vision_stem", m.vision_stem, ["patch", "conv"])
+        if m.vision_stem == "conv" and m.patch_size & (m.patch_size - 1):
+            raise ConfigError(f"model.vision_stem=conv needs a power-of-two model.patch_size, got {m.patch_size}")
         if m.text == "hf" and not m.text_model:
             raise ConfigError("model.text=hf needs model.text_model (a local path, a hub name, or 'minilm')")
         _choice("data.format", d.format, ["auto", "shapeworld", "laclip", "wds", "hf"])
