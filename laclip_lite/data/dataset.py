@@ -128,21 +128,43 @@ def _shapeworld_train_data(cfg: Config, rank: int, world_size: int) -> TrainData
 
 def _file_train_data(cfg: Config, rank: int, world_size: int) -> TrainData:
     from laclip_lite.data import readers
+    from laclip_lite.data.loader import ShardPairs
     from laclip_lite.data.transforms import PilTransform
 
     source = readers.open_source(cfg.data, split="train", rank=rank, world_size=world_size)
-    if not hasattr(source, "__len__"):
-        raise DataError(f"data.source={cfg.data.source!r}: streaming shards are read through "
-                        "laclip_lite.data.readers.IterableRecordDataset; give a CSV or HF dataset for training here")
+    streaming = not hasattr(source, "__len__")
     available = list(getattr(source, "variants", []) or [])
     variants = select_variants(available, cfg) if available and cfg.data.num_rewrites else []
-    corpus = list(source.captions()) if hasattr(source, "captions") else None
-    tokenizer = build_tokenizer(cfg.data, cfg.model, corpus)
+    tokenizer = build_tokenizer(cfg.data, cfg.model, _file_corpus(cfg, source, streaming))
     transform = PilTransform(cfg.model.image_size, train=True, crop_scale=cfg.data.crop_scale, seed=cfg.train.seed + rank)
-    dataset = readers.RecordDataset(source, transform, variants=variants)
-    pairs = StreamingPairs(dataset, tokenizer, cfg.train.policy, cfg.train.batch_size, cfg.train.seed,
-                           num_workers=cfg.data.num_workers, rank=rank, world_size=world_size,
-                           num_texts=1 + len(variants), pin_memory=torch.cuda.is_available())
-    info = {"source": cfg.data.source, "images": len(dataset), "texts_per_image": 1 + len(variants),
-            "variants": variants}
-    return TrainData(pairs, tokenizer, variants, len(dataset), info)
+    kind = ShardPairs if streaming else StreamingPairs
+    dataset = (readers.IterableRecordDataset if streaming else readers.RecordDataset)(source, transform, variants=variants)
+    pairs = kind(dataset, tokenizer, cfg.train.policy, cfg.train.batch_size, cfg.train.seed,
+                 num_workers=cfg.data.num_workers, rank=rank, world_size=world_size,
+                 num_texts=1 + len(variants), pin_memory=torch.cuda.is_available())
+    n = -1 if streaming else len(dataset)
+    info = {"source": cfg.data.source, "images": n, "texts_per_image": 1 + len(variants), "variants": variants,
+            "streaming": streaming}
+    return TrainData(pairs, tokenizer, variants, n, info)
+
+
+def _file_corpus(cfg: Config, source, streaming: bool) -> list[str] | None:
+    """Captions (+ shipped rewrites) for the BPE, read without decoding a single image."""
+    if cfg.model.text == "hf" or cfg.data.tokenizer != "bpe":
+        return None
+    if not streaming:
+        return list(source.captions())
+    import json
+    import tarfile
+
+    from laclip_lite.data.readers import TarShardSource
+
+    texts: list[str] = []
+    for shard in TarShardSource(source.shards).my_shards():      # every shard, whatever this rank reads
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                if member.name.endswith(".txt"):
+                    texts.append(tar.extractfile(member).read().decode("utf-8", "replace").strip())
+                elif member.name.endswith(".json"):
+                    texts.extend(json.loads(tar.extractfile(member).read()).get("rewrites", {}).values())
+    return texts

@@ -170,6 +170,52 @@ class StreamingPairs:
         return Batch(images, tokens, time.perf_counter() - t0)
 
 
+class ShardPairs:
+    """Pairs streamed from tar shards: each rank and each DataLoader worker reads its own shards, in order.
+
+    One pass over this rank's shards is an epoch; the stream restarts at the end. Resuming at step s replays
+    the stream and drops the first s batches (it decodes them again: exact, not free).
+    """
+
+    def __init__(self, dataset, tokenizer, policy: str, batch_size: int, seed: int, num_workers: int = 0,
+                 rank: int = 0, world_size: int = 1, num_texts: int = 1, pin_memory: bool = False):
+        self.dataset, self.tokenizer, self.policy, self.seed = dataset, tokenizer, policy, seed
+        self.batch_size, self.num_workers, self.num_texts, self.pin_memory = batch_size, num_workers, num_texts, pin_memory
+        self.rank, self.world_size = rank, world_size
+        self._iter, self._next_step = None, None
+
+    @property
+    def texts_per_image(self) -> int:
+        return self.num_texts
+
+    def _stream(self, start_step: int):
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                            collate_fn=_Collate(self.tokenizer, self.num_texts), pin_memory=self.pin_memory,
+                            drop_last=True, persistent_workers=self.num_workers > 0)
+        step, produced = 0, False
+        while True:
+            for batch in loader:
+                produced = True
+                if step >= start_step:
+                    yield batch
+                step += 1
+            if not produced:
+                raise RuntimeError(f"rank {self.rank}'s shards hold fewer than one batch of "
+                                   f"{self.batch_size} readable samples")
+
+    def batch(self, step: int) -> Batch:
+        t0 = time.perf_counter()
+        if self._iter is None or step != self._next_step:
+            self._iter = self._stream(step)
+        images, tokens = next(self._iter)
+        self._next_step = step + 1
+        tokens = select_texts(tokens, self.policy, step_generator(self.seed, step, stream=2), self.rank,
+                              self.world_size)
+        return Batch(images, tokens, time.perf_counter() - t0)
+
+
 class _Collate:
     """Stack images, tokenise the K texts of every surviving sample (corrupt samples arrive as None)."""
 

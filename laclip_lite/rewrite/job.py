@@ -1,0 +1,360 @@
+"""The rewrite job: captions -> one rewrite per caption per variant, cached, resumable, shardable.
+
+```python
+rewrites = rewrite_captions(captions, out_dir, rcfg)   # dict variant -> list[str], aligned with captions
+rewrites = load_rewrites(out_dir)                       # the same, read back from out_dir/<variant>.txt
+```
+
+What lands in `out_dir`:
+
+* `<variant>.txt` - one rewrite per line, line *i* rewrites caption *i* (the LaCLIP release layout);
+* `dataset/`      - a Hugging Face `save_to_disk` dataset: `caption` + one column per variant;
+* `report.json`   - settings, fingerprint, fallbacks per variant and reason, generation calls of this run;
+* `cache/<fingerprint>/batch-NNNNNN.json` - finished batches. The fingerprint hashes the captions and every
+  setting that changes the output, so a cache is never reused for other input or settings.
+
+**Resuming.** A batch file is written to a temp file and `os.replace`d into place, so after a crash (even
+`kill -9`) each batch is either complete or absent. A rerun loads finished batches and generates only the
+missing ones: no caption is lost or duplicated and no finished batch is generated again. A second run over the
+same input and settings makes zero generation calls (`report.json: generation_calls`).
+
+**Sharding.** `run_shard(..., index=i, count=n)` generates batches b with b % n == i into the same cache;
+`merge(out_dir)` checks that every batch is present and writes the outputs. Each batch is seeded from its own
+content (never from its position or the process), so sharded + merged output equals a single run's.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from laclip_lite.config import ConfigError, RewriteConfig
+from laclip_lite.errors import DataError
+from laclip_lite.rewrite.base import Rewriter, one_line
+from laclip_lite.utils import atomic_write_text, stable_hash
+
+REWRITERS = ("llm", "eda", "backtranslate", "shapes")
+# Bump when a rewriter's algorithm changes output for the same settings: old caches are then not reused.
+ALGORITHM_VERSION = {"llm": 1, "eda": 1, "backtranslate": 1, "shapes": 3}
+
+
+# --- settings, fingerprint, rewriter ---------------------------------------------------------------------
+def job_settings(rcfg: RewriteConfig) -> dict:
+    """Every setting that changes the output of `rcfg.rewriter` (and nothing else: a new temperature does not
+    invalidate a cache of EDA rewrites). Computed without loading any model."""
+    if rcfg.rewriter not in REWRITERS:
+        raise ConfigError(f"rewrite.rewriter={rcfg.rewriter!r} is not one of: {', '.join(REWRITERS)}")
+    if rcfg.batch_size < 1:
+        raise ConfigError(f"rewrite.batch_size must be >= 1, got {rcfg.batch_size}")
+    s = {"rewriter": rcfg.rewriter, "version": ALGORITHM_VERSION[rcfg.rewriter], "seed": rcfg.seed,
+         "batch_size": rcfg.batch_size, "variants": variant_names(rcfg)}
+    if rcfg.rewriter == "llm" and not rcfg.model:
+        raise ConfigError("rewrite.rewriter=llm needs rewrite.model (a local folder or hub name of a causal LM)")
+    if rcfg.rewriter == "backtranslate" and len([p for p in rcfg.model.split(",") if p.strip()]) != 2:
+        raise ConfigError("rewrite.rewriter=backtranslate needs rewrite.model='forward_model,backward_model' "
+                          f"(e.g. Helsinki-NLP/opus-mt-en-de,Helsinki-NLP/opus-mt-de-en), got {rcfg.model!r}")
+    if rcfg.rewriter == "llm":
+        from laclip_lite.rewrite.meta import meta_file_digest
+        s.update(model=rcfg.model, k_shot=rcfg.k_shot, temperature=rcfg.temperature, top_p=rcfg.top_p,
+                 max_new_tokens=rcfg.max_new_tokens, trust_remote_code=rcfg.trust_remote_code,
+                 meta={spec: meta_file_digest(spec) for spec in rcfg.sources})
+    elif rcfg.rewriter == "eda":
+        from laclip_lite.rewrite.eda import _wordnet
+        s.update(wordnet=_wordnet() is not None)   # WordNet, when installed, adds synonyms
+    elif rcfg.rewriter == "backtranslate":
+        s.update(model=rcfg.model, temperature=rcfg.temperature, top_p=rcfg.top_p,
+                 max_new_tokens=rcfg.max_new_tokens)
+    return s
+
+
+def variant_names(rcfg: RewriteConfig) -> list[str]:
+    """Column names: the meta sources for llm / shapes, eda1..edaM, bt1..btM."""
+    if rcfg.rewriter == "shapes":
+        from laclip_lite.rewrite.shapes import shape_styles
+        return shape_styles(rcfg.sources)
+    if rcfg.rewriter == "llm":
+        from laclip_lite.rewrite.meta import canonical_sources
+        return canonical_sources(rcfg.sources)
+    if rcfg.num_variants < 1:
+        raise ConfigError(f"rewrite.num_variants must be >= 1, got {rcfg.num_variants}")
+    prefix = "eda" if rcfg.rewriter == "eda" else "bt"
+    return [f"{prefix}{i}" for i in range(1, rcfg.num_variants + 1)]
+
+
+def build_rewriter(rcfg: RewriteConfig) -> Rewriter:
+    """The rewriter `rcfg` names. Models are loaded lazily, on the first generation call."""
+    job_settings(rcfg)  # validates
+    if rcfg.rewriter == "shapes":
+        from laclip_lite.rewrite.shapes import ShapeWorldRewriter
+        return ShapeWorldRewriter(rcfg.sources)
+    if rcfg.rewriter == "eda":
+        from laclip_lite.rewrite.eda import EDARewriter
+        return EDARewriter(num_variants=rcfg.num_variants)
+    if rcfg.rewriter == "llm":
+        from laclip_lite.rewrite.llm import LLMRewriter
+        return LLMRewriter(rcfg.model, sources=rcfg.sources, k_shot=rcfg.k_shot, temperature=rcfg.temperature,
+                           top_p=rcfg.top_p, max_new_tokens=rcfg.max_new_tokens, batch_size=rcfg.batch_size,
+                           trust_remote_code=rcfg.trust_remote_code)
+    from laclip_lite.rewrite.backtranslate import BackTranslator
+    parts = [p.strip() for p in rcfg.model.split(",") if p.strip()]
+    return BackTranslator(parts[0], parts[1], num_variants=rcfg.num_variants, temperature=rcfg.temperature,
+                          top_p=rcfg.top_p, max_new_tokens=rcfg.max_new_tokens, batch_size=rcfg.batch_size,
+                          trust_remote_code=rcfg.trust_remote_code)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"1/4" -> (1, 4): this process does batches b with b % 4 == 1. Indices start at 0."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like i/n with 0 <= i < n (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ConfigError(f"--shard {text}: need 0 <= i < n (shards are numbered from 0)")
+    return i, n
+
+
+# --- the cache ------------------------------------------------------------------------------------------
+@dataclass
+class JobState:
+    out_dir: Path
+    cache: Path                      # out_dir/cache/<fingerprint>
+    fingerprint: str
+    n_captions: int
+    batch_size: int
+    variants: list[str]
+    calls: int = 0                   # generation calls (one per batch generated) made by this run
+    reused: int = 0                  # finished batches found in the cache and not generated again
+    seconds: float = 0.0             # time spent generating in this run
+    generated: list[int] = field(default_factory=list)   # batch indices generated by this run
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.n_captions // self.batch_size)
+
+    def batch_path(self, b: int) -> Path:
+        return self.cache / f"batch-{b:06d}.json"
+
+    def batch_range(self, b: int) -> tuple[int, int]:
+        return b * self.batch_size, min((b + 1) * self.batch_size, self.n_captions)
+
+
+def _open_job(captions: list[str], out_dir: str | Path, rcfg: RewriteConfig) -> JobState:
+    out_dir = Path(out_dir)
+    settings = job_settings(rcfg)
+    fp = stable_hash(list(captions), settings)
+    cache = out_dir / "cache" / fp
+    cache.mkdir(parents=True, exist_ok=True)
+    state = JobState(out_dir, cache, fp, len(captions), rcfg.batch_size, settings["variants"])
+    manifest = {"fingerprint": fp, "n_captions": len(captions), "settings": settings,
+                "rcfg": {k: v for k, v in vars(rcfg).items()}}
+    if not (cache / "job.json").exists():
+        atomic_write_text(cache / "captions.json", json.dumps(list(captions)))
+        atomic_write_text(cache / "job.json", json.dumps(manifest, indent=1))
+    for tmp in cache.glob(".batch-*"):   # a killed writer's temp file (never a finished batch); a live one
+        if time.time() - tmp.stat().st_mtime > 60:   # exists for milliseconds, so another shard's is kept
+            tmp.unlink(missing_ok=True)
+    return state
+
+
+def _read_batch(state: JobState, b: int) -> dict | None:
+    """A finished batch, or None when absent or not a complete batch of this job."""
+    path = state.batch_path(b)
+    if not path.exists():
+        return None
+    try:
+        row = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    start, end = state.batch_range(b)
+    texts = row.get("texts") if isinstance(row, dict) else None
+    if not isinstance(texts, dict) or row.get("start") != start or \
+            any(len(texts.get(v, [])) != end - start for v in state.variants):
+        return None
+    return row
+
+
+def _run_batches(captions: list[str], state: JobState, rcfg: RewriteConfig, batches: list[int],
+                 rewriter: Rewriter | None, progress: bool) -> Rewriter | None:
+    from tqdm.auto import tqdm
+
+    todo = [b for b in batches if _read_batch(state, b) is None]
+    state.reused += len(batches) - len(todo)
+    if not todo:
+        return rewriter
+    rewriter = rewriter or build_rewriter(rcfg)
+    bar = tqdm(total=len(batches), initial=len(batches) - len(todo), desc=f"rewrite ({rcfg.rewriter})",
+               unit="batch", disable=not progress)
+    for b in todo:
+        start, end = state.batch_range(b)
+        t0 = time.perf_counter()
+        result = rewriter.rewrite_batch(captions[start:end], seed=rcfg.seed)
+        dt = time.perf_counter() - t0
+        state.calls += 1
+        state.seconds += dt
+        state.generated.append(b)
+        texts = {v: [one_line(t) for t in result.texts[v]] for v in state.variants}
+        row = {"start": start, "end": end, "texts": texts, "fallbacks": result.fallbacks, "seconds": dt}
+        atomic_write_text(state.batch_path(b), json.dumps(row))
+        bar.update(1)
+    bar.close()
+    return rewriter
+
+
+# --- public API -----------------------------------------------------------------------------------------
+def rewrite_captions(captions: list[str], out_dir: str | Path, rcfg: RewriteConfig, *, progress: bool = True,
+                     rewriter: Rewriter | None = None) -> dict[str, list[str]]:
+    """Rewrite every caption (all batches, resuming from the cache) and write the outputs. -> variant -> texts.
+
+    `rewriter` lets a caller pass a ready-built rewriter (e.g. a model already in memory); it must match
+    `rcfg`, whose settings key the cache.
+    """
+    captions = list(captions)
+    state = _open_job(captions, out_dir, rcfg)
+    report = _read_json(state.out_dir / "report.json")
+    if report.get("fingerprint") == state.fingerprint and _outputs_complete(state):
+        state.reused = state.n_batches
+        _write_report(state, captions, rcfg)
+        return load_rewrites(state.out_dir)
+    _run_batches(captions, state, rcfg, list(range(state.n_batches)), rewriter, progress)
+    return _finalize(state, captions, rcfg)
+
+
+def run_shard(captions: list[str], out_dir: str | Path, rcfg: RewriteConfig, index: int, count: int, *,
+              progress: bool = True, rewriter: Rewriter | None = None) -> dict:
+    """Generate this shard's batches (b % count == index) into the shared cache; `merge` writes the outputs.
+    -> this shard's report (also written to out_dir/shard-<index>-of-<count>.json)."""
+    if not (count >= 1 and 0 <= index < count):
+        raise ConfigError(f"shard {index}/{count}: need 0 <= index < count")
+    captions = list(captions)
+    state = _open_job(captions, out_dir, rcfg)
+    _run_batches(captions, state, rcfg, list(range(index, state.n_batches, count)), rewriter, progress)
+    report = {"fingerprint": state.fingerprint, "shard": f"{index}/{count}", "generation_calls": state.calls,
+              "batches_reused": state.reused, "batches_generated": state.generated,
+              "seconds": round(state.seconds, 3)}
+    atomic_write_text(state.out_dir / f"shard-{index}-of-{count}.json", json.dumps(report, indent=1))
+    return report
+
+
+def merge(out_dir: str | Path) -> dict[str, list[str]]:
+    """Write the outputs of a sharded job once every shard has finished. Fails naming the missing batches."""
+    out_dir = Path(out_dir)
+    jobs = sorted((out_dir / "cache").glob("*/job.json"), key=lambda p: p.stat().st_mtime)
+    if not jobs:
+        raise DataError(f"--merge {out_dir}: no rewrite job found (expected {out_dir}/cache/<fingerprint>/job.json)")
+    job = json.loads(jobs[-1].read_text())   # the most recent job in this folder
+    captions = json.loads((jobs[-1].parent / "captions.json").read_text())
+    rcfg = RewriteConfig(**job["rcfg"])
+    state = _open_job(captions, out_dir, rcfg)
+    missing = [b for b in range(state.n_batches) if _read_batch(state, b) is None]
+    if missing:
+        shards = sorted({f"{b % n}/{n}" for n in _shard_counts(out_dir) for b in missing}) or ["?"]
+        raise DataError(f"--merge {out_dir}: {len(missing)} of {state.n_batches} batches not finished "
+                        f"(first missing: {missing[:5]}; from shard(s) {', '.join(shards)}); rerun those shards")
+    state.reused = state.n_batches
+    return _finalize(state, captions, rcfg)
+
+
+def load_rewrites(out_dir: str | Path) -> dict[str, list[str]]:
+    """variant -> rewrites read from out_dir/<variant>.txt (the variants report.json lists, else every .txt)."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise DataError(f"rewrite folder not found: {out_dir}")
+    report = _read_json(out_dir / "report.json")
+    names = report.get("variants") or sorted(p.stem for p in out_dir.glob("*.txt"))
+    if not names:
+        raise DataError(f"{out_dir}: no rewrite files (<variant>.txt) found")
+    out, n = {}, report.get("n_captions")
+    for v in names:
+        path = out_dir / f"{v}.txt"
+        if not path.exists():
+            raise DataError(f"rewrite file missing: {path} (report.json lists variant {v!r})")
+        lines = path.read_text(encoding="utf-8").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if n is not None and len(lines) != n:
+            raise DataError(f"rewrite file {path} has {len(lines)} lines but report.json says {n} captions")
+        out[v] = lines
+    lengths = {len(t) for t in out.values()}
+    if len(lengths) > 1:
+        raise DataError(f"{out_dir}: rewrite files have different line counts: "
+                        + ", ".join(f"{v}={len(t)}" for v, t in out.items()))
+    return out
+
+
+# --- outputs --------------------------------------------------------------------------------------------
+def _finalize(state: JobState, captions: list[str], rcfg: RewriteConfig) -> dict[str, list[str]]:
+    texts: dict[str, list[str]] = {v: [] for v in state.variants}
+    for b in range(state.n_batches):
+        row = _read_batch(state, b)
+        if row is None:
+            raise DataError(f"{state.batch_path(b)}: batch missing or incomplete after the run")
+        for v in state.variants:
+            texts[v].extend(row["texts"][v])
+    for v, lines in texts.items():
+        atomic_write_text(state.out_dir / f"{v}.txt", "".join(line + "\n" for line in lines))
+    _save_dataset(state.out_dir / "dataset", captions, texts)
+    _write_report(state, captions, rcfg)
+    return texts
+
+
+def _save_dataset(path: Path, captions: list[str], texts: dict[str, list[str]]) -> None:
+    import datasets
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()   # a bar per save would flood notebook logs
+    try:
+        datasets.Dataset.from_dict({"caption": list(captions), **texts}).save_to_disk(str(tmp))
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def _write_report(state: JobState, captions: list[str], rcfg: RewriteConfig) -> None:
+    fallbacks: dict[str, dict[str, int]] = {v: {} for v in state.variants}
+    for b in range(state.n_batches):
+        row = _read_batch(state, b) or {}
+        for v, reasons in (row.get("fallbacks") or {}).items():
+            for why, count in reasons.items():
+                fallbacks.setdefault(v, {})[why] = fallbacks.setdefault(v, {}).get(why, 0) + count
+    old = _read_json(state.out_dir / "report.json")
+    runs = old.get("runs", []) if old.get("fingerprint") == state.fingerprint else []
+    this_run = {"generation_calls": state.calls, "batches_reused": state.reused,
+                "batches_generated": len(state.generated), "seconds": round(state.seconds, 3),
+                "rewrites_per_s": round(_generated_rewrites(state) / state.seconds, 1) if state.seconds else None}
+    report = {"fingerprint": state.fingerprint, "rewriter": rcfg.rewriter, "variants": state.variants,
+              "n_captions": len(captions), "batch_size": state.batch_size, "n_batches": state.n_batches,
+              **this_run,
+              "fallbacks": {v: {"total": sum(r.values()), **r} for v, r in fallbacks.items()},
+              "settings": job_settings(rcfg), "runs": runs + [this_run]}
+    atomic_write_text(state.out_dir / "report.json", json.dumps(report, indent=1))
+
+
+def _generated_rewrites(state: JobState) -> int:
+    captions = sum(state.batch_range(b)[1] - state.batch_range(b)[0] for b in state.generated)
+    return captions * len(state.variants)
+
+
+def _outputs_complete(state: JobState) -> bool:
+    for v in state.variants:
+        path = state.out_dir / f"{v}.txt"
+        if not path.exists() or path.read_text(encoding="utf-8").count("\n") != state.n_captions:
+            return False
+    return (state.out_dir / "dataset").is_dir()
+
+
+def _shard_counts(out_dir: Path) -> set[int]:
+    return {int(p.stem.rsplit("-", 1)[1]) for p in out_dir.glob("shard-*-of-*.json")}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}

@@ -1,0 +1,108 @@
+"""Meta input->output pairs: the rewrite examples an LLM sees in its prompt (LaCLIP, Section 3.2).
+
+LaCLIP collects 16 pairs from each of four sources and names its rewrite files after them:
+
+* ``chatgpt`` - a chatbot asked to rewrite web captions: vivid, one sentence, under 30 words;
+* ``bard``    - a second chatbot: more florid and descriptive;
+* ``mscoco``  - (alias ``coco``) two human captions of the *same* COCO image used as input and output: plain;
+* ``human``   - a person editing the caption by hand: terse.
+
+The pairs shipped here (`meta_pairs/<source>.jsonl`) were written for this kit in each source's style (they
+are not the paper's). Inputs read like noisy web alt-text (CC3M). A line is either a pair
+``{"input": "...", "output": "..."}`` or, as the COCO source is built, a group of captions of one scene
+``{"group": "name", "captions": ["...", "...", ...]}`` from which one ordered pair is drawn (fixed per group).
+
+Any source can be replaced by your own file: a source spec ``name=path/to/pairs.jsonl`` loads that file under
+``name`` (also in `RewriteConfig.sources` and `--sources`).
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from laclip_lite.errors import ConfigError, DataError
+from laclip_lite.rewrite.base import seed_for
+
+SOURCES = ("chatgpt", "bard", "mscoco", "human")
+ALIASES = {"coco": "mscoco"}
+PAIRS_DIR = Path(__file__).parent / "meta_pairs"
+
+
+@dataclass(frozen=True)
+class MetaPair:
+    source: str   # the caption as found (web alt-text, or one COCO caption of a group)
+    target: str   # its rewrite in the source's style
+
+
+def split_spec(spec: str) -> tuple[str, Path | None]:
+    """"chatgpt" -> ("chatgpt", None); "coco" -> ("mscoco", None); "mine=pairs.jsonl" -> ("mine", Path)."""
+    spec = spec.strip()
+    if "=" in spec:
+        name, path = (s.strip() for s in spec.split("=", 1))
+        if not name or not path:
+            raise ConfigError(f"meta-pair source {spec!r} must look like name=path/to/pairs.jsonl")
+        return ALIASES.get(name, name), Path(path)
+    name = ALIASES.get(spec, spec)
+    if name not in SOURCES:
+        raise ConfigError(f"unknown meta-pair source {spec!r} (known: {', '.join(SOURCES)}, alias coco; "
+                          f"or name=path/to/pairs.jsonl for your own)")
+    return name, None
+
+
+def canonical_sources(specs: list[str]) -> list[str]:
+    """Variant names for source specs, validated; duplicates are an error (two columns with one name)."""
+    names = [split_spec(s)[0] for s in specs]
+    if not names:
+        raise ConfigError("no meta-pair sources given (known: " + ", ".join(SOURCES) + ")")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"meta-pair source(s) given twice: {', '.join(dup)}")
+    return names
+
+
+def load_meta_pairs(spec: str) -> list[MetaPair]:
+    """The pairs of one source spec (a packaged source name or name=path)."""
+    name, path = split_spec(spec)
+    path = path or PAIRS_DIR / f"{name}.jsonl"
+    if not path.is_file():
+        raise DataError(f"meta-pair file not found: {path}")
+    pairs = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        pairs.append(_pair(row, f"{path}:{lineno}"))
+    if not pairs:
+        raise DataError(f"{path}: no meta pairs")
+    return pairs
+
+
+def _pair(row: dict, where: str) -> MetaPair:
+    if isinstance(row.get("captions"), list):
+        caps = [c.strip() for c in row["captions"] if isinstance(c, str) and c.strip()]
+        if len(caps) < 2:
+            raise DataError(f"{where}: a caption group needs at least 2 captions, got {len(caps)}")
+        src, tgt = random.Random(seed_for("meta-group", row.get("group", ""), *caps)).sample(caps, 2)
+        return MetaPair(src, tgt)
+    src, tgt = row.get("input"), row.get("output")
+    if not (isinstance(src, str) and src.strip() and isinstance(tgt, str) and tgt.strip()):
+        raise DataError(f"{where}: expected {{\"input\": str, \"output\": str}} or {{\"captions\": [...]}}")
+    return MetaPair(src.strip(), tgt.strip())
+
+
+def load_groups(spec: str = "mscoco") -> list[list[str]]:
+    """The caption groups of a grouped source (COCO style), for inspection in notebooks."""
+    name, path = split_spec(spec)
+    path = path or PAIRS_DIR / f"{name}.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r["captions"] for r in rows if isinstance(r.get("captions"), list)]
+
+
+def meta_file_digest(spec: str) -> str:
+    """A digest of the pairs a spec loads: part of the rewrite cache key, so editing a pair file re-runs."""
+    return str(seed_for(*[f"{p.source}\x00{p.target}" for p in load_meta_pairs(spec)]))

@@ -1,0 +1,434 @@
+"""The world-aware stand-in for an LLM rewriter, for ShapeWorld captions. **It is not a language model.**
+
+LaCLIP rewrites each caption with an LLM (LLaMA-7B, prompted with meta input->output pairs). There are no LLM
+weights in this kit, yet the embedded demo needs LLM-like rewrites of its captions, so this module imitates
+what a good LLM does with a ShapeWorld caption, by rule:
+
+1. **It sees only the caption text** - never the image, the labels or the scene dict - exactly like an LLM.
+2. **It reads the facts the caption states** (`parse_caption`): shapes, colours, sizes, the position, the
+   background, and any second object, using the synonyms of `laclip_lite.data.vocab` (plus a few more words
+   an LLM would know, `EXTRA_*` below). Stock-photo filler ("vector illustration", "free download") is not a fact.
+3. **It keeps exactly those facts.** A rewrite never adds a shape/colour/size/position/background the caption
+   did not state and never drops one. It may add neutral scene context ("on a poster", "in a children's
+   book") the way an LLM embellishes. Every candidate is re-parsed with the same parser and kept only when its
+   facts equal the caption's (`stats["rejected"]` counts discarded candidates; nothing is silent).
+4. **It varies the wording widely**: synonyms, adjective order, articles, clause order, active/passive,
+   descriptive framing, in four styles that mirror the four meta-pair sources:
+   `chatgpt` (vivid, one sentence, under 30 words), `bard` (florid, can run long), `mscoco` (plain COCO
+   caption), `human` (a terse human edit).
+5. Deterministic for (caption, source, seed); thousands of rewrites per second on one core.
+
+What it cannot do, and an LLM can: rewrite anything outside the ShapeWorld lexicon. A caption with no object
+word at all is returned unchanged and counted (`no_object_found`). Its phrasing avoids the zero-shot prompt templates
+("a photo of a {}.", the held-out set): rewrites that read like the evaluation prompts would flatter LaCLIP.
+"""
+from __future__ import annotations
+
+import random
+import re
+from bisect import bisect
+from collections import Counter
+from dataclasses import dataclass
+
+from laclip_lite.data import vocab
+from laclip_lite.rewrite.base import Rewriter, seed_for
+
+STYLES = ("chatgpt", "bard", "mscoco", "human")
+
+# --- the lexicon: the world's synonyms, plus words an LLM would also use (the parser knows both) -----------
+EXTRA_SHAPES = {"circle": ["circular shape", "round form"], "square": ["square shape"],
+                "triangle": ["three-sided shape"], "star": ["pointed star"], "heart": ["heart symbol"],
+                "cross": ["cross shape", "plus symbol"]}
+EXTRA_COLORS = {"red": ["ruby", "fire-engine red"], "orange": ["marigold", "burnt orange"],
+                "yellow": ["sunflower yellow", "butter-yellow"], "green": ["jade", "kelly green"],
+                "cyan": ["aquamarine"], "blue": ["sapphire", "cornflower blue"], "purple": ["amethyst", "deep purple"],
+                "pink": ["hot pink", "blush pink"]}
+EXTRA_SIZES = {"small": ["teeny", "pint-sized"], "medium": ["average-sized", "moderately sized"],
+               "large": ["oversized", "enormous", "massive"]}
+EXTRA_POSITIONS = {
+    "center": ["in the centre", "at the center", "dead center", "in the very middle", "center of frame"],
+    "left": ["on the left-hand side", "toward the left", "off to the left", "along the left edge", "at left"],
+    "right": ["on the right-hand side", "toward the right", "off to the right", "along the right edge", "at right"],
+    "top": ["toward the top", "along the top edge", "high in the frame", "at top"],
+    "bottom": ["toward the bottom", "along the bottom edge", "low in the frame", "at bottom"],
+}
+# Backgrounds: the world's phrases, plus "<adjective> <noun>" combinations, plus the terse "on white".
+BG_ADJECTIVES = {"white": ["white", "plain white", "clean white", "snow-white", "light"],
+                 "black": ["black", "dark", "jet-black", "inky black", "night-dark"],
+                 "gray": ["gray", "grey", "neutral gray", "soft grey", "ash-gray"],
+                 "noise": ["textured", "grainy", "noisy", "speckled", "mottled"],
+                 "gradient": ["gradient", "fading", "softly fading", "soft gradient"]}
+BG_NOUNS = ["background", "backdrop", "canvas", "surface", "field"]
+BG_TERSE = {"white": "on white", "black": "on black", "gray": "on grey"}
+GENERIC_NOUNS = list(vocab.GENERIC_NOUNS)   # "a red object": an object whose shape is not stated
+
+
+def _synonyms(base: dict, extra: dict) -> dict[str, list[str]]:
+    return {k: list(dict.fromkeys(list(v) + extra.get(k, []))) for k, v in base.items()}
+
+
+SHAPE_WORDS = _synonyms(vocab.SHAPES, EXTRA_SHAPES)
+COLOR_WORDS = _synonyms({c: words for c, (_, words) in vocab.COLORS.items()}, EXTRA_COLORS)
+SIZE_WORDS = _synonyms(vocab.SIZES, EXTRA_SIZES)
+POSITION_WORDS = _synonyms(vocab.POSITIONS, EXTRA_POSITIONS)
+BACKGROUND_WORDS = {bg: list(dict.fromkeys(vocab.BACKGROUNDS[bg] + [f"{a} {n}" for a in adjs for n in BG_NOUNS]
+                                           + vocab.BACKGROUND_IDIOMS.get(bg, [])
+                                           + ([BG_TERSE[bg]] if bg in BG_TERSE else [])))
+                    for bg, adjs in BG_ADJECTIVES.items()}
+
+
+def _build_pattern() -> tuple[re.Pattern, dict[str, tuple[str, str]]]:
+    """One regex over every phrase (longest first) -> (kind, value). Shapes may be plural.
+
+    Generic nouns ("object", "figure") are shape mentions with value None: an object whose shape is not stated.
+    """
+    table: dict[str, tuple[str, str | None]] = {noun: ("shape", None) for noun in GENERIC_NOUNS}
+    for kind, words in (("shape", SHAPE_WORDS), ("color", COLOR_WORDS), ("size", SIZE_WORDS),
+                        ("position", POSITION_WORDS), ("background", BACKGROUND_WORDS)):
+        for value, phrases in words.items():
+            for phrase in phrases:
+                table[phrase] = (kind, value)
+    alts = []
+    for phrase in sorted(table, key=len, reverse=True):
+        body = r"\s+".join(re.escape(w) for w in phrase.split())
+        alts.append(body + (r"(?:e?s)?" if table[phrase][0] == "shape" else ""))
+    pattern = re.compile(r"(?<![\w-])(" + "|".join(alts) + r")(?![\w-])", re.IGNORECASE)
+    return pattern, table
+
+
+_PATTERN, _TABLE = _build_pattern()
+# Words that join two objects ("a red circle next to a blue star"): an attribute stays on its side of them.
+CONNECTORS = list(vocab.SECOND_CONNECTORS) + ["with", "plus", "accompanied by", "paired with"]
+_CONNECTOR = re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(c) for c in sorted(CONNECTORS, key=len, reverse=True))
+                        + r")(?![\w-])", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ShapeObject:
+    shape: str | None   # shape class name ("circle"); None for a generic noun ("a red object")
+    color: str | None   # colour class name ("red") or None when not stated
+    size: str | None    # size class name ("small") or None when not stated
+
+
+@dataclass(frozen=True)
+class ShapeFacts:
+    objects: tuple[ShapeObject, ...]  # in the order the caption mentions them (the main object first)
+    positions: tuple[str, ...]        # position values stated, in order (normally zero or one)
+    backgrounds: tuple[str, ...]      # background values stated, in order (normally zero or one)
+
+    def attributes(self) -> set[str]:
+        """Stated facts as strings ("obj1.color=red", "position=left"): what the quality report checks survive."""
+        out = {f"position={p}" for p in self.positions} | {f"background={b}" for b in self.backgrounds}
+        for i, o in enumerate(self.objects, 1):
+            out |= {f"obj{i}.{k}={v}" for k, v in (("shape", o.shape), ("color", o.color), ("size", o.size)) if v}
+        return out
+
+
+def _lookup(text: str) -> tuple[str, str]:
+    key = " ".join(text.lower().split())
+    if key in _TABLE:
+        return _TABLE[key]
+    for suffix in ("es", "s"):  # plural shape
+        if key.endswith(suffix) and key[: -len(suffix)] in _TABLE:
+            return _TABLE[key[: -len(suffix)]]
+    raise KeyError(text)
+
+
+def parse_caption(text: str) -> ShapeFacts:
+    """Read the facts a caption states, from its text alone.
+
+    Objects are anchored on shape words and generic nouns ("object", "figure"). A colour or size word
+    belongs to the nearest anchor on the same side of any connector ("next to", "and", "with"; ties go to the
+    following anchor, as adjectives precede nouns in English), or to the nearest anchor at all if its side
+    has none.
+    A repeated shape word with no conflicting attribute is the same object ("red circle clipart, circle icon"
+    is one red circle). Colour or size words with no anchor are not an object ("golden retriever on green
+    grass" states no ShapeWorld object at all).
+    """
+    mentions = [(m.start(), m.end(), *_lookup(m.group(0))) for m in _PATTERN.finditer(text)]
+    spans = [(m[0], m[1]) for m in mentions]
+    cuts = [c.start() for c in _CONNECTOR.finditer(text)     # sorted; bisect -> which side of the connectors
+            if not any(a <= c.start() < b for a, b in spans)]  # "plus" in "plus sign" joins nothing
+    shapes = [m for m in mentions if m[2] == "shape"]
+    attrs: list[dict] = [{"shape": s[3], "color": None, "size": None} for s in shapes]
+    for start, end, kind, value in mentions:
+        if kind not in ("color", "size") or not shapes:
+            continue
+        best, best_gap = None, None
+        same_side = [i for i, sh in enumerate(shapes) if bisect(cuts, sh[0]) == bisect(cuts, start)]
+        for i in same_side or range(len(shapes)):
+            s_start, s_end = shapes[i][0], shapes[i][1]
+            gap = s_start - end if s_start >= end else start - s_end + 0.5  # +0.5: ties go to the next shape
+            if best_gap is None or gap < best_gap:
+                best, best_gap = i, gap
+        if attrs[best][kind] is None:
+            attrs[best][kind] = value
+    objects: list[dict] = []
+    for a in attrs:
+        same = next((o for o in objects if a["shape"] is not None and o["shape"] == a["shape"]
+                     and all(o[k] is None or a[k] is None or o[k] == a[k] for k in ("color", "size"))), None)
+        if same is None:
+            objects.append(dict(a))
+        else:
+            for k in ("color", "size"):
+                same[k] = same[k] or a[k]
+    positions = tuple(dict.fromkeys(m[3] for m in mentions if m[2] == "position"))
+    backgrounds = tuple(dict.fromkeys(m[3] for m in mentions if m[2] == "background"))
+    return ShapeFacts(tuple(ShapeObject(**o) for o in objects), positions, backgrounds)
+
+
+# --- wording ------------------------------------------------------------------------------------------------
+VIVID = ["bold", "crisp", "bright", "vibrant", "glossy", "solid", "neat", "cheerful", "striking", "flat", "punchy",
+         "clean-edged", "playful", "sharp"]
+FLORID = ["gleaming", "luminous", "radiant", "gentle", "proud", "solitary", "quiet", "graceful", "shimmering",
+          "serene", "dreamy", "stately", "wistful", "glowing", "tranquil", "noble"]
+CONTEXT = {
+    "chatgpt": ["on a poster", "in a children's book", "on a flash card", "in a minimalist print",
+                "on a classroom worksheet", "as a clean web graphic", "on a greeting card", "as an app button",
+                "on a game board", "in a coloring book", "on a wall decal", "on a magnet"],
+    "bard": ["like a single note on an empty page", "as though waiting for a story to begin",
+             "a quiet study in form and colour", "as if set down by a careful hand",
+             "like a page torn from a picture book", "a calm moment of pure geometry",
+             "like a lantern on a still night", "as patient as a held breath", "like a word spoken softly",
+             "as if the whole frame had gathered around it", "like a keepsake left on a windowsill",
+             "a quiet poem written in paint", "like the first line of a fairy tale", "as calm as a pond at dawn",
+             "as though it had always belonged there", "like a secret shared between friends"],
+    "mscoco": ["in a graphic", "displayed on a screen", "printed on paper", "on a sign", "on a card",
+               "on a computer screen"],
+    "human": [],
+}
+PREPOSITIONS = ("in ", "on ", "at ", "to ", "near ", "toward", "along ", "off ", "high ", "low ")
+
+
+class _Words:
+    """Phrase choices for one rewrite; `plain` is the chance of the world's first (class-name) word."""
+
+    def __init__(self, rng: random.Random, plain: float):
+        self.rng, self.plain = rng, plain
+
+    def pick(self, options: list[str]) -> str:
+        return options[0] if self.rng.random() < self.plain else self.rng.choice(options)
+
+    def noun(self, o: ShapeObject, article: str | None = "a", extra_adjs: list[str] | None = None) -> str:
+        shape = self.pick(SHAPE_WORDS[o.shape]) if o.shape else self.pick(GENERIC_NOUNS)
+        size = self.pick(SIZE_WORDS[o.size]) if o.size else None
+        color = self.pick(COLOR_WORDS[o.color]) if o.color else None
+        adj = self.rng.choice(extra_adjs) if extra_adjs and self.rng.random() < 0.45 else None
+        r = self.rng.random()
+        if color and r < 0.15:
+            words = [w for w in (adj, size, shape) if w] + ["in", color]        # "a tiny star in crimson"
+        elif color and size and r < 0.3:
+            words = [w for w in (size, adj) if w] + [f"{color}", shape]          # "a tiny bold crimson star"
+        else:
+            words = [w for w in (adj, size, color, shape) if w]                 # "a bold tiny crimson star"
+        phrase = " ".join(words)
+        return f"{_article(phrase, article)}{phrase}" if article else phrase
+
+    def position(self, value: str, leading: bool = False) -> str:
+        options = POSITION_WORDS[value]
+        if leading:
+            options = [p for p in options if p.startswith(PREPOSITIONS)] or options
+        return self.pick(options)
+
+    def background(self, value: str, article: str = "a") -> str:
+        options = [b for b in BACKGROUND_WORDS[value] if not b.startswith("on ")]
+        phrase = self.pick(options)
+        art = "the " if article == "the" else _article(phrase, "a")
+        return art + phrase
+
+
+def _article(phrase: str, article: str) -> str:
+    if article == "a":
+        return "an " if phrase[0].lower() in "aeiou" else "a "
+    return f"{article} "
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _others(w: _Words, facts: ShapeFacts, adjs: list[str] | None = None) -> str:
+    return " and ".join(w.noun(o, "a", adjs) for o in facts.objects[1:])
+
+
+# --- the four styles --------------------------------------------------------------------------------------
+def _chatgpt(facts: ShapeFacts, r: random.Random) -> str:
+    """Vivid, one sentence, under 30 words (the chatbot meta-pair style)."""
+    w = _Words(r, plain=0.3)
+    main = facts.objects[0]
+    P = w.position(facts.positions[0]) if facts.positions else ""
+    B = w.background(facts.backgrounds[0]) if facts.backgrounds else ""
+    S = _others(w, facts, VIVID)
+    verbs = ["sits", "pops", "stands out", "shines", "rests", "glows", "is perched"] if P or B else \
+        ["pops", "stands out", "shines", "glows"]
+    verb = r.choice(verbs)
+    on_b = f"{r.choice(['against', 'on', 'over', 'set against'])} {B}" if B else ""
+    a = w.noun(main, "a", VIVID)
+    frames = [lambda: _join(_cap(a), verb, P, on_b, f"{r.choice(['next to', 'beside', 'alongside'])} {S}" if S else "")]
+    if P:
+        frames.append(lambda: _join(f"{_cap(w.position(facts.positions[0], leading=True))},", a, verb, on_b,
+                                    f"with {S} close by" if S else ""))
+    if B:
+        frames.append(lambda: _join(_cap(B), r.choice(["makes", "lets", "helps"]), a, P,
+                                    f"and {S}" if S else "", "pop"))
+        frames.append(lambda: _join(_cap(B), "is the stage for", a, P, f"and {S}" if S else ""))
+    frames.append(lambda: _join(r.choice(["Simple and striking:", "Clean and bold:", "Eye-catching:"]),
+                                a, f"and {S}" if S else "", P, on_b))
+    text = r.choice(frames)()
+    if r.random() < 0.5:
+        text = f"{text}, {r.choice(CONTEXT['chatgpt'])}"
+    if len(text.split()) >= 29:
+        text = _join(_cap(a), P, on_b, f"and {S}" if S else "")
+    return text + "."
+
+
+def _bard(facts: ShapeFacts, r: random.Random) -> str:
+    """Florid and descriptive; may run past 30 words (the second chatbot's style)."""
+    w = _Words(r, plain=0.2)
+    main = facts.objects[0]
+    P = w.position(facts.positions[0]) if facts.positions else ""
+    B = w.background(facts.backgrounds[0], r.choice(["a", "the"])) if facts.backgrounds else ""
+    S = _others(w, facts, FLORID)
+    a = w.noun(main, "a", FLORID)
+    verb = r.choice(["rests", "lingers", "takes its place", "glows softly", "stands poised", "waits quietly",
+                     "dwells", "reposes", "shines serenely", "holds its ground"])
+    simile = r.choice(CONTEXT["bard"])
+    company = f"{r.choice(['keeping company with', 'sharing the scene with', 'accompanied by'])} {S}" if S else ""
+    verb_ing = r.choice(["resting", "lingering", "taking its place", "glowing softly", "standing poised",
+                         "waiting quietly", "dwelling", "shining serenely", "holding its ground"])
+    frames = [lambda: _join(f"Behold {a},", r.choice(FLORID), "and unhurried,", verb_ing, P,
+                            f"upon {B}" if B else "", company) + f"; {simile}"]
+    if B:
+        frames.append(lambda: _join(f"Against {B},", a, verb, P, company) + f", {simile}")
+        frames.append(lambda: _join(_cap(B) + ",", "calm and unbroken, is graced by", a, P, company) + f", {simile}")
+    if P:
+        frames.append(lambda: _join(f"There, {w.position(facts.positions[0], leading=True)},", a, verb,
+                                    "in quiet splendour", f"framed by {B}" if B else "", company)
+                      + f". It feels {simile}")
+    frames.append(lambda: _join(r.choice(["In a hush of simple geometry,", "With understated charm,",
+                                          "Softly and without fuss,", "As if by quiet magic,",
+                                          "In a moment of stillness,", "With gentle grace,"]), a,
+                                r.choice(["appears", "emerges", "comes into view", "makes its entrance"]), P,
+                                f"over {B}" if B else "", company) + f", {simile}")
+    return r.choice(frames)() + "."
+
+
+def _mscoco(facts: ShapeFacts, r: random.Random) -> str:
+    """Plain, like a human-written COCO caption: mostly class-name words, simple clauses."""
+    w = _Words(r, plain=0.7)
+    main = facts.objects[0]
+    P = w.position(facts.positions[0]) if facts.positions else ""
+    B = w.background(facts.backgrounds[0]) if facts.backgrounds else ""
+    S = _others(w, facts)
+    a = w.noun(main, "a")
+    and_s = f"and {S}" if S else ""
+    frames = [lambda: _join(a, P, and_s, f"on {B}" if B else ""),
+              lambda: _join(a, and_s, "sitting" if P or B else "by itself", P, f"against {B}" if B else ""),
+              lambda: _join("A graphic with", a, P, and_s, f"and {B}" if B else "")]
+    if P or B:
+        frames.append(lambda: _join(_cap(a), and_s, "shown", P, f"against {B}" if B else ""))
+    if B:
+        frames.append(lambda: _join(_cap(B), "with", a, P, and_s))
+    if S:
+        frames.append(lambda: _join(_cap(a), P, "with", S, "nearby", f"on {B}" if B else ""))
+    text = r.choice(frames)()
+    if r.random() < 0.25:
+        text = f"{text} {r.choice(CONTEXT['mscoco'])}"
+    text = _cap(text) if r.random() < 0.7 else text
+    return text + ("." if r.random() < 0.6 else "")
+
+
+def _human(facts: ShapeFacts, r: random.Random) -> str:
+    """A terse human edit: the facts, few words, little grammar."""
+    w = _Words(r, plain=0.5)
+    main = facts.objects[0]
+    P = w.position(facts.positions[0]) if facts.positions else ""
+    bg = facts.backgrounds[0] if facts.backgrounds else None
+    if bg in BG_TERSE and r.random() < 0.35:
+        B = BG_TERSE[bg]
+    elif bg:
+        B = w.background(bg).split(" ", 1)[1]  # no article
+    else:
+        B = ""
+    S = _others(w, facts)
+    bare = w.noun(main, None)
+    frames = [lambda: _join(_cap(bare) + ("," if P or B else ""), P + ("," if P and B else ""), B,
+                            f"plus {S}" if S else ""),
+              lambda: _join(_cap(w.noun(main, "a")), P, f"with {S}" if S else "",
+                            B if B.startswith("on ") else (f"on {B}" if B else "")),
+              lambda: _join(_cap(bare) + (";" if B and not P else ""), P + (";" if P and B else ""), B,
+                            f"and {S}" if S else "")]
+    return r.choice(frames)().rstrip(",;") + ("." if r.random() < 0.5 else "")
+
+
+def _join(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def _plain(facts: ShapeFacts) -> str:
+    """The safe last resort: class-name words only (always parses back to the same facts)."""
+    def noun(o: ShapeObject) -> str:
+        return " ".join(x for x in (o.size, o.color, o.shape or GENERIC_NOUNS[0]) if x)
+    text = " and ".join(f"a {noun(o)}" for o in facts.objects)
+    if facts.positions:
+        text += " " + POSITION_WORDS[facts.positions[0]][0]
+    if facts.backgrounds:
+        text += " on a " + BACKGROUND_WORDS[facts.backgrounds[0]][0]
+    return _cap(text) + "."
+
+
+_STYLE_FNS = {"chatgpt": _chatgpt, "bard": _bard, "mscoco": _mscoco, "human": _human}
+
+
+def rewrite_shape_caption(caption: str, style: str, seed: int = 0, max_tries: int = 8,
+                          stats: Counter | None = None) -> tuple[str, str | None]:
+    """One rewrite of one caption in one style -> (text, fallback reason or None).
+
+    Reasons: "no_object_found" (no shape word or generic noun: the original is returned),
+    "plain" (every styled candidate changed a fact; the class-name sentence is returned).
+    `stats["rejected"]` (when given) counts styled candidates discarded because their facts differed.
+    """
+    facts = parse_caption(caption)
+    if not facts.objects:
+        return caption, "no_object_found"
+    rng = random.Random(seed_for(seed, style, caption))
+    fn = _STYLE_FNS[style]
+    for _ in range(max_tries):
+        text = fn(facts, rng)
+        if parse_caption(text) == facts:
+            return text, None
+        if stats is not None:
+            stats["rejected"] += 1
+    return _plain(facts), "plain"
+
+
+def shape_styles(sources: list[str]) -> list[str]:
+    """Source specs -> the stand-in's styles; it imitates the four packaged sources and reads no pair files."""
+    from laclip_lite.config import ConfigError
+    from laclip_lite.rewrite.meta import canonical_sources
+
+    names = canonical_sources(sources)
+    custom = [s for s in sources if "=" in s]
+    if custom:
+        raise ConfigError(f"the shapes stand-in imitates the styles {', '.join(STYLES)} and reads no meta-pair "
+                          f"files ({', '.join(custom)}): use rewriter=llm for your own pairs")
+    return names
+
+
+class ShapeWorldRewriter(Rewriter):
+    """The LLM stand-in behind `rewriter="shapes"`: one variant per meta-pair source style."""
+
+    name = "shapes"
+
+    def __init__(self, sources: list[str] | None = None):
+        self.variants = shape_styles(sources or list(STYLES))
+        self.stats: Counter = Counter()   # "rejected": styled candidates discarded because a fact changed
+
+    def rewrite_variant(self, captions: list[str], variant: str, seed: int) -> tuple[list[str], Counter]:
+        out, reasons = [], Counter()
+        for c in captions:
+            text, why = rewrite_shape_caption(c, variant, seed, stats=self.stats)
+            out.append(text)
+            if why:
+                reasons[why] += 1
+        return out, reasons

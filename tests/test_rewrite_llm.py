@@ -1,0 +1,141 @@
+"""The LLM path end to end on a tiny random Llama loaded by path, output parsing, and kill -9 + resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from laclip_lite.config import RewriteConfig
+from laclip_lite.rewrite.job import load_rewrites, rewrite_captions
+from laclip_lite.rewrite.llm import LLMRewriter, parse_rewrite
+from laclip_lite.rewrite.meta import MetaPair
+
+CAPTIONS = ["cute puppy in a basket stock photo", "red car parked outside", "IMG_2041 beach sunset",
+            "a bowl of soup", "man riding a bike in the city at night, editorial", "cat"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models on a shared 2-core machine: one thread avoids OpenMP contention (10-30x faster here)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory) -> Path:
+    from laclip_lite.rewrite.tiny_models import build_tiny_causal_lm
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny_llama"))
+
+
+# --- parsing --------------------------------------------------------------------------------------------
+EXAMPLES = [MetaPair("old man reading newspaper", "An elderly man relaxes with his newspaper.")]
+
+
+@pytest.mark.parametrize("continuation, expected", [
+    (" A fluffy puppy naps in a basket.\ncat => A cat", ("A fluffy puppy naps in a basket.", None)),
+    (' "A puppy in a wicker basket."', ("A puppy in a wicker basket.", None)),
+    ("=> A puppy sleeps", ("A puppy sleeps", None)),
+    (" A puppy sleeps => dog photo => A dog", ("A puppy sleeps", None)),
+    ("   \n A puppy", (None, "empty")),
+    (" 123 456 !!!", (None, "no_letters")),
+    (" " + "word " * 60, (None, "too_long")),
+    (" dog dog dog dog dog dog dog dog dog", (None, "repetitive")),
+    (" Rewrite the image caption in a different way, keeping its meaning.", (None, "repeats_prompt")),
+    (" An elderly man relaxes with his newspaper.", (None, "copies_example")),
+])
+def test_parse_rewrite(continuation, expected):
+    instruction = "Rewrite the image caption in a different way, keeping its meaning."
+    assert parse_rewrite(continuation, "cute puppy in a basket", EXAMPLES, instruction) == expected
+
+
+# --- generation -----------------------------------------------------------------------------------------
+def test_llm_rewriter_full_path(tiny_lm):
+    rw = LLMRewriter(str(tiny_lm), max_new_tokens=12, batch_size=4)
+    result = rw.rewrite_batch(CAPTIONS, seed=0)
+    assert list(result.texts) == ["chatgpt", "bard", "mscoco", "human"]
+    for variant, texts in result.texts.items():
+        assert len(texts) == len(CAPTIONS)
+        fell_back = sum(t == c for t, c in zip(texts, CAPTIONS))
+        assert sum(result.fallbacks[variant].values()) <= fell_back   # every fallback is counted
+        assert all("\n" not in t and t.strip() for t in texts)
+    assert rw.calls == 6   # 24 prompts in chunks of 4
+    again = LLMRewriter(str(tiny_lm), max_new_tokens=12, batch_size=4).rewrite_batch(CAPTIONS, seed=0)
+    assert again.texts == result.texts                     # deterministic for a seed
+    other = rw.rewrite_batch(CAPTIONS, seed=1)
+    assert other.texts != result.texts
+
+
+def test_prompt_holds_k_pairs_and_the_caption(tiny_lm):
+    rw = LLMRewriter(str(tiny_lm), k_shot=2)
+    prompt = rw.prompt("red car parked outside", "bard", seed=0)
+    lines = prompt.split("\n")
+    assert len(lines) == 4 and lines[-1] == "red car parked outside =>"
+    assert all(" => " in line for line in lines[1:3])
+
+
+def test_unparseable_outputs_fall_back_and_are_counted(tiny_lm):
+    rw = LLMRewriter(str(tiny_lm), max_new_tokens=8, batch_size=8)
+    rw.generate = lambda prompts, seed=0: [" \n"] * len(prompts)       # a model that writes nothing
+    texts, reasons = rw.rewrite_variant(CAPTIONS, "human", 0)
+    assert texts == CAPTIONS and reasons == {"empty": len(CAPTIONS)}
+
+
+def test_greedy_batched_with_left_padding_equals_one_at_a_time(tiny_lm):
+    rw = LLMRewriter(str(tiny_lm), temperature=0.0, max_new_tokens=10, batch_size=8)
+    prompts = [rw.prompt(c, "chatgpt") for c in CAPTIONS]
+    _, tok, _ = rw.load()
+    lengths = {len(tok(p).input_ids) for p in prompts}
+    assert len(lengths) > 1                                            # padding really happens
+    batched = rw.generate(prompts)
+    single = [rw.generate([p])[0] for p in prompts]
+    assert batched == single
+
+
+def test_job_with_llm_counts_calls(tiny_lm, tmp_path):
+    cfg = RewriteConfig(rewriter="llm", model=str(tiny_lm), batch_size=3, max_new_tokens=8, sources=["coco", "human"])
+    out = rewrite_captions(CAPTIONS, tmp_path, cfg, progress=False)
+    assert list(out) == ["mscoco", "human"] and all(len(v) == len(CAPTIONS) for v in out.values())
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["generation_calls"] == 2 and set(report["fallbacks"]) == {"mscoco", "human"}
+
+
+@pytest.mark.slow
+def test_kill_and_resume(tiny_lm, tmp_path):
+    """SIGKILL the CLI after some batches are cached; the rerun generates only the rest and the result equals an
+    uninterrupted run (nothing lost, duplicated or misaligned)."""
+    captions = [f"{c} number {i}" for i in range(10) for c in CAPTIONS]       # 60 captions, 30 batches of 2
+    src = tmp_path / "captions.txt"
+    src.write_text("\n".join(captions) + "\n")
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "laclip_lite.cli", "rewrite", "--input", str(src), "--out", str(out),
+            "--rewriter", "llm", "--model", str(tiny_lm), "--batch-size", "2", "--max-new-tokens", "24",
+            "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(out.glob("cache/*/batch-*.json"))) >= 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the job finished before it could be killed; make it slower"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in out.glob("cache/*/batch-*.json")}
+    assert 3 <= len(finished) < 30 and not (out / "report.json").exists()
+
+    assert subprocess.run(args, capture_output=True, env=env, check=False).returncode == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["batches_reused"] == len(finished)
+    assert report["generation_calls"] == 30 - len(finished)
+    assert all(p.stat().st_mtime_ns == finished[p.name] for p in out.glob("cache/*/batch-*.json") if p.name in finished)
+
+    reference = rewrite_captions(captions, tmp_path / "ref", RewriteConfig(
+        rewriter="llm", model=str(tiny_lm), batch_size=2, max_new_tokens=24), progress=False)
+    assert load_rewrites(out) == reference

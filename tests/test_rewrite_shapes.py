@@ -1,0 +1,99 @@
+"""The ShapeWorld LLM stand-in: it reads the stated facts from the text, keeps exactly them, varies the wording."""
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from laclip_lite.rewrite.quality import distinct_n
+from laclip_lite.rewrite.shapes import (
+    STYLES,
+    ShapeWorldRewriter,
+    parse_caption,
+    rewrite_shape_caption,
+)
+
+
+@pytest.fixture(scope="module")
+def split():
+    from laclip_lite.data.shapeworld import ShapeWorld
+    return ShapeWorld(seed=0, image_size=8).split("train", 600)
+
+
+def _true(scene, key):
+    return scene[key] if scene["stated"][key] else None
+
+
+def test_parser_reads_exactly_the_stated_facts(split):
+    for caption, scene in zip(split.captions, split.scenes):
+        facts = parse_caption(caption)
+        main = facts.objects[0]
+        stated = tuple(_true(scene, k) for k in ("shape", "color", "size"))
+        assert (main.shape, main.color, main.size) == stated, caption
+        assert facts.positions == ((scene["position"],) if scene["stated"]["position"] else ()), caption
+        assert facts.backgrounds == ((scene["background"],) if scene["stated"]["background"] else ()), caption
+        assert len(facts.objects) == 1 + scene["stated"]["second"], caption
+        if scene["stated"]["second"]:
+            second = facts.objects[1]
+            assert all(getattr(second, k) in (None, scene["second"][k]) for k in ("shape", "color", "size")), caption
+
+
+def test_rewrites_keep_the_facts_and_invent_none(split):
+    fallbacks = 0
+    for caption, scene in zip(split.captions, split.scenes):
+        facts = parse_caption(caption)
+        for style in STYLES:
+            text, why = rewrite_shape_caption(caption, style, seed=0)
+            fallbacks += why is not None
+            assert parse_caption(text) == facts, (caption, style, text)
+            got = parse_caption(text).attributes()
+            truth = {f"obj1.{k}={scene[k]}" for k in ("shape", "color", "size")} | \
+                    {f"position={scene['position']}", f"background={scene['background']}"}
+            if scene["second"]:
+                truth |= {f"obj2.{k}={scene['second'][k]}" for k in ("shape", "color", "size")}
+            assert got <= truth, (caption, text)                 # every fact in the rewrite is true of the image
+    assert fallbacks <= len(split.captions) * 4 * 0.01
+
+
+def test_deterministic_and_seed_dependent():
+    cap = "small red circle on the left, white background stock photo"
+    assert all(rewrite_shape_caption(cap, s, 3) == rewrite_shape_caption(cap, s, 3) for s in STYLES)
+    assert len({rewrite_shape_caption(cap, "chatgpt", seed)[0] for seed in range(10)}) >= 8
+
+
+def _template_prefixes() -> list[str]:
+    folder = Path(__file__).resolve().parents[1] / "laclip_lite" / "data" / "templates"
+    lines = [line for f in folder.glob("*.txt") for line in f.read_text().splitlines()
+             if line and not line.startswith("#")]
+    return [t.split("{}")[0].lower() for t in lines if len(t.split("{}")[0]) > 3]
+
+
+def test_diverse_across_sources_and_unlike_zero_shot_prompts(split):
+    rw = ShapeWorldRewriter()
+    result = rw.rewrite_batch(split.captions[:300], seed=0)
+    prefixes = _template_prefixes()
+    for i in range(300):
+        texts = [result.texts[s][i] for s in STYLES]
+        assert len(set(texts)) >= 3, texts
+        for t in texts:
+            assert not re.match(r"^a photo of an? \w+ \w+\.$", t.lower())
+            assert not any(t.lower().startswith(p) for p in prefixes), t
+    assert all(distinct_n(result.texts[s], 2) > 0.2 for s in STYLES)   # corpus level; long texts score lower
+    words = {s: sum(len(t.split()) for t in result.texts[s]) / 300 for s in STYLES}
+    assert max(len(t.split()) for t in result.texts["chatgpt"]) < 30
+    assert words["bard"] > words["chatgpt"] > words["human"]
+
+
+def test_speed_on_one_core(split):
+    caps = split.captions[:500]
+    start = time.process_time()
+    for style in STYLES:
+        for c in caps:
+            rewrite_shape_caption(c, style, 0)
+    rate = 4 * len(caps) / (time.process_time() - start)
+    assert rate >= 2000, f"{rate:.0f} rewrites/s"
+
+
+def test_caption_without_objects_is_kept_and_counted():
+    texts, reasons = ShapeWorldRewriter(["human"]).rewrite_variant(["abstract modern design 2024"], "human", 0)
+    assert texts == ["abstract modern design 2024"] and reasons == {"no_object_found": 1}
