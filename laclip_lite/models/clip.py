@@ -47,14 +47,31 @@ class CLIP(nn.Module):
         else:
             raise ValueError(f"model.text={cfg.text!r} is not one of: transformer, hf")
         self.logit_scale = nn.Parameter(torch.tensor(float(cfg.init_logit_scale)))
+        self.text_buckets, self.pad_id = cfg.text_buckets, cfg.pad_id
 
     def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         x = self.visual(images)
         return F.normalize(x, dim=-1) if normalize else x
 
     def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        x = self.text(tokens)
+        x = self._bucketed_text(tokens) if self._bucketing(tokens) else self.text(tokens)
         return F.normalize(x, dim=-1) if normalize else x
+
+    def _bucketing(self, tokens: torch.Tensor) -> bool:
+        return (self.text_buckets > 1 and isinstance(self.text, TextTransformer)
+                and tokens.shape[0] >= 16 * self.text_buckets)
+
+    def _bucketed_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Sort texts by length, encode `text_buckets` chunks (each trimmed to its own longest text), unsort.
+
+        Exact: each text's output depends only on its own tokens. It pays off when lengths vary, as in
+        LaCLIP-MT, where a batch mixes terse originals with florid rewrites: padding every text to the longest
+        one would spend most of the text tower on pads.
+        """
+        lengths = (tokens != self.pad_id).sum(-1)
+        order = lengths.argsort()
+        parts = [self.text(tokens[idx]) for idx in order.chunk(self.text_buckets)]
+        return torch.cat(parts)[order.argsort()]
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor):
         """-> (image features [N,D], text features [M,D], both L2-normalised; logit scale exp(logit_scale))."""
