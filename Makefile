@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: venv
-	$(BIN)/laclip-lite train --preset tiny --out runs/demo/clip --set train.policy=clip
-	$(BIN)/laclip-lite eval --checkpoint runs/demo/clip --task all
+	$(BIN)/laclip-lite demo --out runs/demo
 
 test: venv
 	$(BIN)/python -m pytest -q

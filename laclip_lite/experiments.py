@@ -170,5 +170,8 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=TAS
         f"Zero-shot top-1 (%) on the ShapeWorld test split and retrieval R@1, mean ± std over "
         f"{summary[0]['seeds']} seeds. `@heldout`: the template set never used for any choice.\n\n"
         + markdown_table(summary, headline, group))
-    fig = bar_with_errors(summary, [m for m in headline if "top1" in m], group=group)
-    fig.savefig(out_dir / "compare.png", dpi=120, bbox_inches="tight")
+    main = "color_shape_top1" if "color_shape_top1" in summary[0] else next(m for m in headline if "top1" in m)
+    for metric, name in ((main, "compare.png"), (f"{main}@heldout", "compare_heldout.png")):
+        if metric in summary[0]:
+            fig = bar_with_errors(runs, metric, group=group, ylabel=f"{metric} (%)")
+            fig.savefig(out_dir / name, dpi=120, bbox_inches="tight")
