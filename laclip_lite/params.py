@@ -1,0 +1,306 @@
+"""Notebook parameters: declared once here, written into each notebook's `parameters` cell, checked at start.
+
+Every lesson notebook has a cell tagged `parameters` (papermill's convention) whose assignments are the
+defaults, and right after it a cell that calls `lessons.start(NAME, globals())`, which calls
+`check_parameters`. papermill puts the values given with `-p` / `-y` / `-f` in a cell of its own between the
+two (tagged `injected-parameters`, source starting with `# Parameters`), so by the time the check runs, every
+parameter holds its final value.
+
+How the check finds a typo or a wrong type:
+
+* **unknown names**: IPython keeps the source of every executed cell in `In`. The check reads the latest
+  parameters cell (first line `# Notebook parameters`) and the latest papermill cell (first line
+  `# Parameters`), collects the names they assign (with `ast`) and compares them with the declared ones.
+  `papermill ... -p stpes 5` therefore stops the run naming `stpes` (papermill itself only warns). Outside
+  IPython (no `In`) it falls back to the plain values in the namespace.
+* **types**: every declared parameter's value is coerced to its kind (`int`, `float`, `bool`, `str`,
+  optional int, a list of ints or strings, config overrides); a value that does not fit stops the run naming
+  the parameter, the kind it expects and what it got. Coerced values are written back into the namespace.
+
+All problems are reported together, in the first cell after the parameters, before any work starts.
+
+The declarations (`NOTEBOOKS`) are the one source of truth: `notebooks/build_notebooks.py` writes the
+parameters cells from them, and a test checks the committed notebooks still match.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from laclip_lite.config import ConfigError
+
+PARAMS_MARKER = "# Notebook parameters"   # first line of every lesson's parameters cell
+PAPERMILL_MARKER = "# Parameters"         # first line of the cell papermill injects
+# Names IPython (and the notebook's own imports) put in a fresh namespace: never parameters.
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+class ParameterError(ConfigError):
+    """A notebook parameter that does not exist, or has a value of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Param:
+    default: Any
+    kind: str                  # see KINDS
+    help: str                  # one line; written as the trailing comment in the parameters cell
+    choices: tuple = ()        # allowed values (str kinds), empty = any
+
+
+KINDS = {
+    "str": "a string",
+    "int": "an int",
+    "float": "a number",
+    "bool": "a bool (True/False)",
+    "int?": "an int or None",
+    "ints?": "a list of ints (or '0,1,2', or None)",
+    "strs": "a list of strings (or 'a,b,c')",
+    "overrides": "config overrides: a list of 'key=value' strings, one 'key=value ...' string, or a dict",
+    "dict": "a dict",
+}
+
+
+def _common(steps: int | None, steps_help: str = "optimizer steps (None: the preset's train.steps)") -> dict:
+    return {
+        "device": Param("auto", "str", '"auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...'),
+        "data": Param("shapeworld", "str", 'data.source: "shapeworld", a LaCLIP CSV, a folder of .tar shards, '
+                                            'a HF dataset folder'),
+        "preset": Param("tiny", "str", "config preset (laclip_lite.config.PRESETS): tiny, test, vit-b16, ..."),
+        "steps": Param(steps, "int?", steps_help),
+        "batch_size": Param(None, "int?", "images per step (None: the preset's train.batch_size)"),
+        "seed": Param(0, "int", "seeds model init, data order and text draws"),
+        "out_dir": Param("", "str", 'where this run writes metrics.json and figures ("": runs/notebooks/<name>)'),
+        "interactive": Param(False, "bool", "True in JupyterLab for widgets; False (papermill): static figures"),
+    }
+
+
+SOURCES = ["chatgpt", "bard", "mscoco", "human"]
+
+NOTEBOOKS: dict[str, dict[str, Param]] = {
+    "01_clip_basics": {
+        **_common(400),
+        "task": Param("color_shape", "str", "zero-shot task: shape, color, color_shape, size, background",
+                      ("shape", "color", "color_shape", "size", "background")),
+        "templates": Param("default", "str", "template set for zero-shot (laclip_lite/data/templates) or a file"),
+        "n_show": Param(8, "int", "images in the similarity heatmaps"),
+    },
+    "02_text_rewriting": {
+        **{k: v for k, v in _common(None).items() if k != "steps"},
+        "batch_size": Param(None, "int?", "captions per rewrite batch (None: rewrite.batch_size)"),
+        "n_captions": Param(200, "int", "captions to rewrite and score (the first n of the training split)"),
+        "llm_model": Param("", "str", "a causal LM (local folder or hub name) to rewrite with; empty: the "
+                                      "world-aware stand-in"),
+        "bt_models": Param("", "str", '"forward,backward" translation models for back-translation; empty: skipped'),
+        "sources": Param(list(SOURCES), "strs", "meta-pair sources, one rewrite per caption each"),
+        "k_shot": Param(3, "int", "meta pairs per prompt"),
+        "embed": Param(True, "bool", "MiniLM cosine (faithfulness) in the quality report"),
+    },
+    "03_laclip_training": {
+        **_common(None),
+        "policies": Param(["clip", "laclip", "mt"], "strs", "text policies to compare; policy:augment for "
+                                                            "another rewrite cache (e.g. laclip:eda)"),
+        "seeds": Param(None, "ints?", "seeds per policy (None: [seed])"),
+        "augment": Param("shapes", "str", "rewrites laclip/mt draw from: shapes, eda, backtranslate, llm",
+                         ("shapes", "eda", "backtranslate", "llm")),
+        "overrides": Param([], "overrides", "config overrides, written as for the CLI's --set (a list of strings)"),
+        "jobs": Param(0, "int", "runs in parallel, cores/jobs threads each; 0: auto (2 on a CPU, 1 on CUDA)"),
+    },
+    "04_ablations": {
+        **_common(300, "optimizer steps per run (None: the preset's); kept small so the grid fits a CPU"),
+        "ablations": Param(["augment", "num_rewrites"], "strs", "which ablations: augment, num_rewrites, "
+                                                                "source, backbone, text_tower (or 'all')"),
+        "values": Param({"augment": ["none", "eda", "shapes"], "num_rewrites": [0, 1, 4]}, "dict",
+                        "restrict an ablation's values, e.g. {'num_rewrites': [0, 4]}; {}: all values"),
+        "policy": Param("laclip", "str", "text policy of the augmented arms", ("laclip", "mt")),
+        "seeds": Param(None, "ints?", "seeds per grid point (None: [seed])"),
+        "metric": Param("color_shape_top1", "str", "the metric the figures plot"),
+        "overrides": Param({"data.train_size": 1500}, "overrides", "config overrides for every run; the default "
+                           "world is small so short runs see each image ~50 times"),
+        "jobs": Param(0, "int", "runs in parallel, cores/jobs threads each; 0: auto (2 on a CPU, 1 on CUDA)"),
+        "llm_model": Param("", "str", "causal LM for the augment value llm (empty: that value is skipped)"),
+        "bt_models": Param("", "str", '"forward,backward" for the augment value backtranslate (empty: skipped)'),
+    },
+}
+
+
+# --- coercion -----------------------------------------------------------------------------------------
+def _coerce(name: str, value: Any, p: Param) -> Any:
+    """The value as its declared kind, or raise ValueError with a reason (the caller adds the name)."""
+    kind = p.kind
+    if kind == "int?" and value is None:
+        return None
+    if kind in ("int", "int?"):
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ValueError(_expects(p, value))
+        return int(value)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(_expects(p, value))
+        return float(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(_expects(p, value))
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ValueError(_expects(p, value))
+        if p.choices and value not in p.choices:
+            raise ValueError(f"{value!r} is not one of: {', '.join(p.choices)}")
+        return value
+    if kind == "ints?":
+        if value is None:
+            return None
+        items = _as_list(value)
+        try:
+            return [_coerce(name, int(v) if isinstance(v, str) and v.strip().lstrip("-").isdigit() else v,
+                            Param(0, "int", "")) for v in items]
+        except ValueError:
+            raise ValueError(_expects(p, value)) from None
+    if kind == "strs":
+        items = _as_list(value)
+        if not items or not all(isinstance(v, str) and v for v in items):
+            raise ValueError(_expects(p, value))
+        return items
+    if kind == "overrides":
+        if isinstance(value, dict):
+            return dict(value)
+        items = value.split() if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) and "=" in v for v in items):
+            raise ValueError(_expects(p, value))
+        return list(items)
+    if kind == "dict":
+        if not isinstance(value, dict):
+            raise ValueError(_expects(p, value))
+        return dict(value)
+    raise ValueError(f"unknown parameter kind {kind!r}")
+
+
+def _as_list(value: Any) -> list:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _expects(p: Param, value: Any) -> str:
+    return f"expects {KINDS[p.kind]}, got {value!r} ({type(value).__name__})"
+
+
+# --- finding the names a notebook assigned ------------------------------------------------------------
+def assigned_names(source: str) -> list[str]:
+    """Names a cell's source assigns at top level (`a = 1`, `a: int = 1`, `a = b = 2`, `a, b = 1, 2`)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+
+    def targets(node):
+        if isinstance(node, ast.Name):
+            names.append(node.id)
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            for elt in node.elts:
+                targets(elt)
+
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign):
+            for t in stmt.targets:
+                targets(t)
+        elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
+            targets(stmt.target)
+    return names
+
+
+def _given_names(namespace: dict) -> tuple[list[str], str]:
+    """The names the parameters cell and papermill's cell assigned, and where they were read from."""
+    history = namespace.get("In")
+    if isinstance(history, list):
+        cells = {}
+        for source in history:                       # the latest of each kind wins (cells may be re-run)
+            first = source.lstrip().split("\n", 1)[0].strip() if isinstance(source, str) else ""
+            if first.startswith(PARAMS_MARKER):
+                cells["parameters"] = source
+            elif first == PAPERMILL_MARKER:
+                cells["injected"] = source
+        if cells:
+            return [n for src in cells.values() for n in assigned_names(src)], "the parameters cells"
+    plain = (str, int, float, bool, list, dict, tuple, type(None))
+    return [n for n, v in namespace.items()
+            if not n.startswith("_") and n not in _IPYTHON_NAMES and isinstance(v, plain)], "the namespace"
+
+
+def run_by_papermill(namespace: dict) -> bool:
+    """True when papermill injected parameters (a headless run): progress bars would only be saved at 0%."""
+    history = namespace.get("In")
+    return isinstance(history, list) and any(
+        isinstance(src, str) and src.lstrip().split("\n", 1)[0].strip() == PAPERMILL_MARKER for src in history)
+
+
+# --- the check ----------------------------------------------------------------------------------------
+def check_parameters(notebook: str, namespace: dict) -> dict:
+    """Check and coerce a notebook's parameters in `namespace` (its `globals()`); -> {name: value}.
+
+    Raises ParameterError listing every unknown name (with close matches) and every value of the wrong
+    type. On success the coerced values are written back into `namespace`.
+    """
+    given, where = _given_names(namespace)
+    values = _validate(notebook, given, namespace, where)
+    namespace.update(values)
+    return values
+
+
+def check_values(notebook: str, values: dict) -> dict:
+    """The same check for a plain {name: value} dict (what a sweep passes to papermill), before any kernel
+    starts: unknown names and wrong types. -> the coerced values (only the names given)."""
+    spec = _spec(notebook)
+    namespace = {**{name: p.default for name, p in spec.items()}, **values}
+    out = _validate(notebook, list(values), namespace, "the given values")
+    return {n: out[n] for n in values}
+
+
+def _spec(notebook: str) -> dict[str, Param]:
+    if notebook not in NOTEBOOKS:
+        raise ParameterError(f"no parameters declared for notebook {notebook!r} (known: {', '.join(NOTEBOOKS)})")
+    return NOTEBOOKS[notebook]
+
+
+def _validate(notebook: str, given: list[str], namespace: dict, where: str) -> dict:
+    spec = _spec(notebook)
+    problems = []
+    for name in dict.fromkeys(given):
+        if name not in spec:
+            close = difflib.get_close_matches(name, list(spec), n=2)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            problems.append(f"{name}: unknown parameter{hint}")
+    values = {}
+    for name, p in spec.items():
+        if name not in namespace:
+            problems.append(f"{name}: not defined (the parameters cell must assign it; default {p.default!r})")
+            continue
+        try:
+            values[name] = _coerce(name, namespace[name], p)
+        except ValueError as e:
+            problems.append(f"{name}: {e}")
+    if problems:
+        raise ParameterError(f"notebook {notebook}: bad parameters (read from {where}):\n  - "
+                             + "\n  - ".join(problems) + f"\nknown parameters: {', '.join(spec)}")
+    return values
+
+
+def defaults(notebook: str) -> dict:
+    return {name: p.default for name, p in NOTEBOOKS[notebook].items()}
+
+
+def parameters_cell(notebook: str) -> str:
+    """The source of a notebook's parameters cell: one commented assignment per parameter."""
+    spec = NOTEBOOKS[notebook]
+    width = min(40, max(len(f"{n} = {p.default!r}") for n, p in spec.items()))
+    lines = [f"{PARAMS_MARKER} (papermill: -p NAME VALUE; checked by the next cell)"]
+    for name, p in spec.items():
+        if "=" in p.help or "=" in repr(p.default):
+            raise ValueError(f"{notebook}.{name}: no '=' in a default or help text (papermill's parser skips the line)")
+        lines.append(f"{name} = {p.default!r}".ljust(width) + f"  # {p.help}")
+    return "\n".join(lines)

@@ -1,0 +1,269 @@
+"""The lesson notebooks: built from one source, committed clean, run headless, and strict about parameters."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from laclip_lite import params as P
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+NAMES = list(P.NOTEBOOKS)
+
+# Tiny parameters: each notebook runs in well under a minute on a CPU.
+TEST_PARAMETERS = {
+    "01_clip_basics": {"preset": "test", "steps": 4, "n_show": 6},
+    "02_text_rewriting": {"preset": "test", "n_captions": 24, "embed": False},
+    "03_laclip_training": {"preset": "test", "policies": ["clip", "laclip"]},
+    "04_ablations": {"preset": "test", "steps": 2, "overrides": [], "ablations": ["augment", "num_rewrites"],
+                     "values": {"augment": ["none", "shapes"], "num_rewrites": [0, 1]}},
+}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LACLIP_LITE_CACHE", str(tmp_path / "cache"))   # the kernels inherit it
+
+
+def _builder():
+    spec = importlib.util.spec_from_file_location("build_notebooks", NB_DIR / "build_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _read(name: str):
+    return nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+
+
+def _execute(name: str, out_dir: Path, parameters: dict):
+    import papermill as pm
+    return pm.execute_notebook(str(NB_DIR / f"{name}.ipynb"), str(out_dir / "notebook.ipynb"),
+                               parameters={**parameters, "out_dir": str(out_dir)}, progress_bar=False,
+                               kernel_name="python3")
+
+
+# --- the committed files ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_notebook_equals_builder_output(name):
+    assert (NB_DIR / f"{name}.ipynb").read_text() == _builder().render(name), \
+        f"notebooks/{name}.ipynb is stale: run python notebooks/build_notebooks.py"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_clean_with_metadata_and_one_parameters_cell(name):
+    nb = _read(name)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"] == {"name": "python3", "display_name": "Python 3", "language": "python"}
+    assert nb.metadata["language_info"] == {"name": "python"}
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code), "outputs committed"
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    params_cell, check_cell = nb.cells[tagged[0]], nb.cells[tagged[0] + 1]
+    assert params_cell.source == P.parameters_cell(name)
+    assert f'lessons.start("{name}", globals())' in check_cell.source
+    assert nb.cells[0].cell_type == "markdown" and "What you will learn" in nb.cells[0].source
+    assert "lessons.finish(lesson)" in code[-1].source
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_working_cell_is_one_call_into_the_library(name):
+    nb = _read(name)
+    code = [c for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+    for cell in code[1:]:                       # code[0] imports lessons and starts the lesson
+        body = ast.parse(cell.source).body
+        assert len(body) == 1, cell.source
+        call = body[0].value
+        assert isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
+            and call.func.value.id == "lessons", cell.source
+        import laclip_lite.lessons as lessons
+        assert callable(getattr(lessons, call.func.attr)), call.func.attr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_papermill_reads_every_declared_parameter(name):
+    import papermill as pm
+    found = pm.inspect_notebook(str(NB_DIR / f"{name}.ipynb"))
+    assert list(found) == list(P.NOTEBOOKS[name])
+    for pname, info in found.items():
+        assert ast.literal_eval(info["default"]) == P.NOTEBOOKS[name][pname].default
+
+
+# --- running them ------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_headless_with_tiny_parameters(name, tmp_path):
+    nb = _execute(name, tmp_path, TEST_PARAMETERS[name])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["notebook"] == name and metrics["parameters"]["preset"] == "test"
+    assert metrics["parameters"]["interactive"] is False
+    assert metrics["metrics"], "no numbers recorded"
+    figures = [item["figure"] for item in metrics["report"] if "figure" in item]
+    assert figures and all((tmp_path / f).is_file() for f in figures)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    shown = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(shown) >= len(figures)          # every saved figure is also in the executed notebook
+    m = metrics["metrics"]
+    if name == "02_text_rewriting":
+        assert m["rewriter"] == "shapes" and m["second_run_generation_calls"] == 0
+        assert m["first_run_generation_calls"] >= 1
+        text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                       for o in c.outputs)
+        assert "not from an LLM" in text and "Back-translation skipped" in text
+    if name == "03_laclip_training":
+        assert {"clip/color_shape_top1", "laclip/color_shape_top1"} <= set(m)
+    if name == "04_ablations":
+        runs = {p.name for p in (tmp_path / "runs").iterdir()}
+        assert len(runs) == 3                  # none == 0 rewrites and shapes == 4 rewrites share runs
+        assert (tmp_path / "ablations.md").exists() and (tmp_path / "ablations_sweep.yaml").exists()
+
+
+def _first_code_after_parameters(nb):
+    """(index, cell) of the first code cell after papermill's injected parameters (papermill may put a
+    markdown note about the error in between)."""
+    start = next(i for i, c in enumerate(nb.cells) if "injected-parameters" in c.metadata.get("tags", []))
+    return next((i, c) for i, c in enumerate(nb.cells) if i > start and c.cell_type == "code")
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"stpes": 3}, "stpes: unknown parameter (did you mean steps"),
+    ({"steps": "ten"}, "steps: expects an int or None, got 'ten' (str)"),
+])
+def test_bad_parameter_stops_in_the_first_cell_after_the_parameters(tmp_path, bad, message):
+    import papermill as pm
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        _execute("01_clip_basics", tmp_path, bad)
+    assert info.value.ename == "ParameterError" and message in info.value.evalue
+    nb = nbformat.read(tmp_path / "notebook.ipynb", as_version=4)
+    index, cell = _first_code_after_parameters(nb)
+    assert "lessons.start(" in cell.source
+    assert [o.ename for o in cell.outputs if o.output_type == "error"] == ["ParameterError"]
+    later = [c for c in nb.cells[index + 1:] if c.cell_type == "code"]
+    assert later and all(c.execution_count is None for c in later)     # nothing else ran
+
+
+# --- the parameter check without a kernel ------------------------------------------------------------
+def _namespace(name, injected: dict | None = None, edited: str = "") -> dict:
+    ns = P.defaults(name)
+    ns["In"] = ["", P.parameters_cell(name) + edited]
+    if injected:
+        ns["In"].append("# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in injected.items()))
+        ns.update(injected)
+    return ns
+
+
+def test_check_coerces_papermill_values_and_writes_them_back():
+    ns = _namespace("03_laclip_training", {"seeds": "0,1", "steps": 5.0, "overrides": "train.lr=1e-3 model.vision=resnet",
+                                           "policies": "clip,laclip"})
+    values = P.check_parameters("03_laclip_training", ns)
+    assert values["seeds"] == [0, 1] and values["steps"] == 5 and isinstance(ns["steps"], int)
+    assert values["overrides"] == ["train.lr=1e-3", "model.vision=resnet"]
+    assert ns["policies"] == ["clip", "laclip"]
+
+
+def test_check_reports_every_problem_at_once():
+    ns = _namespace("01_clip_basics", {"stpes": 3, "interactive": "yes", "task": "colour"})
+    with pytest.raises(P.ParameterError) as info:
+        P.check_parameters("01_clip_basics", ns)
+    text = str(info.value)
+    assert "stpes: unknown parameter (did you mean steps" in text
+    assert "interactive: expects a bool" in text and "task: 'colour' is not one of" in text
+
+
+def test_check_catches_a_typo_typed_into_the_parameters_cell():
+    ns = _namespace("01_clip_basics", edited="\nn_shwo = 4")
+    ns["n_shwo"] = 4
+    with pytest.raises(P.ParameterError, match="n_shwo: unknown parameter"):
+        P.check_parameters("01_clip_basics", ns)
+    del ns["n_shwo"]                                        # a re-run cell replaces the old source in In
+    ns["In"].append(P.parameters_cell("01_clip_basics"))
+    assert P.check_parameters("01_clip_basics", ns)["n_show"] == 8
+
+
+def test_check_without_ipython_history_uses_the_namespace():
+    ns = {**P.defaults("02_text_rewriting"), "llm_modle": "x"}
+    with pytest.raises(P.ParameterError, match="llm_modle"):
+        P.check_parameters("02_text_rewriting", ns)
+    ns = P.defaults("02_text_rewriting")
+    del ns["k_shot"]
+    with pytest.raises(P.ParameterError, match="k_shot: not defined"):
+        P.check_parameters("02_text_rewriting", ns)
+
+
+def test_start_checks_meaning_as_well_as_types(tmp_path):
+    from laclip_lite import lessons
+
+    ns = {**P.defaults("03_laclip_training"), "out_dir": str(tmp_path), "preset": "nope"}
+    with pytest.raises(P.ParameterError, match="unknown preset 'nope'"):
+        lessons.start("03_laclip_training", ns)
+    ns.update(preset="test", overrides=["train.stesp=3"])
+    with pytest.raises(P.ConfigError, match="train.stesp"):
+        lessons.start("03_laclip_training", ns)
+    ns.update(overrides=[], data=str(tmp_path / "missing.csv"))
+    with pytest.raises(P.ParameterError, match="neither 'shapeworld' nor an existing path"):
+        lessons.start("03_laclip_training", ns)
+
+
+# --- the interactive views ---------------------------------------------------------------------------
+def test_explorer_gives_widgets_when_interactive_and_figures_when_not(tmp_path):
+    import ipywidgets as W
+
+    from laclip_lite import lessons
+
+    ns = {**P.defaults("01_clip_basics"), "preset": "test", "steps": 2, "out_dir": str(tmp_path), "n_show": 4}
+    lesson = lessons.start("01_clip_basics", ns)
+    world = lessons.show_world(lesson, n=4)
+    run = lessons.train_clip(lesson, world)
+    assert lessons.explorer(lesson, run, world) is None
+    assert (tmp_path / "figures" / "explorer_text_to_images.png").exists()
+    lesson.params["interactive"] = True
+    ui = lessons.explorer(lesson, run, world)
+    assert isinstance(ui, W.VBox)
+    text = next(w for w in ui.children if isinstance(w, W.Text))
+    slider = next(w for w in ui.children if isinstance(w, W.IntSlider))
+    text.value, slider.value = "a blue square", 3          # the handlers redraw without error
+    assert slider.max == len(world.test) - 1
+    again = lessons.train_clip(lesson, world)              # a finished run with the same settings is reused
+    assert again.dir == run.dir and again.final == run.final
+
+
+# --- the demo report ---------------------------------------------------------------------------------
+def test_report_gathers_key_tables_and_figures(tmp_path):
+    from laclip_lite import report
+
+    (tmp_path / "01_clip_basics" / "figures").mkdir(parents=True)
+    (tmp_path / "01_clip_basics" / "figures" / "a.png").write_bytes(b"png")
+    (tmp_path / "01_clip_basics" / "metrics.json").write_text(json.dumps({"report": [
+        {"title": "Shown", "markdown": "| a | b |\n|---|---|\n| 1 | 2 |", "key": True},
+        {"title": "Hidden", "markdown": "not key", "key": False},
+        {"title": "Fig", "figure": "figures/a.png", "key": True}]}))
+    (tmp_path / "timings.json").write_text(json.dumps({
+        "01_clip_basics": {"notebook": "01_clip_basics", "status": "done", "seconds": 12.0},
+        "02_text_rewriting": {"notebook": "02_text_rewriting", "status": "failed", "seconds": 3.0,
+                              "error": "ParameterError: bad"}}))
+    text = report.write_report(tmp_path).read_text()
+    assert "| 1 | 2 |" in text and "not key" not in text
+    assert "![Fig](01_clip_basics/figures/a.png)" in text
+    assert "| 02_text_rewriting | failed: ParameterError: bad | 3 s |" in text
+    assert "| 03_laclip_training | not run |" in text and "Total: 15 s" in text
+
+
+@pytest.mark.slow
+def test_demo_runs_notebooks_and_passes_each_only_its_own_parameters(tmp_path):
+    from laclip_lite import report
+
+    # `steps` is not a parameter of notebook 02: the demo must not pass it there (it would stop the notebook).
+    path = report.run_demo(tmp_path, ["02_text_rewriting"], {"preset": "test", "steps": 2, "n_captions": 12,
+                                                              "embed": False}, progress=False)
+    timings = json.loads((tmp_path / "timings.json").read_text())
+    assert timings["02_text_rewriting"]["status"] == "done"
+    text = path.read_text()
+    assert "## 02 · Text rewriting" in text and "![Diversity vs faithfulness](02_text_rewriting/figures/" in text
+    assert (tmp_path / "02_text_rewriting" / "notebook.ipynb").exists()
