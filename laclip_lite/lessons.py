@@ -367,7 +367,16 @@ def train_clip(lesson: Lesson, world: World) -> Run:
     from laclip_lite.train import CHECKPOINT, train
     from laclip_lite.utils import stable_hash
 
-    cfg = lesson.config({"train.policy": "clip", "data.augment": "none"})
+    import os
+
+    import torch
+
+    extra = {"train.policy": "clip", "data.augment": "none"}
+    small_cpu = (os.cpu_count() or 1) <= 2 and lesson.config().train.device in ("auto", "cpu") \
+        and not torch.cuda.is_available()
+    if small_cpu:          # on 2 shared cores, 2 threads stall whenever another process runs; 1 thread does not
+        extra["train.threads"] = 1
+    cfg = lesson.config(extra)
     run_dir = lesson.out_dir / f"clip-{stable_hash(cfg.to_dict(), length=8)}"
     done = run_dir / "final_metrics.json"
     if done.exists():
@@ -375,12 +384,17 @@ def train_clip(lesson: Lesson, world: World) -> Run:
         lesson.markdown(f"Reusing the finished run in `{run_dir}` (same settings).")
     else:
         _warm_rewrite_cache(cfg, lesson.progress)
-        final = train(cfg, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=lesson.progress)
+        threads = torch.get_num_threads()
+        try:
+            final = train(cfg, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=lesson.progress)
+        finally:
+            torch.set_num_threads(threads)                  # the trainer sets it process-wide
     model, tok, run_cfg = load_run(run_dir, device=lesson.params["device"])
     lesson.figure(learning_curves(run_dir, ("loss", "logit_scale"), title="CLIP training"), "learning_curves",
                   "Learning curves", key=True)
     rows = [{"metric": k.removeprefix("test/"), "value": v} for k, v in final.items() if k.startswith("test/")]
-    lesson.markdown(f"Trained {final['step']} steps in {final['train_seconds']} s; final loss "
+    lesson.markdown(("Trained on one CPU thread (steadier than two on a small shared machine). " if small_cpu else "")
+                    + f"Trained {final['step']} steps in {final['train_seconds']} s; final loss "
                     f"{final['final_loss']:.3f}. On the test split:\n\n" + _table(rows))
     lesson.metrics.update({"train_seconds": final["train_seconds"], "final_loss": round(final["final_loss"], 4)})
     return Run(run_dir, model, tok, run_cfg, final)

@@ -98,7 +98,8 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "embed": Param(True, "bool", "MiniLM cosine (faithfulness) in the quality report"),
     },
     "03_laclip_training": {
-        **_common(None),
+        **_common(500, "optimizer steps per run (None: the preset's); 500 shows the LaCLIP effect within the "
+                       "CPU demo budget"),
         "policies": Param(["clip", "laclip", "mt"], "strs", "text policies to compare; policy:augment for "
                                                             "another rewrite cache (e.g. laclip:eda)"),
         "seeds": Param(None, "ints?", "seeds per policy (None: [seed])"),

@@ -267,3 +267,45 @@ def test_demo_runs_notebooks_and_passes_each_only_its_own_parameters(tmp_path):
     text = path.read_text()
     assert "## 02 · Text rewriting" in text and "![Diversity vs faithfulness](02_text_rewriting/figures/" in text
     assert (tmp_path / "02_text_rewriting" / "notebook.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_rewriting_lesson_with_a_real_llm_and_back_translation(tmp_path):
+    """The branches a CPU demo never takes: `llm_model` and `bt_models` set (tiny random models, offline)."""
+    from laclip_lite import lessons
+    from laclip_lite.rewrite.tiny_models import build_tiny_causal_lm, build_tiny_marian
+
+    lm = build_tiny_causal_lm(tmp_path / "lm")
+    mt = build_tiny_marian(tmp_path / "mt")
+    ns = {**P.defaults("02_text_rewriting"), "preset": "test", "n_captions": 6, "embed": False,
+          "out_dir": str(tmp_path / "out"), "llm_model": str(lm), "bt_models": f"{mt},{mt}",
+          "sources": ["chatgpt", "human"]}
+    lesson = lessons.start("02_text_rewriting", ns)
+    captions = lessons.load_captions(lesson)
+    rewrites = lessons.rewrite_with_llm(lesson, captions)
+    assert rewrites["rewriter"] == "llm" and set(rewrites["texts"]) == {"chatgpt", "human"}
+    assert rewrites["report"]["generation_calls"] >= 1
+    baselines = lessons.eda_and_backtranslation(lesson, captions, rewrites)
+    assert set(baselines) == {"eda", "backtranslate"} and len(baselines["backtranslate"]["texts"]["bt1"]) == 6
+    rows = lessons.quality_lesson(lesson, captions, rewrites, baselines)
+    assert {"llm:chatgpt", "eda:eda1", "backtranslate:bt2"} <= set(rows)
+    assert lessons.cache_lesson(lesson, captions, rewrites)["generation_calls"] == 0
+    said = " ".join(item.get("markdown", "") for item in lesson.report)
+    assert f"Rewriting with the LLM **{lm}**" in said and "Back-translation through" in said
+
+
+@pytest.mark.slow
+def test_training_lesson_on_a_real_dataset_file(tmp_path):
+    """`data` pointing at the LaCLIP CSV layout (images + caption + rewrite files), as on a GPU box."""
+    from laclip_lite import lessons
+
+    csv_path = ROOT / "data_samples" / "laclip" / "train.csv"
+    ns = {**P.defaults("03_laclip_training"), "preset": "test", "data": str(csv_path), "jobs": 1,
+          "policies": ["clip", "laclip"], "out_dir": str(tmp_path)}
+    lesson = lessons.start("03_laclip_training", ns)
+    plan = lessons.training_plan(lesson)
+    assert {row["data"] for row in plan} == {str(csv_path)}
+    comparison = lessons.train_policies(lesson)
+    assert [r["policy"] for r in comparison.summary] == ["clip", "laclip"]
+    info = json.loads((comparison.run_dirs["laclip-s0"] / "data_info.json").read_text())
+    assert info["texts_per_image"] == 5 and info["source"] == str(csv_path)
