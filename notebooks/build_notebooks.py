@@ -275,10 +275,12 @@ NOTEBOOKS = {
         **What you will learn**: how to run a fair comparison over seeds, read learning curves, and judge
         zero-shot (with held-out templates) and retrieval results; and how the learned similarity differs.
 
-        The defaults train one seed of each arm with the `tiny` preset on a CPU. The same notebook trains on a real
-        dataset on a GPU, e.g. the LaCLIP release's CC3M CSV with its rewrite files and a ViT-B/16:
+        The defaults train one seed of each arm with the `tiny` preset for 500 steps on a CPU. The same notebook
+        trains on a real dataset on a GPU: the command below trains a ViT-B/16 on the LaCLIP release's CC3M CSV
+        and its rewrite files, for the preset's full schedule (`steps None`).
         """),
-        how_to_run("03_laclip_training", "-p preset vit-b16 -p data /path/to/cc3m_train.csv -y 'seeds: [0]'"),
+        how_to_run("03_laclip_training",
+                   "-p preset vit-b16 -p steps None -p data /path/to/cc3m_train.csv -p policies clip,laclip"),
         {"type": "parameters"},
         start("03_laclip_training"),
         md("""
