@@ -119,29 +119,49 @@ class InMemoryPairs:
         return Batch(self.images[idx], tokens, time.perf_counter() - t0)
 
 
-class StreamingPairs:
-    """Pairs read from files through a DataLoader (worker processes decode and tokenise).
-
-    `dataset` is a map-style dataset of (uint8 image, texts) or None for a corrupt sample; the sampler walks
-    the same seeded epoch order as `InMemoryPairs`, starting at the resumed step.
-    """
+class _LoaderPairs:
+    """Pairs read from files through a DataLoader (worker processes decode and tokenise); subclasses say how
+    the stream of (images, tokens [B,K,L]) batches starting at a given step is made."""
 
     def __init__(self, dataset, tokenizer, policy: str, batch_size: int, seed: int, num_workers: int = 0,
                  rank: int = 0, world_size: int = 1, num_texts: int = 1, pin_memory: bool = False):
         self.dataset, self.tokenizer, self.policy, self.seed = dataset, tokenizer, policy, seed
         self.batch_size, self.num_workers, self.num_texts, self.pin_memory = batch_size, num_workers, num_texts, pin_memory
         self.rank, self.world_size = rank, world_size
-        self.order = EpochOrder(len(dataset), batch_size, seed, rank, world_size)
         self._iter, self._next_step = None, None
-
-    def __len__(self) -> int:
-        return len(self.dataset)
 
     @property
     def texts_per_image(self) -> int:
         return self.num_texts
 
-    def _loader(self, start_step: int):
+    def _stream(self, start_step: int):
+        raise NotImplementedError
+
+    def batch(self, step: int) -> Batch:
+        t0 = time.perf_counter()
+        if self._iter is None or step != self._next_step:
+            self._iter = self._stream(step)
+        images, tokens = next(self._iter)
+        self._next_step = step + 1
+        tokens = select_texts(tokens, self.policy, step_generator(self.seed, step, stream=2), self.rank,
+                              self.world_size)
+        return Batch(images, tokens, time.perf_counter() - t0)
+
+
+class StreamingPairs(_LoaderPairs):
+    """Map-style files (CSV, HF): `dataset` yields (uint8 image, texts) or None for a corrupt sample; the
+    sampler walks the same seeded epoch order as `InMemoryPairs`, starting at the resumed step."""
+
+    def __init__(self, dataset, tokenizer, policy: str, batch_size: int, seed: int, num_workers: int = 0,
+                 rank: int = 0, world_size: int = 1, num_texts: int = 1, pin_memory: bool = False):
+        super().__init__(dataset, tokenizer, policy, batch_size, seed, num_workers, rank, world_size, num_texts,
+                         pin_memory)
+        self.order = EpochOrder(len(dataset), batch_size, seed, rank, world_size)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _stream(self, start_step: int):
         from torch.utils.data import DataLoader
 
         order = self.order
@@ -153,40 +173,18 @@ class StreamingPairs:
                     yield order.indices(step).tolist()
                     step += 1
 
-        collate = _Collate(self.tokenizer, self.num_texts)
         return iter(DataLoader(self.dataset, batch_sampler=_Sampler(), num_workers=self.num_workers,
-                               collate_fn=collate, pin_memory=self.pin_memory,
+                               collate_fn=_Collate(self.tokenizer, self.num_texts), pin_memory=self.pin_memory,
                                persistent_workers=self.num_workers > 0,
                                prefetch_factor=4 if self.num_workers > 0 else None))
 
-    def batch(self, step: int) -> Batch:
-        t0 = time.perf_counter()
-        if self._iter is None or step != self._next_step:
-            self._iter = self._loader(step)
-        images, tokens = next(self._iter)
-        self._next_step = step + 1
-        tokens = select_texts(tokens, self.policy, step_generator(self.seed, step, stream=2), self.rank,
-                              self.world_size)
-        return Batch(images, tokens, time.perf_counter() - t0)
 
-
-class ShardPairs:
+class ShardPairs(_LoaderPairs):
     """Pairs streamed from tar shards: each rank and each DataLoader worker reads its own shards, in order.
 
     One pass over this rank's shards is an epoch; the stream restarts at the end. Resuming at step s replays
     the stream and drops the first s batches (it decodes them again: exact, not free).
     """
-
-    def __init__(self, dataset, tokenizer, policy: str, batch_size: int, seed: int, num_workers: int = 0,
-                 rank: int = 0, world_size: int = 1, num_texts: int = 1, pin_memory: bool = False):
-        self.dataset, self.tokenizer, self.policy, self.seed = dataset, tokenizer, policy, seed
-        self.batch_size, self.num_workers, self.num_texts, self.pin_memory = batch_size, num_workers, num_texts, pin_memory
-        self.rank, self.world_size = rank, world_size
-        self._iter, self._next_step = None, None
-
-    @property
-    def texts_per_image(self) -> int:
-        return self.num_texts
 
     def _stream(self, start_step: int):
         from torch.utils.data import DataLoader
@@ -204,16 +202,6 @@ class ShardPairs:
             if not produced:
                 raise RuntimeError(f"rank {self.rank}'s shards hold fewer than one batch of "
                                    f"{self.batch_size} readable samples")
-
-    def batch(self, step: int) -> Batch:
-        t0 = time.perf_counter()
-        if self._iter is None or step != self._next_step:
-            self._iter = self._stream(step)
-        images, tokens = next(self._iter)
-        self._next_step = step + 1
-        tokens = select_texts(tokens, self.policy, step_generator(self.seed, step, stream=2), self.rank,
-                              self.world_size)
-        return Batch(images, tokens, time.perf_counter() - t0)
 
 
 class _Collate:
