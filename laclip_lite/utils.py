@@ -93,6 +93,19 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def iter_jsonl(path: str | Path):
+    """(line number, parsed object) for each non-blank line of a JSONL file; bad JSON -> DataError at path:line."""
+    from laclip_lite.errors import DataError
+
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+
+
 def cache_dir() -> Path:
     """Where trained tokenizers and rewrite caches live unless a run says otherwise."""
     root = os.environ.get("LACLIP_LITE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "laclip_lite")

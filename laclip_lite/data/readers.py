@@ -157,7 +157,19 @@ def discover_rewrite_files(csv_path: str | Path, folder: str | Path | None = Non
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
-class LaclipCsvSource:
+class _MapSource:
+    """Map-style sources (len + [i] -> Record | None): iterating yields the readable records, then warns
+    with the skip counts."""
+
+    def __iter__(self) -> Iterator[Record]:
+        for i in range(len(self)):
+            rec = self[i]
+            if rec is not None:
+                yield rec
+        self.stats.warn()
+
+
+class LaclipCsvSource(_MapSource):
     """Rows `relative/image.png,caption` (no header) + line-aligned rewrite files; map-style (len, [i])."""
 
     def __init__(self, csv_path: str | Path, image_root: str | Path | None = None,
@@ -237,12 +249,6 @@ class LaclipCsvSource:
         self.stats.read += 1
         return Record(rel, image, caption, rewrites)
 
-    def __iter__(self) -> Iterator[Record]:
-        for i in range(len(self)):
-            rec = self[i]
-            if rec is not None:
-                yield rec
-        self.stats.warn()
 
 
 # -- webdataset tar shards ------------------------------------------------------------------------------------
@@ -368,7 +374,7 @@ class TarShardSource:
 
 
 # -- Hugging Face datasets ------------------------------------------------------------------------------------
-class HFDiskSource:
+class HFDiskSource(_MapSource):
     """A `save_to_disk` folder, or a hub dataset name (`load_dataset`, needs network). Map-style."""
 
     def __init__(self, path_or_name: str | Path, image_column: str = "image", caption_column: str = "caption",
@@ -442,12 +448,6 @@ class HFDiskSource:
         return Record(key, image, row[self.caption_column],
                       {c: row[c] for c in self.rewrite_columns if row[c] is not None})
 
-    def __iter__(self) -> Iterator[Record]:
-        for i in range(len(self)):
-            rec = self[i]
-            if rec is not None:
-                yield rec
-        self.stats.warn()
 
 
 # -- choosing a reader ----------------------------------------------------------------------------------------

@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from laclip_lite.errors import DataError
+from laclip_lite.utils import iter_jsonl
 
 
 def read_captions(path: str | Path, column: str = "caption") -> list[str]:
@@ -44,13 +44,7 @@ def _read_laclip_csv(path: Path) -> list[str]:
 
 def _read_jsonl(path: Path, column: str) -> list[str]:
     out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    for lineno, row in iter_jsonl(path):
         if not isinstance(row, dict) or not isinstance(row.get(column), str):
             raise DataError(f"{path}:{lineno}: no string field {column!r} (choose the key with --column)")
         out.append(row[column])

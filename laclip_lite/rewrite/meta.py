@@ -24,6 +24,7 @@ from pathlib import Path
 
 from laclip_lite.errors import ConfigError, DataError
 from laclip_lite.rewrite.base import seed_for
+from laclip_lite.utils import iter_jsonl
 
 SOURCES = ("chatgpt", "bard", "mscoco", "human")
 ALIASES = {"coco": "mscoco"}
@@ -69,13 +70,7 @@ def load_meta_pairs(spec: str) -> list[MetaPair]:
     if not path.is_file():
         raise DataError(f"meta-pair file not found: {path}")
     pairs = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    for lineno, row in iter_jsonl(path):
         pairs.append(_pair(row, f"{path}:{lineno}"))
     if not pairs:
         raise DataError(f"{path}: no meta pairs")
