@@ -4,9 +4,10 @@
 
 The LLM is a tiny *random* Llama (hidden 64, 2 layers; `rewrite/tiny_models.py`) loaded by path through the
 real `LLMRewriter` path: the same captions, prompts (3 meta pairs) and max_new_tokens, once in batches of
-`--batch-size` (left-padded, KV cache) and once one prompt at a time. With a tiny model the per-step Python
-and framework overhead dominates, which is exactly what batching amortises; with a 7B model on a GPU the gain
-comes from filling the matmuls instead. A random model rarely writes a newline, so rows run to the budget.
+`--batch-size` (left-padded, KV cache, finished rows leave the batch) and once one prompt at a time. With a
+tiny model the per-step framework overhead is what batching amortises; with a 7B model on a GPU the gain comes
+from filling the matmuls instead. The random model writes its newline late (mean ~34 tokens, some rows 77).
+Measured numbers and their analysis: docs/rewriting.md, "Speed".
 """
 from __future__ import annotations
 

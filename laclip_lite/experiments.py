@@ -52,11 +52,16 @@ def arm_config(arm: Arm, seed: int, preset: str = "tiny", overrides: list[str] |
     return cfg.validate()
 
 
-def evaluate_model(model, tokenizer, cfg: Config, template_sets=TEMPLATE_SETS, tasks=TASKS, split: str = "test") -> dict:
-    """Flat metrics for a table: `<task>_top1[@<template set>]` and retrieval R@1/5/10 on the ShapeWorld split."""
+def evaluate_model(model, tokenizer, cfg: Config, template_sets=TEMPLATE_SETS, tasks=TASKS,
+                   split: str = "test") -> dict:
+    """Flat metrics for a table: `<task>_top1[@<template set>]` and retrieval R@1/5/10 on the ShapeWorld split;
+    {} for a run trained on file data (its labels and captions are not ShapeWorld's: score its checkpoint with
+    `laclip_lite.evaluate.zero_shot` / `retrieval` on labelled images of its own domain)."""
     from laclip_lite.data.dataset import shapeworld_split
     from laclip_lite.evaluate import encode_images, encode_texts, retrieval, zero_shot_tasks
 
+    if cfg.data.source != "shapeworld":
+        return {}
     data = shapeworld_split(cfg, split)
     feats = encode_images(model, data.images)
     out: dict[str, float] = {}
@@ -81,8 +86,8 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     resume = (out_dir / CHECKPOINT).exists()
     trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=False)
     final = trainer.run()
-    metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **evaluate_model(trainer.model, trainer.data.tokenizer, cfg,
-                                                                  template_sets, tasks)}
+    scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks)
+    metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores}
     from laclip_lite.utils import atomic_write_text
     atomic_write_text(done, json.dumps(metrics, indent=1))
     return metrics
@@ -148,10 +153,18 @@ def summarise(runs: list[dict], group: str = "policy") -> list[dict]:
     return rows
 
 
+def summary_cell(row: dict, metric: str) -> str:
+    """"mean ± std" of a summary row's metric; just the value from one seed (its std would read as 0.0)."""
+    if metric not in row:
+        return "-"
+    if row.get("seeds", 2) < 2:
+        return f"{row[metric]:.1f}"
+    return f"{row[metric]:.1f} ± {row[metric + '_std']:.1f}"
+
+
 def markdown_table(summary: list[dict], metrics: list[str], group: str = "policy") -> str:
     head = f"| {group} | " + " | ".join(metrics) + " |\n|---|" + "---:|" * len(metrics) + "\n"
-    body = "".join(f"| {r[group]} | " + " | ".join(f"{r[m]:.1f} ± {r[m + '_std']:.1f}" if m in r else "-"
-                                                 for m in metrics) + " |\n" for r in summary)
+    body = "".join(f"| {r[group]} | " + " | ".join(summary_cell(r, m) for m in metrics) + " |\n" for r in summary)
     return head + body
 
 
@@ -164,14 +177,22 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=TAS
             writer = csv.DictWriter(f, fieldnames=keys)
             writer.writeheader()
             writer.writerows(rows)
+    seeds = summary[0]["seeds"]
     headline = [m for t in tasks for m in (f"{t}_top1", f"{t}_top1@heldout")] + ["i2t_R@1", "t2i_R@1"]
     headline = [m for m in headline if m in summary[0]]
-    (out_dir / "summary.md").write_text(
-        f"Zero-shot top-1 (%) on the ShapeWorld test split and retrieval R@1, mean ± std over "
-        f"{summary[0]['seeds']} seeds. `@heldout`: the template set never used for any choice.\n\n"
-        + markdown_table(summary, headline, group))
-    main = "color_shape_top1" if "color_shape_top1" in summary[0] else next(m for m in headline if "top1" in m)
+    if headline:
+        caption = (f"Zero-shot top-1 (%) on the ShapeWorld test split and retrieval R@1, mean ± std over {seeds} "
+                   "seeds. `@heldout`: the template set never used for any choice.")
+        main = "color_shape_top1" if "color_shape_top1" in summary[0] else headline[0]
+        unit = "%"
+    else:                  # runs on file data: no ShapeWorld evaluation (see evaluate_model)
+        headline = [m for m in ("final_loss", "train_seconds") if m in summary[0]]
+        caption = (f"Final training loss and training time, mean ± std over {seeds} seeds. These runs trained on "
+                   "file data, which has no ShapeWorld test split: evaluate their checkpoints on labelled images "
+                   "of their own domain (`laclip_lite.evaluate.zero_shot`, `retrieval`).")
+        main, unit = "final_loss", ""
+    (out_dir / "summary.md").write_text(caption + "\n\n" + markdown_table(summary, headline, group))
     for metric, name in ((main, "compare.png"), (f"{main}@heldout", "compare_heldout.png")):
         if metric in summary[0]:
-            fig = bar_with_errors(runs, metric, group=group, ylabel=f"{metric} (%)")
+            fig = bar_with_errors(runs, metric, group=group, ylabel=f"{metric} ({unit})" if unit else metric)
             fig.savefig(out_dir / name, dpi=120, bbox_inches="tight")

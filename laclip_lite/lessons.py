@@ -1100,7 +1100,7 @@ def run_ablations(lesson: Lesson, points) -> list[dict]:
 
 def ablation_table(lesson: Lesson, rows: list[dict]) -> str:
     """One aggregated table: every ablation's settings, mean ± std over seeds."""
-    from laclip_lite.experiments import summarise
+    from laclip_lite.experiments import summarise, summary_cell
 
     metric = lesson.params["metric"]
     cols = list(dict.fromkeys([metric, f"{metric}@heldout", "t2i_R@1", "i2t_R@1"]))
@@ -1110,7 +1110,7 @@ def ablation_table(lesson: Lesson, rows: list[dict]) -> str:
         mine = [{k: v for k, v in r.items() if k not in ("ablation", "value", "arm")} for r in rows
                 if r["ablation"] == ablation]
         for s in summarise(mine, group="label"):
-            cells = [f"{s[c]:.1f} ± {s[c + '_std']:.1f}" if c in s else "-" for c in cols]
+            cells = [summary_cell(s, c) for c in cols]
             lines.append(f"| {ablation} | {s['label']} | {s['seeds']} | " + " | ".join(cells) + " |")
             summary_rows.append({"ablation": ablation, **s})
             lesson.metrics[f"{ablation}/{s['label']}/{metric}"] = s.get(metric)

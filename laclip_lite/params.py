@@ -295,13 +295,21 @@ def defaults(notebook: str) -> dict:
     return {name: p.default for name, p in NOTEBOOKS[notebook].items()}
 
 
+# The annotation written for each kind in the parameters cell (what `papermill --help-notebook` shows).
+ANNOTATIONS = {"str": "str", "int": "int", "float": "float", "bool": "bool", "int?": "Optional[int]",
+               "ints?": "Optional[list]", "strs": "list", "overrides": "list", "dict": "dict"}
+
+
 def parameters_cell(notebook: str) -> str:
-    """The source of a notebook's parameters cell: one commented assignment per parameter."""
+    """The source of a notebook's parameters cell: one annotated, commented assignment per parameter."""
     spec = NOTEBOOKS[notebook]
-    width = min(40, max(len(f"{n} = {p.default!r}") for n, p in spec.items()))
+    assigns = {n: f"{n}: {ANNOTATIONS[p.kind]} = {p.default!r}" for n, p in spec.items()}
+    width = min(48, max(len(a) for a in assigns.values()))
     lines = [f"{PARAMS_MARKER} (papermill: -p NAME VALUE; checked by the next cell)"]
+    if any("Optional" in a for a in assigns.values()):
+        lines.append("from typing import Optional")
     for name, p in spec.items():
         if "=" in p.help or "=" in repr(p.default):
             raise ValueError(f"{notebook}.{name}: no '=' in a default or help text (papermill's parser skips the line)")
-        lines.append(f"{name} = {p.default!r}".ljust(width) + f"  # {p.help}")
+        lines.append(assigns[name].ljust(width) + f"  # {p.help}")
     return "\n".join(lines)

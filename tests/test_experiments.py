@@ -34,3 +34,22 @@ def test_summarise_mean_and_sample_std():
     runs = [{"policy": "a", "seed": 0, "x": 1.0}, {"policy": "a", "seed": 1, "x": 3.0}]
     (row,) = summarise(runs)
     assert row["x"] == 2.0 and row["x_std"] == pytest.approx(1.414, abs=1e-2)
+
+
+def test_compare_on_file_data_reports_loss_not_shapeworld_scores(tmp_path, monkeypatch):
+    """A run on the LaCLIP-layout sample has no ShapeWorld test split: the table holds loss and time instead."""
+    from pathlib import Path
+
+    monkeypatch.setenv("LACLIP_LITE_CACHE", str(tmp_path / "cache"))
+    samples = Path(__file__).resolve().parents[1] / "data_samples" / "laclip"
+    summary = compare("clip,laclip", "0", tmp_path / "cmp", preset="test", progress=False, augment="llm",
+                      overrides=[f"data.source={samples}", "train.steps=2", "train.batch_size=8"])
+    assert all("final_loss" in r and not any("top1" in k for k in r) for r in summary)
+    text = (tmp_path / "cmp" / "summary.md").read_text()
+    assert "file data" in text and "final_loss" in text and (tmp_path / "cmp" / "compare.png").exists()
+
+
+def test_markdown_table_shows_std_only_over_several_seeds():
+    from laclip_lite.experiments import markdown_table
+    rows = [{"policy": "a", "seeds": 3, "x": 1.0, "x_std": 0.5}, {"policy": "b", "seeds": 1, "x": 2.0, "x_std": 0.0}]
+    assert markdown_table(rows, ["x", "y"]).splitlines()[2:] == ["| a | 1.0 ± 0.5 | - |", "| b | 2.0 | - |"]

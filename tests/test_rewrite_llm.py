@@ -139,3 +139,26 @@ def test_kill_and_resume(tiny_lm, tmp_path):
     reference = rewrite_captions(captions, tmp_path / "ref", RewriteConfig(
         rewriter="llm", model=str(tiny_lm), batch_size=2, max_new_tokens=24), progress=False)
     assert load_rewrites(out) == reference
+
+
+def test_greedy_decode_matches_transformers_generate(tiny_lm):
+    """Our decode loop (rows leave the batch when they stop) against `model.generate`, one prompt at a time."""
+    rw = LLMRewriter(str(tiny_lm), temperature=0.0, max_new_tokens=20, batch_size=8)
+    model, tok, stop_ids = rw.load()
+    prompts = [rw.prompt(c, v) for c in CAPTIONS for v in ("chatgpt", "human")]
+    ours = rw.generate(prompts)
+    for prompt, text in zip(prompts, ours):
+        enc = tok([prompt], return_tensors="pt")
+        ref = model.generate(**enc, do_sample=False, max_new_tokens=20, eos_token_id=stop_ids.tolist(),
+                             pad_token_id=tok.pad_token_id)
+        assert text == tok.decode(ref[0, enc.input_ids.shape[1]:], skip_special_tokens=True)
+
+
+def test_nucleus_sampling_draws_from_the_smallest_set_reaching_top_p():
+    rw = LLMRewriter("unused-model", temperature=1.0, top_p=0.7)
+    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log().expand(20000, 4)
+    draws = torch.bincount(rw._sample(logits, torch.Generator().manual_seed(0)), minlength=4) / 20000
+    # nucleus {0, 1} (0.5 < 0.7 <= 0.8), renormalised: 0.625 / 0.375
+    assert draws[2] == draws[3] == 0 and abs(draws[0] - 0.625) < 0.015 and abs(draws[1] - 0.375) < 0.015
+    cold = LLMRewriter("unused-model", temperature=0.0)
+    assert cold._sample(logits[:3], None).tolist() == [0, 0, 0]

@@ -8,11 +8,12 @@ rw.rewrite(["cute puppy in a basket stock photo"], "chatgpt", seed=0)
 ```
 
 Generation is batched: prompts are **left-padded** (a decoder-only model continues from the last position, so
-padding must sit on the left where the attention mask hides it) and decoded with the KV cache. Sampling as in
-LaCLIP: temperature 0.9, top-p 0.95, at most 77 new tokens; `temperature=0` decodes greedily. A row stops at
-its first newline (or EOS). dtype "auto" is bf16 on CUDA and fp32 on CPU (bf16 matmuls are ~100x slower on
-CPU). `trust_remote_code` stays off unless asked. When `vllm` is importable and CUDA is present,
-`backend="auto"` uses it instead (same prompts, same parsing).
+padding must sit on the left where the attention mask hides it) and decoded with the KV cache, one token per
+step for the rows still running: a row stops at its first newline (or EOS) and leaves the batch, so a long
+row does not keep finished rows computing. Sampling as in LaCLIP's LLaMA loop: temperature 0.9, then top-p
+0.95 (no top-k), at most 77 new tokens; `temperature=0` decodes greedily. dtype "auto" is bf16 on CUDA and
+fp32 on CPU (bf16 matmuls are ~100x slower on CPU). `trust_remote_code` stays off unless asked. When `vllm`
+is importable and CUDA is present, `backend="auto"` uses it instead (same prompts, same parsing).
 
 **Parsing** (`parse_rewrite`): the first line of the continuation, stripped of quotes and "=>" prefixes. It is
 rejected - and the original caption kept in its place, counted by reason - when it is empty, has no letters,
@@ -86,7 +87,7 @@ class LLMRewriter(Rewriter):
         self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens
         self.batch_size, self.device_name, self.dtype_name = batch_size, device, dtype
         self.trust_remote_code, self.backend_name = trust_remote_code, backend
-        self._hf = None       # (model, tokenizer, newline ids) once loaded
+        self._hf = None       # (model, tokenizer, stop token ids: newline or EOS) once loaded
         self._vllm = None
         self.calls = 0        # generate() calls made (one per chunk of at most batch_size prompts)
 
@@ -152,33 +153,71 @@ class LLMRewriter(Rewriter):
                 raise DataError(f"{self.model_name}: tokenizer has neither a pad nor an eos token")
             tok.pad_token = tok.eos_token
         model.to(device).eval()
-        newline_ids = [i for i in range(len(tok)) if "\n" in tok.decode([i])]
-        self._hf = (model, tok, torch.tensor(newline_ids, dtype=torch.long, device=device))
+        eos = model.generation_config.eos_token_id
+        eos = [tok.eos_token_id] + (eos if isinstance(eos, list) else [eos])
+        stop_ids = {i for i in range(len(tok)) if "\n" in tok.decode([i])} | {i for i in eos if i is not None}
+        self._hf = (model, tok, torch.tensor(sorted(stop_ids), dtype=torch.long, device=device))
         return self._hf
 
     def _hf_generate(self, prompts: list[str], seed: int) -> list[str]:
+        """Sample continuations of one chunk: one batched prefill, then one token per step for the rows still
+        running. A row leaves the batch (and its KV cache) as soon as it writes a newline or EOS, so a few long
+        rows do not keep every finished row computing to the token budget."""
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
 
-        model, tok, newline_ids = self.load()
+        model, tok, stop_ids = self.load()
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(model.device)
-        n_in = enc["input_ids"].shape[1]
-
-        class FirstLine(StoppingCriteria):
-            """Stop a row once its continuation holds a newline: only the first line is kept."""
-            def __call__(self, input_ids, scores, **kwargs):
-                return torch.isin(input_ids[:, n_in:], newline_ids).any(dim=1)
-
-        sample = self.temperature > 0
-        extra = {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p} if sample else \
-                {"do_sample": False}
-        torch.manual_seed(seed)
+        mask = enc["attention_mask"]
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)      # left padding: count real tokens only
+        extras = self._forward_extras(model)
+        gen = torch.Generator(model.device).manual_seed(seed)
+        live = torch.arange(len(prompts), device=model.device)      # which prompt each batch row belongs to
+        out: list[list[int]] = [[] for _ in prompts]
         with torch.inference_mode():
-            out = model.generate(**enc, max_new_tokens=self.max_new_tokens, use_cache=True,
-                                 pad_token_id=tok.pad_token_id, stopping_criteria=StoppingCriteriaList([FirstLine()]),
-                                 **extra)
+            res = model(input_ids=enc["input_ids"], attention_mask=mask, use_cache=True, **extras(positions))
+            for step in range(self.max_new_tokens):
+                token = self._sample(res.logits[:, -1, :].float(), gen)
+                for row, t in zip(live.tolist(), token.tolist()):
+                    out[row].append(t)
+                keep = torch.nonzero(~torch.isin(token, stop_ids)).squeeze(1)
+                if step == self.max_new_tokens - 1 or keep.numel() == 0:
+                    break
+                cache = res.past_key_values
+                if keep.numel() < live.numel():                       # drop finished rows from the batch
+                    live, token, mask, positions = live[keep], token[keep], mask[keep], positions[keep]
+                    cache.batch_select_indices(keep)
+                mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
+                positions = positions[:, -1:] + 1
+                res = model(input_ids=token[:, None], attention_mask=mask, past_key_values=cache, use_cache=True,
+                            **extras(positions))
         self.calls += 1
-        return tok.batch_decode(out[:, n_in:], skip_special_tokens=True)
+        return tok.batch_decode(out, skip_special_tokens=True)
+
+    @staticmethod
+    def _forward_extras(model):
+        """positions -> the forward's extra kwargs: position_ids (and logits of the last position only) where
+        the model takes them; models without position_ids (ALiBi: BLOOM, MPT) place tokens by the mask."""
+        import inspect
+
+        params = inspect.signature(model.forward).parameters
+        last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        if "position_ids" in params:
+            return lambda positions: {"position_ids": positions, **last_only}
+        return lambda positions: last_only
+
+    def _sample(self, logits, gen):
+        """Next token per row: greedy at temperature 0, else nucleus sampling as in LaCLIP (temperature, then
+        the smallest set of tokens whose probability reaches top_p; no top-k)."""
+        import torch
+
+        if self.temperature <= 0:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits / self.temperature, dim=-1)
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        outside = sorted_probs.cumsum(-1) - sorted_probs > self.top_p   # mass before this token already >= top_p
+        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+        choice = torch.multinomial(sorted_probs, 1, generator=gen)
+        return order.gather(-1, choice).squeeze(1)
 
     # --- optional vLLM backend -------------------------------------------------------------------------
     def _use_vllm(self) -> bool:
