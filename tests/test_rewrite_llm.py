@@ -147,11 +147,14 @@ def test_greedy_decode_matches_transformers_generate(tiny_lm):
     model, tok, stop_ids = rw.load()
     prompts = [rw.prompt(c, v) for c in CAPTIONS for v in ("chatgpt", "human")]
     ours = rw.generate(prompts)
+    new_tokens = []
     for prompt, text in zip(prompts, ours):
         enc = tok([prompt], return_tensors="pt")
         ref = model.generate(**enc, do_sample=False, max_new_tokens=20, eos_token_id=stop_ids.tolist(),
                              pad_token_id=tok.pad_token_id)
         assert text == tok.decode(ref[0, enc.input_ids.shape[1]:], skip_special_tokens=True)
+        new_tokens.append(ref.shape[1] - enc.input_ids.shape[1])
+    assert min(new_tokens[:8]) < 20 == max(new_tokens[:8])     # rows left the first batch while others ran on
 
 
 def test_nucleus_sampling_draws_from_the_smallest_set_reaching_top_p():
@@ -162,3 +165,27 @@ def test_nucleus_sampling_draws_from_the_smallest_set_reaching_top_p():
     assert draws[2] == draws[3] == 0 and abs(draws[0] - 0.625) < 0.015 and abs(draws[1] - 0.375) < 0.015
     cold = LLMRewriter("unused-model", temperature=0.0)
     assert cold._sample(logits[:3], None).tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "bloom"])
+def test_decode_loop_on_other_architectures(tiny_lm, tmp_path, arch):
+    """Learned positions (GPT-2) and ALiBi without position_ids (BLOOM): left-padded batches still equal
+    `model.generate` one prompt at a time."""
+    from transformers import AutoTokenizer, BloomConfig, BloomForCausalLM, GPT2Config, GPT2LMHeadModel
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm)
+    ids = {"vocab_size": len(tok), "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}
+    torch.manual_seed(0)
+    model = (GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=512, **ids)) if arch == "gpt2"
+             else BloomForCausalLM(BloomConfig(hidden_size=32, n_layer=2, n_head=2, pad_token_id=tok.pad_token_id,
+                                               **ids)))
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    rw = LLMRewriter(str(tmp_path), temperature=0.0, max_new_tokens=15, batch_size=8)
+    model, tok, stop_ids = rw.load()
+    prompts = [rw.prompt(c, "chatgpt") for c in CAPTIONS]
+    for prompt, text in zip(prompts, rw.generate(prompts)):
+        enc = tok([prompt], return_tensors="pt")
+        ref = model.generate(**enc, do_sample=False, max_new_tokens=15, eos_token_id=stop_ids.tolist(),
+                             pad_token_id=tok.pad_token_id)
+        assert text == tok.decode(ref[0, enc.input_ids.shape[1]:], skip_special_tokens=True)
