@@ -847,6 +847,12 @@ def _seeds(lesson: Lesson) -> list[int]:
     return list(lesson.params["seeds"] or [lesson.params["seed"]])
 
 
+def _over_seeds(lesson: Lesson) -> str:
+    """How a summary aggregates: "mean ± std over 3 seeds", or "one seed (no spread: ...)"."""
+    n = len(_seeds(lesson))
+    return f"mean ± std over {n} seeds" if n > 1 else "one seed (no spread: raise seeds for error bars)"
+
+
 def training_plan(lesson: Lesson) -> list[dict]:
     """What each arm trains on: same data, model, steps and batch; only the text policy differs."""
     from laclip_lite.experiments import arm_config
@@ -933,8 +939,8 @@ def train_policies(lesson: Lesson) -> Comparison:
                       key=lambda r: (names.index(r["policy"]), r["seed"]))
     dirs = {f"{r['policy']}-s{r['seed']}": out / f"{str(r['policy']).replace(':', '-')}-s{r['seed']}" for r in runs}
     columns = [m for m in HEADLINE if m in summary[0]] + ["train_seconds"]
-    lesson.markdown(f"Zero-shot top-1 (%) on the ShapeWorld test split and retrieval R@1, mean ± std over "
-                    f"{len(_seeds(lesson))} seed(s); `@heldout`: templates never used for any choice.\n\n"
+    lesson.markdown(f"Zero-shot top-1 (%) on the ShapeWorld test split and retrieval R@1, {_over_seeds(lesson)}; "
+                    "`@heldout`: templates never used for any choice.\n\n"
                     + markdown_table(summary, columns), "CLIP vs LaCLIP vs LaCLIP-MT", key=True)
     for row in summary:
         for m in HEADLINE + ("train_seconds",):
@@ -993,9 +999,8 @@ def bars(rows: list[dict], metrics: list[str], group: str, title: str = "", ncol
 
 def results_table(lesson: Lesson, comparison: Comparison):
     """Zero-shot (default and held-out templates) and retrieval, mean ± std over seeds, as bars."""
-    seeds = len(_seeds(lesson))
-    lesson.figure(bars(comparison.runs, list(HEADLINE), "policy",
-                       f"Mean ± std over {seeds} seed(s); dots are seeds"), "results", "Results", key=True)
+    title = _over_seeds(lesson).capitalize() + "; dots are seeds"
+    lesson.figure(bars(comparison.runs, list(HEADLINE), "policy", title), "results", "Results", key=True)
 
 
 def similarity_by_policy(lesson: Lesson, comparison: Comparison, world_split: str = "test"):
