@@ -67,6 +67,11 @@ class DataConfig:
     hflip: bool = True                  # random horizontal flips for training images
     num_workers: int = 0                # DataLoader worker processes for file-based sources (0 = main process)
 
+    @property
+    def is_shapeworld(self) -> bool:
+        """The procedural world, rendered in memory (with labelled val/test splits), rather than files."""
+        return self.source == "shapeworld" or self.format == "shapeworld"
+
 
 @dataclass
 class TrainConfig:

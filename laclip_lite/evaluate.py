@@ -375,7 +375,7 @@ def evaluate_run(run_dir: str | Path, task: str | Sequence[str] = "color_shape",
     tasks = resolve_tasks(task)
     template_list = get_templates(templates)  # a bad template file fails before the model loads
     model, tokenizer, cfg = load_run(run_dir, device)
-    if cfg.data.source != "shapeworld" and cfg.data.format != "shapeworld":
+    if not cfg.data.is_shapeworld:
         raise DataError(f"evaluate_run needs a ShapeWorld run; {run_dir} trained on data.source="
                         f"{cfg.data.source!r}. Call zero_shot / retrieval with your own labelled images instead.")
     from laclip_lite.data.dataset import shapeworld_split  # the trainer's own split builder

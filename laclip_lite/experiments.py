@@ -60,7 +60,7 @@ def evaluate_model(model, tokenizer, cfg: Config, template_sets=TEMPLATE_SETS, t
     from laclip_lite.data.dataset import shapeworld_split
     from laclip_lite.evaluate import encode_images, encode_texts, retrieval, zero_shot_tasks
 
-    if cfg.data.source != "shapeworld":
+    if not cfg.data.is_shapeworld:
         return {}
     data = shapeworld_split(cfg, split)
     feats = encode_images(model, data.images)

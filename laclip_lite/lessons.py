@@ -223,7 +223,7 @@ def _warm_rewrite_cache(cfg: Config, progress: bool) -> None:
     setting, so the library's later calls find them cached and print nothing."""
     import copy
 
-    if cfg.data.source != "shapeworld" or cfg.data.rewrites_dir:
+    if not cfg.data.is_shapeworld or cfg.data.rewrites_dir:
         return
     from laclip_lite.data.dataset import rewrite_cache_dir, rewrite_config, shapeworld_split
     from laclip_lite.rewrite.job import rewrite_captions
@@ -868,7 +868,7 @@ def training_plan(lesson: Lesson) -> list[dict]:
                      "text tower": cfg.model.text, "data": cfg.data.source})
     lesson.markdown(_table(rows), "The arms", key=True)
     cfg = next(iter(cfgs.values()))
-    if cfg.data.source == "shapeworld":
+    if cfg.data.is_shapeworld:
         from laclip_lite.data.dataset import select_variants, shapeworld_rewrites, shapeworld_split
 
         split = shapeworld_split(cfg, "train")

@@ -241,7 +241,7 @@ class Trainer:
 
     def evaluate(self, split: str) -> dict:
         """ShapeWorld zero-shot top-1 (default templates) and retrieval R@1 on `split`; {} for file sources."""
-        if self.cfg.data.source != "shapeworld" or not self.is_main:
+        if not self.cfg.data.is_shapeworld or not self.is_main:
             return {}
         from laclip_lite.data.dataset import shapeworld_split
         from laclip_lite.evaluate import encode_images, encode_texts, retrieval, zero_shot_tasks

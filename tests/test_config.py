@@ -55,3 +55,10 @@ def test_config_file_then_overrides(tmp_path):
     f.write_text("train:\n  stepz: 7\n")
     with pytest.raises(ConfigError, match="train.stepz"):
         build_config("tiny", None, f)
+
+
+def test_is_shapeworld_by_source_or_format():
+    from laclip_lite.config import DataConfig
+    assert DataConfig().is_shapeworld and DataConfig(source="x", format="shapeworld").is_shapeworld
+    assert not DataConfig(source="data/train.csv").is_shapeworld
+    assert "is_shapeworld" not in DataConfig().__dict__          # derived, never written to config.yaml

@@ -104,8 +104,7 @@ def tokenizer_corpus(cfg: Config, captions: list[str], rewrites: dict[str, list[
 
 
 def build_train_data(cfg: Config, rank: int = 0, world_size: int = 1) -> TrainData:
-    fmt = cfg.data.format
-    if cfg.data.source == "shapeworld" or fmt == "shapeworld":
+    if cfg.data.is_shapeworld:
         return _shapeworld_train_data(cfg, rank, world_size)
     return _file_train_data(cfg, rank, world_size)
 

@@ -492,7 +492,7 @@ def _csv_in(source: str, split: str) -> Path:
 def open_source(data_cfg, split: str = "train", rank: int = 0, world_size: int = 1):
     """The reader for `data_cfg.source` (format from `data_cfg.format`, or guessed when "auto")."""
     source, fmt = str(data_cfg.source), data_cfg.format
-    if source == "shapeworld" or fmt == "shapeworld":
+    if data_cfg.is_shapeworld:
         raise DataError("data.source=shapeworld is rendered in memory (laclip_lite.data.shapeworld), not read "
                         "from files; open_source is for CSV / tar shards / HF datasets")
     if fmt == "auto":
