@@ -153,6 +153,11 @@ def summarise(runs: list[dict], group: str = "policy") -> list[dict]:
     return rows
 
 
+def over_seeds(n: int) -> str:
+    """How a summary aggregates n seeds, for captions: "mean ± std over 3 seeds", or one seed's "no spread"."""
+    return f"mean ± std over {n} seeds" if n > 1 else "one seed (no spread: raise seeds for error bars)"
+
+
 def summary_cell(row: dict, metric: str) -> str:
     """"mean ± std" of a summary row's metric; just the value from one seed (its std would read as 0.0)."""
     if metric not in row:
@@ -181,15 +186,15 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=TAS
     headline = [m for t in tasks for m in (f"{t}_top1", f"{t}_top1@heldout")] + ["i2t_R@1", "t2i_R@1"]
     headline = [m for m in headline if m in summary[0]]
     if headline:
-        caption = (f"Zero-shot top-1 (%) on the ShapeWorld test split and retrieval R@1, mean ± std over {seeds} "
-                   "seeds. `@heldout`: the template set never used for any choice.")
+        caption = (f"Zero-shot top-1 (%) on the ShapeWorld test split and retrieval R@1, {over_seeds(seeds)}. "
+                   "`@heldout`: the template set never used for any choice.")
         main = "color_shape_top1" if "color_shape_top1" in summary[0] else headline[0]
         unit = "%"
     else:                  # runs on file data: no ShapeWorld evaluation (see evaluate_model)
         headline = [m for m in ("final_loss", "train_seconds") if m in summary[0]]
-        caption = (f"Final training loss and training time, mean ± std over {seeds} seeds. These runs trained on "
-                   "file data, which has no ShapeWorld test split: evaluate their checkpoints on labelled images "
-                   "of their own domain (`laclip_lite.evaluate.zero_shot`, `retrieval`).")
+        caption = (f"Final training loss and training time, {over_seeds(seeds)}. These runs trained on file data, "
+                   "which has no ShapeWorld test split: evaluate their checkpoints on labelled images of their own "
+                   "domain (`laclip_lite.evaluate.zero_shot`, `retrieval`).")
         main, unit = "final_loss", ""
     (out_dir / "summary.md").write_text(caption + "\n\n" + markdown_table(summary, headline, group))
     for metric, name in ((main, "compare.png"), (f"{main}@heldout", "compare_heldout.png")):

@@ -848,9 +848,8 @@ def _seeds(lesson: Lesson) -> list[int]:
 
 
 def _over_seeds(lesson: Lesson) -> str:
-    """How a summary aggregates: "mean ± std over 3 seeds", or "one seed (no spread: ...)"."""
-    n = len(_seeds(lesson))
-    return f"mean ± std over {n} seeds" if n > 1 else "one seed (no spread: raise seeds for error bars)"
+    from laclip_lite.experiments import over_seeds
+    return over_seeds(len(_seeds(lesson)))
 
 
 def training_plan(lesson: Lesson) -> list[dict]:
