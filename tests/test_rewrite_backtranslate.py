@@ -2,19 +2,10 @@
 from pathlib import Path
 
 import pytest
-import torch
 
 from laclip_lite.rewrite.backtranslate import BackTranslator
 
 CAPTIONS = ["cute puppy in a basket stock photo", "red car parked outside", "a bowl of soup"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

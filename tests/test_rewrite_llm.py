@@ -19,15 +19,6 @@ CAPTIONS = ["cute puppy in a basket stock photo", "red car parked outside", "IMG
             "a bowl of soup", "man riding a bike in the city at night, editorial", "cat"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one thread avoids OpenMP contention (10-30x faster here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory) -> Path:
     from laclip_lite.rewrite.tiny_models import build_tiny_causal_lm
