@@ -108,6 +108,8 @@ class RewriteConfig:
     batch_size: int = 32                # captions per generation batch
     seed: int = 0                       # makes rewrites deterministic
     trust_remote_code: bool = False     # llm: allow custom model code from the model folder
+    leak_free: bool = False             # shapes (control): never write a zero-shot class name the caption did not
+    error_rate: float = 0.0             # shapes (control): chance a rewrite states one fact wrong (drop/swap/add)
 
 
 @dataclass

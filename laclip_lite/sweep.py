@@ -367,7 +367,7 @@ def _fmt(v: Any) -> str:
 ABLATIONS: dict[str, list] = {
     "augment": ["none", "eda", "backtranslate", "llm", "shapes"],      # text augmentation strategy
     "num_rewrites": [0, 1, 2, 3, 4],                                   # rewrites per caption taking part
-    "source": ["chatgpt", "bard", "mscoco", "human"],                  # one meta-pair source alone
+    "source": ["chatgpt", "bard", "mscoco", "human", "all"],           # one meta-pair source alone (M = 1), all four
     "backbone": ["vit", "resnet"],                                     # image tower, CLIP vs LaCLIP each
     "text_tower": ["scratch", "minilm-locked", "minilm-unlocked"],     # text tower, CLIP vs LaCLIP each
 }
@@ -427,7 +427,8 @@ def ablation_points(ablations: list[str] | str, values: dict | None, policy: str
                 points.append(AblationPoint(a, v, "clip", {}) if v == 0 else
                               AblationPoint(a, v, f"{policy}:shapes", {"data.num_rewrites": v}))
             elif a == "source":
-                points.append(AblationPoint(a, v, f"{policy}:shapes", {"data.sources": [v], "data.num_rewrites": 1}))
+                points.append(AblationPoint(a, v, f"{policy}:shapes", {} if v == "all" else
+                                            {"data.sources": [v], "data.num_rewrites": 1}))
             elif a == "backbone":
                 for arm in ("clip", f"{policy}:shapes"):
                     points.append(AblationPoint(a, v, arm, {"model.vision": v}))
