@@ -296,6 +296,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # caption cost as much as a 17-token image, so LaCLIP-MT's 5 texts per image made its step 2.45x CLIP's
     # (1.66x at 1 layer), with the same zero-shot results within seed noise (docs/results/README.md).
     "tiny": {"model.vision_stem": "conv", "data.train_size": 4000, "model.text_layers": 1},
+    # The default of `compare` and `ablate`: tiny made data-scarce on purpose, so 3 policies x 3 seeds fit 10
+    # minutes on 2 cores (`--jobs` auto: two one-thread runs side by side) and the effect is clear.
+    "tiny-scarce": {
+        "model.vision_stem": "conv", "model.text_layers": 1,  # tiny's model
+        "data.train_size": 3000,        # fewer images than tiny's 4,000: each seen ~68 times in 800 steps, so CLIP
+                                        # memorises its one caption per image about as much as tiny's 1,000 steps
+        "train.steps": 800,             # 9 runs x 800 steps, two at a time, fit 10 minutes (1,000 took 814 s, 1 job)
+    },
     # A test-suite preset: seconds, not minutes. Learns little; exercises every code path.
     "test": {
         "model.vision_stem": "conv", "model.vision_width": 32, "model.vision_layers": 1, "model.vision_heads": 2,
