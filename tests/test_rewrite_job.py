@@ -124,6 +124,9 @@ def test_cli_runs_and_reports(tmp_path, capsys):
     (["--shard", "3/2"], "--shard 3/2"),
     (["--input", "nowhere.txt"], "--input not found: nowhere.txt"),
     (["--rewriter", "llm"], "rewrite.rewriter=llm needs rewrite.model"),
+    (["--rewriter", "llm", "--model", "./no-such-llama"], "model folder not found: "),
+    (["--rewriter", "backtranslate", "--model", "m/en-de,/no/such/de-en"], "model folder not found: /no/such/de-en"),
+    (["--rewriter", "llm", "--model", "org/name", "--device", "gpu"], "expected auto, cpu, mps, cuda or cuda:N"),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, message):
     src = tmp_path / "caps.txt"

@@ -26,6 +26,7 @@ from collections import Counter
 
 from laclip_lite.rewrite.base import Rewriter, seed_for
 from laclip_lite.rewrite.meta import MetaPair, canonical_sources, load_meta_pairs
+from laclip_lite.rewrite.models import check_model_name, load_error
 from laclip_lite.rewrite.prompt import DEFAULT_FORMAT, PromptFormat, build_prompt
 
 FALLBACK_REASONS = ("empty", "no_letters", "too_long", "repetitive", "repeats_prompt", "copies_example")
@@ -170,13 +171,13 @@ class LLMRewriter(Rewriter):
 
         device = str(resolve_device(self.device_name))
         dtype = _auto_dtype(device) if self.dtype_name == "auto" else getattr(torch, self.dtype_name)
+        check_model_name(self.model_name)
         try:
             tok = AutoTokenizer.from_pretrained(self.model_name, trust_remote_code=self.trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=dtype,
                                                          trust_remote_code=self.trust_remote_code)
         except OSError as e:
-            from laclip_lite.errors import DataError
-            raise DataError(f"cannot load causal LM {self.model_name!r}: {e}") from None
+            raise load_error(self.model_name, "causal LM", e) from None
         tok.padding_side = "left"
         if tok.pad_token is None:
             if tok.eos_token is None:
@@ -258,6 +259,7 @@ class LLMRewriter(Rewriter):
         from vllm import LLM, SamplingParams
 
         if self._vllm is None:
+            check_model_name(self.model_name)
             self._vllm = LLM(model=self.model_name, trust_remote_code=self.trust_remote_code, dtype="auto",
                              seed=seed)
         params = SamplingParams(temperature=self.temperature, top_p=self.top_p if self.temperature > 0 else 1.0,
