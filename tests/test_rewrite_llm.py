@@ -141,7 +141,8 @@ def test_greedy_decode_matches_transformers_generate(tiny_lm):
     new_tokens = []
     for prompt, text in zip(prompts, ours):
         enc = tok([prompt], return_tensors="pt")
-        ref = model.generate(**enc, do_sample=False, max_new_tokens=20, eos_token_id=stop_ids.tolist(),
+        ref = model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, do_sample=False,
+                             max_new_tokens=20, eos_token_id=stop_ids.tolist(),
                              pad_token_id=tok.pad_token_id)
         assert text == tok.decode(ref[0, enc.input_ids.shape[1]:], skip_special_tokens=True)
         new_tokens.append(ref.shape[1] - enc.input_ids.shape[1])
@@ -177,7 +178,8 @@ def test_decode_loop_on_other_architectures(tiny_lm, tmp_path, arch):
     prompts = [rw.prompt(c, "chatgpt") for c in CAPTIONS]
     for prompt, text in zip(prompts, rw.generate(prompts)):
         enc = tok([prompt], return_tensors="pt")
-        ref = model.generate(**enc, do_sample=False, max_new_tokens=15, eos_token_id=stop_ids.tolist(),
+        ref = model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, do_sample=False,
+                             max_new_tokens=15, eos_token_id=stop_ids.tolist(),
                              pad_token_id=tok.pad_token_id)
         assert text == tok.decode(ref[0, enc.input_ids.shape[1]:], skip_special_tokens=True)
 
