@@ -80,6 +80,15 @@ def test_shards_merge_to_the_unsharded_output(tmp_path):
     assert load_rewrites(tmp_path / "sharded") == single
 
 
+def test_shard_auto_reads_torchrun_env(monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert parse_shard("auto") == (3, 4)
+    monkeypatch.delenv("RANK")
+    with pytest.raises(ConfigError, match="--shard auto reads RANK and WORLD_SIZE"):
+        parse_shard("auto")
+
+
 def test_parse_shard():
     assert parse_shard("1/4") == (1, 4)
     for bad in ("4/4", "x", "1-4", "-1/2", "0/0"):

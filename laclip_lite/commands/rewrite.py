@@ -34,7 +34,8 @@ def add_arguments(p) -> None:
                    help="llm/backtranslate: auto (LOCAL_RANK, else the shard's GPU, else cuda:0 / cpu), cpu, cuda:N")
     p.add_argument("--num-variants", type=int, default=4, help="eda/backtranslate: rewrites per caption")
     p.add_argument("--max-new-tokens", type=int, default=77, help="llm/backtranslate: generation budget")
-    p.add_argument("--shard", default=None, metavar="I/N", help="do only batches b with b %% N == I; then --merge")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="do only batches b with b %% N == I, then --merge; 'auto' = RANK/WORLD_SIZE (torchrun)")
     p.add_argument("--merge", default=None, metavar="DIR", help="merge the finished shards in DIR into the outputs")
     p.add_argument("--batch-size", type=int, default=32, help="captions per generation batch (and per cached batch)")
     p.add_argument("--seed", type=int, default=0, help="rewrites are deterministic for a seed")

@@ -2,7 +2,7 @@
 
     laclip-lite rewrite ... --shard 1/4 --device cuda:1        # explicit, one per shard
     laclip-lite rewrite ... --shard 1/4                        # --device auto (the default): see below
-    torchrun --nproc_per_node 4 -m laclip_lite.cli rewrite ... --shard $RANK/4   # LOCAL_RANK picks the GPU
+    torchrun --nproc_per_node 4 -m laclip_lite.cli rewrite ... --shard auto     # LOCAL_RANK picks the GPU
 
 `auto`, in this order:
 

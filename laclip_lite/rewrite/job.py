@@ -120,7 +120,13 @@ def build_rewriter(rcfg: RewriteConfig, shard: tuple[int, int] | None = None) ->
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """"1/4" -> (1, 4): this process does batches b with b % 4 == 1. Indices start at 0."""
+    """"1/4" -> (1, 4): this process does batches b with b % 4 == 1. Indices start at 0.
+    "auto" -> (RANK, WORLD_SIZE) from the environment (torchrun: one command starts every shard)."""
+    if text == "auto":
+        rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+        if rank is None or world is None:
+            raise ConfigError("--shard auto reads RANK and WORLD_SIZE (set by torchrun); they are not set here")
+        text = f"{rank}/{world}"
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
