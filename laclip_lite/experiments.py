@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from laclip_lite.config import Config, ConfigError, build_config
+from laclip_lite.constants import AUGMENTS, EVAL_TASKS, POLICIES
 
-TASKS = ("shape", "color", "color_shape")
 TEMPLATE_SETS = ("default", "photo", "art", "spoken", "heldout")
 RESULT = "result.json"
 
@@ -36,12 +36,12 @@ class Arm:
     def parse(cls, text: str, default_augment: str = "shapes") -> "Arm":
         """"laclip" -> (laclip, default augment); "laclip:eda" -> (laclip, eda); "clip" never augments."""
         policy, _, augment = text.strip().partition(":")
-        if policy not in ("clip", "laclip", "mt"):
-            raise ConfigError(f"unknown policy {policy!r} in --policies (known: clip, laclip, mt; add :eda etc.)")
+        if policy not in POLICIES:
+            raise ConfigError(f"unknown policy {policy!r} in --policies (known: {', '.join(POLICIES)}; add :eda etc.)")
         augment = augment or default_augment
         if policy == "clip":
             augment = "none"
-        if augment not in ("none", "shapes", "eda", "backtranslate", "llm"):
+        if augment not in AUGMENTS:
             raise ConfigError(f"unknown augment {augment!r} in --policies entry {text!r}")
         return cls(policy, augment)
 
@@ -52,7 +52,7 @@ def arm_config(arm: Arm, seed: int, preset: str = "tiny", overrides: list[str] |
     return cfg.validate()
 
 
-def evaluate_model(model, tokenizer, cfg: Config, template_sets=TEMPLATE_SETS, tasks=TASKS,
+def evaluate_model(model, tokenizer, cfg: Config, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
                    split: str = "test") -> dict:
     """Flat metrics for a table: `<task>_top1[@<template set>]` and retrieval R@1/5/10 on the ShapeWorld split;
     {} for a run trained on file data (its labels and captions are not ShapeWorld's: score its checkpoint with
@@ -74,7 +74,7 @@ def evaluate_model(model, tokenizer, cfg: Config, template_sets=TEMPLATE_SETS, t
     return out
 
 
-def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS, tasks=TASKS,
+def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
                    progress: bool = True) -> dict:
     """Train one run (resuming if it was interrupted) and evaluate it; `out_dir/result.json` marks it done."""
     from laclip_lite.train import CHECKPOINT, Trainer
@@ -102,9 +102,9 @@ def _run_one(job: tuple) -> tuple[str, int, dict]:
     return arm.name, seed, run_experiment(cfg, out_dir, template_sets, tasks, progress=False)
 
 
-def compare(policies: list[str] | str = ("clip", "laclip", "mt"), seeds=(0, 1, 2), out_dir: str | Path = "runs/compare",
+def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str | Path = "runs/compare",
             preset: str = "tiny", overrides: list[str] | dict | None = None, augment: str = "shapes",
-            template_sets=TEMPLATE_SETS, tasks=TASKS, jobs: int = 1, progress: bool = True) -> list[dict]:
+            template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS, jobs: int = 1, progress: bool = True) -> list[dict]:
     """Train every (policy, seed), evaluate, and write `runs.csv`, `summary.csv`, `summary.md`, `compare.png`.
 
     Returns the summary rows: one per policy with `<metric>` (mean) and `<metric>_std` columns.
@@ -173,7 +173,7 @@ def markdown_table(summary: list[dict], metrics: list[str], group: str = "policy
     return head + body
 
 
-def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=TASKS, group: str = "policy") -> None:
+def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVAL_TASKS, group: str = "policy") -> None:
     from laclip_lite.plots import bar_with_errors
 
     for name, rows in (("runs.csv", runs), ("summary.csv", summary)):

@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from laclip_lite.config import ConfigError
+from laclip_lite.constants import AUGMENTS, SOURCES
 from laclip_lite.utils import atomic_write_text, stable_hash
 
 DONE, ERROR, METRICS, PARAMS, NOTEBOOK = "done.json", "error.txt", "metrics.json", "params.json", "notebook.ipynb"
@@ -365,9 +366,9 @@ def _fmt(v: Any) -> str:
 # The paper's ablations as grid points (notebook 04)
 # =========================================================================================================
 ABLATIONS: dict[str, list] = {
-    "augment": ["none", "eda", "backtranslate", "llm", "shapes"],      # text augmentation strategy
+    "augment": list(AUGMENTS),                                         # text augmentation strategy
     "num_rewrites": [0, 1, 2, 3, 4],                                   # rewrites per caption taking part
-    "source": ["chatgpt", "bard", "mscoco", "human"],                  # one meta-pair source alone
+    "source": list(SOURCES),                                           # one meta-pair source alone
     "backbone": ["vit", "resnet"],                                     # image tower, CLIP vs LaCLIP each
     "text_tower": ["scratch", "minilm-locked", "minilm-unlocked"],     # text tower, CLIP vs LaCLIP each
 }

@@ -18,10 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from laclip_lite.constants import POLICIES
 from laclip_lite.utils import step_generator
-
-POLICIES = ("clip", "laclip", "mt")
-
 
 def texts_per_image(caption: str, rewrites: list[str]) -> list[str]:
     """[original] + rewrites, each rewrite of fewer than two words replaced by the original."""

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from laclip_lite.config import ConfigError, RewriteConfig
+from laclip_lite.constants import REWRITERS
 from laclip_lite.errors import DataError
 from laclip_lite.rewrite.base import Rewriter, one_line
 from laclip_lite.utils import atomic_write_text, stable_hash
 
-REWRITERS = ("llm", "eda", "backtranslate", "shapes")
 # Bump when a rewriter's algorithm changes output for the same settings: old caches are then not reused.
 ALGORITHM_VERSION = {"llm": 1, "eda": 1, "backtranslate": 1, "shapes": 3}
 
