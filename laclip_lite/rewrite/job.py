@@ -105,17 +105,6 @@ def build_rewriter(rcfg: RewriteConfig) -> Rewriter:
                           trust_remote_code=rcfg.trust_remote_code)
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """"1/4" -> (1, 4): this process does batches b with b % 4 == 1. Indices start at 0."""
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard must look like i/n with 0 <= i < n (e.g. 0/4), got {text!r}") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise ConfigError(f"--shard {text}: need 0 <= i < n (shards are numbered from 0)")
-    return i, n
-
-
 # --- the cache ------------------------------------------------------------------------------------------
 @dataclass
 class JobState:
