@@ -2,7 +2,7 @@
 
     python benchmarks/rewrite_speed.py [--captions 64] [--batch-size 32] [--max-new-tokens 77] [--threads 1]
 
-The LLM is a tiny *random* Llama (hidden 64, 2 layers; `rewrite/tiny_models.py`) loaded by path through the
+The LLM is a tiny *random* Llama (hidden 64, 2 layers; `tests/tiny_models.py`) loaded by path through the
 real `LLMRewriter` path: the same captions, prompts (3 meta pairs) and max_new_tokens, once in batches of
 `--batch-size` (left-padded, KV cache, finished rows leave the batch) and once one prompt at a time. With a
 tiny model the per-step framework overhead is what batching amortises; with a 7B model on a GPU the gain comes
@@ -30,7 +30,7 @@ def web_captions() -> list[str]:
 
 def llm_rows(n: int, batch_size: int, max_new_tokens: int) -> list[tuple[str, float, float]]:
     from laclip_lite.rewrite.llm import LLMRewriter
-    from laclip_lite.rewrite.tiny_models import build_tiny_causal_lm
+    from tests.tiny_models import build_tiny_causal_lm
 
     captions = (web_captions() * (n // 100 + 1))[:n]
     rows = []

@@ -118,10 +118,29 @@ def test_logit_scale_clamped_and_no_decay_groups(tmp_path):
 
 
 def test_accumulation_matches_full_batch_for_mean_gradients(tmp_path):
-    """Accumulating 2 micro-batches runs and keeps the loss finite (negatives come only from each micro-batch)."""
-    trainer = Trainer(_cfg("train.accum_steps=2"), tmp_path / "run", progress=False, evaluate_at_end=False)
-    row = trainer.train_step()
-    assert row["step"] == 1 and row["loss"] > 0
+    """accum_steps=2 (a backward per micro-batch, each loss / 2) gives the gradient of one backward over the full
+    batch of the mean micro-batch loss. Each micro-batch's contrastive loss has its own negatives, so the
+    objective is the mean of the two micro-batch losses, not one loss over the whole batch."""
+    cfg = _cfg("train.accum_steps=2", "train.grad_clip=0")
+    accumulating = Trainer(cfg, tmp_path / "accum", progress=False, evaluate_at_end=False)
+    reference = Trainer(cfg, tmp_path / "full", progress=False, evaluate_at_end=False)
+    for a, b in zip(accumulating.model.state_dict().values(), reference.model.state_dict().values()):
+        assert torch.equal(a, b)                                       # the same seed: the same initial weights
+    seen = {}                                                          # the gradients the optimizer steps on
+    accumulating.optimizer.register_step_pre_hook(lambda *_: seen.update(
+        {n: p.grad.clone() for n, p in accumulating.model.named_parameters() if p.grad is not None}))
+    row = accumulating.train_step()
+    batch = reference.data.pairs.batch(0)
+    reference.model.train()
+    micro = [reference._micro_loss(im, tk, 0, i) for i, (im, tk) in
+             enumerate(zip(batch.images.chunk(2), batch.tokens.chunk(2)))]
+    full = torch.stack(micro).mean()
+    full.backward()                                                    # one backward over the full batch
+    assert row["step"] == 1 and row["loss"] == pytest.approx(full.item(), rel=1e-5)
+    expected = {n: p.grad for n, p in reference.model.named_parameters() if p.grad is not None}
+    assert seen.keys() == expected.keys() and len(seen) > 10
+    for name, grad in expected.items():
+        torch.testing.assert_close(seen[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_lr_schedule_warmup_then_cosine():
