@@ -28,18 +28,20 @@ class ModelConfig:
     vision: str = "vit"                 # image tower: "vit" or "resnet"
     image_size: int = 32                # input resolution (square)
     patch_size: int = 8                 # ViT patch size (image_size must be divisible by it)
-    vision_stem: str = "patch"          # ViT tokeniser: "patch" (CLIP's linear patchify) or "conv" (3x3 stride-2 convs; patch a power of 2)
+    vision_stem: str = "patch"          # ViT tokeniser: "patch" (CLIP's linear patchify) or "conv" (3x3 stride-2 convs;
+                                        # patch a power of 2)
     vision_width: int = 64              # ViT width / ResNet base width (stem output channels)
-    vision_layers: int = 2              # ViT: transformer blocks; ResNet: blocks per stage (4 stages; 0 = RN50's 3,4,6,3)
+    vision_layers: int = 2              # ViT: blocks; ResNet: blocks per stage (4 stages; 0 = RN50's 3,4,6,3)
     vision_heads: int = 4               # ViT attention heads (ResNet: attention-pool heads)
     text: str = "transformer"           # text tower: "transformer" (causal, from scratch) or "hf" (pretrained encoder)
-    text_model: str = ""                # text="hf": local path or hub name of a Hugging Face encoder; "minilm" = packaged MiniLM
+    text_model: str = ""                # text="hf": local path / hub name of a HF encoder; "minilm" = packaged MiniLM
     text_lock: bool = False             # text="hf": freeze the pretrained encoder (projection still trains)
     context_length: int = 32            # tokens per caption, end-of-text included
     text_width: int = 64                # causal Transformer width
     text_layers: int = 2                # causal Transformer blocks
     text_heads: int = 4                 # causal Transformer attention heads
-    text_buckets: int = 4               # causal text tower: run texts in this many length-sorted chunks, each trimmed of padding (exact)
+    text_buckets: int = 4               # causal text tower: run texts in this many length-sorted chunks, each trimmed
+                                        # of padding (exact)
     vocab_size: int = 0                 # filled from the tokenizer when 0
     pad_id: int = 0                     # padding token id (filled from the tokenizer)
     embed_dim: int = 64                 # joint embedding size after the projections
@@ -50,7 +52,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "shapeworld"          # "shapeworld", a LaCLIP CSV, a folder/glob of .tar shards, or a HF dataset dir / "hf:name"
+    source: str = "shapeworld"          # "shapeworld", a LaCLIP CSV, a folder/glob of .tar shards, or a HF dataset
+                                        # folder / "hf:name"
     format: str = "auto"                # "auto" (guess from source), "shapeworld", "laclip", "wds", "hf"
     image_root: str = ""                # laclip: folder the CSV's relative image paths start from ("" = CSV's folder)
     image_column: str = "image"         # hf: column holding the image
@@ -59,13 +62,13 @@ class DataConfig:
     val_size: int = 500                 # shapeworld: validation images
     test_size: int = 1000               # shapeworld: test images (zero-shot / retrieval evaluation)
     world_seed: int = 0                 # shapeworld: seed of the procedural world (independent of train.seed)
-    augment: str = "none"               # rewrite cache used for text augmentation: none | eda | backtranslate | llm | shapes
+    augment: str = "none"               # rewrite cache for text augmentation: none | eda | backtranslate | llm | shapes
     rewrites_dir: str = ""              # folder of line-aligned rewrite files (<variant>.txt); "" = the run's own cache
     sources: list[str] = field(default_factory=lambda: list(SOURCES))  # meta-pair sources used (llm / shapes)
     num_rewrites: int = 4               # how many rewrites per caption take part (0..M)
     tokenizer: str = "bpe"              # "bpe" (trained on the training captions, cached) or a HF tokenizer path / name
     bpe_vocab_size: int = 1000          # vocabulary size of the trained BPE tokenizer
-    crop_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])  # random-resized-crop area range for training images
+    crop_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])  # random-resized-crop area range (training)
     hflip: bool = True                  # random horizontal flips for training images
     num_workers: int = 0                # DataLoader worker processes for file-based sources (0 = main process)
 
@@ -77,10 +80,11 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    policy: str = "clip"                # text policy: "clip" (original only), "laclip" (uniform over original+rewrites), "mt" (all texts, multi-text loss)
+    policy: str = "clip"                # text policy: "clip" (original only), "laclip" (uniform over
+                                        # original+rewrites), "mt" (all texts, multi-text loss)
     steps: int = 1000                   # optimizer steps
     batch_size: int = 256               # images per step per process (before accumulation)
-    accum_steps: int = 1                # gradient accumulation micro-steps per optimizer step (does not enlarge the negatives)
+    accum_steps: int = 1                # micro-steps accumulated per optimizer step (does not enlarge the negatives)
     lr: float = 3e-3                    # peak learning rate
     warmup_steps: int = 50              # linear warm-up steps, then cosine decay to 0
     weight_decay: float = 0.1           # AdamW weight decay (not on biases, norms, embeddings, logit scale)

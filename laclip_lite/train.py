@@ -31,8 +31,16 @@ from laclip_lite.config import Config
 from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.data.transforms import normalize, random_resized_crop
 from laclip_lite.models.text import trim_padding
-from laclip_lite.utils import (append_jsonl, atomic_write_text, autocast, autocast_dtype, resolve_device,
-                               seed_everything, step_generator, torch_save_atomic)
+from laclip_lite.utils import (
+    append_jsonl,
+    atomic_write_text,
+    autocast,
+    autocast_dtype,
+    resolve_device,
+    seed_everything,
+    step_generator,
+    torch_save_atomic,
+)
 
 CHECKPOINT = "checkpoint.pt"
 

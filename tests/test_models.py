@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from laclip_lite.config import ModelConfig
-from laclip_lite.models import HFTextEncoder, TextTransformer, build_model, count_params, no_weight_decay_names, param_groups
+from laclip_lite.models import (
+    HFTextEncoder,
+    TextTransformer,
+    build_model,
+    count_params,
+    no_weight_decay_names,
+    param_groups,
+)
 from laclip_lite.models.text import eot_positions
 from tests.tiny_models import build_tiny_bert
 

@@ -161,8 +161,8 @@ def _namespace(name, injected: dict | None = None, edited: str = "") -> dict:
 
 
 def test_check_coerces_papermill_values_and_writes_them_back():
-    ns = _namespace("03_laclip_training", {"seeds": "0,1", "steps": 5.0, "overrides": "train.lr=1e-3 model.vision=resnet",
-                                           "policies": "clip,laclip"})
+    ns = _namespace("03_laclip_training", {"seeds": "0,1", "steps": 5.0,
+                                           "overrides": "train.lr=1e-3 model.vision=resnet", "policies": "clip,laclip"})
     values = P.check_parameters("03_laclip_training", ns)
     assert values["seeds"] == [0, 1] and values["steps"] == 5 and isinstance(ns["steps"], int)
     assert values["overrides"] == ["train.lr=1e-3", "model.vision=resnet"]

@@ -56,7 +56,9 @@ def test_resume_continues_exactly(tmp_path):
     resumed = train(_cfg(*over), tmp_path / "part", resume=True, progress=False, evaluate_at_end=False)
     full_rows = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     part_rows = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
-    losses = lambda rows: [json.loads(r)["loss"] for r in rows]
+    def losses(rows):
+        return [json.loads(r)["loss"] for r in rows]
+
     assert losses(part_rows)[-2:] == losses(full_rows)[-2:]
     a = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=True)["model"]
     b = torch.load(tmp_path / "part" / CHECKPOINT, weights_only=True)["model"]
@@ -67,8 +69,8 @@ def test_resume_continues_exactly(tmp_path):
 def test_cli_kill_and_resume(tmp_path):
     """kill -9 a CLI run after its first checkpoint; --resume finishes with the uninterrupted final loss."""
     env = {**os.environ, "LACLIP_LITE_CACHE": str(tmp_path / "cache")}
-    common = ["--preset", "test", "--set", "train.steps=40", "--set", "train.ckpt_every=5", "--set", "train.log_every=5",
-              "--no-progress"]
+    common = ["--preset", "test", "--set", "train.steps=40", "--set", "train.ckpt_every=5",
+              "--set", "train.log_every=5", "--no-progress"]
     cli = [sys.executable, "-m", "laclip_lite.cli", "train"]
     subprocess.run(cli + common + ["--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
     proc = subprocess.Popen(cli + common + ["--out", str(tmp_path / "cut")], env=env,
@@ -85,7 +87,10 @@ def test_cli_kill_and_resume(tmp_path):
                    capture_output=True)
     full = json.loads((tmp_path / "full" / "final_metrics.json").read_text())
     cut = json.loads((tmp_path / "cut" / "final_metrics.json").read_text())
-    rows = lambda r: [(x["step"], round(x["loss"], 4)) for x in map(json.loads, (tmp_path / r / "metrics.jsonl").read_text().splitlines())]
+    def rows(run):
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [(x["step"], round(x["loss"], 4)) for x in map(json.loads, lines)]
+
     assert cut["final_loss"] == full["final_loss"], (saved_step, rows("full"), rows("cut"))
     assert cut["test/color_shape_top1"] == full["test/color_shape_top1"]
 
