@@ -78,12 +78,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     llm = llm_rows(args.captions, args.batch_size, args.max_new_tokens)
     rows = llm + rule_rows()
-    width = max(len(r[0]) for r in rows)
+    from laclip_lite.utils import markdown_table
+
     print(f"torch {torch.__version__}, {args.threads} thread(s), CPU")
-    print(f"| {'what':<{width}} | seconds | rewrites/s |")
-    print(f"|{'-' * (width + 2)}|--------:|-----------:|")
-    for name, seconds, rate in rows:
-        print(f"| {name:<{width}} | {seconds:7.2f} | {rate:10.1f} |")
+    table = [{"what": name, "seconds": f"{seconds:.2f}", "rewrites/s": f"{rate:.1f}"} for name, seconds, rate in rows]
+    print(markdown_table(table, ["what", "seconds", "rewrites/s"], right=["seconds", "rewrites/s"]), end="")
     print(f"batched / one-at-a-time speed-up: {llm[1][1] / llm[0][1]:.1f}x")
 
 

@@ -19,15 +19,18 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=32, help="image side in pixels")
     args = ap.parse_args()
     from laclip_lite.data.shapeworld import ShapeWorld
+    from laclip_lite.utils import markdown_table
 
     ShapeWorld(seed=0, image_size=args.size).split("val", 8)      # warm-up (imports, lexicon)
-    print(f"| images ({args.size} px) | wall s | CPU s | images/s (wall) |")
-    print("|---:|---:|---:|---:|")
+    rows = []
     for n in (int(x) for x in args.n.split(",")):
         wall, cpu = time.perf_counter(), time.process_time()
         ShapeWorld(seed=0, image_size=args.size).split("test", n)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        print(f"| {n} | {wall:.2f} | {cpu:.2f} | {n / wall:.0f} |")
+        rows.append({"images": n, "wall s": f"{wall:.2f}", "CPU s": f"{cpu:.2f}", "images/s (wall)": f"{n / wall:.0f}"})
+    columns = ["images", "wall s", "CPU s", "images/s (wall)"]
+    print(f"ShapeWorld at {args.size} px")
+    print(markdown_table(rows, columns, right=columns), end="")
 
 
 if __name__ == "__main__":
