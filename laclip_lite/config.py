@@ -114,6 +114,8 @@ class RewriteConfig:
     batch_size: int = 32                # captions per generation batch
     seed: int = 0                       # makes rewrites deterministic
     trust_remote_code: bool = False     # llm: allow custom model code from the model folder
+    prompt_format: str = "kit"          # llm: "kit" (this kit's one-line-per-pair prompt) or "laclip" (the release's)
+    device: str = "auto"                # llm/backtranslate: "auto" (LOCAL_RANK / shard -> its GPU), "cpu", "cuda:N"
 
 
 @dataclass
