@@ -554,8 +554,8 @@ def evaluate_run(run_dir: str | Path, task: str | Sequence[str] = "color_shape",
     model, tokenizer, cfg = load_run(run_dir, device)
     if not cfg.data.is_shapeworld:
         raise DataError(f"evaluate_run needs a ShapeWorld run; {run_dir} trained on data.source="
-                        f"{cfg.data.source!r}: score it on evaluation sets of its own domain (laclip-lite eval --dataset PATH, "
-                        "or eval.datasets in its config)")
+                        f"{cfg.data.source!r}: score it on evaluation sets of its own domain "
+                        "(laclip-lite eval --dataset PATH, or eval.datasets in its config)")
     from laclip_lite.data.dataset import shapeworld_split  # the trainer's own split builder
 
     data = shapeworld_split(cfg, split)

@@ -5,7 +5,8 @@ CLIP classifies an image without training a classifier: each class name is writt
 (see `evaluate.zero_shot_classifier`). The wording matters, so CLIP averages over several templates.
 
 A template file has one template per line; `{}` marks where the class name goes (`{c}`, as in CLIP_benchmark's
-`zeroshot_classification_templates.txt`, is read as `{}`). Blank lines and lines starting with `#` are skipped. The named sets live in `laclip_lite/data/templates/<name>.txt`:
+`zeroshot_classification_templates.txt`, is read as `{}`). Blank lines and lines starting with `#` are skipped.
+The named sets live in `laclip_lite/data/templates/<name>.txt`:
 
 * `default`  - the kit's CLIP-style set for ShapeWorld ("a photo of a {}.", "a drawing of a {}.", ...).
 * `photo`    - photography phrasings after CLIP's ImageNet list ("a blurry photo of the {}.").

@@ -150,7 +150,8 @@ def test_classnames_files_and_their_errors(world, tmp_path):
 def test_bad_input_gets_one_line_naming_the_path(world, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("hi")
-    with pytest.raises(DataError, match=r"empty: matches no evaluation layout \(looked for: CLIP_benchmark.*ImageFolder"):
+    looked = r"empty: matches no evaluation layout \(looked for: CLIP_benchmark.*ImageFolder.*CSV.*Karpathy"
+    with pytest.raises(DataError, match=looked):
         el.open_eval_set(str(tmp_path / "empty"))
     with pytest.raises(DataError, match="evaluation dataset not found"):
         el.open_eval_set(str(tmp_path / "nowhere"))

@@ -63,6 +63,8 @@ def parse_spec(entry, where: str = "eval.datasets") -> EvalSpec:
     """A path string or a mapping -> EvalSpec; an unknown key or a bad task raises ConfigError naming it."""
     from laclip_lite.config import ConfigError
 
+    if isinstance(entry, EvalSpec):
+        return entry
     if isinstance(entry, (str, Path)):
         entry = {"path": str(entry)}
     if not isinstance(entry, dict):

@@ -213,7 +213,7 @@ def export_imagefolder(split, out_dir: str | Path, task: str = "color_shape") ->
         shutil.rmtree(folder)
     for name in names:
         (folder / class_folder(name)).mkdir(parents=True)
-    for i, (img, label) in enumerate(zip(split.images, labels)):
+    for i, (img, label) in enumerate(zip(split.images, labels, strict=True)):
         (folder / class_folder(names[label]) / f"{sample_key(i)}.png").write_bytes(png_bytes(img))
     return folder
 
