@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.templates import fill, get_templates
 
 # ---------------------------------------------------------------------------------------------------------
@@ -330,10 +331,7 @@ def few_shot(train_feats, train_labels, test_feats, test_labels, k: int, seed: i
 # ---------------------------------------------------------------------------------------------------------
 # ShapeWorld: the one evaluation behind the trainer, experiments / compare and `laclip-lite eval`
 
-SHAPEWORLD_TASKS = ("shape", "color", "color_shape")   # what training and compare report by default
-
-
-def evaluate_shapeworld(model, tokenizer, data, tasks: str | Sequence[str] = SHAPEWORLD_TASKS,
+def evaluate_shapeworld(model, tokenizer, data, tasks: str | Sequence[str] = EVAL_TASKS,
                         template_sets: Sequence[str | Path | None] = ("default",), with_retrieval: bool = True,
                         batch_size: int = 256, device=None, image_features: torch.Tensor | None = None) -> dict:
     """Zero-shot accuracy of every task under every template set, and retrieval, on a ShapeWorld split `data`.

@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 
 from laclip_lite.config import Config
-from laclip_lite.data.loader import trim_padding
+from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.data.transforms import normalize, random_resized_crop
+from laclip_lite.models.text import trim_padding
 from laclip_lite.utils import (append_jsonl, atomic_write_text, autocast, autocast_dtype, resolve_device,
                                seed_everything, step_generator, torch_save_atomic)
 
@@ -245,15 +246,14 @@ class Trainer:
         `<split>/<metric>`); and every `eval.datasets` entry on its own split, as `<name>/<metric>`. Rank 0 only."""
         if not self.is_main:
             return {}
-        from laclip_lite.evaluate import (SHAPEWORLD_TASKS, evaluate_datasets, evaluate_shapeworld,
-                                          flat_dataset_metrics, flat_shapeworld)
+        from laclip_lite.evaluate import evaluate_datasets, evaluate_shapeworld, flat_dataset_metrics, flat_shapeworld
 
         out: dict = {}
         if self.cfg.data.is_shapeworld:
             from laclip_lite.data.dataset import shapeworld_split
             if split not in self._eval_splits:
                 self._eval_splits[split] = shapeworld_split(self.cfg, split)
-            scores = evaluate_shapeworld(self.model, self.data.tokenizer, self._eval_splits[split], SHAPEWORLD_TASKS)
+            scores = evaluate_shapeworld(self.model, self.data.tokenizer, self._eval_splits[split], EVAL_TASKS)
             out.update(flat_shapeworld(scores, prefix=f"{split}/", ks=(1,)))
         if self.eval_specs:
             e = self.cfg.eval

@@ -20,7 +20,7 @@ import json
 HELP = ("evaluate a run folder: ShapeWorld tasks, or zero-shot / retrieval / linear / k-shot probes on an "
         "ImageFolder, CLIP_benchmark folder, captions CSV or Karpathy JSON")
 
-SHAPEWORLD_TASKS = ("shape", "color", "color_shape", "size", "background", "all")  # vocab.TASKS + "all"
+SHAPEWORLD_TASKS = ("shape", "color", "color_shape", "size", "background", "all")  # data.vocab.TASKS + "all"
 FILE_TASKS = ("zeroshot", "retrieval", "linear_probe", "fewshot")                 # eval_layouts.TASKS
 
 
@@ -161,6 +161,7 @@ def write_suite(results: dict[str, dict], specs: list, out, run: str):
     from pathlib import Path
 
     from laclip_lite.data.eval_layouts import open_eval_set, resolve_task
+    from laclip_lite.utils import markdown_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -175,12 +176,6 @@ def write_suite(results: dict[str, dict], specs: list, out, run: str):
         writer.writeheader()
         writer.writerows(rows)
     cols = ["dataset", "task"] + [c for c in SUITE_COLUMNS if any(c in r for r in rows)]
-
-    def cell(v):
-        return "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
-
-    lines = [f"Run `{run}` on {len(rows)} evaluation set(s) (%; probes: top1 of the probe).", "",
-             "| " + " | ".join(cols) + " |", "|---|---|" + "---:|" * (len(cols) - 2)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
-    md_path.write_text("\n".join(lines) + "\n")
+    title = f"Run `{run}` on {len(rows)} evaluation set(s) (%; a probe's top1 is the probe's accuracy).\n\n"
+    md_path.write_text(title + markdown_table(rows, cols, right=cols[2:]))
     return csv_path, md_path

@@ -35,12 +35,12 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from laclip_lite.constants import SOURCE_ALIASES, SOURCES
 from laclip_lite.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
-LLM_SOURCES = ("chatgpt", "bard", "mscoco", "human")
 # Names a rewrite variant may have: the LLM meta-pair sources, EDA / back-translation variants, "rewriteN".
-_VARIANT = re.compile(r"^(chatgpt|bard|mscoco|coco|human|eda\d+|bt\d+|rewrite\d*)$")
+_VARIANT = re.compile(rf"^({'|'.join((*SOURCES, *SOURCE_ALIASES))}|eda\d+|bt\d+|rewrite\d*)$")
 
 
 def is_variant_name(name: str) -> bool:
@@ -153,7 +153,7 @@ def discover_rewrite_files(csv_path: str | Path, folder: str | Path | None = Non
         name = p.stem.removeprefix(prefix + "_") if p.stem.startswith(prefix + "_") else p.stem
         if is_variant_name(name):
             found[name] = p
-    order = {name: i for i, name in enumerate(LLM_SOURCES)}      # the paper's order first, then by name
+    order = {name: i for i, name in enumerate(SOURCES)}      # the paper's order first, then by name
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
