@@ -1,6 +1,6 @@
 """Configuration: one dataclass per concern, named presets, and `--set key=value` overrides.
 
-A run is fully described by a `Config` (model + data + train + rewrite). It round-trips through a plain dict
+A run is fully described by a `Config` (model + data + train + rewrite + eval). It round-trips through a plain dict
 and YAML (`config.yaml` beside every checkpoint). Overrides name a field by its dotted path
 (`train.steps=500`, `model.vision=resnet`); an unknown key or a value of the wrong type raises `ConfigError`
 naming the key, before any work starts.
@@ -119,11 +119,22 @@ class RewriteConfig:
 
 
 @dataclass
+class EvalConfig:
+    # Evaluation sets on files, scored every `train.eval_every` steps and at the end of training. Each entry is a
+    # path, or a mapping {path, task, classnames, templates, name, split, image_root, k} (laclip_lite.data.
+    # eval_layouts.EvalSpec); results are logged as "<name>/<metric>". ShapeWorld runs also score the world's tasks.
+    datasets: list[Any] = field(default_factory=list)  # e.g. ["data/imagenet_val", {path: coco.json, task: retrieval}]
+    batch_size: int = 256               # images / texts per forward pass while evaluating
+    num_workers: int = 0                # DataLoader worker processes decoding evaluation images (0 = main process)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     rewrite: RewriteConfig = field(default_factory=RewriteConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -170,6 +181,8 @@ class Config:
                 raise ConfigError(f"{key} must be >= 1, got {get_value(self, key)}")
         if len(d.crop_scale) != 2 or not 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1:
             raise ConfigError(f"data.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {d.crop_scale}")
+        from laclip_lite.data.eval_layouts import parse_specs   # the entries' shape; paths are opened by the trainer
+        parse_specs(self.eval.datasets, where="eval.datasets")
         return self
 
 
@@ -205,6 +218,8 @@ def get_value(cfg: Config, key: str) -> Any:
 
 def _coerce(key: str, value: Any, typ: Any) -> Any:
     """Coerce `value` (a YAML-parsed object or a raw string) to the field type, or raise ConfigError."""
+    if typ is Any:                      # checked where it is used (eval.datasets entries: eval_layouts.parse_spec)
+        return value
     origin = typing.get_origin(typ)
     if origin is list:
         (inner,) = typing.get_args(typ)
