@@ -30,7 +30,7 @@ from benchmarks.flops import flops_per_sample  # noqa: E402  (after the path ins
 from laclip_lite.config import ModelConfig
 from laclip_lite.losses import ClipLoss
 from laclip_lite.models import build_model, count_params, param_groups
-from laclip_lite.models.open_clip_export import copy_weights, import_open_clip   # the exporter's name mapping
+from laclip_lite.models.open_clip_export import copy_weights, import_open_clip  # the exporter's name mapping
 
 
 @dataclass
