@@ -264,13 +264,18 @@ def run_sweep(notebook: str | Path, grid: str | Path | dict, out_dir: str | Path
 # Aggregation
 # =========================================================================================================
 def flat_metrics(metrics: dict) -> dict:
-    """A notebook's metrics.json -> its numeric metrics (the table's columns; text values are left out)."""
+    """A notebook's metrics.json -> its numeric metrics (the table's columns; text values are left out).
+    Nested mappings become `outer/inner` columns (e.g. {"imagenet": {"top1": ..}} -> "imagenet/top1")."""
     out = {}
-    for k, v in (metrics.get("metrics") or {}).items():
-        if isinstance(v, bool):
-            continue
-        if isinstance(v, (int, float)):
-            out[k] = v
+
+    def walk(prefix: str, values: dict) -> None:
+        for k, v in values.items():
+            if isinstance(v, dict):
+                walk(f"{prefix}{k}/", v)
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[f"{prefix}{k}"] = v
+
+    walk("", metrics.get("metrics") or {})
     return out
 
 
@@ -323,7 +328,7 @@ def sweep_markdown(rows: list[dict], max_metrics: int = 8) -> str:
     done = sum(r["status"] == "done" for r in rows)
     meta = [k for k in rows[0] if k != "status"] + ["status"]
     metrics = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in meta]
-    preferred = [m for m in metrics if any(h in m for h in ("color_shape_top1", "R@1"))]
+    preferred = [m for m in metrics if any(h in m for h in ("color_shape_top1", "R@1")) or m.endswith("/top1")]
     shown = list(dict.fromkeys(preferred + metrics))[:max_metrics]
     head = f"{done} of {len(rows)} points done" + (f"; {len(metrics) - len(shown)} more metric columns in "
                                                      f"sweep.csv" if len(metrics) > len(shown) else "") + ".\n\n"

@@ -21,7 +21,7 @@ CAPTIONS = ["cute puppy in a basket stock photo", "red car parked outside", "IMG
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory) -> Path:
-    from laclip_lite.rewrite.tiny_models import build_tiny_causal_lm
+    from tests.tiny_models import build_tiny_causal_lm
     return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny_llama"))
 
 

@@ -24,7 +24,6 @@ from laclip_lite.errors import DataError
 from laclip_lite.utils import cache_dir, stable_hash
 
 
-
 @dataclass
 class TrainData:
     pairs: object                   # InMemoryPairs or StreamingPairs: .batch(step) -> Batch
@@ -135,9 +134,11 @@ def _file_train_data(cfg: Config, rank: int, world_size: int) -> TrainData:
     available = list(getattr(source, "variants", []) or [])
     variants = select_variants(available, cfg) if available and cfg.data.num_rewrites else []
     tokenizer = build_tokenizer(cfg.data, cfg.model, _file_corpus(cfg, source, streaming))
-    transform = PilTransform(cfg.model.image_size, train=True, crop_scale=cfg.data.crop_scale, seed=cfg.train.seed + rank)
+    transform = PilTransform(cfg.model.image_size, train=True, crop_scale=cfg.data.crop_scale,
+                             seed=cfg.train.seed + rank)
     kind = ShardPairs if streaming else StreamingPairs
-    dataset = (readers.IterableRecordDataset if streaming else readers.RecordDataset)(source, transform, variants=variants)
+    reader = readers.IterableRecordDataset if streaming else readers.RecordDataset
+    dataset = reader(source, transform, variants=variants)
     pairs = kind(dataset, tokenizer, cfg.train.policy, cfg.train.batch_size, cfg.train.seed,
                  num_workers=cfg.data.num_workers, rank=rank, world_size=world_size,
                  num_texts=1 + len(variants), pin_memory=torch.cuda.is_available())

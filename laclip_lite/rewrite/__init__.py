@@ -5,7 +5,8 @@ stand-in for ShapeWorld; one interface (`Rewriter`), one cached/resumable/sharda
     rewrites = rewrite_captions(captions, "rewrites/", RewriteConfig(rewriter="shapes"))
 
 Modules: `meta` (meta pairs), `prompt` (in-context prompt), `llm`, `eda`, `backtranslate`, `shapes` (the
-stand-in), `job` (cache), `quality` (report), `inputs` (caption readers), `tiny_models` (random test models).
+stand-in), `job` (cache), `quality` (report), `inputs` (caption readers).
+(The tiny random test models live in `tests/tiny_models.py`.)
 Heavy libraries (torch, transformers) load only when a model is used.
 """
 from laclip_lite.rewrite.base import Rewriter, RewriteResult
