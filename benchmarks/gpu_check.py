@@ -94,7 +94,8 @@ def train_step(size: dict, device) -> dict:
     """The preset's model, eager then compiled: samples/s (median over rounds) and MFU."""
     import torch
 
-    from benchmarks.train_step import Bench, Runner, flops_per_sample, make_batch, matmul_flops, our_optimizer
+    from benchmarks.flops import flops_per_sample
+    from benchmarks.train_step import Bench, Runner, make_batch, matmul_flops, our_optimizer
     from laclip_lite.config import build_config
     from laclip_lite.losses import ClipLoss
     from laclip_lite.models import build_model, count_params
