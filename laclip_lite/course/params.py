@@ -19,8 +19,9 @@ How the check finds a typo or a wrong type:
 
 All problems are reported together, in the first cell after the parameters, before any work starts.
 
-The declarations (`NOTEBOOKS`) are the one source of truth: `notebooks/build_notebooks.py` writes the
-parameters cells from them, and a test checks the committed notebooks still match.
+The declarations (`NOTEBOOKS`) are the one source of truth for names, defaults and kinds: `parameters_cell`
+writes a fresh parameters cell from them (paste it into a notebook after adding a parameter), and a test checks
+that papermill reads exactly these names, defaults and types from every committed notebook.
 """
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ KINDS = {
     "strs": "a list of strings (or 'a,b,c')",
     "overrides": "config overrides: a list of 'key=value' strings, one 'key=value ...' string, or a dict",
     "dict": "a dict",
+    "paths": "a list of paths or dataset specs (or 'a,b'; [] for none)",
 }
 
 
@@ -107,6 +109,8 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
                          ("shapes", "eda", "backtranslate", "llm")),
         "overrides": Param([], "overrides", "config overrides, written as for the CLI's --set (a list of strings)"),
         "jobs": Param(0, "int", "runs in parallel, cores/jobs threads each; 0: auto (2 on a CPU, 1 on CUDA)"),
+        "eval_datasets": Param([], "paths", "evaluation sets (eval.datasets): ImageFolder / CLIP_benchmark folders; "
+                                            "[]: ShapeWorld's tasks (on file data: the final loss only)"),
     },
     "04_ablations": {
         **_common(300, "optimizer steps per run (None: the preset's); kept small so the grid fits a CPU"),
@@ -122,6 +126,8 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "jobs": Param(0, "int", "runs in parallel, cores/jobs threads each; 0: auto (2 on a CPU, 1 on CUDA)"),
         "llm_model": Param("", "str", "causal LM for the augment value llm (empty: that value is skipped)"),
         "bt_models": Param("", "str", '"forward,backward" for the augment value backtranslate (empty: skipped)'),
+        "eval_datasets": Param([], "paths", "evaluation sets (eval.datasets): ImageFolder / CLIP_benchmark folders; "
+                                            "[]: ShapeWorld's tasks (on file data: the final loss only)"),
     },
 }
 
@@ -171,6 +177,11 @@ def _coerce(name: str, value: Any, p: Param) -> Any:
         if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) and "=" in v for v in items):
             raise ValueError(_expects(p, value))
         return list(items)
+    if kind == "paths":
+        items = _as_list(value) if value not in (None, "") else []
+        if not all(isinstance(v, (str, dict)) and v for v in items):
+            raise ValueError(_expects(p, value))
+        return items
     if kind == "dict":
         if not isinstance(value, dict):
             raise ValueError(_expects(p, value))
@@ -297,7 +308,8 @@ def defaults(notebook: str) -> dict:
 
 # The annotation written for each kind in the parameters cell (what `papermill --help-notebook` shows).
 ANNOTATIONS = {"str": "str", "int": "int", "float": "float", "bool": "bool", "int?": "Optional[int]",
-               "ints?": "Optional[list]", "strs": "list", "overrides": "list", "dict": "dict"}
+               "ints?": "Optional[list]", "strs": "list", "overrides": "list", "dict": "dict",
+               "paths": "list"}
 
 
 def parameters_cell(notebook: str) -> str:
