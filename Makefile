@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv samples bench clean
+.PHONY: demo test venv samples bench clean strip
 
 venv: $(STAMP)
 
@@ -22,6 +22,11 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# The lessons are edited as notebooks (JupyterLab); run this before committing (make test checks it).
+NOTEBOOKS := notebooks/*.ipynb laclip_lite/course/assignments/*.ipynb
+strip: venv
+	$(BIN)/python -m laclip_lite.course.strip $(NOTEBOOKS)
 
 samples: venv
 	LACLIP_LITE=$(BIN)/laclip-lite ./data_samples/make_samples.sh

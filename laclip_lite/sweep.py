@@ -522,6 +522,7 @@ def ablation_figure(rows: list[dict], metric: str):
         ax.set_title(a, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel(metric)
-    fig.suptitle(f"Ablations: {metric} (mean ± std over seeds, dots are seeds; gray and dashed: CLIP)",
-                 fontsize=10)
+    n_seeds = max((len(v) for v in vals), default=1) if ablations else 1
+    spread = "mean ± std over seeds, dots are seeds" if n_seeds > 1 else "one seed: no spread"
+    fig.suptitle(f"Ablations: {metric} ({spread}; gray and dashed: CLIP)", fontsize=10)
     return fig

@@ -39,7 +39,8 @@ class Lesson:
     report: list = field(default_factory=list)      # items for REPORT.md: {"title", "markdown" | "figure", "key"}
 
     def overrides(self, extra: dict | None = None) -> dict:
-        """The config overrides the parameters imply (steps, batch_size, seed, device, data), then `extra`."""
+        """The config overrides the parameters imply (steps, batch_size, seed, device, data, eval_datasets),
+        then `overrides`, then `extra`."""
         p = self.params
         out: dict[str, Any] = {"train.device": p["device"], "train.seed": p["seed"]}
         if p.get("steps") is not None:
@@ -48,6 +49,8 @@ class Lesson:
             out["train.batch_size"] = p["batch_size"]
         if p.get("data", "shapeworld") != "shapeworld":
             out["data.source"] = p["data"]
+        if p.get("eval_datasets"):
+            out["eval.datasets"] = list(p["eval_datasets"])   # scored during and after training (EvalConfig)
         out.update(_overrides_dict(p.get("overrides") or []))
         out.update(extra or {})
         return out
@@ -240,10 +243,13 @@ def number(v: str):
 
 
 def bars(rows: list[dict], metrics: list[str], group: str, title: str = "", ncols: int = 3):
-    """One panel per metric (`ncols` per row): mean ± std over seeds per group value, seeds as dots."""
+    """One panel per metric (`ncols` per row): the mean over seeds per group value, the std as an error bar
+    and the seeds as dots when a group has more than one seed. Raises ValueError when no row has any metric."""
     from matplotlib.figure import Figure
 
-    metrics = [m for m in metrics if any(m in r for r in rows)]
+    metrics = [m for m in metrics if any(r.get(m) not in (None, "") for r in rows)]
+    if not metrics:
+        raise ValueError("bars: none of the rows has a metric to draw")
     names = list(dict.fromkeys(str(r[group]) for r in rows))
     ncols = min(ncols, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
@@ -256,10 +262,12 @@ def bars(rows: list[dict], metrics: list[str], group: str, title: str = "", ncol
         means = [np.mean(v) if v else np.nan for v in vals]
         stds = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in vals]
         xs = np.arange(len(names))
-        ax.bar(xs, means, yerr=stds, capsize=4, color="tab:blue", alpha=0.75)
+        spread = any(len(v) > 1 for v in vals)
+        ax.bar(xs, means, yerr=stds if spread else None, capsize=4, color="tab:blue", alpha=0.75)
         for x, v, mean in zip(xs, vals, means):
-            ax.scatter([x] * len(v), v, color="black", s=10, zorder=3)
-            ax.annotate(f"{mean:.1f}", (x, mean), xytext=(0, 3), textcoords="offset points", ha="center",
+            if spread:
+                ax.scatter([x] * len(v), v, color="black", s=10, zorder=3)
+            ax.annotate(f"{mean:.1f}" if abs(mean) >= 10 else f"{mean:.2f}", (x, mean), xytext=(0, 3), textcoords="offset points", ha="center",
                         fontsize=7)
         ax.set_xticks(xs, names, rotation=30 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center",
                       fontsize=8)
