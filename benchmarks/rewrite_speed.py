@@ -2,7 +2,7 @@
 
     python benchmarks/rewrite_speed.py [--captions 64] [--batch-size 32] [--max-new-tokens 77] [--threads 1]
 
-The LLM is a tiny *random* Llama (hidden 64, 2 layers; `rewrite/tiny_models.py`) loaded by path through the
+The LLM is a tiny *random* Llama (hidden 64, 2 layers; `tests/tiny_models.py`) loaded by path through the
 real `LLMRewriter` path: the same captions, prompts (3 meta pairs) and max_new_tokens, once in batches of
 `--batch-size` (left-padded, KV cache, finished rows leave the batch) and once one prompt at a time. With a
 tiny model the per-step framework overhead is what batching amortises; with a 7B model on a GPU the gain comes
@@ -30,7 +30,7 @@ def web_captions() -> list[str]:
 
 def llm_rows(n: int, batch_size: int, max_new_tokens: int) -> list[tuple[str, float, float]]:
     from laclip_lite.rewrite.llm import LLMRewriter
-    from laclip_lite.rewrite.tiny_models import build_tiny_causal_lm
+    from tests.tiny_models import build_tiny_causal_lm
 
     captions = (web_captions() * (n // 100 + 1))[:n]
     rows = []
@@ -78,12 +78,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     llm = llm_rows(args.captions, args.batch_size, args.max_new_tokens)
     rows = llm + rule_rows()
-    width = max(len(r[0]) for r in rows)
+    from laclip_lite.utils import markdown_table
+
     print(f"torch {torch.__version__}, {args.threads} thread(s), CPU")
-    print(f"| {'what':<{width}} | seconds | rewrites/s |")
-    print(f"|{'-' * (width + 2)}|--------:|-----------:|")
-    for name, seconds, rate in rows:
-        print(f"| {name:<{width}} | {seconds:7.2f} | {rate:10.1f} |")
+    table = [{"what": name, "seconds": f"{seconds:.2f}", "rewrites/s": f"{rate:.1f}"} for name, seconds, rate in rows]
+    print(markdown_table(table, ["what", "seconds", "rewrites/s"], right=["seconds", "rewrites/s"]), end="")
     print(f"batched / one-at-a-time speed-up: {llm[1][1] / llm[0][1]:.1f}x")
 
 

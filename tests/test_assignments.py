@@ -61,8 +61,8 @@ def tiny_source():
               "### END HIDDEN TESTS", "tests", "double-tests", 2),
         _code("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
               "solution", "square-solution"),
-        _code("assert square(3) == 9\n### BEGIN HIDDEN TESTS\nassert square(-2) == 4\nassert math.isclose(square(0.5), 0.25)\n"
-              "### END HIDDEN TESTS", "tests", "square-tests", 3),
+        _code("assert square(3) == 9\n### BEGIN HIDDEN TESTS\nassert square(-2) == 4\n"
+              "assert math.isclose(square(0.5), 0.25)\n### END HIDDEN TESTS", "tests", "square-tests", 3),
         _md("Why?\n\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION", "written", "square-why", 1),
     ])
 
@@ -250,7 +250,8 @@ def test_checks_pass_correct_solutions():
 
 
 @pytest.mark.parametrize("check, wrong, message", [
-    (C.check_clip_loss, lambda i, t, s: F.cross_entropy(s * i @ t.T, torch.arange(len(i))), "only the image->text half"),
+    (C.check_clip_loss, lambda i, t, s: F.cross_entropy(s * i @ t.T, torch.arange(len(i))),
+     "only the image->text half"),
     (C.check_clip_loss, lambda i, t, s: _clip(i, t, torch.tensor(1.0)), "logit scale is missing"),
     (C.check_clip_loss, lambda i, t, s: _clip(i, t, s.exp()), "exp() applied"),
     (C.check_clip_loss, lambda i, t, s: 2 * _clip(i, t, s), "SUM of the two halves"),

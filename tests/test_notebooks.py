@@ -224,8 +224,8 @@ def _namespace(name, injected: dict | None = None, edited: str = "") -> dict:
 
 
 def test_check_coerces_papermill_values_and_writes_them_back():
-    ns = _namespace("03_laclip_training", {"seeds": "0,1", "steps": 5.0, "overrides": "train.lr=1e-3 model.vision=resnet",
-                                           "policies": "clip,laclip"})
+    ns = _namespace("03_laclip_training", {"seeds": "0,1", "steps": 5.0,
+                                           "overrides": "train.lr=1e-3 model.vision=resnet", "policies": "clip,laclip"})
     values = P.check_parameters("03_laclip_training", ns)
     assert values["seeds"] == [0, 1] and values["steps"] == 5 and isinstance(ns["steps"], int)
     assert values["overrides"] == ["train.lr=1e-3", "model.vision=resnet"]
@@ -371,7 +371,7 @@ def test_demo_runs_notebooks_and_passes_each_only_its_own_parameters(tmp_path):
 def test_rewriting_lesson_with_a_real_llm_and_back_translation(tmp_path):
     """The branches a CPU demo never takes: `llm_model` and `bt_models` set (tiny random models, offline)."""
     from laclip_lite.course import lesson02 as lessons
-    from laclip_lite.rewrite.tiny_models import build_tiny_causal_lm, build_tiny_marian
+    from tests.tiny_models import build_tiny_causal_lm, build_tiny_marian
 
     lm = build_tiny_causal_lm(tmp_path / "lm")
     mt = build_tiny_marian(tmp_path / "mt")

@@ -7,7 +7,8 @@ HELP = "write student versions of the assignment notebooks (solutions stripped, 
 def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="folder for the student notebooks (created if missing)")
     p.add_argument("--source", default=None,
-                   help="folder of source notebooks with solutions (default: the kit's own, shipped in laclip_lite/course/assignments)")
+                   help="folder of source notebooks with solutions (default: the kit's own, shipped in "
+                        "laclip_lite/course/assignments)")
 
 
 def run(args) -> int:

@@ -76,15 +76,11 @@ class Lesson:
 
 def _overrides_dict(overrides) -> dict:
     """['a.b=1', ...] or {'a.b': 1} -> {'a.b': value}; string values are parsed by the config (YAML)."""
+    from laclip_lite.config import parse_key_value
+
     if isinstance(overrides, dict):
         return dict(overrides)
-    out = {}
-    for item in overrides:
-        if "=" not in item:
-            raise ParameterError(f"overrides: {item!r} must look like key=value (e.g. train.lr=1e-3)")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
+    return dict(parse_key_value(item, "overrides:", "train.lr=1e-3") for item in overrides)
 
 
 def in_kernel() -> bool:
@@ -167,14 +163,18 @@ def _fmt(v) -> str:
 
 
 def table(rows: list[dict], columns: list[str] | None = None) -> str:
-    """A Markdown table of dict rows (numbers to 1-2 decimals)."""
+    """`utils.markdown_table` of dict rows: every key as a column unless given, numbers right-aligned, floats to
+    one decimal from 10 up and two below."""
+    from laclip_lite.utils import markdown_table
+
     columns = columns or list(dict.fromkeys(k for r in rows for k in r))
-    def cell(v):
-        if isinstance(v, float):
-            return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
-        return str(v).replace("|", "\\|").replace("\n", " ")
-    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    return head + "".join("| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |\n" for r in rows)
+    numeric = [c for c in columns if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
+                                         for r in rows)]
+
+    def cell(v) -> str:
+        return (f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}") if isinstance(v, float) else str(v)
+
+    return markdown_table(rows, columns, right=numeric, cell=cell)
 
 
 def thumbs_row(fig, gs_row, images) -> None:
@@ -243,9 +243,11 @@ def number(v: str):
 
 
 def bars(rows: list[dict], metrics: list[str], group: str, title: str = "", ncols: int = 3):
-    """One panel per metric (`ncols` per row): the mean over seeds per group value, the std as an error bar
-    and the seeds as dots when a group has more than one seed. Raises ValueError when no row has any metric."""
+    """One panel per metric (`ncols` per row): `plots.mean_std_bars` per group value (the mean over seeds, the
+    sample std as an error bar, seeds as dots; one seed has no spread). ValueError when no row has a metric."""
     from matplotlib.figure import Figure
+
+    from laclip_lite.plots import mean_std_bars
 
     metrics = [m for m in metrics if any(r.get(m) not in (None, "") for r in rows)]
     if not metrics:
@@ -259,16 +261,10 @@ def bars(rows: list[dict], metrics: list[str], group: str, title: str = "", ncol
         ax.set_axis_off()
     for ax, m in zip(axes, metrics):
         vals = [[float(r[m]) for r in rows if str(r[group]) == g and r.get(m) not in (None, "")] for g in names]
-        means = [np.mean(v) if v else np.nan for v in vals]
-        stds = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in vals]
-        xs = np.arange(len(names))
-        spread = any(len(v) > 1 for v in vals)
-        ax.bar(xs, means, yerr=stds if spread else None, capsize=4, color="tab:blue", alpha=0.75)
-        for x, v, mean in zip(xs, vals, means):
-            if spread:
-                ax.scatter([x] * len(v), v, color="black", s=10, zorder=3)
-            ax.annotate(f"{mean:.1f}" if abs(mean) >= 10 else f"{mean:.2f}", (x, mean), xytext=(0, 3), textcoords="offset points", ha="center",
-                        fontsize=7)
+        xs, means = mean_std_bars(ax, vals)
+        for x, mean in zip(xs, means):
+            ax.annotate(f"{mean:.1f}" if abs(mean) >= 10 else f"{mean:.2f}", (x, mean), xytext=(0, 3),
+                        textcoords="offset points", ha="center", fontsize=7)
         ax.set_xticks(xs, names, rotation=30 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center",
                       fontsize=8)
         ax.set_title(m, fontsize=9)

@@ -156,14 +156,14 @@ def show_loss(lesson: Lesson, logits, loss) -> None:
 
 def train_clip(lesson: Lesson, world: World) -> Run:
     """Train CLIP on the world (or reuse a finished run with the same settings) and show its learning curves."""
+    import os
+
+    import torch
+
     from laclip_lite.evaluate import load_run
     from laclip_lite.plots import learning_curves
     from laclip_lite.train import CHECKPOINT, train
     from laclip_lite.utils import stable_hash
-
-    import os
-
-    import torch
 
     extra = {"train.policy": "clip", "data.augment": "none"}
     small_cpu = (os.cpu_count() or 1) <= 2 and lesson.config().train.device in ("auto", "cpu") \
@@ -326,7 +326,8 @@ def zero_shot_figures(lesson: Lesson, run: Run, world: World, classifier, n_imag
         if baseline_name != "chance" else ""
     lesson.markdown(f"Zero-shot **{task}** ({len(names)} classes, chance {chance:.1f}%{versus}): ensemble of "
                     f"'{tset}' {ensemble:.1f}%, best single template {max(v for _, v in single):.1f}%, worst "
-                    f"{min(v for _, v in single):.1f}%; the held-out set {dict(sets).get('heldout', float('nan')):.1f}%.")
+                    f"{min(v for _, v in single):.1f}%; the held-out set "
+                    f"{dict(sets).get('heldout', float('nan')):.1f}%.")
     lesson.metrics.update({f"zero_shot_{task}_top1": round(ensemble, 2),
                            **{f"zero_shot_{task}_top1@{s}": round(v, 2) for s, v in sets}})
     for attribute in ("shape", "color"):

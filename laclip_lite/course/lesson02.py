@@ -127,7 +127,8 @@ def rewrite_with_llm(lesson: Lesson, captions: list[str]) -> dict:
         note = f"Rewriting with the LLM **{p['llm_model']}** by in-context learning ({p['k_shot']} pairs per prompt)."
     else:
         rcfg = _rewrite_config(lesson, "shapes")
-        note = STAND_IN_NOTE + " Set `llm_model` to a local causal LM (or a hub name on a GPU machine) for real LLM rewrites."
+        note = STAND_IN_NOTE + (" Set `llm_model` to a local causal LM (or a hub name on a GPU machine) for real "
+                                "LLM rewrites.")
         if p["data"] != "shapeworld":
             note += " On captions that are not ShapeWorld's, the stand-in finds no shapes and keeps the original."
     texts, report = _job(lesson, captions, rcfg)

@@ -11,8 +11,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from laclip_lite.course import common
-from laclip_lite.course import lesson01
+from laclip_lite.course import common, lesson01
 from laclip_lite.course.common import HEADLINE, Lesson, hwc, number, over_seeds_caption, seeds, table
 
 NOTEBOOK = "03_laclip_training"
@@ -127,8 +126,8 @@ def train_policies(lesson: Lesson) -> Comparison:
     order = sorted(p["policies"], key=lambda a: not a.startswith("mt")) if n_jobs > 1 else list(p["policies"])
     n_runs = len(p["policies"]) * len(seeds(lesson))
     if n_jobs > 1:
-        common.display_markdown(f"Training {n_runs} runs, {n_jobs} at a time in worker processes (no progress bar until "
-                          f"they finish; each run's `metrics.jsonl` in `{out}` grows as it trains).")
+        common.display_markdown(f"Training {n_runs} runs, {n_jobs} at a time in worker processes (no progress bar "
+                                f"until they finish; each run's `metrics.jsonl` in `{out}` grows as it trains).")
     for arm in _arms(lesson):
         common.warm_rewrite_cache(lesson.config({"data.augment": arm.augment}), lesson.progress)
     summary = compare(order, seeds(lesson), out, p["preset"], lesson.overrides(), p["augment"],

@@ -145,21 +145,13 @@ def metrics_of(rows: list[dict]) -> list[str]:
 
 
 def bar_figure(frame, ablation: str, metric: str):
-    """One ablation's settings as bars of `metric` from a pandas DataFrame of runs (mean over seeds)."""
-    from matplotlib.figure import Figure
+    """One ablation's settings as bars of `metric` from a pandas DataFrame of runs (`plots.bar_with_errors`)."""
+    from laclip_lite.plots import bar_with_errors
 
-    mine = frame[frame["ablation"] == ablation].groupby("label", sort=False)[metric]
-    means, counts = mine.mean(), mine.count()
-    fig = Figure(figsize=(max(3.5, 0.9 * len(means) + 1.5), 3.2), layout="constrained")
-    ax = fig.add_subplot()
-    ax.bar(range(len(means)), means.values, color="tab:blue", alpha=0.8,
-           yerr=mine.std().values if counts.max() > 1 else None, capsize=4)
-    ax.set_xticks(range(len(means)), means.index, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(metric)
-    spread = "mean ± std over seeds" if counts.max() > 1 else "one seed: no spread"
-    ax.set_title(f"{ablation}: {metric} ({spread})", fontsize=9)
-    ax.grid(axis="y", alpha=0.3)
-    return fig
+    mine = frame[frame["ablation"] == ablation]
+    several = mine.groupby("label")[metric].count().max() > 1
+    spread = "mean ± std over seeds" if several else "one seed: no spread"
+    return bar_with_errors(mine, metric, group="label", title=f"{ablation}: {metric} ({spread})")
 
 
 def ablation_chooser(lesson: Lesson, frame):

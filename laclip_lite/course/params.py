@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from laclip_lite.config import ConfigError
+from laclip_lite.constants import POLICIES, REWRITERS, SOURCES
+from laclip_lite.data.vocab import TASKS
 
 PARAMS_MARKER = "# Notebook parameters"   # first line of every lesson's parameters cell
 PAPERMILL_MARKER = "# Parameters"         # first line of the cell papermill injects
@@ -78,13 +80,12 @@ def _common(steps: int | None, steps_help: str = "optimizer steps (None: the pre
     }
 
 
-SOURCES = ["chatgpt", "bard", "mscoco", "human"]
 
 NOTEBOOKS: dict[str, dict[str, Param]] = {
     "01_clip_basics": {
         **_common(400),
         "task": Param("color_shape", "str", "zero-shot task: shape, color, color_shape, size, background",
-                      ("shape", "color", "color_shape", "size", "background")),
+                      TASKS),
         "templates": Param("default", "str", "template set for zero-shot (laclip_lite/data/templates) or a file"),
         "n_show": Param(8, "int", "images in the similarity heatmaps"),
     },
@@ -102,11 +103,11 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
     "03_laclip_training": {
         **_common(500, "optimizer steps per run (None: the preset's); 500 shows the LaCLIP effect within the "
                        "CPU demo budget"),
-        "policies": Param(["clip", "laclip", "mt"], "strs", "text policies to compare; policy:augment for "
+        "policies": Param(list(POLICIES), "strs", "text policies to compare; policy:augment for "
                                                             "another rewrite cache (e.g. laclip:eda)"),
         "seeds": Param(None, "ints?", "seeds per policy (None: [seed])"),
         "augment": Param("shapes", "str", "rewrites laclip/mt draw from: shapes, eda, backtranslate, llm",
-                         ("shapes", "eda", "backtranslate", "llm")),
+                         REWRITERS),
         "overrides": Param([], "overrides", "config overrides, written as for the CLI's --set (a list of strings)"),
         "jobs": Param(0, "int", "runs in parallel, cores/jobs threads each; 0: auto (2 on a CPU, 1 on CUDA)"),
         "eval_datasets": Param([], "paths", "evaluation sets (eval.datasets): ImageFolder / CLIP_benchmark folders; "
@@ -118,7 +119,8 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
                                                                 "source, backbone, text_tower (or 'all')"),
         "values": Param({"augment": ["none", "eda", "shapes"], "num_rewrites": [0, 1, 4]}, "dict",
                         "restrict an ablation's values, e.g. {'num_rewrites': [0, 4]}; {}: all values"),
-        "policy": Param("laclip", "str", "text policy of the augmented arms", ("laclip", "mt")),
+        "policy": Param("laclip", "str", "text policy of the augmented arms",
+                        tuple(p for p in POLICIES if p != "clip")),
         "seeds": Param(None, "ints?", "seeds per grid point (None: [seed])"),
         "metric": Param("color_shape_top1", "str", "the metric the figures plot"),
         "overrides": Param({"data.train_size": 1500}, "overrides", "config overrides for every run; the default "
@@ -319,7 +321,7 @@ def parameters_cell(notebook: str) -> str:
     width = min(48, max(len(a) for a in assigns.values()))
     lines = [f"{PARAMS_MARKER} (papermill: -p NAME VALUE; checked by the next cell)"]
     if any("Optional" in a for a in assigns.values()):
-        lines.append("from typing import Optional")
+        lines += ["from typing import Optional", ""]
     for name, p in spec.items():
         if "=" in p.help or "=" in repr(p.default):
             raise ValueError(f"{notebook}.{name}: no '=' in a default or help text (papermill's parser skips the line)")
