@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv samples bench clean
+.PHONY: demo test lint venv samples bench clean strip
 
 venv: $(STAMP)
 
@@ -26,6 +26,11 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check .
+
+# The lessons are edited as notebooks (JupyterLab); run this before committing (make test checks it).
+NOTEBOOKS := notebooks/*.ipynb laclip_lite/course/assignments/*.ipynb
+strip: venv
+	$(BIN)/python -m laclip_lite.course.strip $(NOTEBOOKS)
 
 samples: venv
 	LACLIP_LITE=$(BIN)/laclip-lite ./data_samples/make_samples.sh

@@ -20,8 +20,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from laclip_lite import assignments as A
-from laclip_lite import assignments_checks as C
+from laclip_lite.course import assignments as A
+from laclip_lite.course import checks as C
 from laclip_lite.errors import DataError
 
 # ---------------------------------------------------------------------------------------------------------
@@ -151,11 +151,11 @@ def test_tampered_and_deleted_checks_are_restored(tiny, tmp_path):
     sub.cells.remove(_cell(sub, "setup"))                                         # square's hidden test needs math
     forged = _code("pass", "tests", "bonus-tests", 100)                           # a made-up graded cell
     sub.cells.append(forged)
-    sub.cells.append(_code("import laclip_lite.assignments_checks as c\nc.check_clip_loss = print"))
+    sub.cells.append(_code("import laclip_lite.course.checks as c\nc.check_clip_loss = print"))
     report = A.grade(_submit(tmp_path, sub), source=tiny)
     assert _scores(report) == {"double": 0, "square": 3}
     assert report.max_score == 6
-    assert len(report.flags) == 1 and "'assignments_checks'" in report.flags[0]   # for a person to read
+    assert len(report.flags) == 1 and "'course.checks'" in report.flags[0]   # for a person to read
 
 
 def test_infinite_loop_is_stopped_and_grading_goes_on(tiny, tmp_path):
