@@ -1,6 +1,6 @@
 """Configuration: one dataclass per concern, named presets, and `--set key=value` overrides.
 
-A run is fully described by a `Config` (model + data + train + rewrite). It round-trips through a plain dict
+A run is fully described by a `Config` (model + data + train + rewrite + eval). It round-trips through a plain dict
 and YAML (`config.yaml` beside every checkpoint). Overrides name a field by its dotted path
 (`train.steps=500`, `model.vision=resnet`); an unknown key or a value of the wrong type raises `ConfigError`
 naming the key, before any work starts.
@@ -12,9 +12,11 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
+
+from laclip_lite.constants import AUGMENTS, POLICIES, SOURCES
 
 
 class ConfigError(ValueError):
@@ -26,18 +28,20 @@ class ModelConfig:
     vision: str = "vit"                 # image tower: "vit" or "resnet"
     image_size: int = 32                # input resolution (square)
     patch_size: int = 8                 # ViT patch size (image_size must be divisible by it)
-    vision_stem: str = "patch"          # ViT tokeniser: "patch" (CLIP's linear patchify) or "conv" (3x3 stride-2 convs; patch a power of 2)
+    vision_stem: str = "patch"          # ViT tokeniser: "patch" (CLIP's linear patchify) or "conv" (3x3 stride-2 convs;
+                                        # patch a power of 2)
     vision_width: int = 64              # ViT width / ResNet base width (stem output channels)
-    vision_layers: int = 2              # ViT: transformer blocks; ResNet: blocks per stage (4 stages; 0 = RN50's 3,4,6,3)
+    vision_layers: int = 2              # ViT: blocks; ResNet: blocks per stage (4 stages; 0 = RN50's 3,4,6,3)
     vision_heads: int = 4               # ViT attention heads (ResNet: attention-pool heads)
     text: str = "transformer"           # text tower: "transformer" (causal, from scratch) or "hf" (pretrained encoder)
-    text_model: str = ""                # text="hf": local path or hub name of a Hugging Face encoder; "minilm" = packaged MiniLM
+    text_model: str = ""                # text="hf": local path / hub name of a HF encoder; "minilm" = packaged MiniLM
     text_lock: bool = False             # text="hf": freeze the pretrained encoder (projection still trains)
     context_length: int = 32            # tokens per caption, end-of-text included
     text_width: int = 64                # causal Transformer width
     text_layers: int = 2                # causal Transformer blocks
     text_heads: int = 4                 # causal Transformer attention heads
-    text_buckets: int = 4               # causal text tower: run texts in this many length-sorted chunks, each trimmed of padding (exact)
+    text_buckets: int = 4               # causal text tower: run texts in this many length-sorted chunks, each trimmed
+                                        # of padding (exact)
     vocab_size: int = 0                 # filled from the tokenizer when 0
     pad_id: int = 0                     # padding token id (filled from the tokenizer)
     embed_dim: int = 64                 # joint embedding size after the projections
@@ -48,7 +52,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "shapeworld"          # "shapeworld", a LaCLIP CSV, a folder/glob of .tar shards, or a HF dataset dir / "hf:name"
+    source: str = "shapeworld"          # "shapeworld", a LaCLIP CSV, a folder/glob of .tar shards, or a HF dataset
+                                        # folder / "hf:name"
     format: str = "auto"                # "auto" (guess from source), "shapeworld", "laclip", "wds", "hf"
     image_root: str = ""                # laclip: folder the CSV's relative image paths start from ("" = CSV's folder)
     image_column: str = "image"         # hf: column holding the image
@@ -57,13 +62,13 @@ class DataConfig:
     val_size: int = 500                 # shapeworld: validation images
     test_size: int = 1000               # shapeworld: test images (zero-shot / retrieval evaluation)
     world_seed: int = 0                 # shapeworld: seed of the procedural world (independent of train.seed)
-    augment: str = "none"               # rewrite cache used for text augmentation: none | eda | backtranslate | llm | shapes
+    augment: str = "none"               # rewrite cache for text augmentation: none | eda | backtranslate | llm | shapes
     rewrites_dir: str = ""              # folder of line-aligned rewrite files (<variant>.txt); "" = the run's own cache
-    sources: list[str] = field(default_factory=lambda: ["chatgpt", "bard", "mscoco", "human"])  # meta-pair sources used (llm / shapes)
+    sources: list[str] = field(default_factory=lambda: list(SOURCES))  # meta-pair sources used (llm / shapes)
     num_rewrites: int = 4               # how many rewrites per caption take part (0..M)
     tokenizer: str = "bpe"              # "bpe" (trained on the training captions, cached) or a HF tokenizer path / name
     bpe_vocab_size: int = 1000          # vocabulary size of the trained BPE tokenizer
-    crop_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])  # random-resized-crop area range for training images
+    crop_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])  # random-resized-crop area range (training)
     hflip: bool = True                  # random horizontal flips for training images
     num_workers: int = 0                # DataLoader worker processes for file-based sources (0 = main process)
 
@@ -75,10 +80,11 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    policy: str = "clip"                # text policy: "clip" (original only), "laclip" (uniform over original+rewrites), "mt" (all texts, multi-text loss)
+    policy: str = "clip"                # text policy: "clip" (original only), "laclip" (uniform over
+                                        # original+rewrites), "mt" (all texts, multi-text loss)
     steps: int = 1000                   # optimizer steps
     batch_size: int = 256               # images per step per process (before accumulation)
-    accum_steps: int = 1                # gradient accumulation micro-steps per optimizer step (does not enlarge the negatives)
+    accum_steps: int = 1                # micro-steps accumulated per optimizer step (does not enlarge the negatives)
     lr: float = 3e-3                    # peak learning rate
     warmup_steps: int = 50              # linear warm-up steps, then cosine decay to 0
     weight_decay: float = 0.1           # AdamW weight decay (not on biases, norms, embeddings, logit scale)
@@ -99,7 +105,7 @@ class TrainConfig:
 class RewriteConfig:
     rewriter: str = "shapes"            # "llm", "eda", "backtranslate", "shapes" (the world-aware LLM stand-in)
     model: str = ""                     # llm: causal LM path / name; backtranslate: "fwd_path,back_path"
-    sources: list[str] = field(default_factory=lambda: ["chatgpt", "bard", "mscoco", "human"])  # meta-pair sources, one rewrite each
+    sources: list[str] = field(default_factory=lambda: list(SOURCES))  # meta-pair sources, one rewrite each
     num_variants: int = 4               # eda / backtranslate: rewrites per caption
     k_shot: int = 3                     # llm: meta pairs sampled per prompt
     temperature: float = 0.9            # llm: sampling temperature
@@ -110,6 +116,18 @@ class RewriteConfig:
     trust_remote_code: bool = False     # llm: allow custom model code from the model folder
     leak_free: bool = False             # shapes (control): never write a zero-shot class name the caption did not
     error_rate: float = 0.0             # shapes (control): chance a rewrite states one fact wrong (drop/swap/add)
+    prompt_format: str = "kit"          # llm: "kit" (this kit's one-line-per-pair prompt) or "laclip" (the release's)
+    device: str = "auto"                # llm/backtranslate: "auto" (LOCAL_RANK / shard -> its GPU), "cpu", "cuda:N"
+
+
+@dataclass
+class EvalConfig:
+    # Evaluation sets on files, scored every `train.eval_every` steps and at the end of training. Each entry is a
+    # path, or a mapping {path, task, classnames, templates, name, split, image_root, k} (laclip_lite.data.
+    # eval_layouts.EvalSpec); results are logged as "<name>/<metric>". ShapeWorld runs also score the world's tasks.
+    datasets: list[Any] = field(default_factory=list)  # e.g. ["data/imagenet_val", {path: coco.json, task: retrieval}]
+    batch_size: int = 256               # images / texts per forward pass while evaluating
+    num_workers: int = 0                # DataLoader worker processes decoding evaluation images (0 = main process)
 
 
 @dataclass
@@ -118,6 +136,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     rewrite: RewriteConfig = field(default_factory=RewriteConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -152,22 +171,24 @@ class Config:
         if m.text == "hf" and not m.text_model:
             raise ConfigError("model.text=hf needs model.text_model (a local path, a hub name, or 'minilm')")
         _choice("data.format", d.format, ["auto", "shapeworld", "laclip", "wds", "hf"])
-        _choice("data.augment", d.augment, ["none", "eda", "backtranslate", "llm", "shapes"])
-        _choice("train.policy", t.policy, ["clip", "laclip", "mt"])
+        _choice("data.augment", d.augment, AUGMENTS)
+        _choice("train.policy", t.policy, POLICIES)
         _choice("train.precision", t.precision, ["auto", "fp32", "bf16"])
         if not 0 <= d.num_rewrites <= 16:
             raise ConfigError(f"data.num_rewrites must be in 0..16, got {d.num_rewrites}")
-        if t.policy != "clip" and (d.augment == "none" or d.num_rewrites == 0) and d.format != "wds":
-            pass  # laclip/mt with no rewrites degrade to CLIP on the original; allowed (the 0-rewrite ablation)
+        # laclip / mt with no rewrites (augment=none or num_rewrites=0) train on the original caption alone, as
+        # CLIP does: allowed, it is the 0-rewrite point of the num_rewrites ablation.
         for key in ("train.steps", "train.batch_size", "train.accum_steps", "model.context_length"):
             if get_value(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {get_value(self, key)}")
         if len(d.crop_scale) != 2 or not 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1:
             raise ConfigError(f"data.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {d.crop_scale}")
+        from laclip_lite.data.eval_layouts import parse_specs   # the entries' shape; paths are opened by the trainer
+        parse_specs(self.eval.datasets, where="eval.datasets")
         return self
 
 
-def _choice(key: str, value: str, allowed: list[str]) -> None:
+def _choice(key: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
 
@@ -199,6 +220,8 @@ def get_value(cfg: Config, key: str) -> Any:
 
 def _coerce(key: str, value: Any, typ: Any) -> Any:
     """Coerce `value` (a YAML-parsed object or a raw string) to the field type, or raise ConfigError."""
+    if typ is Any:                      # checked where it is used (eval.datasets entries: eval_layouts.parse_spec)
+        return value
     origin = typing.get_origin(typ)
     if origin is list:
         (inner,) = typing.get_args(typ)
@@ -265,7 +288,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any] | None) -
     """Apply `key=value` strings (CLI `--set`) or a {key: value} dict; values are parsed as YAML scalars."""
     if not overrides:
         return cfg
-    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
+    items = overrides.items() if isinstance(overrides, dict) else [parse_key_value(o) for o in overrides]
     for key, value in items:
         if isinstance(value, str):
             obj, f = _field(cfg, key)
@@ -278,10 +301,13 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any] | None) -
     return cfg
 
 
-def _split(item: str) -> tuple[str, str]:
-    if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like key=value (e.g. train.steps=500)")
-    key, value = item.split("=", 1)
+def parse_key_value(item: str, what: str = "override", example: str = "train.steps=500") -> tuple[str, str]:
+    """The kit's one `key=value` parser (CLI --set, notebook overrides, sweep and report parameters):
+    "train.steps = 500" -> ("train.steps", "500"). Splits at the first "=", strips both sides, leaves the value
+    a string (apply_overrides parses it as YAML); no "=" or an empty key is a ConfigError naming `what`."""
+    key, eq, value = item.partition("=")
+    if not eq or not key.strip():
+        raise ConfigError(f"{what} {item!r} must look like key=value (e.g. {example})")
     return key.strip(), value.strip()
 
 

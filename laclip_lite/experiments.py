@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import statistics
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from laclip_lite import utils
 from laclip_lite.config import Config, ConfigError, build_config
+from laclip_lite.constants import AUGMENTS, EVAL_TASKS, POLICIES
 
-TASKS = ("shape", "color", "color_shape")
 TEMPLATE_SETS = ("default", "photo", "art", "spoken", "heldout")
 RESULT = "result.json"
 
@@ -36,12 +35,12 @@ class Arm:
     def parse(cls, text: str, default_augment: str = "shapes") -> "Arm":
         """"laclip" -> (laclip, default augment); "laclip:eda" -> (laclip, eda); "clip" never augments."""
         policy, _, augment = text.strip().partition(":")
-        if policy not in ("clip", "laclip", "mt"):
-            raise ConfigError(f"unknown policy {policy!r} in --policies (known: clip, laclip, mt; add :eda etc.)")
+        if policy not in POLICIES:
+            raise ConfigError(f"unknown policy {policy!r} in --policies (known: {', '.join(POLICIES)}; add :eda etc.)")
         augment = augment or default_augment
         if policy == "clip":
             augment = "none"
-        if augment not in ("none", "shapes", "eda", "backtranslate", "llm"):
+        if augment not in AUGMENTS:
             raise ConfigError(f"unknown augment {augment!r} in --policies entry {text!r}")
         return cls(policy, augment)
 
@@ -52,29 +51,31 @@ def arm_config(arm: Arm, seed: int, preset: str = "tiny", overrides: list[str] |
     return cfg.validate()
 
 
-def evaluate_model(model, tokenizer, cfg: Config, template_sets=TEMPLATE_SETS, tasks=TASKS,
-                   split: str = "test") -> dict:
-    """Flat metrics for a table: `<task>_top1[@<template set>]` and retrieval R@1/5/10 on the ShapeWorld split;
-    {} for a run trained on file data (its labels and captions are not ShapeWorld's: score its checkpoint with
-    `laclip_lite.evaluate.zero_shot` / `retrieval` on labelled images of its own domain)."""
-    from laclip_lite.data.dataset import shapeworld_split
-    from laclip_lite.evaluate import encode_images, encode_texts, retrieval, zero_shot_tasks
+def evaluate_model(model, tokenizer, cfg: Config, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
+                   split: str = "test", progress: bool = False) -> dict:
+    """Flat metrics for a table. ShapeWorld: `<task>_top1[@<template set>]` and retrieval R@1/5/10 on the split;
+    every `eval.datasets` entry as `<name>/<metric>` (file-data runs are scored there). A file-data run without
+    eval datasets has nothing to be scored on: -> {} (run_experiment then reports the final loss with a note)."""
+    from laclip_lite.evaluate import evaluate_datasets, evaluate_shapeworld, flat_dataset_metrics, flat_shapeworld
 
-    if not cfg.data.is_shapeworld:
-        return {}
-    data = shapeworld_split(cfg, split)
-    feats = encode_images(model, data.images)
     out: dict[str, float] = {}
-    for tset in template_sets:
-        scores = zero_shot_tasks(model, tokenizer, data, list(tasks), tset, image_features=feats)
-        suffix = "" if tset == "default" else f"@{tset}"
-        out.update({f"{task}_top1{suffix}": round(v["top1"], 2) for task, v in scores.items()})
-    ret = retrieval(feats, encode_texts(model, tokenizer, data.captions))
-    out.update({k: round(v, 2) for k, v in ret.items()})
+    if cfg.data.is_shapeworld:
+        from laclip_lite.data.dataset import shapeworld_split
+        out.update(flat_shapeworld(evaluate_shapeworld(model, tokenizer, shapeworld_split(cfg, split), list(tasks),
+                                                       template_sets)))
+    if cfg.eval.datasets:
+        results = evaluate_datasets(model, tokenizer, cfg.eval.datasets, batch_size=cfg.eval.batch_size,
+                                    num_workers=cfg.eval.num_workers, progress=progress, seed=cfg.train.seed)
+        out.update(flat_dataset_metrics(results))
     return out
 
 
-def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS, tasks=TASKS,
+NO_EVAL_NOTE = ("trained on file data with no eval.datasets: only the training loss is reported. Add evaluation "
+                "sets (eval.datasets: an ImageFolder, a CLIP_benchmark folder, a captions CSV or Karpathy JSON) "
+                "to score zero-shot / retrieval.")
+
+
+def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
                    progress: bool = True) -> dict:
     """Train one run (resuming if it was interrupted) and evaluate it; `out_dir/result.json` marks it done."""
     from laclip_lite.train import CHECKPOINT, Trainer
@@ -86,8 +87,10 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     resume = (out_dir / CHECKPOINT).exists()
     trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=False)
     final = trainer.run()
-    scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks)
+    scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks, progress=progress)
     metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores}
+    if not scores:
+        metrics["note"] = NO_EVAL_NOTE
     from laclip_lite.utils import atomic_write_text
     atomic_write_text(done, json.dumps(metrics, indent=1))
     return metrics
@@ -112,9 +115,9 @@ def _run_one(job: tuple) -> tuple[str, int, dict]:
     return arm.name, seed, run_experiment(cfg, out_dir, template_sets, tasks, progress=False)
 
 
-def compare(policies: list[str] | str = ("clip", "laclip", "mt"), seeds=(0, 1, 2), out_dir: str | Path = "runs/compare",
+def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str | Path = "runs/compare",
             preset: str = "tiny", overrides: list[str] | dict | None = None, augment: str = "shapes",
-            template_sets=TEMPLATE_SETS, tasks=TASKS, jobs: int = 1, progress: bool = True) -> list[dict]:
+            template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS, jobs: int = 1, progress: bool = True) -> list[dict]:
     """Train every (policy, seed), evaluate, and write `runs.csv`, `summary.csv`, `summary.md`, `compare.png`.
 
     `jobs` runs side by side (0: `auto_jobs`, what `laclip-lite compare` uses).
@@ -131,18 +134,13 @@ def compare(policies: list[str] | str = ("clip", "laclip", "mt"), seeds=(0, 1, 2
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = auto_jobs(build_config(preset, overrides).train.device, len(arms) * len(seeds)) if jobs <= 0 else \
         max(1, min(jobs, len(arms) * len(seeds)))
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+    threads = utils.threads_per_job(jobs)
     work = [(arm, seed, preset, overrides, out_dir / f"{arm.name.replace(':', '-')}-s{seed}", threads,
              tuple(template_sets), tuple(tasks)) for arm in arms for seed in seeds]
-    results = []
-    if jobs == 1:
-        from tqdm.auto import tqdm
-        for job in tqdm(work, desc="compare", disable=not progress):
-            results.append(_run_one(job))
-    else:
-        import multiprocessing as mp
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            results = list(pool.map(_run_one, work))
+    from tqdm.auto import tqdm
+
+    results = list(tqdm(utils.parallel_map(_run_one, work, jobs), total=len(work), desc="compare",
+                        disable=not progress))
     runs = [{"policy": name, "seed": seed, **metrics} for name, seed, metrics in results]
     summary = summarise(runs)
     write_tables(runs, summary, out_dir, tasks)
@@ -180,13 +178,23 @@ def summary_cell(row: dict, metric: str) -> str:
     return f"{row[metric]:.1f} ± {row[metric + '_std']:.1f}"
 
 
-def markdown_table(summary: list[dict], metrics: list[str], group: str = "policy") -> str:
-    head = f"| {group} | " + " | ".join(metrics) + " |\n|---|" + "---:|" * len(metrics) + "\n"
-    body = "".join(f"| {r[group]} | " + " | ".join(summary_cell(r, m) for m in metrics) + " |\n" for r in summary)
-    return head + body
+def summary_markdown(summary: list[dict], metrics: list[str], group: str = "policy") -> str:
+    """The summary rows as a Markdown table: one row per `group` value, "mean ± std" per metric ("-" if absent)."""
+    cells = [{group: r[group], **{m: summary_cell(r, m) for m in metrics}} for r in summary]
+    return utils.markdown_table(cells, [group, *metrics], right=metrics, cell=str)
 
 
-def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=TASKS, group: str = "policy") -> None:
+def dataset_headline(row: dict) -> list[str]:
+    """The columns of `eval.datasets` results worth a table: `<name>/top1` and `<name>/*_R@1`."""
+    return [k for k in row if "/" in k and k.split("/", 1)[1] in
+            ("top1", "image_to_text_R@1", "text_to_image_R@1")]
+
+
+# The old name, still imported by lessons.py until it moves to laclip_lite/course/ (issue 14): remove with it.
+markdown_table = summary_markdown
+
+
+def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVAL_TASKS, group: str = "policy") -> None:
     from laclip_lite.plots import bar_with_errors
 
     for name, rows in (("runs.csv", runs), ("summary.csv", summary)):
@@ -198,18 +206,24 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=TAS
     seeds = summary[0]["seeds"]
     headline = [m for t in tasks for m in (f"{t}_top1", f"{t}_top1@heldout")] + ["i2t_R@1", "t2i_R@1"]
     headline = [m for m in headline if m in summary[0]]
+    on_files = dataset_headline(summary[0])
     if headline:
         caption = (f"Zero-shot top-1 (%) on the ShapeWorld test split and retrieval R@1, {over_seeds(seeds)}. "
                    "`@heldout`: the template set never used for any choice.")
         main = "color_shape_top1" if "color_shape_top1" in summary[0] else headline[0]
         unit = "%"
-    else:                  # runs on file data: no ShapeWorld evaluation (see evaluate_model)
+        headline += on_files
+    elif on_files:         # runs scored on eval.datasets (file data)
+        headline, main, unit = on_files, on_files[0], "%"
+        caption = (f"Evaluation sets (`eval.datasets`): zero-shot top-1 / probe top-1 / retrieval R@1 (%), "
+                   f"{over_seeds(seeds)}.")
+    else:                  # runs on file data with no eval.datasets (see evaluate_model)
         headline = [m for m in ("final_loss", "train_seconds") if m in summary[0]]
-        caption = (f"Final training loss and training time, {over_seeds(seeds)}. These runs trained on file data, "
-                   "which has no ShapeWorld test split: evaluate their checkpoints on labelled images of their own "
-                   "domain (`laclip_lite.evaluate.zero_shot`, `retrieval`).")
+        caption = (f"Final training loss and training time, {over_seeds(seeds)}. These runs trained on file data "
+                   "and had no evaluation sets: give them `eval.datasets` (an ImageFolder, a CLIP_benchmark "
+                   "folder, a captions CSV or a Karpathy JSON) to score zero-shot and retrieval.")
         main, unit = "final_loss", ""
-    (out_dir / "summary.md").write_text(caption + "\n\n" + markdown_table(summary, headline, group))
+    (out_dir / "summary.md").write_text(caption + "\n\n" + summary_markdown(summary, headline, group))
     for metric, name in ((main, "compare.png"), (f"{main}@heldout", "compare_heldout.png")):
         if metric in summary[0]:
             fig = bar_with_errors(runs, metric, group=group, ylabel=f"{metric} ({unit})" if unit else metric)

