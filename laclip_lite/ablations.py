@@ -126,7 +126,8 @@ def run_config(run: Run, preset: str, overrides: list[str] | dict | None) -> Con
 def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path, preset: str = "tiny-scarce",
              overrides: list[str] | dict | None = None, jobs: int = 0, progress: bool = True) -> list[dict]:
     """Train every distinct run of the grid and its baselines (finished runs are reused) -> one row per
-    (point, seed): ablation, setting, seed, then every metric, plus `baseline/<metric>` of its CLIP run."""
+    (point, seed): ablation, setting, seed, every metric, `run` (its folder under runs/), and `baseline/<key>`
+    of its CLIP run."""
     from laclip_lite.experiments import auto_jobs
     from laclip_lite.sweep import run_configs
 
@@ -144,9 +145,10 @@ def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path,
     rows = []
     for pt in points:
         for seed in seeds:
-            row = {"ablation": pt.ablation, "setting": label(pt), "seed": seed, **metrics[run_of(pt, seed)]}
-            base = metrics[run_of(baseline_of(pt), seed)]
-            row.update({f"baseline/{k}": v for k, v in base.items() if isinstance(v, (int, float))})
+            run, base_run = run_of(pt, seed), run_of(baseline_of(pt), seed)
+            row = {"ablation": pt.ablation, "setting": label(pt), "seed": seed, **metrics[run], "run": run.folder,
+                   "baseline/run": base_run.folder}
+            row.update({f"baseline/{k}": v for k, v in metrics[base_run].items() if isinstance(v, (int, float))})
             rows.append(row)
     return rows
 
@@ -226,12 +228,16 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
         writer.writeheader()
         writer.writerows(rows)
     summary = summarise(rows, [metric, metric + HELDOUT, "shape_top1", "shape_top1" + HELDOUT])
+    train = {r[f"{p}run"]: r[f"{p}train_seconds"] for r in rows for p in ("", "baseline/")   # a run counts once
+             if f"{p}train_seconds" in r}
     seeds = sorted({r["seed"] for r in rows})
     text = (f"Zero-shot top-1 (%) on the ShapeWorld test split, mean ± sample std over seeds {seeds}; "
             "Δ: the paired per-seed difference to CLIP with the same model and data, mean and 95% t-interval "
             "over seeds (n - 1 degrees of freedom). `@heldout`: the template set never used for a choice.\n\n"
             + markdown(summary, metric)
-            + f"\nWall time {seconds:.0f} s, CPU time {cpu_seconds:.0f} s (user + sys, all processes)"
+            + f"\nThis command: wall time {seconds:.0f} s, CPU time {cpu_seconds:.0f} s (user + sys, all processes; "
+            f"runs finished earlier were reused, not retrained). The {len(train)} distinct runs trained for "
+            f"{sum(train.values()):.0f} s in all (train_seconds, wall, each run on its own)"
             + (f"; command: `{command}`" if command else "") + ".\n")
     if any(r["ablation"] == "leak" for r in rows):
         text += "\n" + leak_table(preset, overrides)
