@@ -66,6 +66,7 @@ class DataConfig:
     crop_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])  # random-resized-crop area range for training images
     hflip: bool = True                  # random horizontal flips for training images
     num_workers: int = 0                # DataLoader worker processes for file-based sources (0 = main process)
+    num_samples: int = 0                # training samples, for train.epochs when the source cannot be counted (tar shards); 0 = count
 
     @property
     def is_shapeworld(self) -> bool:
@@ -77,11 +78,17 @@ class DataConfig:
 class TrainConfig:
     policy: str = "clip"                # text policy: "clip" (original only), "laclip" (uniform over original+rewrites), "mt" (all texts, multi-text loss)
     steps: int = 1000                   # optimizer steps
-    batch_size: int = 256               # images per step per process (before accumulation)
-    accum_steps: int = 1                # gradient accumulation micro-steps per optimizer step (does not enlarge the negatives)
+    batch_size: int = 256               # images per micro-batch per process ("per GPU"); a step takes batch_size x accum_steps
+    accum_steps: int = 1                # micro-batches per optimizer step (each its own contrastive loss: does not enlarge the negatives)
+    global_batch: int = 0               # images per optimizer step over all processes; > 0 picks accum_steps for the GPUs at hand
+    epochs: float = 0                   # > 0: train.steps = epochs x (dataset size // global batch) (laclip_lite.schedule)
+    warmup_epochs: float = 0            # with epochs > 0: train.warmup_steps = warmup_epochs x steps per epoch
     lr: float = 3e-3                    # peak learning rate
-    warmup_steps: int = 50              # linear warm-up steps, then cosine decay to 0
-    weight_decay: float = 0.1           # AdamW weight decay (not on biases, norms, embeddings, logit scale)
+    lr_start: float = 0.0               # lr at the start of the warm-up (0: lr / warmup_steps at step 0)
+    lr_end: float = 0.0                 # lr the cosine decay ends at
+    warmup_steps: int = 50              # linear warm-up steps, then cosine decay to lr_end
+    weight_decay: float = 0.1           # AdamW weight decay on the tensors decay_rule picks
+    decay_rule: str = "kit"             # "kit": not on biases, norms, embeddings, logit scale; "release": LaCLIP train.py (not on <2-D tensors or names with bias/ln/bn)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])  # AdamW betas
     eps: float = 1e-6                   # AdamW epsilon
     grad_clip: float = 1.0              # max global grad norm (0 = off)
@@ -153,6 +160,11 @@ class Config:
         _choice("data.augment", d.augment, ["none", "eda", "backtranslate", "llm", "shapes"])
         _choice("train.policy", t.policy, ["clip", "laclip", "mt"])
         _choice("train.precision", t.precision, ["auto", "fp32", "bf16"])
+        _choice("train.decay_rule", t.decay_rule, ["kit", "release"])
+        if t.epochs < 0 or t.warmup_epochs < 0 or t.global_batch < 0 or d.num_samples < 0:
+            raise ConfigError("train.epochs, train.warmup_epochs, train.global_batch and data.num_samples must be >= 0")
+        if t.epochs and t.warmup_epochs >= t.epochs:
+            raise ConfigError(f"train.warmup_epochs={t.warmup_epochs} must be below train.epochs={t.epochs}")
         if not 0 <= d.num_rewrites <= 16:
             raise ConfigError(f"data.num_rewrites must be in 0..16, got {d.num_rewrites}")
         if t.policy != "clip" and (d.augment == "none" or d.num_rewrites == 0) and d.format != "wds":

@@ -118,10 +118,18 @@ def no_weight_decay_names(model: nn.Module) -> set[str]:
     return names
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two AdamW groups: decayed weights, and the `no_weight_decay_names` at weight_decay 0. Frozen params
-    (a locked text encoder) are left out."""
-    skip = no_weight_decay_names(model)
+def release_no_weight_decay_names(model: nn.Module) -> set[str]:
+    """The LaCLIP release's rule (train.py): no decay on tensors of fewer than 2 dimensions and on any name
+    containing "bias", "ln" or "bn"; everything else decays, token / positional embeddings included."""
+    return {name for name, p in model.named_parameters()
+            if p.ndim < 2 or any(part in name for part in ("bias", "ln", "bn"))}
+
+
+def param_groups(model: nn.Module, weight_decay: float, rule: str = "kit") -> list[dict]:
+    """Two AdamW groups: decayed weights, and the no-decay names of `rule` ("kit": `no_weight_decay_names`;
+    "release": `release_no_weight_decay_names`) at weight_decay 0. Frozen params (a locked text encoder) are
+    left out."""
+    skip = release_no_weight_decay_names(model) if rule == "release" else no_weight_decay_names(model)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
