@@ -6,3 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LACLIP_LITE="${LACLIP_LITE:-.venv/bin/laclip-lite}"
 "$LACLIP_LITE" export --format all --out data_samples --n 48 --rewriter shapes
+# The dirty CC3M-like set (CRLF, header, quoted commas/quotes/newline, unicode, one-word caption and rewrite,
+# a truncated JPEG, a zero-byte file, a missing image, a row without a caption): laclip_lite/data/dirty.py.
+PYTHON="${PYTHON:-.venv/bin/python}"
+"$PYTHON" -c "from laclip_lite.data.dirty import export_dirty_laclip; export_dirty_laclip('data_samples/laclip_dirty')"
