@@ -17,12 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="laclip-lite", description="A teaching and ablation kit for CLIP and LaCLIP.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"laclip_lite.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"laclip_lite.commands.{name}":
-                raise
-            continue  # command not built (yet) in this checkout
+        module = importlib.import_module(f"laclip_lite.commands.{name}")   # a missing module is an error
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

@@ -12,9 +12,11 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
+
+from laclip_lite.constants import AUGMENTS, POLICIES, SOURCES
 
 
 class ConfigError(ValueError):
@@ -59,7 +61,7 @@ class DataConfig:
     world_seed: int = 0                 # shapeworld: seed of the procedural world (independent of train.seed)
     augment: str = "none"               # rewrite cache used for text augmentation: none | eda | backtranslate | llm | shapes
     rewrites_dir: str = ""              # folder of line-aligned rewrite files (<variant>.txt); "" = the run's own cache
-    sources: list[str] = field(default_factory=lambda: ["chatgpt", "bard", "mscoco", "human"])  # meta-pair sources used (llm / shapes)
+    sources: list[str] = field(default_factory=lambda: list(SOURCES))  # meta-pair sources used (llm / shapes)
     num_rewrites: int = 4               # how many rewrites per caption take part (0..M)
     tokenizer: str = "bpe"              # "bpe" (trained on the training captions, cached) or a HF tokenizer path / name
     bpe_vocab_size: int = 1000          # vocabulary size of the trained BPE tokenizer
@@ -106,7 +108,7 @@ class TrainConfig:
 class RewriteConfig:
     rewriter: str = "shapes"            # "llm", "eda", "backtranslate", "shapes" (the world-aware LLM stand-in)
     model: str = ""                     # llm: causal LM path / name; backtranslate: "fwd_path,back_path"
-    sources: list[str] = field(default_factory=lambda: ["chatgpt", "bard", "mscoco", "human"])  # meta-pair sources, one rewrite each
+    sources: list[str] = field(default_factory=lambda: list(SOURCES))  # meta-pair sources, one rewrite each
     num_variants: int = 4               # eda / backtranslate: rewrites per caption
     k_shot: int = 3                     # llm: meta pairs sampled per prompt
     temperature: float = 0.9            # llm: sampling temperature
@@ -157,8 +159,8 @@ class Config:
         if m.text == "hf" and not m.text_model:
             raise ConfigError("model.text=hf needs model.text_model (a local path, a hub name, or 'minilm')")
         _choice("data.format", d.format, ["auto", "shapeworld", "laclip", "wds", "hf"])
-        _choice("data.augment", d.augment, ["none", "eda", "backtranslate", "llm", "shapes"])
-        _choice("train.policy", t.policy, ["clip", "laclip", "mt"])
+        _choice("data.augment", d.augment, AUGMENTS)
+        _choice("train.policy", t.policy, POLICIES)
         _choice("train.precision", t.precision, ["auto", "fp32", "bf16"])
         _choice("train.decay_rule", t.decay_rule, ["kit", "release"])
         if t.epochs < 0 or t.warmup_epochs < 0 or t.global_batch < 0 or d.num_samples < 0:
@@ -167,8 +169,8 @@ class Config:
             raise ConfigError(f"train.warmup_epochs={t.warmup_epochs} must be below train.epochs={t.epochs}")
         if not 0 <= d.num_rewrites <= 16:
             raise ConfigError(f"data.num_rewrites must be in 0..16, got {d.num_rewrites}")
-        if t.policy != "clip" and (d.augment == "none" or d.num_rewrites == 0) and d.format != "wds":
-            pass  # laclip/mt with no rewrites degrade to CLIP on the original; allowed (the 0-rewrite ablation)
+        # laclip / mt with no rewrites (augment=none or num_rewrites=0) train on the original caption alone, as
+        # CLIP does: allowed, it is the 0-rewrite point of the num_rewrites ablation.
         for key in ("train.steps", "train.batch_size", "train.accum_steps", "model.context_length"):
             if get_value(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {get_value(self, key)}")
@@ -177,7 +179,7 @@ class Config:
         return self
 
 
-def _choice(key: str, value: str, allowed: list[str]) -> None:
+def _choice(key: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
 
@@ -275,7 +277,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any] | None) -
     """Apply `key=value` strings (CLI `--set`) or a {key: value} dict; values are parsed as YAML scalars."""
     if not overrides:
         return cfg
-    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
+    items = overrides.items() if isinstance(overrides, dict) else [parse_key_value(o) for o in overrides]
     for key, value in items:
         if isinstance(value, str):
             obj, f = _field(cfg, key)
@@ -288,10 +290,13 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any] | None) -
     return cfg
 
 
-def _split(item: str) -> tuple[str, str]:
-    if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like key=value (e.g. train.steps=500)")
-    key, value = item.split("=", 1)
+def parse_key_value(item: str, what: str = "override", example: str = "train.steps=500") -> tuple[str, str]:
+    """The kit's one `key=value` parser (CLI --set, notebook overrides, sweep and report parameters):
+    "train.steps = 500" -> ("train.steps", "500"). Splits at the first "=", strips both sides, leaves the value
+    a string (apply_overrides parses it as YAML); no "=" or an empty key is a ConfigError naming `what`."""
+    key, eq, value = item.partition("=")
+    if not eq or not key.strip():
+        raise ConfigError(f"{what} {item!r} must look like key=value (e.g. {example})")
     return key.strip(), value.strip()
 
 

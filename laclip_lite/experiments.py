@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import statistics
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from laclip_lite import utils
 from laclip_lite.config import Config, ConfigError, build_config
+from laclip_lite.constants import AUGMENTS, EVAL_TASKS, POLICIES
 
-TASKS = ("shape", "color", "color_shape")
 TEMPLATE_SETS = ("default", "photo", "art", "spoken", "heldout")
 RESULT = "result.json"
 
@@ -36,12 +35,12 @@ class Arm:
     def parse(cls, text: str, default_augment: str = "shapes") -> "Arm":
         """"laclip" -> (laclip, default augment); "laclip:eda" -> (laclip, eda); "clip" never augments."""
         policy, _, augment = text.strip().partition(":")
-        if policy not in ("clip", "laclip", "mt"):
-            raise ConfigError(f"unknown policy {policy!r} in --policies (known: clip, laclip, mt; add :eda etc.)")
+        if policy not in POLICIES:
+            raise ConfigError(f"unknown policy {policy!r} in --policies (known: {', '.join(POLICIES)}; add :eda etc.)")
         augment = augment or default_augment
         if policy == "clip":
             augment = "none"
-        if augment not in ("none", "shapes", "eda", "backtranslate", "llm"):
+        if augment not in AUGMENTS:
             raise ConfigError(f"unknown augment {augment!r} in --policies entry {text!r}")
         return cls(policy, augment)
 
@@ -52,7 +51,7 @@ def arm_config(arm: Arm, seed: int, preset: str = "tiny", overrides: list[str] |
     return cfg.validate()
 
 
-def evaluate_model(model, tokenizer, cfg: Config, template_sets=TEMPLATE_SETS, tasks=TASKS,
+def evaluate_model(model, tokenizer, cfg: Config, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
                    split: str = "test") -> dict:
     """Flat metrics for a table: `<task>_top1[@<template set>]` and retrieval R@1/5/10 on the ShapeWorld split;
     {} for a run trained on file data (its labels and captions are not ShapeWorld's: score its checkpoint with
@@ -74,7 +73,7 @@ def evaluate_model(model, tokenizer, cfg: Config, template_sets=TEMPLATE_SETS, t
     return out
 
 
-def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS, tasks=TASKS,
+def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
                    progress: bool = True) -> dict:
     """Train one run (resuming if it was interrupted) and evaluate it; `out_dir/result.json` marks it done."""
     from laclip_lite.train import CHECKPOINT, Trainer
@@ -102,9 +101,9 @@ def _run_one(job: tuple) -> tuple[str, int, dict]:
     return arm.name, seed, run_experiment(cfg, out_dir, template_sets, tasks, progress=False)
 
 
-def compare(policies: list[str] | str = ("clip", "laclip", "mt"), seeds=(0, 1, 2), out_dir: str | Path = "runs/compare",
+def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str | Path = "runs/compare",
             preset: str = "tiny", overrides: list[str] | dict | None = None, augment: str = "shapes",
-            template_sets=TEMPLATE_SETS, tasks=TASKS, jobs: int = 1, progress: bool = True) -> list[dict]:
+            template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS, jobs: int = 1, progress: bool = True) -> list[dict]:
     """Train every (policy, seed), evaluate, and write `runs.csv`, `summary.csv`, `summary.md`, `compare.png`.
 
     Returns the summary rows: one per policy with `<metric>` (mean) and `<metric>_std` columns.
@@ -118,18 +117,13 @@ def compare(policies: list[str] | str = ("clip", "laclip", "mt"), seeds=(0, 1, 2
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = max(1, min(jobs, len(arms) * len(seeds)))
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+    threads = utils.threads_per_job(jobs)
     work = [(arm, seed, preset, overrides, out_dir / f"{arm.name.replace(':', '-')}-s{seed}", threads,
              tuple(template_sets), tuple(tasks)) for arm in arms for seed in seeds]
-    results = []
-    if jobs == 1:
-        from tqdm.auto import tqdm
-        for job in tqdm(work, desc="compare", disable=not progress):
-            results.append(_run_one(job))
-    else:
-        import multiprocessing as mp
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            results = list(pool.map(_run_one, work))
+    from tqdm.auto import tqdm
+
+    results = list(tqdm(utils.parallel_map(_run_one, work, jobs), total=len(work), desc="compare",
+                        disable=not progress))
     runs = [{"policy": name, "seed": seed, **metrics} for name, seed, metrics in results]
     summary = summarise(runs)
     write_tables(runs, summary, out_dir, tasks)
@@ -167,13 +161,17 @@ def summary_cell(row: dict, metric: str) -> str:
     return f"{row[metric]:.1f} ± {row[metric + '_std']:.1f}"
 
 
-def markdown_table(summary: list[dict], metrics: list[str], group: str = "policy") -> str:
-    head = f"| {group} | " + " | ".join(metrics) + " |\n|---|" + "---:|" * len(metrics) + "\n"
-    body = "".join(f"| {r[group]} | " + " | ".join(summary_cell(r, m) for m in metrics) + " |\n" for r in summary)
-    return head + body
+def summary_markdown(summary: list[dict], metrics: list[str], group: str = "policy") -> str:
+    """The summary rows as a Markdown table: one row per `group` value, "mean ± std" per metric ("-" if absent)."""
+    cells = [{group: r[group], **{m: summary_cell(r, m) for m in metrics}} for r in summary]
+    return utils.markdown_table(cells, [group, *metrics], right=metrics, cell=str)
 
 
-def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=TASKS, group: str = "policy") -> None:
+# The old name, still imported by lessons.py until it moves to laclip_lite/course/ (issue 14): remove with it.
+markdown_table = summary_markdown
+
+
+def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVAL_TASKS, group: str = "policy") -> None:
     from laclip_lite.plots import bar_with_errors
 
     for name, rows in (("runs.csv", runs), ("summary.csv", summary)):
@@ -196,7 +194,7 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=TAS
                    "which has no ShapeWorld test split: evaluate their checkpoints on labelled images of their own "
                    "domain (`laclip_lite.evaluate.zero_shot`, `retrieval`).")
         main, unit = "final_loss", ""
-    (out_dir / "summary.md").write_text(caption + "\n\n" + markdown_table(summary, headline, group))
+    (out_dir / "summary.md").write_text(caption + "\n\n" + summary_markdown(summary, headline, group))
     for metric, name in ((main, "compare.png"), (f"{main}@heldout", "compare_heldout.png")):
         if metric in summary[0]:
             fig = bar_with_errors(runs, metric, group=group, ylabel=f"{metric} ({unit})" if unit else metric)

@@ -9,7 +9,8 @@ script call `fig.savefig("out.png")`.
                              (the figure of openai/CLIP's "Interacting with CLIP").
 * `zero_shot_topk`           one image and a bar chart of its top-k class probabilities; `topk_images` for many.
 * `learning_curves`          metrics.jsonl rows of one or several runs, one panel per metric.
-* `bar_with_errors`          mean +- std bars (seeds as dots) for compare / ablation tables.
+* `bar_with_errors`          mean +- std bars (seeds as dots) for compare / ablation tables; `mean_std_bars`
+                             draws such bars on an axes of your own figure (the ablation panels).
 * `loss_matrix_walkthrough`  logits -> softmax over rows (image->text) and over columns (text->image): the
                              two cross-entropies whose mean is the CLIP loss.
 """
@@ -238,15 +239,11 @@ def bar_with_errors(table_rows, metric: str, group: str = "policy", ylabel: str 
     if not values:
         raise ValueError(f"bar_with_errors: no row has the metric {metric!r}")
     names = list(values)
-    means = np.array([np.mean(values[g]) for g in names])
-    stds = np.array([np.std(values[g], ddof=1) if len(values[g]) > 1 else 0.0 for g in names])
     fig = Figure(figsize=(max(3.5, 1.1 * len(names) + 1.5), 3.4), layout="constrained")
     ax = fig.add_subplot()
-    xs = np.arange(len(names))
-    ax.bar(xs, means, yerr=stds, capsize=4, color="tab:blue", alpha=0.75)
-    for x, g in zip(xs, names):
-        ax.scatter(np.full(len(values[g]), x), values[g], color="black", s=10, zorder=3)
-        ax.annotate(f"{np.mean(values[g]):.1f} (n={len(values[g])})", (x, 0), xytext=(0, 3),
+    xs, means = mean_std_bars(ax, [values[g] for g in names])
+    for x, g, mean in zip(xs, names, means):
+        ax.annotate(f"{mean:.1f} (n={len(values[g])})", (x, 0), xytext=(0, 3),
                     textcoords="offset points", ha="center", fontsize=7, color="white")
     ax.set_xticks(xs, names)
     ax.set_xlabel(group)
@@ -254,6 +251,19 @@ def bar_with_errors(table_rows, metric: str, group: str = "policy", ylabel: str 
     ax.set_title(title or f"{metric}: mean ± std")
     ax.grid(axis="y", alpha=0.3)
     return fig
+
+
+def mean_std_bars(ax, values: Sequence[Sequence[float]], color: str | Sequence[str] = "tab:blue",
+                  alpha: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
+    """On `ax`, one bar per group at x = 0, 1, ...: the mean of its values, an error bar of the sample std
+    (ddof=1; 0 for a single value, which has no spread) and each value as a dot (one per seed). -> (xs, means)."""
+    xs = np.arange(len(values))
+    means = np.array([np.mean(v) for v in values])
+    stds = np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values])
+    ax.bar(xs, means, yerr=stds, capsize=4, color=color, alpha=alpha)
+    for x, v in zip(xs, values):
+        ax.scatter(np.full(len(v), x), v, color="black", s=10, zorder=3)
+    return xs, means
 
 
 def _log_softmax(a: np.ndarray, axis: int) -> np.ndarray:

@@ -39,8 +39,9 @@ from typing import Any
 
 import yaml
 
-from laclip_lite.config import ConfigError
-from laclip_lite.utils import atomic_write_text, stable_hash
+from laclip_lite.config import ConfigError, parse_key_value
+from laclip_lite.constants import AUGMENTS, SOURCES
+from laclip_lite.utils import atomic_write_text, markdown_table, parallel_map, parse_shard, stable_hash, threads_per_job
 
 DONE, ERROR, METRICS, PARAMS, NOTEBOOK = "done.json", "error.txt", "metrics.json", "params.json", "notebook.ipynb"
 
@@ -119,19 +120,6 @@ def expand(fixed: dict, axes: dict, points: list[dict] | None = None) -> list[Po
             seen.add(name)
             out.append(Point(name, params, {**({"name": label} if label else {}), **varying}))
     return out
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """"1/4" -> (1, 4); None -> (0, 1). Shards are numbered from 0."""
-    if not text:
-        return 0, 1
-    try:
-        i, n = (int(x) for x in str(text).split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard must look like i/n with 0 <= i < n (e.g. 0/4), got {text!r}") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise ConfigError(f"--shard {text}: need 0 <= i < n (shards are numbered from 0)")
-    return i, n
 
 
 def shard(points: list[Point], index: int, count: int) -> list[Point]:
@@ -254,7 +242,7 @@ def run_sweep(notebook: str | Path, grid: str | Path | dict, out_dir: str | Path
             continue
         todo.append(p)
     jobs = max(1, min(jobs, len(todo) or 1))
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+    threads = threads_per_job(jobs)
     work = [(str(notebook.resolve()), str((out_dir / p.name).resolve()), p.params, kernel, threads, os.getcwd())
             for p in todo]
     failed = {name: _one_line(msg) for name, msg in invalid.items() if name in {p.name for p in mine}}
@@ -262,21 +250,12 @@ def run_sweep(notebook: str | Path, grid: str | Path | dict, out_dir: str | Path
     if progress:
         print(f"sweep: {len(points)} points, shard {index}/{count}: {len(mine)} here, {len(skipped)} already "
               f"finished, {len(todo)} to run", flush=True)
-    if jobs == 1:
-        results = (_execute(job) for job in work)
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-        pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"))
-        results = pool.map(_execute, work)
-    for name, error, seconds in results:
+    for name, error, seconds in parallel_map(_execute, work, jobs):
         ran.append(name)
         if error:
             failed[name] = error
         if progress:
             print(f"sweep: {name}: {'FAILED: ' + error if error else 'done'} ({seconds:.0f} s)", flush=True)
-    if jobs > 1:
-        pool.shutdown()
     table = aggregate(out_dir, points)
     return SweepResult(out_dir, ran, skipped, failed, table)
 
@@ -348,26 +327,16 @@ def sweep_markdown(rows: list[dict], max_metrics: int = 8) -> str:
     shown = list(dict.fromkeys(preferred + metrics))[:max_metrics]
     head = f"{done} of {len(rows)} points done" + (f"; {len(metrics) - len(shown)} more metric columns in "
                                                      f"sweep.csv" if len(metrics) > len(shown) else "") + ".\n\n"
-    cols = meta + shown
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
-    return head + "\n".join(lines) + "\n"
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.2f}"
-    return str(v).replace("|", "\\|")
+    return head + markdown_table(rows, meta + shown)
 
 
 # =========================================================================================================
 # The paper's ablations as grid points (notebook 04)
 # =========================================================================================================
 ABLATIONS: dict[str, list] = {
-    "augment": ["none", "eda", "backtranslate", "llm", "shapes"],      # text augmentation strategy
+    "augment": list(AUGMENTS),                                         # text augmentation strategy
     "num_rewrites": [0, 1, 2, 3, 4],                                   # rewrites per caption taking part
-    "source": ["chatgpt", "bard", "mscoco", "human"],                  # one meta-pair source alone
+    "source": list(SOURCES),                                           # one meta-pair source alone
     "backbone": ["vit", "resnet"],                                     # image tower, CLIP vs LaCLIP each
     "text_tower": ["scratch", "minilm-locked", "minilm-unlocked"],     # text tower, CLIP vs LaCLIP each
 }
@@ -441,7 +410,7 @@ def ablation_sweep_yaml(points: list[AblationPoint], params: dict, seeds: list[i
     """The ablation grid as a sweep grid of notebook 03 (one `points` entry per distinct point)."""
     fixed = {k: params[k] for k in ("preset", "steps", "batch_size", "device", "data") if params.get(k) is not None}
     base = params.get("overrides") or {}
-    base = dict(base) if isinstance(base, dict) else dict(item.split("=", 1) for item in base)
+    base = dict(base) if isinstance(base, dict) else dict(parse_key_value(item) for item in base)
     entries, seen = [], set()
     for pt in points:
         entry = {"name": f"{pt.ablation}-{_slug(pt.value)}-{pt.arm.split(':')[0]}", "policies": pt.arm}
@@ -473,23 +442,9 @@ def run_configs(runs: list[tuple[Path, Any]], jobs: int = 1, progress: bool = Tr
     -> {folder: metrics}. `jobs` > 1 runs them in worker processes, cores / jobs threads each."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(runs), desc=f"runs ({jobs} at a time)", disable=not progress)
-    if jobs <= 1:
-        results = []
-        for d, cfg in runs:
-            results.append(_run_config((str(d), cfg.to_dict(), 0, False)))
-            bar.update(1)
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_run_config, (str(d), cfg.to_dict(), threads, False)) for d, cfg in runs]
-            results = []
-            for future in as_completed(futures):
-                results.append(future.result())
-                bar.update(1)
-    bar.close()
+    work = [(str(d), cfg.to_dict(), threads_per_job(jobs), False) for d, cfg in runs]
+    results = list(tqdm(parallel_map(_run_config, work, jobs), total=len(work), desc=f"runs ({jobs} at a time)",
+                        disable=not progress))
     return {Path(d): m for d, m in results}
 
 
@@ -497,6 +452,8 @@ def ablation_figure(rows: list[dict], metric: str):
     """One panel per ablation: `metric` mean ± std per setting (seeds as dots); CLIP's level dashed."""
     import numpy as np
     from matplotlib.figure import Figure
+
+    from laclip_lite.plots import mean_std_bars
 
     ablations = list(dict.fromkeys(r["ablation"] for r in rows))
     widths = [max(2.6, 0.8 * len({r["label"] for r in rows if r["ablation"] == a}) + 1.2) for a in ablations]
@@ -506,16 +463,12 @@ def ablation_figure(rows: list[dict], metric: str):
         mine = [r for r in rows if r["ablation"] == a and r.get(metric) is not None]
         labels = list(dict.fromkeys(r["label"] for r in mine))
         vals = [[float(r[metric]) for r in mine if r["label"] == lab] for lab in labels]
-        xs = np.arange(len(labels))
         colors = ["tab:gray" if lab.split(" / ")[-1] == "clip" or lab in ("none", "0") else "tab:blue"
                   for lab in labels]
-        ax.bar(xs, [np.mean(v) for v in vals], yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals],
-               capsize=4, color=colors, alpha=0.8)
-        for x, v in zip(xs, vals):
-            ax.scatter([x] * len(v), v, color="black", s=10, zorder=3)
-            ax.annotate(f"{np.mean(v):.1f}", (x, np.mean(v)), xytext=(0, 4), textcoords="offset points",
-                        ha="center", fontsize=8)
-        base = [np.mean(v) for lab, v in zip(labels, vals) if lab in ("none", "0")]
+        xs, means = mean_std_bars(ax, vals, color=colors, alpha=0.8)
+        for x, mean in zip(xs, means):
+            ax.annotate(f"{mean:.1f}", (x, mean), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8)
+        base = [mean for lab, mean in zip(labels, means) if lab in ("none", "0")]
         if base:
             ax.axhline(base[0], color="tab:gray", ls="--", lw=1)
         ax.set_xticks(xs, labels, rotation=30, ha="right", fontsize=8)

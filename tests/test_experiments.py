@@ -50,6 +50,6 @@ def test_compare_on_file_data_reports_loss_not_shapeworld_scores(tmp_path, monke
 
 
 def test_markdown_table_shows_std_only_over_several_seeds():
-    from laclip_lite.experiments import markdown_table
+    from laclip_lite.experiments import summary_markdown
     rows = [{"policy": "a", "seeds": 3, "x": 1.0, "x_std": 0.5}, {"policy": "b", "seeds": 1, "x": 2.0, "x_std": 0.0}]
-    assert markdown_table(rows, ["x", "y"]).splitlines()[2:] == ["| a | 1.0 ± 0.5 | - |", "| b | 2.0 | - |"]
+    assert summary_markdown(rows, ["x", "y"]).splitlines()[2:] == ["| a | 1.0 ± 0.5 | - |", "| b | 2.0 | - |"]

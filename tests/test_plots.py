@@ -98,3 +98,18 @@ def test_loss_matrix_walkthrough_reports_the_clip_loss():
     _draws(plots.loss_matrix_walkthrough(logits))                     # logits alone
     with pytest.raises(ValueError, match="N x N"):
         plots.loss_matrix_walkthrough(torch.randn(3, 4))
+
+
+def test_mean_std_bars_and_the_ablation_panels():
+    from laclip_lite.sweep import ablation_figure
+
+    fig = Figure()
+    xs, means = plots.mean_std_bars(fig.add_subplot(), [[1.0, 3.0], [5.0]])
+    assert list(xs) == [0, 1] and list(means) == [2.0, 5.0]
+    errors = [c for c in fig.axes[0].containers if hasattr(c, "has_yerr") and c.has_yerr]
+    segments = errors[0].lines[2][0].get_segments()               # one vertical error segment per bar
+    assert [round(float(s[1][1] - s[0][1]), 3) for s in segments] == [round(2 * 2 ** 0.5, 3), 0.0]  # 2 x std
+    rows = [{"ablation": "augment", "label": lab, "m": v} for lab, v in (("none", 20.0), ("eda", 30.0), ("eda", 34.0))]
+    rows += [{"ablation": "source", "label": "chatgpt", "m": 40.0}]
+    fig = _draws(ablation_figure(rows, "m"))
+    assert {"augment", "source", "20.0", "32.0", "40.0"} <= set(_texts(fig))

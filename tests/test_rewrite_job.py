@@ -11,10 +11,10 @@ from laclip_lite.rewrite.inputs import read_captions
 from laclip_lite.rewrite.job import (
     load_rewrites,
     merge,
-    parse_shard,
     rewrite_captions,
     run_shard,
 )
+from laclip_lite.utils import parse_shard
 
 CAPTIONS = [f"{size} {color} circle on the left, white background stock photo"
             for size in ("small", "big", "tiny") for color in ("red", "blue", "green", "pink")] + \

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from laclip_lite.constants import SOURCES
 from laclip_lite.rewrite.quality import distinct_n
 from laclip_lite.rewrite.shapes import (
-    STYLES,
     ShapeWorldRewriter,
     parse_caption,
     rewrite_shape_caption,
@@ -42,7 +42,7 @@ def test_rewrites_keep_the_facts_and_invent_none(split):
     fallbacks = 0
     for caption, scene in zip(split.captions, split.scenes):
         facts = parse_caption(caption)
-        for style in STYLES:
+        for style in SOURCES:
             text, why = rewrite_shape_caption(caption, style, seed=0)
             fallbacks += why is not None
             assert parse_caption(text) == facts, (caption, style, text)
@@ -57,7 +57,7 @@ def test_rewrites_keep_the_facts_and_invent_none(split):
 
 def test_deterministic_and_seed_dependent():
     cap = "small red circle on the left, white background stock photo"
-    assert all(rewrite_shape_caption(cap, s, 3) == rewrite_shape_caption(cap, s, 3) for s in STYLES)
+    assert all(rewrite_shape_caption(cap, s, 3) == rewrite_shape_caption(cap, s, 3) for s in SOURCES)
     assert len({rewrite_shape_caption(cap, "chatgpt", seed)[0] for seed in range(10)}) >= 8
 
 
@@ -73,13 +73,13 @@ def test_diverse_across_sources_and_unlike_zero_shot_prompts(split):
     result = rw.rewrite_batch(split.captions[:300], seed=0)
     prefixes = _template_prefixes()
     for i in range(300):
-        texts = [result.texts[s][i] for s in STYLES]
+        texts = [result.texts[s][i] for s in SOURCES]
         assert len(set(texts)) >= 3, texts
         for t in texts:
             assert not re.match(r"^a photo of an? \w+ \w+\.$", t.lower())
             assert not any(t.lower().startswith(p) for p in prefixes), t
-    assert all(distinct_n(result.texts[s], 2) > 0.2 for s in STYLES)   # corpus level; long texts score lower
-    words = {s: sum(len(t.split()) for t in result.texts[s]) / 300 for s in STYLES}
+    assert all(distinct_n(result.texts[s], 2) > 0.2 for s in SOURCES)   # corpus level; long texts score lower
+    words = {s: sum(len(t.split()) for t in result.texts[s]) / 300 for s in SOURCES}
     assert max(len(t.split()) for t in result.texts["chatgpt"]) < 30
     assert words["bard"] > words["chatgpt"] > words["human"]
 
@@ -87,7 +87,7 @@ def test_diverse_across_sources_and_unlike_zero_shot_prompts(split):
 def test_speed_on_one_core(split):
     caps = split.captions[:500]
     start = time.process_time()
-    for style in STYLES:
+    for style in SOURCES:
         for c in caps:
             rewrite_shape_caption(c, style, 0)
     rate = 4 * len(caps) / (time.process_time() - start)

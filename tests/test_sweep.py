@@ -10,6 +10,7 @@ import pytest
 from laclip_lite import sweep
 from laclip_lite.config import ConfigError
 from laclip_lite.params import ParameterError
+from laclip_lite.utils import parse_shard
 
 # A notebook that does in a second what a lesson does in minutes: parameters, a counter of executions,
 # a failure on request, and metrics.json in out_dir.
@@ -93,7 +94,7 @@ def test_shards_cover_the_grid_exactly_once(count):
 @pytest.mark.parametrize("text", ["2/2", "1", "a/b", "-1/3"])
 def test_bad_shard_spec(text):
     with pytest.raises(ConfigError, match="--shard"):
-        sweep.parse_shard(text)
+        parse_shard(text)
 
 
 # --- running ------------------------------------------------------------------------------------------

@@ -1,13 +1,15 @@
 """`laclip-lite compare`: CLIP vs LaCLIP vs LaCLIP-MT on equal budgets over several seeds -> table + chart."""
 from __future__ import annotations
 
+from laclip_lite.constants import POLICIES, REWRITERS
+
 HELP = "train and compare text policies (clip, laclip, mt) over seeds; writes summary.csv/.md and compare.png"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--policies", default="clip,laclip,mt",
+    p.add_argument("--policies", default=",".join(POLICIES),
                    help="comma list of policy[:augment], e.g. clip,laclip,mt,laclip:eda (augment defaults to --augment)")
-    p.add_argument("--augment", default="shapes", help="rewrite cache for laclip/mt arms: shapes, eda, backtranslate, llm")
+    p.add_argument("--augment", default="shapes", help=f"rewrite cache for laclip/mt arms: {', '.join(REWRITERS)}")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
     p.add_argument("--preset", default="tiny")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

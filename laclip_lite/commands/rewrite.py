@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+from laclip_lite.constants import REWRITERS, SOURCES
+
 HELP = "rewrite captions (llm / eda / backtranslate / shapes) into line-aligned files; resumable and shardable"
 
 
@@ -19,10 +21,10 @@ def add_arguments(p) -> None:
     p.add_argument("--input", help="captions: .txt (one per line), LaCLIP .csv (path,caption), .jsonl, "
                                    "or a HF dataset folder")
     p.add_argument("--out", help="output folder (<variant>.txt, dataset/, report.json, cache/)")
-    p.add_argument("--rewriter", choices=["llm", "eda", "backtranslate", "shapes"], default="shapes",
+    p.add_argument("--rewriter", choices=REWRITERS, default="shapes",
                    help="llm: in-context rewriting with a causal LM; shapes: the ShapeWorld LLM stand-in")
     p.add_argument("--model", default="", help="llm: causal LM folder or hub name; backtranslate: 'forward,backward'")
-    p.add_argument("--sources", default="chatgpt,bard,mscoco,human",
+    p.add_argument("--sources", default=",".join(SOURCES),
                    help="llm/shapes: meta-pair sources, comma-separated (coco = mscoco; name=pairs.jsonl for your own)")
     p.add_argument("--num-variants", type=int, default=4, help="eda/backtranslate: rewrites per caption")
     p.add_argument("--max-new-tokens", type=int, default=77, help="llm/backtranslate: generation budget")
@@ -56,6 +58,7 @@ def rewrite_config(args):
 def run(args) -> int:
     from laclip_lite.config import ConfigError
     from laclip_lite.rewrite import job
+    from laclip_lite.utils import parse_shard
 
     progress = not args.no_progress
     if args.merge:
@@ -66,7 +69,7 @@ def run(args) -> int:
         return 0
     if not args.input or not args.out:
         raise ConfigError("rewrite needs --input FILE and --out DIR (or --merge DIR)")
-    shard = job.parse_shard(args.shard) if args.shard else None
+    shard = parse_shard(args.shard) if args.shard else None
     rcfg = rewrite_config(args)
     from laclip_lite.rewrite.inputs import read_captions
 

@@ -20,6 +20,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from laclip_lite import sweep
+    from laclip_lite.utils import parse_shard
 
     if args.aggregate:
         sweep.aggregate(args.out)
@@ -27,7 +28,7 @@ def run(args) -> int:
         return 0
     if args.list:
         fixed, axes, points = sweep.load_grid(args.grid)
-        index, count = sweep.parse_shard(args.shard)
+        index, count = parse_shard(args.shard)
         for p in sweep.shard(sweep.expand(fixed, axes, points), index, count):
             print(p.name, p.params)
         return 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from laclip_lite.constants import POLICIES
+
 HELP = "train a CLIP / LaCLIP / LaCLIP-MT model (writes checkpoint.pt, config.yaml, metrics.jsonl)"
 
 
@@ -11,7 +13,7 @@ def add_arguments(p) -> None:
     p.add_argument("--config", default=None, help="a YAML file of config values (applied after the preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set train.policy=laclip --set model.vision=resnet")
-    p.add_argument("--policy", choices=["clip", "laclip", "mt"], default=None, help="shortcut for --set train.policy=...")
+    p.add_argument("--policy", choices=POLICIES, default=None, help="shortcut for --set train.policy=...")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 
 from laclip_lite.config import Config
+from laclip_lite.constants import SOURCES, canonical_source
 from laclip_lite.data.loader import InMemoryPairs, StreamingPairs, texts_per_image
 from laclip_lite.data.tokenizer import Tokenizer, build_tokenizer
 from laclip_lite.errors import DataError
 from laclip_lite.utils import cache_dir, stable_hash
 
-LLM_SOURCES = ("chatgpt", "bard", "mscoco", "human")
 
 
 @dataclass
@@ -56,17 +56,17 @@ def rewrite_config(cfg: Config):
     """The rewrite job settings for `data.augment`: every source is generated, `data.sources` selects later."""
     rcfg = copy.deepcopy(cfg.rewrite)
     rcfg.rewriter = cfg.data.augment
-    rcfg.sources = list(LLM_SOURCES)
+    rcfg.sources = list(SOURCES)
     return rcfg
 
 
 def select_variants(available: list[str], cfg: Config) -> list[str]:
     """The rewrite variants a run uses: `data.sources` (for LLM-style sources) then the first `num_rewrites`."""
-    if cfg.data.augment in ("llm", "shapes") or set(available) & set(LLM_SOURCES):
-        unknown = [s for s in cfg.data.sources if s not in available and s != "coco"]
+    if cfg.data.augment in ("llm", "shapes") or set(available) & set(SOURCES):
+        unknown = [s for s in cfg.data.sources if canonical_source(s) not in available]
         if unknown:
             raise DataError(f"data.sources names {unknown} but the rewrites hold only {available}")
-        wanted = ["mscoco" if s == "coco" else s for s in cfg.data.sources]
+        wanted = [canonical_source(s) for s in cfg.data.sources]
         chosen = [v for v in wanted if v in available]
     else:
         chosen = sorted(available)

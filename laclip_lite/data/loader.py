@@ -19,10 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from laclip_lite.constants import POLICIES
 from laclip_lite.utils import step_generator
-
-POLICIES = ("clip", "laclip", "mt")
-
 
 def texts_per_image(caption: str, rewrites: list[str]) -> list[str]:
     """[original] + rewrites, each rewrite of fewer than two words replaced by the original."""
@@ -52,17 +50,6 @@ def select_texts(tokens: torch.Tensor, policy: str, generator: torch.Generator, 
     if index is None:
         return tokens
     return tokens[torch.arange(b), index[rank * b:(rank + 1) * b]]
-
-
-def trim_padding(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """Drop trailing columns that are padding in every row ([..., L] -> [..., L']).
-
-    Exact for our text towers: padding is on the right, a causal token never attends to later positions, and
-    pooling reads the end-of-text token, so the outputs are identical while short batches cost less.
-    """
-    used = (tokens != pad_id).reshape(-1, tokens.shape[-1]).any(0)
-    length = int(used.nonzero().max()) + 1 if used.any() else 1
-    return tokens[..., :length]
 
 
 @dataclass

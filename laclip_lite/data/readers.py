@@ -19,7 +19,6 @@ and reported in one warning at the end of a pass - never fatal: web-scale data a
 """
 from __future__ import annotations
 
-import csv
 import glob as globlib
 import io
 import json
@@ -35,13 +34,12 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from laclip_lite.constants import SOURCE_ALIASES, SOURCES
 from laclip_lite.data import laclip_csv
-from laclip_lite.data.laclip_csv import IMAGE_EXTS
 from laclip_lite.errors import DataError
 
-LLM_SOURCES = ("chatgpt", "bard", "mscoco", "human")
 # Names a rewrite variant may have: the LLM meta-pair sources, EDA / back-translation variants, "rewriteN".
-_VARIANT = re.compile(r"^(chatgpt|bard|mscoco|coco|human|eda\d+|bt\d+|rewrite\d*)$")
+_VARIANT = re.compile(rf"^({'|'.join((*SOURCES, *SOURCE_ALIASES))}|eda\d+|bt\d+|rewrite\d*)$")
 
 
 def is_variant_name(name: str) -> bool:
@@ -122,7 +120,7 @@ def discover_rewrite_files(csv_path: str | Path, folder: str | Path | None = Non
         name = p.stem.removeprefix(prefix + "_") if p.stem.startswith(prefix + "_") else p.stem
         if is_variant_name(name):
             found[name] = p
-    order = {name: i for i, name in enumerate(LLM_SOURCES)}      # the paper's order first, then by name
+    order = {name: i for i, name in enumerate(SOURCES)}      # the paper's order first, then by name
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 

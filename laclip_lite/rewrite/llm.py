@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from laclip_lite.constants import SOURCES
 from laclip_lite.rewrite.base import Rewriter, seed_for
 from laclip_lite.rewrite.meta import MetaPair, canonical_sources, load_meta_pairs
 from laclip_lite.rewrite.prompt import DEFAULT_FORMAT, PromptFormat, build_prompt
@@ -80,7 +81,7 @@ class LLMRewriter(Rewriter):
                  top_p: float = 0.95, max_new_tokens: int = 77, batch_size: int = 32, device: str = "auto",
                  dtype: str = "auto", trust_remote_code: bool = False, backend: str = "auto",
                  fmt: PromptFormat = DEFAULT_FORMAT):
-        specs = list(sources or ["chatgpt", "bard", "mscoco", "human"])
+        specs = list(sources or SOURCES)
         self.variants = canonical_sources(specs)
         self.pairs: dict[str, list[MetaPair]] = {v: load_meta_pairs(s) for v, s in zip(self.variants, specs)}
         self.model_name, self.k_shot, self.fmt = model, k_shot, fmt

@@ -22,12 +22,11 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from laclip_lite.constants import SOURCES, canonical_source
 from laclip_lite.errors import ConfigError, DataError
 from laclip_lite.rewrite.base import seed_for
 from laclip_lite.utils import iter_jsonl
 
-SOURCES = ("chatgpt", "bard", "mscoco", "human")
-ALIASES = {"coco": "mscoco"}
 PAIRS_DIR = Path(__file__).parent / "meta_pairs"
 
 
@@ -44,8 +43,8 @@ def split_spec(spec: str) -> tuple[str, Path | None]:
         name, path = (s.strip() for s in spec.split("=", 1))
         if not name or not path:
             raise ConfigError(f"meta-pair source {spec!r} must look like name=path/to/pairs.jsonl")
-        return ALIASES.get(name, name), Path(path)
-    name = ALIASES.get(spec, spec)
+        return canonical_source(name), Path(path)
+    name = canonical_source(spec)
     if name not in SOURCES:
         raise ConfigError(f"unknown meta-pair source {spec!r} (known: {', '.join(SOURCES)}, alias coco; "
                           f"or name=path/to/pairs.jsonl for your own)")

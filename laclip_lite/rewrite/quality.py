@@ -28,6 +28,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from laclip_lite import utils
+
 _WORD = re.compile(r"[\w'-]+")
 
 
@@ -140,7 +142,7 @@ def quality_report(captions: list[str], rewrites: dict[str, list[str]], fallback
             reasons = fallbacks.get(variant) or {}
             row["fallbacks"] = int(reasons.get("total", sum(reasons.values())))
         rows[variant] = row
-    return {"rows": rows, "markdown": markdown_table(rows)}
+    return {"rows": rows, "markdown": quality_markdown(rows)}
 
 
 COLUMNS = [("n", "n", "{:d}"), ("distinct1", "distinct-1", "{:.3f}"), ("distinct2", "distinct-2", "{:.3f}"),
@@ -149,19 +151,23 @@ COLUMNS = [("n", "n", "{:d}"), ("distinct1", "distinct-1", "{:.3f}"), ("distinct
            ("invented", "invented", "{:.3f}"), ("fallbacks", "fallbacks", "{:d}")]
 
 
-def markdown_table(rows: dict[str, dict]) -> str:
+def quality_markdown(rows: dict[str, dict]) -> str:
+    """The report as a Markdown table: one row per variant, the COLUMNS any variant has (numbers right-aligned)."""
     cols = [c for c in COLUMNS if any(c[0] in r for r in rows.values())]
-    lines = ["| variant | " + " | ".join(c[1] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
-    for name, r in rows.items():
-        cells = [c[2].format(r[c[0]]) if c[0] in r else "" for c in cols]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    cells = [{"variant": name, **{key: fmt.format(r[key]) for key, _, fmt in cols if key in r}}
+             for name, r in rows.items()]
+    return utils.markdown_table(cells, ["variant"] + [c[0] for c in cols],
+                                headers=["variant"] + [c[1] for c in cols], right=[c[0] for c in cols])
+
+
+# The old name, still imported by lessons.py until it moves to laclip_lite/course/ (issue 14): remove with it.
+markdown_table = quality_markdown
 
 
 def write_quality(report: dict, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     (out_dir / "quality.json").write_text(json.dumps(report["rows"], indent=1))
-    (out_dir / "quality.md").write_text(report["markdown"] + "\n")
+    (out_dir / "quality.md").write_text(report["markdown"])
 
 
 def _mean(values) -> float:

@@ -30,10 +30,9 @@ from bisect import bisect
 from collections import Counter
 from dataclasses import dataclass
 
+from laclip_lite.constants import SOURCES
 from laclip_lite.data import vocab
 from laclip_lite.rewrite.base import Rewriter, seed_for
-
-STYLES = ("chatgpt", "bard", "mscoco", "human")
 
 # --- the lexicon: the world's synonyms, plus words an LLM would also use (the parser knows both) -----------
 EXTRA_SHAPES = {"circle": ["circular shape", "round form"], "square": ["square shape"],
@@ -410,7 +409,7 @@ def shape_styles(sources: list[str]) -> list[str]:
     names = canonical_sources(sources)
     custom = [s for s in sources if "=" in s]
     if custom:
-        raise ConfigError(f"the shapes stand-in imitates the styles {', '.join(STYLES)} and reads no meta-pair "
+        raise ConfigError(f"the shapes stand-in imitates the styles {', '.join(SOURCES)} and reads no meta-pair "
                           f"files ({', '.join(custom)}): use rewriter=llm for your own pairs")
     return names
 
@@ -421,7 +420,7 @@ class ShapeWorldRewriter(Rewriter):
     name = "shapes"
 
     def __init__(self, sources: list[str] | None = None):
-        self.variants = shape_styles(sources or list(STYLES))
+        self.variants = shape_styles(sources or list(SOURCES))
         self.stats: Counter = Counter()   # "rejected": styled candidates discarded because a fact changed
 
     def rewrite_variant(self, captions: list[str], variant: str, seed: int) -> tuple[list[str], Counter]:

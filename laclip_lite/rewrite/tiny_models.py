@@ -16,7 +16,8 @@ from pathlib import Path
 
 def default_corpus() -> list[str]:
     """Meta-pair texts and the sample web captions: enough text to train a few hundred BPE merges."""
-    from laclip_lite.rewrite.meta import SOURCES, load_meta_pairs
+    from laclip_lite.constants import SOURCES
+    from laclip_lite.rewrite.meta import load_meta_pairs
 
     texts = [t for s in SOURCES for p in load_meta_pairs(s) for t in (p.source, p.target)]
     sample = Path(__file__).resolve().parents[2] / "data_samples" / "web_captions.txt"
