@@ -27,7 +27,6 @@ from laclip_lite.errors import DataError
 from laclip_lite.utils import cache_dir, stable_hash
 
 
-
 @dataclass
 class TrainData:
     pairs: object                   # InMemoryPairs or StreamingPairs: .batch(step) -> Batch
@@ -136,7 +135,8 @@ def step_batch(cfg: Config) -> int:
 
 
 # Which shipped rewrite variants each `data.augment` accepts as its own.
-_KIND = {"llm": re.compile(r"^(chatgpt|bard|mscoco|coco|human|rewrite\d*)$"), "shapes": re.compile(r"^(chatgpt|bard|mscoco|coco|human)$"),
+_KIND = {"llm": re.compile(rf"^({'|'.join(SOURCES)}|coco|rewrite\d*)$"),
+         "shapes": re.compile(rf"^({'|'.join(SOURCES)}|coco)$"),
          "eda": re.compile(r"^eda\d+$"), "backtranslate": re.compile(r"^bt\d+$")}
 
 

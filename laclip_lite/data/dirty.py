@@ -18,6 +18,8 @@ import csv
 import io
 from pathlib import Path
 
+from laclip_lite.constants import SOURCES
+
 N = 24                          # data rows
 DIRTY = {"corrupt_image": 1, "empty_file": 1, "missing_image": 1, "bad_row": 1}
 SPECIAL = {                     # data row -> the caption written there (others keep the ShapeWorld caption)
@@ -80,9 +82,9 @@ def export_dirty_laclip(out_dir: str | Path) -> Path:
             (out / rel).write_bytes(data)
     csv_path = out / "train.csv"
     csv_path.write_bytes(buf.getvalue().encode("utf-8"))
-    result = ShapeWorldRewriter(["chatgpt", "bard", "mscoco", "human"]).rewrite_batch(captions, seed=0)
+    result = ShapeWorldRewriter(list(SOURCES)).rewrite_batch(captions, seed=0)
     for variant, texts in result.texts.items():
-        texts = [" ".join(t.split()) or c for t, c in zip(texts, captions)]
+        texts = [" ".join(t.split()) or c for t, c in zip(texts, captions, strict=True)]
         if variant == "bard":
             texts[0] = "triangle"                            # a one-word rewrite: training uses the original
         (out / f"{variant}.txt").write_bytes("".join(t + "\r\n" for t in texts).encode("utf-8"))
