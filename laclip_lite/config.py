@@ -39,6 +39,8 @@ class ModelConfig:
     text_width: int = 64                # causal Transformer width
     text_layers: int = 2                # causal Transformer blocks
     text_heads: int = 4                 # causal Transformer attention heads
+    vision_act: str = "gelu"            # ViT MLP activation: "gelu" or "quickgelu" (OpenAI CLIP's x*sigmoid(1.702x))
+    text_act: str = "gelu"              # causal text Transformer MLP activation: "gelu" or "quickgelu"
     text_buckets: int = 4               # causal text tower: run texts in this many length-sorted chunks, each trimmed of padding (exact)
     vocab_size: int = 0                 # filled from the tokenizer when 0
     pad_id: int = 0                     # padding token id (filled from the tokenizer)
@@ -63,7 +65,8 @@ class DataConfig:
     rewrites_dir: str = ""              # folder of line-aligned rewrite files (<variant>.txt); "" = the run's own cache
     sources: list[str] = field(default_factory=lambda: list(SOURCES))  # meta-pair sources used (llm / shapes)
     num_rewrites: int = 4               # how many rewrites per caption take part (0..M)
-    tokenizer: str = "bpe"              # "bpe" (trained on the training captions, cached) or a HF tokenizer path / name
+    tokenizer: str = "bpe"              # "bpe" (trained on the training captions, cached), "clip" (CLIP's 49,408-token BPE), or a HF tokenizer path / name
+    clip_bpe_path: str = ""             # tokenizer=clip: bpe_simple_vocab_16e6.txt.gz ("" = the copy in an installed open_clip / openai-clip)
     bpe_vocab_size: int = 1000          # vocabulary size of the trained BPE tokenizer
     crop_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])  # random-resized-crop area range for training images
     hflip: bool = True                  # random horizontal flips for training images
@@ -154,6 +157,8 @@ class Config:
         if m.vision == "vit" and m.image_size % m.patch_size:
             raise ConfigError(f"model.image_size={m.image_size} is not divisible by model.patch_size={m.patch_size}")
         _choice("model.vision_stem", m.vision_stem, ["patch", "conv"])
+        _choice("model.vision_act", m.vision_act, ["gelu", "quickgelu"])
+        _choice("model.text_act", m.text_act, ["gelu", "quickgelu"])
         if m.vision_stem == "conv" and m.patch_size & (m.patch_size - 1):
             raise ConfigError(f"model.vision_stem=conv needs a power-of-two model.patch_size, got {m.patch_size}")
         if m.text == "hf" and not m.text_model:

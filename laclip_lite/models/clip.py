@@ -32,7 +32,7 @@ class CLIP(nn.Module):
         if cfg.vision == "vit":
             self.visual: nn.Module = VisionTransformer(cfg.image_size, cfg.patch_size, cfg.vision_width,
                                                        cfg.vision_layers, cfg.vision_heads, cfg.embed_dim,
-                                                       stem=cfg.vision_stem)
+                                                       stem=cfg.vision_stem, act=cfg.vision_act)
         elif cfg.vision == "resnet":
             self.visual = ModifiedResNet(resnet_layers(cfg.vision_layers), cfg.embed_dim, cfg.vision_heads,
                                          cfg.image_size, cfg.vision_width)
@@ -40,7 +40,8 @@ class CLIP(nn.Module):
             raise ValueError(f"model.vision={cfg.vision!r} is not one of: vit, resnet")
         if cfg.text == "transformer":
             self.text: nn.Module = TextTransformer(cfg.vocab_size, cfg.context_length, cfg.text_width,
-                                                   cfg.text_layers, cfg.text_heads, cfg.embed_dim, cfg.pad_id)
+                                                   cfg.text_layers, cfg.text_heads, cfg.embed_dim, cfg.pad_id,
+                                                   act=cfg.text_act)
         elif cfg.text == "hf":
             if not cfg.text_model:
                 raise ValueError("model.text=hf needs model.text_model (a local path or 'minilm')")
