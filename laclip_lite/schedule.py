@@ -7,7 +7,8 @@ of optimizer steps follows from the dataset size and the number of GPUs,
     steps per epoch = floor(dataset size / global batch)                   (the ragged end is dropped)
     train.steps     = train.epochs x steps per epoch;  train.warmup_steps = train.warmup_epochs x steps per epoch
 
-(the release: DistributedSampler gives each GPU ceil(N / GPUs) samples, its DataLoader drops the last partial
+With `train.warmup_epochs` = 0 the warm-up stays `train.warmup_steps` (open_clip counts it in steps).
+(The release: DistributedSampler gives each GPU ceil(N / GPUs) samples, its DataLoader drops the last partial
 batch, and `update_freq` divides the batches: the same numbers for every realistic N). `train.global_batch`
 asks for a global batch instead and picks `accum_steps` for the GPUs at hand.
 """
@@ -68,7 +69,7 @@ def plan_steps(cfg: Config, world_size: int, num_samples: int) -> StepPlan:
     if per_epoch < 1:
         raise ConfigError(f"{num_samples} training samples cannot fill one global batch of {global_batch}")
     steps = max(1, round(t.epochs * per_epoch))
-    warmup = round(t.warmup_epochs * per_epoch)
+    warmup = round(t.warmup_epochs * per_epoch) if t.warmup_epochs else t.warmup_steps   # epochs or steps
     return StepPlan(num_samples, world_size, t.batch_size, accum, global_batch, per_epoch, steps, warmup)
 
 

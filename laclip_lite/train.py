@@ -7,9 +7,17 @@ one text per image (the original, or one drawn uniformly from {original, rewrite
 (flattened to N*K rows through the text tower as one batch) and averages the contrastive loss over them.
 
 What the loop guarantees:
-* AdamW with no weight decay on biases, norms, embeddings and the logit scale; linear warm-up then cosine.
-* Gradient clipping, accumulation (micro-batches; note: accumulation does NOT enlarge the set of negatives -
-  each micro-batch's loss only contrasts its own samples), bf16 autocast on CUDA only (fp32 on CPU).
+* AdamW (no weight decay on biases, norms, embeddings and the logit scale; or the release's rule,
+  `train.decay_rule`); linear warm-up from `lr_start`, then cosine to `lr_end` (`laclip_lite.schedule`).
+* `train.epochs` > 0: steps and warm-up follow from the dataset size and the global batch (batch_size x
+  processes x accum_steps; `train.global_batch` picks accum_steps for the GPUs at hand).
+* Gradient clipping (`grad_clip`, 0 = off), accumulation (a step takes batch_size x accum_steps images per
+  process in accum_steps micro-batches; accumulation does NOT enlarge the set of negatives - each micro-batch's
+  loss only contrasts its own samples), bf16 autocast on CUDA only (fp32 on CPU).
+* Images are augmented once: in-memory data on the device here, file data in the DataLoader workers.
+* File data: an unreadable sample is replaced by a readable one (the same on every rank), so batches stay full;
+  the replaced reads and fallen-back rewrites are counted over all ranks, written to data_info.json and
+  final_metrics.json ("data") and printed in one line at the end.
 * The logit scale is clamped to <= ln(100) after every optimizer step.
 * A non-finite loss stops the run with a message naming the step (and keeps the last good checkpoint).
 * Checkpoints every `ckpt_every` steps (atomic; `torch.load(weights_only=True)` loads them) and `resume=True`
