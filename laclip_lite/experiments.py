@@ -87,6 +87,8 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     final = trainer.run()
     scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks)
     metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores}
+    if "data" in final:             # file data: sample reads replaced (by reason), rewrites fallen back
+        metrics["data"] = final["data"]
     from laclip_lite.utils import atomic_write_text
     atomic_write_text(done, json.dumps(metrics, indent=1))
     return metrics
