@@ -65,13 +65,13 @@ class DataConfig:
     rewrites_dir: str = ""              # folder of line-aligned rewrite files (<variant>.txt); "" = the run's own cache
     sources: list[str] = field(default_factory=lambda: list(SOURCES))  # meta-pair sources used (llm / shapes)
     num_rewrites: int = 4               # how many rewrites per caption take part (0..M)
-    tokenizer: str = "bpe"              # "bpe" (trained on the training captions, cached), "clip" (CLIP's 49,408-token BPE), or a HF tokenizer path / name
-    clip_bpe_path: str = ""             # tokenizer=clip: bpe_simple_vocab_16e6.txt.gz ("" = the copy in an installed open_clip / openai-clip)
+    tokenizer: str = "bpe"              # "bpe" (trained on the captions, cached), "clip" (CLIP's BPE), or a HF tokenizer
+    clip_bpe_path: str = ""             # tokenizer=clip: bpe_simple_vocab_16e6.txt.gz ("" = installed open_clip's)
     bpe_vocab_size: int = 1000          # vocabulary size of the trained BPE tokenizer
     crop_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])  # random-resized-crop area range for training images
     hflip: bool = True                  # random horizontal flips for training images
     num_workers: int = 0                # DataLoader worker processes for file-based sources (0 = main process)
-    num_samples: int = 0                # training samples, for train.epochs when the source cannot be counted (tar shards); 0 = count
+    num_samples: int = 0                # dataset size for train.epochs (0 = count the source; tar shards need it)
 
     @property
     def is_shapeworld(self) -> bool:
@@ -83,17 +83,18 @@ class DataConfig:
 class TrainConfig:
     policy: str = "clip"                # text policy: "clip" (original only), "laclip" (uniform over original+rewrites), "mt" (all texts, multi-text loss)
     steps: int = 1000                   # optimizer steps
-    batch_size: int = 256               # images per micro-batch per process ("per GPU"); a step takes batch_size x accum_steps
-    accum_steps: int = 1                # micro-batches per optimizer step (each its own contrastive loss: does not enlarge the negatives)
-    global_batch: int = 0               # images per optimizer step over all processes; > 0 picks accum_steps for the GPUs at hand
-    epochs: float = 0                   # > 0: train.steps = epochs x (dataset size // global batch) (laclip_lite.schedule)
+    batch_size: int = 256               # images per micro-batch per process ("per GPU")
+    accum_steps: int = 1                # micro-batches per step (each its own loss: does not enlarge the negatives)
+    global_batch: int = 0               # images per step, all processes; > 0 picks accum_steps for the GPUs at hand
+    epochs: float = 0                   # > 0: steps = epochs x (dataset size // global batch) (laclip_lite.schedule)
     warmup_epochs: float = 0            # with epochs > 0: train.warmup_steps = warmup_epochs x steps per epoch
     lr: float = 3e-3                    # peak learning rate
     lr_start: float = 0.0               # lr at the start of the warm-up (0: lr / warmup_steps at step 0)
     lr_end: float = 0.0                 # lr the cosine decay ends at
     warmup_steps: int = 50              # linear warm-up steps, then cosine decay to lr_end
     weight_decay: float = 0.1           # AdamW weight decay on the tensors decay_rule picks
-    decay_rule: str = "kit"             # "kit": not on biases, norms, embeddings, logit scale; "release": LaCLIP train.py (not on <2-D tensors or names with bias/ln/bn)
+    decay_rule: str = "kit"             # "kit": no decay on biases, norms, embeddings, logit scale; "release":
+                                        # LaCLIP train.py's (none on <2-D tensors and names with bias / ln / bn)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])  # AdamW betas
     eps: float = 1e-6                   # AdamW epsilon
     grad_clip: float = 1.0              # max global grad norm (0 = off)

@@ -125,6 +125,9 @@ class Trainer:
             cfg.save(self.out / "config.yaml")
             self.data.tokenizer.save(self.out)
             atomic_write_text(self.out / "data_info.json", json.dumps(self.data.info, indent=1))
+            if not cfg.data.is_shapeworld:      # what the text policy really draws from, before step 0
+                print(f"laclip-lite: {cfg.data.source}: {self.data.num_images} images; texts: "
+                      f"{self.data.info['texts']}", file=sys.stderr)
 
     # -- one optimizer step -------------------------------------------------------------------------------
     def _micro_loss(self, images_u8: torch.Tensor, tokens: torch.Tensor, step: int, micro: int,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import html
 import importlib.util
+import itertools
 from functools import lru_cache
 from pathlib import Path
 
@@ -94,7 +95,7 @@ class ClipBPE:
             return self._cache[word]
         parts = list(word[:-1]) + [word[-1] + "</w>"]
         while len(parts) > 1:
-            pairs = set(zip(parts, parts[1:]))
+            pairs = set(itertools.pairwise(parts))
             best = min(pairs, key=lambda p: self.ranks.get(p, float("inf")))
             if best not in self.ranks:
                 break

@@ -142,7 +142,7 @@ def read_captions(path: str | Path) -> list[str]:
     index = row_index(path)
     out = []
     with open(path, "rb") as f:
-        for (start, end), line in zip(index.spans, index.lines):
+        for (start, end), line in zip(index.spans, index.lines, strict=True):
             f.seek(int(start))
             try:
                 out.append(split_row(parse_row(f.read(int(end - start)).decode("utf-8")))[1])

@@ -207,7 +207,7 @@ class _Collate:
             skipped.update(skips)
             rewrites = list(t[1:self.num_texts])
             row = texts_per_image(t[0], rewrites)
-            skipped["short_rewrite"] += sum(a != b for a, b in zip(row[1:], rewrites))
+            skipped["short_rewrite"] += sum(a != b for a, b in zip(row[1:], rewrites, strict=True))
             texts.extend(row + [t[0]] * (self.num_texts - len(row)))
         tokens = self.tokenizer(texts).view(len(items), self.num_texts, -1)
         return images, tokens, +skipped

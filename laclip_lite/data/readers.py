@@ -6,16 +6,18 @@ Hugging Face datasets. Every reader yields the same thing:
 and keeps `stats` (records read, records skipped by reason). A corrupt or missing image is skipped, counted
 and reported in one warning at the end of a pass - never fatal: web-scale data always has some.
 
-* `LaclipCsvSource`  - header-less CSV rows `image_path,caption` plus line-aligned `<variant>.txt` files.
-  Nothing is loaded into memory: a byte-offset index of rows/lines is built once (numpy, chunked), then
-  each record is a seek + read. A rewrite file whose line count differs from the CSV fails at open time.
+* `LaclipCsvSource`  - CSV rows `image_path,caption` read by the one CSV rule (`laclip_csv`: quotes, CRLF,
+  everything after the first comma is the caption, a header row skipped) plus line-aligned `<variant>.txt`
+  files. Nothing is loaded into memory: a byte-offset index of rows/lines is built once, then each record is a
+  seek + read. A rewrite file whose line count differs from the CSV fails at open time.
 * `TarShardSource`   - streams tar shards; shards are split across ranks AND DataLoader workers, so each
   sample is read exactly once per pass. Members are grouped by key (`{key}.png|jpg|jpeg|webp`, `{key}.txt`,
   `{key}.json` with `{"rewrites": {...}}`).
 * `HFDiskSource`     - `datasets.load_from_disk` (a folder) or `datasets.load_dataset(name)` (needs network).
 
-`open_source(cfg.data)` picks one from `data.source` / `data.format`. `RecordDataset` (map-style, CSV/HF) and
-`IterableRecordDataset` (shards) turn records into `(image_tensor, [caption, *rewrites])` for a DataLoader.
+`open_source(cfg.data)` picks one from `data.source` / `data.format`. For training, `RecordDataset` (map-style,
+CSV/HF: an unreadable sample is replaced by a readable one drawn from (seed, index)) and `IterableRecordDataset`
+(shards: skipped) turn records into `(augmented uint8 image, [caption, *rewrites], skip reasons)`.
 """
 from __future__ import annotations
 
@@ -137,7 +139,7 @@ class _MapSource:
 
 
 class LaclipCsvSource(_MapSource):
-    """Rows `relative/image.png,caption` (no header) + line-aligned rewrite files; map-style (len, [i])."""
+    """Rows `relative/image.jpg,caption` (the one CSV rule: `laclip_csv`) + line-aligned rewrite files; map-style."""
 
     def __init__(self, csv_path: str | Path, image_root: str | Path | None = None,
                  rewrite_files: dict[str, str | Path] | None = None, sources: list[str] | None = None):
