@@ -20,12 +20,17 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository root: `benchmarks.flops`
+
+from benchmarks.flops import flops_per_sample  # noqa: E402  (after the path insertion above)
 from laclip_lite.config import ModelConfig
 from laclip_lite.losses import ClipLoss
-from laclip_lite.models import build_model, count_params, flops_per_sample, param_groups
+from laclip_lite.models import build_model, count_params, param_groups
+from laclip_lite.models.open_clip_export import copy_weights, import_open_clip  # the exporter's name mapping
 
 
 @dataclass
@@ -90,26 +95,6 @@ def make_batch(b: Bench, device: torch.device) -> tuple[torch.Tensor, torch.Tens
 
 
 # ---------------------------------------------------------------------------------------------------------
-def import_open_clip():
-    """import open_clip. PyPI's torchvision wheel is built against CUDA torch: with the CPU torch wheel its C++
-    ops fail to load (libtorch_cuda.so missing), and the import then dies registering meta kernels for those
-    missing ops ("operator torchvision::nms does not exist"). open_clip uses only torchvision's Python image
-    transforms, never its C++ ops, so in that case we skip the meta-kernel module and import again."""
-    try:
-        import open_clip
-    except RuntimeError as e:
-        if "torchvision::" not in str(e):
-            raise
-        import types
-        for name in [m for m in sys.modules if m.split(".")[0] in ("torchvision", "open_clip", "timm")]:
-            del sys.modules[name]
-        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-        import open_clip
-        print("note: torchvision's C++ ops are unavailable with this CPU torch (its wheel targets CUDA); "
-              "open_clip's model does not use them", file=sys.stderr)
-    return open_clip
-
-
 def build_open_clip(b: Bench):
     open_clip = import_open_clip()
     from open_clip.model import CLIPTextCfg, CLIPVisionCfg
@@ -119,25 +104,6 @@ def build_open_clip(b: Bench):
     text = CLIPTextCfg(context_length=b.context_length, vocab_size=b.vocab_size, width=b.text_width,
                        heads=b.text_heads, layers=b.text_layers, pad_id=0)
     return open_clip.model.CLIP(b.embed_dim, vision, text, quick_gelu=False), open_clip
-
-
-def _open_clip_name(ours: str) -> str:
-    """Our parameter names -> open_clip's (the same modules; open_clip's text tower sits at the top level)."""
-    name = ours.replace("attn.in_proj.weight", "attn.in_proj_weight").replace("attn.in_proj.bias", "attn.in_proj_bias")
-    return name[len("text."):] if name.startswith("text.") else name
-
-
-def copy_weights(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
-    target = dict(theirs.named_parameters())
-    mine = {_open_clip_name(n): p for n, p in ours.named_parameters()}
-    if mine.keys() != target.keys():
-        raise SystemExit(f"architectures differ: only ours {sorted(mine.keys() - target.keys())}, "
-                         f"only open_clip {sorted(target.keys() - mine.keys())}")
-    with torch.no_grad():
-        for n, p in mine.items():
-            if p.shape != target[n].shape:
-                raise SystemExit(f"architectures differ at {n}: {tuple(p.shape)} vs {tuple(target[n].shape)}")
-            target[n].copy_(p)
 
 
 def open_clip_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

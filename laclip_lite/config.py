@@ -1,6 +1,6 @@
 """Configuration: one dataclass per concern, named presets, and `--set key=value` overrides.
 
-A run is fully described by a `Config` (model + data + train + rewrite). It round-trips through a plain dict
+A run is fully described by a `Config` (model + data + train + rewrite + eval). It round-trips through a plain dict
 and YAML (`config.yaml` beside every checkpoint). Overrides name a field by its dotted path
 (`train.steps=500`, `model.vision=resnet`); an unknown key or a value of the wrong type raises `ConfigError`
 naming the key, before any work starts.
@@ -28,12 +28,13 @@ class ModelConfig:
     vision: str = "vit"                 # image tower: "vit" or "resnet"
     image_size: int = 32                # input resolution (square)
     patch_size: int = 8                 # ViT patch size (image_size must be divisible by it)
-    vision_stem: str = "patch"          # ViT tokeniser: "patch" (CLIP's linear patchify) or "conv" (3x3 stride-2 convs; patch a power of 2)
+    vision_stem: str = "patch"          # ViT tokeniser: "patch" (CLIP's linear patchify) or "conv" (3x3 stride-2 convs;
+                                        # patch a power of 2)
     vision_width: int = 64              # ViT width / ResNet base width (stem output channels)
-    vision_layers: int = 2              # ViT: transformer blocks; ResNet: blocks per stage (4 stages; 0 = RN50's 3,4,6,3)
+    vision_layers: int = 2              # ViT: blocks; ResNet: blocks per stage (4 stages; 0 = RN50's 3,4,6,3)
     vision_heads: int = 4               # ViT attention heads (ResNet: attention-pool heads)
     text: str = "transformer"           # text tower: "transformer" (causal, from scratch) or "hf" (pretrained encoder)
-    text_model: str = ""                # text="hf": local path or hub name of a Hugging Face encoder; "minilm" = packaged MiniLM
+    text_model: str = ""                # text="hf": local path / hub name of a HF encoder; "minilm" = packaged MiniLM
     text_lock: bool = False             # text="hf": freeze the pretrained encoder (projection still trains)
     context_length: int = 32            # tokens per caption, end-of-text included
     text_width: int = 64                # causal Transformer width
@@ -41,7 +42,8 @@ class ModelConfig:
     text_heads: int = 4                 # causal Transformer attention heads
     vision_act: str = "gelu"            # ViT MLP activation: "gelu" or "quickgelu" (OpenAI CLIP's x*sigmoid(1.702x))
     text_act: str = "gelu"              # causal text Transformer MLP activation: "gelu" or "quickgelu"
-    text_buckets: int = 4               # causal text tower: run texts in this many length-sorted chunks, each trimmed of padding (exact)
+    text_buckets: int = 4               # causal text tower: run texts in this many length-sorted chunks, each trimmed
+                                        # of padding (exact)
     vocab_size: int = 0                 # filled from the tokenizer when 0
     pad_id: int = 0                     # padding token id (filled from the tokenizer)
     embed_dim: int = 64                 # joint embedding size after the projections
@@ -52,7 +54,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "shapeworld"          # "shapeworld", a LaCLIP CSV, a folder/glob of .tar shards, or a HF dataset dir / "hf:name"
+    source: str = "shapeworld"          # "shapeworld", a LaCLIP CSV, a folder/glob of .tar shards, or a HF dataset
+                                        # folder / "hf:name"
     format: str = "auto"                # "auto" (guess from source), "shapeworld", "laclip", "wds", "hf"
     image_root: str = ""                # laclip: folder the CSV's relative image paths start from ("" = CSV's folder)
     image_column: str = "image"         # hf: column holding the image
@@ -61,14 +64,14 @@ class DataConfig:
     val_size: int = 500                 # shapeworld: validation images
     test_size: int = 1000               # shapeworld: test images (zero-shot / retrieval evaluation)
     world_seed: int = 0                 # shapeworld: seed of the procedural world (independent of train.seed)
-    augment: str = "none"               # rewrite cache used for text augmentation: none | eda | backtranslate | llm | shapes
+    augment: str = "none"               # rewrite cache for text augmentation: none | eda | backtranslate | llm | shapes
     rewrites_dir: str = ""              # folder of line-aligned rewrite files (<variant>.txt); "" = the run's own cache
     sources: list[str] = field(default_factory=lambda: list(SOURCES))  # meta-pair sources used (llm / shapes)
     num_rewrites: int = 4               # how many rewrites per caption take part (0..M)
     tokenizer: str = "bpe"              # "bpe" (trained on the captions, cached), "clip" (CLIP's BPE), or a HF tokenizer
     clip_bpe_path: str = ""             # tokenizer=clip: bpe_simple_vocab_16e6.txt.gz ("" = installed open_clip's)
     bpe_vocab_size: int = 1000          # vocabulary size of the trained BPE tokenizer
-    crop_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])  # random-resized-crop area range for training images
+    crop_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])  # random-resized-crop area range (training)
     hflip: bool = True                  # random horizontal flips for training images
     num_workers: int = 0                # DataLoader worker processes for file-based sources (0 = main process)
     num_samples: int = 0                # dataset size for train.epochs (0 = count the source; tar shards need it)
@@ -81,7 +84,8 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    policy: str = "clip"                # text policy: "clip" (original only), "laclip" (uniform over original+rewrites), "mt" (all texts, multi-text loss)
+    policy: str = "clip"                # text policy: "clip" (original only), "laclip" (uniform over
+                                        # original+rewrites), "mt" (all texts, multi-text loss)
     steps: int = 1000                   # optimizer steps
     batch_size: int = 256               # images per micro-batch per process ("per GPU")
     accum_steps: int = 1                # micro-batches per step (each its own loss: does not enlarge the negatives)
@@ -121,6 +125,18 @@ class RewriteConfig:
     batch_size: int = 32                # captions per generation batch
     seed: int = 0                       # makes rewrites deterministic
     trust_remote_code: bool = False     # llm: allow custom model code from the model folder
+    prompt_format: str = "kit"          # llm: "kit" (this kit's one-line-per-pair prompt) or "laclip" (the release's)
+    device: str = "auto"                # llm/backtranslate: "auto" (LOCAL_RANK / shard -> its GPU), "cpu", "cuda:N"
+
+
+@dataclass
+class EvalConfig:
+    # Evaluation sets on files, scored every `train.eval_every` steps and at the end of training. Each entry is a
+    # path, or a mapping {path, task, classnames, templates, name, split, image_root, k} (laclip_lite.data.
+    # eval_layouts.EvalSpec); results are logged as "<name>/<metric>". ShapeWorld runs also score the world's tasks.
+    datasets: list[Any] = field(default_factory=list)  # e.g. ["data/imagenet_val", {path: coco.json, task: retrieval}]
+    batch_size: int = 256               # images / texts per forward pass while evaluating
+    num_workers: int = 0                # DataLoader worker processes decoding evaluation images (0 = main process)
 
 
 @dataclass
@@ -129,6 +145,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     rewrite: RewriteConfig = field(default_factory=RewriteConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -182,6 +199,8 @@ class Config:
                 raise ConfigError(f"{key} must be >= 1, got {get_value(self, key)}")
         if len(d.crop_scale) != 2 or not 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1:
             raise ConfigError(f"data.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {d.crop_scale}")
+        from laclip_lite.data.eval_layouts import parse_specs  # the entries' shape; paths are opened by the trainer
+        parse_specs(self.eval.datasets, where="eval.datasets")
         return self
 
 
@@ -217,6 +236,8 @@ def get_value(cfg: Config, key: str) -> Any:
 
 def _coerce(key: str, value: Any, typ: Any) -> Any:
     """Coerce `value` (a YAML-parsed object or a raw string) to the field type, or raise ConfigError."""
+    if typ is Any:                      # checked where it is used (eval.datasets entries: eval_layouts.parse_spec)
+        return value
     origin = typing.get_origin(typ)
     if origin is list:
         (inner,) = typing.get_args(typ)

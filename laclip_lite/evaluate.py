@@ -7,6 +7,11 @@ Everything works on *frozen* features from the two towers:
                                      (CLIP's prompt ensemble); `zero_shot` scores images with it.
 * `retrieval`                        image <-> text recall@K from the cosine-similarity matrix.
 * `linear_probe`, `few_shot`         scikit-learn classifiers on frozen image features.
+* `evaluate_shapeworld`              the one ShapeWorld evaluation (zero-shot per task and template set,
+                                     retrieval) behind the trainer, `experiments` / compare and the CLI.
+* `evaluate_dataset(s)`              the same metrics on evaluation sets read from files (ImageFolder,
+                                     CLIP_benchmark webdataset, captions CSV, Karpathy JSON:
+                                     `laclip_lite.data.eval_layouts`): zero-shot, retrieval, linear / k-shot probe.
 * `load_run`, `evaluate_run`         a run folder -> (model, tokenizer, cfg) -> one dict of metrics; the call
                                      behind `laclip-lite eval`.
 
@@ -23,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.templates import fill, get_templates
 
 # ---------------------------------------------------------------------------------------------------------
@@ -187,7 +193,8 @@ def retrieval(image_features: torch.Tensor, text_features: torch.Tensor,
             raise ValueError(f"retrieval: {n_img} images but {n_txt} texts; pass text_to_image for several per image")
         text_to_image = torch.arange(n_txt)
     text_to_image = torch.as_tensor(text_to_image).long()
-    if text_to_image.shape != (n_txt,) or (n_txt and not 0 <= int(text_to_image.min()) <= int(text_to_image.max()) < n_img):
+    bad_shape = text_to_image.shape != (n_txt,)
+    if bad_shape or (n_txt and not 0 <= int(text_to_image.min()) <= int(text_to_image.max()) < n_img):
         raise ValueError(f"retrieval: text_to_image must hold {n_txt} image indices in 0..{n_img - 1}")
     positive = text_to_image.view(1, -1) == torch.arange(n_img).view(-1, 1)      # [N_img, N_txt]
     if not positive.any(dim=1).all():
@@ -207,13 +214,31 @@ def retrieval(image_features: torch.Tensor, text_features: torch.Tensor,
 
 def _expected_hits(scores: torch.Tensor, target: torch.Tensor, negative: torch.Tensor,
                    ks: Sequence[int]) -> dict[int, float]:
-    """Per row, in %: P(target ranks in the top K) = clamp((K - #negatives above) / (#negatives tied + 1), 0, 1).
+    """Mean over rows, in %, of P(target ranks in the top K) (see `_row_hits`)."""
+    return {k: 100.0 * hits.mean().item() for k, hits in _row_hits(scores, target, negative, ks).items()}
+
+
+def _row_hits(scores: torch.Tensor, target: torch.Tensor, negative: torch.Tensor,
+              ks: Sequence[int]) -> dict[int, torch.Tensor]:
+    """Per row: P(target ranks in the top K) = clamp((K - #negatives above) / (#negatives tied + 1), 0, 1).
 
     Shared by top-k accuracy (negatives = the other classes) and retrieval (negatives = non-matching items).
     """
     above = ((scores > target) & negative).sum(dim=1).double()
     tied = ((scores == target) & negative).sum(dim=1).double()
-    return {k: 100.0 * ((k - above) / (tied + 1)).clamp(0, 1).mean().item() for k in ks}
+    return {k: ((k - above) / (tied + 1)).clamp(0, 1) for k in ks}
+
+
+def mean_per_class_recall(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 recall (%) of each class present in `labels`, averaged over those classes (CLIP's metric for
+    unbalanced sets such as FGVC Aircraft or Caltech-101); ties count by expectation, as in `topk_accuracy`."""
+    labels = torch.as_tensor(labels).long().view(-1, 1).to(logits.device)
+    own = logits.gather(1, labels)
+    not_own = torch.ones_like(logits, dtype=torch.bool).scatter_(1, labels, False)
+    hits = _row_hits(logits, own, not_own, (1,))[1]
+    labels = labels.view(-1)
+    recalls = [hits[labels == c].mean().item() for c in labels.unique()]
+    return 100.0 * float(np.mean(recalls))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -305,6 +330,140 @@ def few_shot(train_feats, train_labels, test_feats, test_labels, k: int, seed: i
 
 
 # ---------------------------------------------------------------------------------------------------------
+# ShapeWorld: the one evaluation behind the trainer, experiments / compare and `laclip-lite eval`
+
+def evaluate_shapeworld(model, tokenizer, data, tasks: str | Sequence[str] = EVAL_TASKS,
+                        template_sets: Sequence[str | Path | None] = ("default",), with_retrieval: bool = True,
+                        batch_size: int = 256, device=None, image_features: torch.Tensor | None = None) -> dict:
+    """Zero-shot accuracy of every task under every template set, and retrieval, on a ShapeWorld split `data`.
+
+    -> {"zero_shot": {template set: {task: {"top1", "top5"}}}, "retrieval": {i2t_R@K, t2i_R@K}} (no "retrieval"
+    when with_retrieval=False). The images are encoded once. `flat_shapeworld` turns it into table columns.
+    """
+    if image_features is None:
+        image_features = encode_images(model, data.images, batch_size, device)
+    out: dict = {"zero_shot": {}}
+    for tset in template_sets:
+        label = "default" if tset is None else str(tset)
+        out["zero_shot"][label] = zero_shot_tasks(model, tokenizer, data, tasks, tset, batch_size, device,
+                                                  image_features=image_features)
+    if with_retrieval:
+        out["retrieval"] = retrieval(image_features, encode_texts(model, tokenizer, data.captions, batch_size, device))
+    return out
+
+
+def flat_shapeworld(scores: dict, prefix: str = "", ks: Sequence[int] = (1, 5, 10), digits: int = 2) -> dict:
+    """`evaluate_shapeworld`'s result as flat columns: `<prefix><task>_top1` for the default templates,
+    `<prefix><task>_top1@<set>` for the others, and `<prefix>i2t_R@K` / `t2i_R@K` for K in `ks`."""
+    out = {}
+    for tset, per_task in scores["zero_shot"].items():
+        suffix = "" if tset == "default" else f"@{tset}"
+        out.update({f"{prefix}{task}_top1{suffix}": round(v["top1"], digits) for task, v in per_task.items()})
+    for k in ks:
+        for side in ("i2t", "t2i"):
+            if f"{side}_R@{k}" in scores.get("retrieval", {}):
+                out[f"{prefix}{side}_R@{k}"] = round(scores["retrieval"][f"{side}_R@{k}"], digits)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Evaluation sets on files (laclip_lite.data.eval_layouts reads them)
+
+# CLIP_benchmark's names for the two retrieval directions (the ShapeWorld tables keep the short i2t / t2i).
+RETRIEVAL_NAMES = {"i2t": "image_to_text", "t2i": "text_to_image"}
+
+
+def _image_size(model) -> int:
+    size = getattr(getattr(model, "visual", None), "image_size", None)
+    if not size:
+        raise ValueError("evaluate_dataset: cannot tell the model's input size (model.visual.image_size)")
+    return int(size)
+
+
+def _encode_stream(model, dataset, split: str, batch_size: int, num_workers: int, device, progress: bool):
+    """All readable images of a split -> (features [N, D], targets, Skipped)."""
+    from laclip_lite.data.eval_layouts import Skipped, batches
+
+    skipped, feats, targets = Skipped(), [], []
+    for images, tgt in batches(dataset, split, _image_size(model), batch_size, num_workers, progress, skipped):
+        feats.append(encode_images(model, images, batch_size, device))
+        targets += tgt
+    if not feats:
+        raise ValueError(f"{dataset.path}: no readable image in split {split!r} ({skipped.count} skipped, e.g. "
+                         f"{skipped.examples})")
+    return torch.cat(feats), targets, skipped
+
+
+def evaluate_dataset(model, tokenizer, spec, device=None, batch_size: int = 256, num_workers: int = 0,
+                     progress: bool = True, seed: int = 0) -> dict:
+    """Score a model on one evaluation set read from files; `spec` is an `EvalSpec`, a path or a mapping.
+
+    Classification (task zeroshot, linear_probe, fewshot) -> {"top1", "top5", "mean_per_class_recall",
+    "n_images", "skipped"} (probes add "C" / "k", "std", "n_train"); retrieval -> {"image_to_text_R@1/5/10",
+    "text_to_image_R@1/5/10", "n_images", "n_texts", "skipped"}. Percentages; `skipped` counts unreadable images
+    (a warning names the first few). The task defaults to the layout's own (zero-shot or retrieval).
+    """
+    from laclip_lite.data.eval_layouts import EvalSpec, open_eval_set, parse_spec, resolve_task
+
+    spec = spec if isinstance(spec, EvalSpec) else parse_spec(spec)
+    dataset = open_eval_set(spec)
+    task = resolve_task(spec, dataset)
+    device = torch.device(device) if device is not None else _model_device(model)
+    feats, targets, skipped = _encode_stream(model, dataset, spec.split, batch_size, num_workers, device, progress)
+    out: dict = {}
+    if task == "retrieval":
+        texts = [t for caps in targets for t in caps]
+        owner = [i for i, caps in enumerate(targets) for _ in caps]
+        scores = retrieval(feats, encode_texts(model, tokenizer, texts, batch_size, device), owner)
+        for key, value in scores.items():
+            side, k = key.split("_R@")
+            out[f"{RETRIEVAL_NAMES[side]}_R@{k}"] = value
+        out["n_texts"] = len(texts)
+    else:
+        labels = torch.tensor(targets, dtype=torch.long)
+        n_classes = len(dataset.classnames)
+        if int(labels.max()) >= n_classes or int(labels.min()) < 0:
+            raise ValueError(f"{dataset.path}: class index {int(labels.max())} but only {n_classes} class names "
+                             f"(classnames has {n_classes} lines)")
+        if task == "zeroshot":
+            classifier = zero_shot_classifier(model, tokenizer, dataset.classnames, dataset.templates, device)
+            logits = feats @ classifier
+            out.update(topk_accuracy(logits, labels))           # with fewer than 5 classes top5 is 100
+            out["mean_per_class_recall"] = mean_per_class_recall(logits, labels)
+        else:
+            train_feats, train_targets, train_skipped = _encode_stream(model, dataset, "train", batch_size,
+                                                                      num_workers, device, progress)
+            skipped.merge(train_skipped)
+            train_labels = torch.tensor(train_targets, dtype=torch.long)
+            if task == "linear_probe":
+                out.update(linear_probe(train_feats, train_labels, feats, labels, seed=seed))
+            else:
+                out.update(few_shot(train_feats, train_labels, feats, labels, k=spec.k, seed=seed))
+            out["n_train"] = len(train_labels)
+    out["n_images"] = len(feats)
+    out["skipped"] = skipped.count
+    if skipped.count:
+        warnings.warn(f"{dataset.path}: {skipped.count} unreadable image(s) skipped (e.g. {skipped.examples})",
+                      stacklevel=2)
+    return out
+
+
+def evaluate_datasets(model, tokenizer, specs, device=None, batch_size: int = 256, num_workers: int = 0,
+                      progress: bool = True, seed: int = 0) -> dict[str, dict]:
+    """`evaluate_dataset` on every entry of `specs` (e.g. `cfg.eval.datasets`) -> {name: metrics}."""
+    from laclip_lite.data.eval_layouts import parse_specs
+
+    return {spec.label: evaluate_dataset(model, tokenizer, spec, device, batch_size, num_workers, progress, seed)
+            for spec in parse_specs(specs)}
+
+
+def flat_dataset_metrics(results: dict[str, dict], digits: int = 2) -> dict[str, float]:
+    """{name: metrics} -> {"<name>/<metric>": value}, as training logs them (e.g. "imagenet_val/top1")."""
+    return {f"{name}/{k}": round(v, digits) if isinstance(v, float) else v
+            for name, metrics in results.items() for k, v in metrics.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Run folders
 
 
@@ -338,6 +497,7 @@ def load_run(run_dir: str | Path, device: str = "auto"):
     from laclip_lite.utils import resolve_device
 
     cfg = Config.load(run_dir / "config.yaml")
+    _check_tokenizer_files(run_dir)
     tokenizer = load_tokenizer(run_dir, cfg.model.context_length)
     if cfg.model.vocab_size == 0:  # a config saved before the tokenizer filled these in
         cfg.model.vocab_size, cfg.model.pad_id = tokenizer.vocab_size, tokenizer.pad_id
@@ -351,6 +511,22 @@ def load_run(run_dir: str | Path, device: str = "auto"):
                         f"{str(e).splitlines()[0]}") from e
     model.to(resolve_device(device)).eval()
     return model, tokenizer, cfg
+
+
+def _check_tokenizer_files(run_dir: Path) -> None:
+    """The files `load_tokenizer` reads, each named when missing (a copied run folder often lacks one)."""
+    import json
+
+    from laclip_lite.data.tokenizer import FILE_NAME
+
+    meta = run_dir / "tokenizer_meta.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"run folder {run_dir} has no tokenizer_meta.json (the tokenizer the run saved; "
+                                f"expected {meta})")
+    kind = json.loads(meta.read_text()).get("kind")
+    needed = run_dir / (FILE_NAME if kind == "bpe" else "hf_tokenizer")
+    if not needed.exists():
+        raise FileNotFoundError(f"run folder {run_dir} has no {needed.name} (its {kind} tokenizer; expected {needed})")
 
 
 # evaluate_run's flags share these functions' names; it calls them through these aliases.
@@ -377,19 +553,19 @@ def evaluate_run(run_dir: str | Path, task: str | Sequence[str] = "color_shape",
     model, tokenizer, cfg = load_run(run_dir, device)
     if not cfg.data.is_shapeworld:
         raise DataError(f"evaluate_run needs a ShapeWorld run; {run_dir} trained on data.source="
-                        f"{cfg.data.source!r}. Call zero_shot / retrieval with your own labelled images instead.")
+                        f"{cfg.data.source!r}: score it on evaluation sets of its own domain "
+                        "(laclip-lite eval --dataset PATH, or eval.datasets in its config)")
     from laclip_lite.data.dataset import shapeworld_split  # the trainer's own split builder
 
     data = shapeworld_split(cfg, split)
     feats = encode_images(model, data.images, batch_size)
-    result = {"run": str(Path(run_dir)), "split": split, "n_images": len(data.images),
-              "templates": str(templates) if isinstance(templates, (str, Path)) else
-              "default" if templates is None else "custom",
-              "num_templates": len(template_list),
-              "zero_shot": zero_shot_tasks(model, tokenizer, data, tasks, template_list, batch_size,
-                                           image_features=feats)}
+    label = str(templates) if isinstance(templates, (str, Path)) else "default" if templates is None else "custom"
+    scores = evaluate_shapeworld(model, tokenizer, data, tasks, [template_list], retrieval, batch_size,
+                                 image_features=feats)
+    result = {"run": str(Path(run_dir)), "split": split, "n_images": len(data.images), "templates": label,
+              "num_templates": len(template_list), "zero_shot": next(iter(scores["zero_shot"].values()))}
     if retrieval:
-        result["retrieval"] = _retrieval(feats, encode_texts(model, tokenizer, data.captions, batch_size))
+        result["retrieval"] = scores["retrieval"]
     if linear_probe or few_shot:
         train = data if split == "train" else shapeworld_split(cfg, "train")
         train_feats = encode_images(model, train.images, batch_size)

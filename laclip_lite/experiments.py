@@ -52,25 +52,27 @@ def arm_config(arm: Arm, seed: int, preset: str = "tiny", overrides: list[str] |
 
 
 def evaluate_model(model, tokenizer, cfg: Config, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
-                   split: str = "test") -> dict:
-    """Flat metrics for a table: `<task>_top1[@<template set>]` and retrieval R@1/5/10 on the ShapeWorld split;
-    {} for a run trained on file data (its labels and captions are not ShapeWorld's: score its checkpoint with
-    `laclip_lite.evaluate.zero_shot` / `retrieval` on labelled images of its own domain)."""
-    from laclip_lite.data.dataset import shapeworld_split
-    from laclip_lite.evaluate import encode_images, encode_texts, retrieval, zero_shot_tasks
+                   split: str = "test", progress: bool = False) -> dict:
+    """Flat metrics for a table. ShapeWorld: `<task>_top1[@<template set>]` and retrieval R@1/5/10 on the split;
+    every `eval.datasets` entry as `<name>/<metric>` (file-data runs are scored there). A file-data run without
+    eval datasets has nothing to be scored on: -> {} (run_experiment then reports the final loss with a note)."""
+    from laclip_lite.evaluate import evaluate_datasets, evaluate_shapeworld, flat_dataset_metrics, flat_shapeworld
 
-    if not cfg.data.is_shapeworld:
-        return {}
-    data = shapeworld_split(cfg, split)
-    feats = encode_images(model, data.images)
     out: dict[str, float] = {}
-    for tset in template_sets:
-        scores = zero_shot_tasks(model, tokenizer, data, list(tasks), tset, image_features=feats)
-        suffix = "" if tset == "default" else f"@{tset}"
-        out.update({f"{task}_top1{suffix}": round(v["top1"], 2) for task, v in scores.items()})
-    ret = retrieval(feats, encode_texts(model, tokenizer, data.captions))
-    out.update({k: round(v, 2) for k, v in ret.items()})
+    if cfg.data.is_shapeworld:
+        from laclip_lite.data.dataset import shapeworld_split
+        out.update(flat_shapeworld(evaluate_shapeworld(model, tokenizer, shapeworld_split(cfg, split), list(tasks),
+                                                       template_sets)))
+    if cfg.eval.datasets:
+        results = evaluate_datasets(model, tokenizer, cfg.eval.datasets, batch_size=cfg.eval.batch_size,
+                                    num_workers=cfg.eval.num_workers, progress=progress, seed=cfg.train.seed)
+        out.update(flat_dataset_metrics(results))
     return out
+
+
+NO_EVAL_NOTE = ("trained on file data with no eval.datasets: only the training loss is reported. Add evaluation "
+                "sets (eval.datasets: an ImageFolder, a CLIP_benchmark folder, a captions CSV or Karpathy JSON) "
+                "to score zero-shot / retrieval.")
 
 
 def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
@@ -85,10 +87,12 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     resume = (out_dir / CHECKPOINT).exists()
     trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=False)
     final = trainer.run()
-    scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks)
+    scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks, progress=progress)
     metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores}
     if "data" in final:             # file data: sample reads replaced (by reason), rewrites fallen back
         metrics["data"] = final["data"]
+    if not scores:
+        metrics["note"] = NO_EVAL_NOTE
     from laclip_lite.utils import atomic_write_text
     atomic_write_text(done, json.dumps(metrics, indent=1))
     return metrics
@@ -169,6 +173,12 @@ def summary_markdown(summary: list[dict], metrics: list[str], group: str = "poli
     return utils.markdown_table(cells, [group, *metrics], right=metrics, cell=str)
 
 
+def dataset_headline(row: dict) -> list[str]:
+    """The columns of `eval.datasets` results worth a table: `<name>/top1` and `<name>/*_R@1`."""
+    return [k for k in row if "/" in k and k.split("/", 1)[1] in
+            ("top1", "image_to_text_R@1", "text_to_image_R@1")]
+
+
 # The old name, still imported by lessons.py until it moves to laclip_lite/course/ (issue 14): remove with it.
 markdown_table = summary_markdown
 
@@ -185,16 +195,22 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVA
     seeds = summary[0]["seeds"]
     headline = [m for t in tasks for m in (f"{t}_top1", f"{t}_top1@heldout")] + ["i2t_R@1", "t2i_R@1"]
     headline = [m for m in headline if m in summary[0]]
+    on_files = dataset_headline(summary[0])
     if headline:
         caption = (f"Zero-shot top-1 (%) on the ShapeWorld test split and retrieval R@1, {over_seeds(seeds)}. "
                    "`@heldout`: the template set never used for any choice.")
         main = "color_shape_top1" if "color_shape_top1" in summary[0] else headline[0]
         unit = "%"
-    else:                  # runs on file data: no ShapeWorld evaluation (see evaluate_model)
+        headline += on_files
+    elif on_files:         # runs scored on eval.datasets (file data)
+        headline, main, unit = on_files, on_files[0], "%"
+        caption = (f"Evaluation sets (`eval.datasets`): zero-shot top-1 / probe top-1 / retrieval R@1 (%), "
+                   f"{over_seeds(seeds)}.")
+    else:                  # runs on file data with no eval.datasets (see evaluate_model)
         headline = [m for m in ("final_loss", "train_seconds") if m in summary[0]]
-        caption = (f"Final training loss and training time, {over_seeds(seeds)}. These runs trained on file data, "
-                   "which has no ShapeWorld test split: evaluate their checkpoints on labelled images of their own "
-                   "domain (`laclip_lite.evaluate.zero_shot`, `retrieval`).")
+        caption = (f"Final training loss and training time, {over_seeds(seeds)}. These runs trained on file data "
+                   "and had no evaluation sets: give them `eval.datasets` (an ImageFolder, a CLIP_benchmark "
+                   "folder, a captions CSV or a Karpathy JSON) to score zero-shot and retrieval.")
         main, unit = "final_loss", ""
     (out_dir / "summary.md").write_text(caption + "\n\n" + summary_markdown(summary, headline, group))
     for metric, name in ((main, "compare.png"), (f"{main}@heldout", "compare_heldout.png")):

@@ -141,9 +141,9 @@ class SweepResult:
 
 
 def notebook_parameters(notebook: str | Path) -> dict:
-    """The notebook's declared parameters {name: default} (laclip_lite.params), or the names papermill finds
+    """The notebook's declared parameters {name: default} (laclip_lite.course.params), or the names papermill finds
     in its `parameters` cell for any other notebook."""
-    from laclip_lite.params import NOTEBOOKS, defaults
+    from laclip_lite.course.params import NOTEBOOKS, defaults
     stem = Path(notebook).stem
     if stem in NOTEBOOKS:
         return defaults(stem)
@@ -154,7 +154,7 @@ def notebook_parameters(notebook: str | Path) -> dict:
 def check_grid(notebook: str | Path, points: list[Point]) -> dict[str, str]:
     """Before any point runs: an unknown parameter name anywhere stops the sweep (a typo in the grid); for the
     kit's notebooks, a value of the wrong type fails just its point -> {point name: message}."""
-    from laclip_lite.params import NOTEBOOKS, ParameterError, check_values
+    from laclip_lite.course.params import NOTEBOOKS, ParameterError, check_values
     stem = Path(notebook).stem
     known = notebook_parameters(notebook)
     for p in points:
@@ -264,13 +264,18 @@ def run_sweep(notebook: str | Path, grid: str | Path | dict, out_dir: str | Path
 # Aggregation
 # =========================================================================================================
 def flat_metrics(metrics: dict) -> dict:
-    """A notebook's metrics.json -> its numeric metrics (the table's columns; text values are left out)."""
+    """A notebook's metrics.json -> its numeric metrics (the table's columns; text values are left out).
+    Nested mappings become `outer/inner` columns (e.g. {"imagenet": {"top1": ..}} -> "imagenet/top1")."""
     out = {}
-    for k, v in (metrics.get("metrics") or {}).items():
-        if isinstance(v, bool):
-            continue
-        if isinstance(v, (int, float)):
-            out[k] = v
+
+    def walk(prefix: str, values: dict) -> None:
+        for k, v in values.items():
+            if isinstance(v, dict):
+                walk(f"{prefix}{k}/", v)
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[f"{prefix}{k}"] = v
+
+    walk("", metrics.get("metrics") or {})
     return out
 
 
@@ -323,7 +328,7 @@ def sweep_markdown(rows: list[dict], max_metrics: int = 8) -> str:
     done = sum(r["status"] == "done" for r in rows)
     meta = [k for k in rows[0] if k != "status"] + ["status"]
     metrics = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in meta]
-    preferred = [m for m in metrics if any(h in m for h in ("color_shape_top1", "R@1"))]
+    preferred = [m for m in metrics if any(h in m for h in ("color_shape_top1", "R@1")) or m.endswith("/top1")]
     shown = list(dict.fromkeys(preferred + metrics))[:max_metrics]
     head = f"{done} of {len(rows)} points done" + (f"; {len(metrics) - len(shown)} more metric columns in "
                                                      f"sweep.csv" if len(metrics) > len(shown) else "") + ".\n\n"
@@ -368,7 +373,7 @@ def ablation_points(ablations: list[str] | str, values: dict | None, policy: str
     `values` restricts an ablation's values ({} = all). A value that needs a model nobody gave
     (augment=llm without `llm_model`, backtranslate without `bt_models`) is skipped with the reason.
     """
-    from laclip_lite.params import ParameterError
+    from laclip_lite.course.params import ParameterError
 
     names = list(ABLATIONS) if ablations in ("all", ["all"]) else list(ablations)
     unknown = [a for a in names if a not in ABLATIONS]
@@ -475,6 +480,7 @@ def ablation_figure(rows: list[dict], metric: str):
         ax.set_title(a, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel(metric)
-    fig.suptitle(f"Ablations: {metric} (mean ± std over seeds, dots are seeds; gray and dashed: CLIP)",
-                 fontsize=10)
+    n_seeds = max((len(v) for v in vals), default=1) if ablations else 1
+    spread = "mean ± std over seeds, dots are seeds" if n_seeds > 1 else "one seed: no spread"
+    fig.suptitle(f"Ablations: {metric} ({spread}; gray and dashed: CLIP)", fontsize=10)
     return fig

@@ -4,8 +4,9 @@ CLIP classifies an image without training a classifier: each class name is writt
 ("a photo of a {}.") and the text tower's embedding of those sentences becomes the class's weight vector
 (see `evaluate.zero_shot_classifier`). The wording matters, so CLIP averages over several templates.
 
-A template file has one template per line; `{}` marks where the class name goes. Blank lines and lines
-starting with `#` are skipped. The named sets live in `laclip_lite/data/templates/<name>.txt`:
+A template file has one template per line; `{}` marks where the class name goes (`{c}`, as in CLIP_benchmark's
+`zeroshot_classification_templates.txt`, is read as `{}`). Blank lines and lines starting with `#` are skipped.
+The named sets live in `laclip_lite/data/templates/<name>.txt`:
 
 * `default`  - the kit's CLIP-style set for ShapeWorld ("a photo of a {}.", "a drawing of a {}.", ...).
 * `photo`    - photography phrasings after CLIP's ImageNet list ("a blurry photo of the {}.").
@@ -45,7 +46,7 @@ def load_templates(path: str | Path) -> list[str]:
         raise FileNotFoundError(f"template file not found: {path}")
     templates = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        text = line.strip()
+        text = line.strip().replace("{c}", "{}")
         if not text or text.startswith("#"):
             continue
         if "{}" not in text:

@@ -40,8 +40,16 @@ from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.data.transforms import normalize, random_resized_crop
 from laclip_lite.models.text import trim_padding
 from laclip_lite.schedule import apply_plan, lr_lambda, plan_steps, resolve_accum
-from laclip_lite.utils import (append_jsonl, atomic_write_text, autocast, autocast_dtype, resolve_device,
-                               seed_everything, step_generator, torch_save_atomic)
+from laclip_lite.utils import (
+    append_jsonl,
+    atomic_write_text,
+    autocast,
+    autocast_dtype,
+    resolve_device,
+    seed_everything,
+    step_generator,
+    torch_save_atomic,
+)
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -109,6 +117,7 @@ class Trainer:
         self.loss_fn = ClipLoss(local_loss=True, gather_with_grad=True, rank=self.rank,
                                 world_size=self.world_size, multi_text=cfg.train.policy == "mt")
         self._eval_splits: dict = {}    # rendered ShapeWorld val/test splits, made on first use
+        self.eval_specs = _open_eval_datasets(cfg) if self.is_main else []   # a bad eval set fails before training
         self.step = 0
         self.window: list[dict] = []    # per-step rows since the last metrics.jsonl row (kept in checkpoints)
         self.data_skipped: Counter = Counter()  # this rank's replaced reads / fallen-back rewrites (in checkpoints)
@@ -287,20 +296,25 @@ class Trainer:
         return final
 
     def evaluate(self, split: str) -> dict:
-        """ShapeWorld zero-shot top-1 (default templates) and retrieval R@1 on `split`; {} for file sources."""
-        if not self.cfg.data.is_shapeworld or not self.is_main:
+        """What training reports: on ShapeWorld, the world's tasks on `split` ("val" every `train.eval_every`
+        steps, "test" at the end: zero-shot top-1 with the default templates and retrieval R@1, as
+        `<split>/<metric>`); and every `eval.datasets` entry on its own split, as `<name>/<metric>`. Rank 0 only."""
+        if not self.is_main:
             return {}
-        from laclip_lite.data.dataset import shapeworld_split
-        from laclip_lite.evaluate import encode_images, encode_texts, retrieval, zero_shot_tasks
+        from laclip_lite.evaluate import evaluate_datasets, evaluate_shapeworld, flat_dataset_metrics, flat_shapeworld
 
-        if split not in self._eval_splits:
-            self._eval_splits[split] = shapeworld_split(self.cfg, split)
-        data = self._eval_splits[split]
-        feats = encode_images(self.model, data.images)
-        scores = zero_shot_tasks(self.model, self.data.tokenizer, data, EVAL_TASKS, image_features=feats)
-        out = {f"{split}/{task}_top1": round(v["top1"], 2) for task, v in scores.items()}
-        ret = retrieval(feats, encode_texts(self.model, self.data.tokenizer, data.captions))
-        out.update({f"{split}/{k}": round(ret[k], 2) for k in ("i2t_R@1", "t2i_R@1")})
+        out: dict = {}
+        if self.cfg.data.is_shapeworld:
+            from laclip_lite.data.dataset import shapeworld_split
+            if split not in self._eval_splits:
+                self._eval_splits[split] = shapeworld_split(self.cfg, split)
+            scores = evaluate_shapeworld(self.model, self.data.tokenizer, self._eval_splits[split], EVAL_TASKS)
+            out.update(flat_shapeworld(scores, prefix=f"{split}/", ks=(1,)))
+        if self.eval_specs:
+            e = self.cfg.eval
+            results = evaluate_datasets(self.model, self.data.tokenizer, self.eval_specs, batch_size=e.batch_size,
+                                        num_workers=e.num_workers, progress=False, seed=self.cfg.train.seed)
+            out.update(flat_dataset_metrics(results))
         return out
 
 
@@ -311,6 +325,16 @@ def data_summary(report: dict) -> str:
     why = f" ({', '.join(f'{v} {k}' for k, v in sorted(replaced.items()))})" if n else ""
     return (f"data: {report['samples_read']:,} sample reads, {n} replaced by a readable sample{why}; "
             f"{report['rewrites_fallen_back']} rewrites under two words used the original caption")
+
+
+def _open_eval_datasets(cfg: Config) -> list:
+    """`eval.datasets` parsed, and each opened once (layout, classnames, templates, splits) so a bad path fails now."""
+    from laclip_lite.data.eval_layouts import open_eval_set, parse_specs
+
+    specs = parse_specs(cfg.eval.datasets)
+    for spec in specs:
+        open_eval_set(spec)
+    return specs
 
 
 def _null():

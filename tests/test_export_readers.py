@@ -16,8 +16,15 @@ import torch
 from laclip_lite.config import DataConfig
 from laclip_lite.data import readers
 from laclip_lite.data.export import export_hf, export_laclip, export_split, export_wds, png_bytes
-from laclip_lite.data.readers import (HFDiskSource, IterableRecordDataset, LaclipCsvSource, RecordDataset,
-                                      TarShardSource, open_source, replacement_index)
+from laclip_lite.data.readers import (
+    HFDiskSource,
+    IterableRecordDataset,
+    LaclipCsvSource,
+    RecordDataset,
+    TarShardSource,
+    open_source,
+    replacement_index,
+)
 from laclip_lite.data.shapeworld import ShapeWorld
 from laclip_lite.errors import DataError
 
@@ -75,7 +82,8 @@ def test_wds_round_trip(tmp_path, split, rewrites):
         meta = json.loads(tar.extractfile("000001.json").read())
     assert names[:3] == ["000000.png", "000000.txt", "000000.json"] and len(names) == 15
     assert meta["rewrites"] == {"chatgpt": rewrites["chatgpt"][1], "bard": rewrites["bard"][1]}
-    for source in (tmp_path / "wds", str(tmp_path / "wds" / "*.tar"), str(tmp_path / "wds" / "shard-{000000..000002}.tar")):
+    wds = tmp_path / "wds"
+    for source in (wds, str(wds / "*.tar"), str(wds / "shard-{000000..000002}.tar")):
         src = open_source(DataConfig(source=str(source)))
         assert isinstance(src, TarShardSource) and len(src.shards) == 3 and src.variants == ["chatgpt", "bard"]
         check_records(list(src), split, rewrites)
@@ -108,7 +116,8 @@ def test_export_split_and_cli(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "laclip_lite.rewrite.job", None)
     assert main(["export", "--format", "laclip", "--out", str(tmp_path / "l"), "--n", "4", "--rewriter", "shapes"]) == 0
     assert "exporting without rewrites" in capsys.readouterr().err
-    assert not list((tmp_path / "l").glob("*.txt")) and len((tmp_path / "l" / "train.csv").read_text().splitlines()) == 4
+    assert not list((tmp_path / "l").glob("*.txt"))
+    assert len((tmp_path / "l" / "train.csv").read_text().splitlines()) == 4
     assert main(["export", "--format", "hf", "--out", str(tmp_path / "h"), "--n", "0"]) == 2
 
 
@@ -224,7 +233,8 @@ def test_ranks_times_workers_cover_every_sample_once(eight_shards, monkeypatch):
     seen = []
     for rank in range(2):
         for worker in range(2):
-            monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda w=worker: SimpleNamespace(num_workers=2, id=w))
+            monkeypatch.setattr(torch.utils.data, "get_worker_info",
+                                lambda w=worker: SimpleNamespace(num_workers=2, id=w))
             keys = [r.key for r in TarShardSource(eight_shards, rank=rank, world_size=2)]
             assert len(keys) == 10
             seen += keys

@@ -1,6 +1,5 @@
 """The ShapeWorld LLM stand-in: it reads the stated facts from the text, keeps exactly them, varies the wording."""
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -82,16 +81,6 @@ def test_diverse_across_sources_and_unlike_zero_shot_prompts(split):
     words = {s: sum(len(t.split()) for t in result.texts[s]) / 300 for s in SOURCES}
     assert max(len(t.split()) for t in result.texts["chatgpt"]) < 30
     assert words["bard"] > words["chatgpt"] > words["human"]
-
-
-def test_speed_on_one_core(split):
-    caps = split.captions[:500]
-    start = time.process_time()
-    for style in SOURCES:
-        for c in caps:
-            rewrite_shape_caption(c, style, 0)
-    rate = 4 * len(caps) / (time.process_time() - start)
-    assert rate >= 2000, f"{rate:.0f} rewrites/s"
 
 
 def test_caption_without_objects_is_kept_and_counted():

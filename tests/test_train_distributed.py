@@ -53,7 +53,10 @@ def test_two_ranks_equal_one_process_on_the_combined_batch(tmp_path, monkeypatch
     ddp = tmp_path / "ddp"
     mp.spawn(_worker, args=(2, _free_port(), policy, str(ddp), cache, []), nprocs=2, join=True)
     _assert_same_weights(single, ddp)
-    rows = lambda run: [l for l in (run / "metrics.jsonl").read_text().splitlines()]
+
+    def rows(run):
+        return (run / "metrics.jsonl").read_text().splitlines()
+
     assert len(rows(ddp)) == STEPS  # rank 0 alone logs
 
 

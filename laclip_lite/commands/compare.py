@@ -8,7 +8,8 @@ HELP = "train and compare text policies (clip, laclip, mt) over seeds; writes su
 
 def add_arguments(p) -> None:
     p.add_argument("--policies", default=",".join(POLICIES),
-                   help="comma list of policy[:augment], e.g. clip,laclip,mt,laclip:eda (augment defaults to --augment)")
+                   help="comma list of policy[:augment], e.g. clip,laclip,mt,laclip:eda "
+                        "(augment defaults to --augment)")
     p.add_argument("--augment", default="shapes", help=f"rewrite cache for laclip/mt arms: {', '.join(REWRITERS)}")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
     p.add_argument("--preset", default="tiny")

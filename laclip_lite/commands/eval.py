@@ -1,12 +1,27 @@
-"""`laclip-lite eval`: zero-shot, retrieval and (on request) probes of a run folder; prints one JSON object."""
+"""`laclip-lite eval`: score a run folder; prints one JSON object (or, with --suite, writes one CSV + one table).
+
+    laclip-lite eval --checkpoint RUN                                   # ShapeWorld: the run's own test split
+    laclip-lite eval --checkpoint RUN --task all --linear-probe         # every ShapeWorld task, with probes
+    laclip-lite eval --checkpoint RUN --dataset data/imagenet/val --classnames imagenet_labels.json
+    laclip-lite eval --checkpoint RUN --dataset wds_cars --task linear_probe
+    laclip-lite eval --checkpoint RUN --suite suite.yaml --out runs/scores
+
+`--dataset` reads an ImageFolder, a CLIP_benchmark webdataset folder, a captions CSV or a Karpathy JSON (the layout
+is detected; `laclip_lite.data.eval_layouts`); its task defaults to the layout's own (zero-shot or retrieval).
+A suite file is a YAML list of datasets, each a path or a mapping {path, task, classnames, templates, name, split,
+image_root, k}, or a mapping with such a list under `datasets:`. A run trained with `eval.datasets` and given no
+`--dataset` is scored on those.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 
-HELP = "evaluate a run folder on ShapeWorld: zero-shot top-1/top-5, retrieval R@K, linear / k-shot probes"
+HELP = ("evaluate a run folder: ShapeWorld tasks, or zero-shot / retrieval / linear / k-shot probes on an "
+        "ImageFolder, CLIP_benchmark folder, captions CSV or Karpathy JSON")
 
-TASK_CHOICES = ("shape", "color", "color_shape", "size", "background", "all")  # vocab.TASKS + "all"
+SHAPEWORLD_TASKS = ("shape", "color", "color_shape", "size", "background", "all")  # data.vocab.TASKS + "all"
+FILE_TASKS = ("zeroshot", "retrieval", "linear_probe", "fewshot")                 # eval_layouts.TASKS
 
 
 def _non_negative(text: str) -> int:
@@ -19,26 +34,148 @@ def _non_negative(text: str) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, metavar="RUN_DIR",
                    help="run folder written by `laclip-lite train` (or its checkpoint.pt)")
-    p.add_argument("--task", default="color_shape", choices=TASK_CHOICES,
-                   help="zero-shot task (default: color_shape); 'all' evaluates every task")
+    p.add_argument("--dataset", default=None, metavar="PATH",
+                   help="an evaluation set on files: ImageFolder, CLIP_benchmark webdataset folder, captions CSV, "
+                        "Karpathy JSON (default: ShapeWorld, or the run's eval.datasets)")
+    p.add_argument("--suite", default=None, metavar="YAML", help="score many datasets; writes suite.csv + suite.md")
+    p.add_argument("--out", default=None, help="--suite: folder for suite.csv / suite.md (default: the run folder)")
+    p.add_argument("--task", default=None, choices=SHAPEWORLD_TASKS + FILE_TASKS,
+                   help="ShapeWorld: a task or 'all' (default color_shape); --dataset: zeroshot, retrieval, "
+                        "linear_probe or fewshot (default: from the layout)")
+    p.add_argument("--classnames", default=None, metavar="FILE",
+                   help="--dataset: class names, one per line in sorted folder order, or JSON folder -> name")
     p.add_argument("--templates", default=None, metavar="FILE_OR_SET",
                    help="template set name (default, photo, art, spoken, heldout, bare) or a file with one "
-                        "template per line containing {} (default: the 'default' set)")
-    p.add_argument("--linear-probe", action="store_true", help="also fit a logistic-regression probe per task")
-    p.add_argument("--few-shot", type=_non_negative, default=0, metavar="K", help="also run a K-shot probe per task")
-    p.add_argument("--no-retrieval", action="store_true", help="skip image<->caption retrieval")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="ShapeWorld split (default: test)")
+                        "template per line containing {} (default: the dataset's own file, else 'default')")
+    p.add_argument("--image-root", default="", help="--dataset CSV / JSON: folder the image paths start from")
+    p.add_argument("--name", default="", help="--dataset: the name in the output (default: the folder name)")
+    p.add_argument("--linear-probe", action="store_true", help="ShapeWorld: also fit a logistic-regression probe")
+    p.add_argument("--few-shot", type=_non_negative, default=0, metavar="K",
+                   help="ShapeWorld: also run a K-shot probe per task; --task fewshot: K (default 5)")
+    p.add_argument("--no-retrieval", action="store_true", help="ShapeWorld: skip image<->caption retrieval")
+    p.add_argument("--split", default=None, choices=("train", "val", "test"), help="split to score (default: test)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--batch-size", type=int, default=256, help="images / texts per forward pass")
+    p.add_argument("--workers", type=_non_negative, default=2, help="--dataset: DataLoader workers decoding images")
     p.add_argument("--seed", type=int, default=0, help="seed of the probes' validation slice and k-shot draws")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def load_suite(path: str) -> list:
+    """A suite YAML -> its list of dataset entries (ConfigError naming the file when it is not one)."""
+    from pathlib import Path
+
+    import yaml
+
+    from laclip_lite.config import ConfigError
+    from laclip_lite.data.eval_layouts import parse_specs
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"suite file not found: {file}")
+    data = yaml.safe_load(file.read_text())
+    entries = data.get("datasets") if isinstance(data, dict) else data
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{file}: a suite is a non-empty list of datasets (or one under 'datasets:')")
+    specs = parse_specs(entries, where=str(file))
+    for spec in specs:                        # relative paths start from the suite file's folder
+        for key in ("path", "classnames", "templates", "image_root"):
+            value = getattr(spec, key)
+            if value and not Path(value).is_absolute() and (file.parent / value).exists():
+                setattr(spec, key, str(file.parent / value))
+    return specs
+
+
+def _file_spec(args):
+    from laclip_lite.data.eval_layouts import EvalSpec
+
+    if args.task in SHAPEWORLD_TASKS:
+        from laclip_lite.config import ConfigError
+        raise ConfigError(f"--task {args.task} is a ShapeWorld task; with --dataset use one of {', '.join(FILE_TASKS)}")
+    return EvalSpec(path=args.dataset, task=args.task or "", classnames=args.classnames or "",
+                    templates=args.templates or "", name=args.name, split=args.split or "test",
+                    image_root=args.image_root, k=args.few_shot or 5)
 
 
 def run(args: argparse.Namespace) -> int:
-    from laclip_lite.evaluate import evaluate_run
+    from pathlib import Path
 
-    result = evaluate_run(args.checkpoint, task=args.task, templates=args.templates,
+    from laclip_lite.evaluate import evaluate_dataset, evaluate_run, load_run
+
+    progress = not args.no_progress
+    if args.suite or args.dataset:
+        specs = load_suite(args.suite) if args.suite else [_file_spec(args)]
+        from laclip_lite.data.eval_layouts import open_eval_set
+        for spec in specs:                    # every dataset is checked before the model loads
+            open_eval_set(spec)
+        model, tokenizer, cfg = load_run(args.checkpoint, args.device)
+        results = {spec.label: evaluate_dataset(model, tokenizer, spec, batch_size=args.batch_size,
+                                                num_workers=args.workers, progress=progress, seed=args.seed)
+                   for spec in specs}
+        if not args.suite:
+            spec = specs[0]
+            print(json.dumps({"run": str(args.checkpoint), "dataset": spec.path, "name": spec.label,
+                              **results[spec.label]}, indent=2))
+            return 0
+        out = Path(args.out) if args.out else load_run_folder(args.checkpoint)
+        csv_path, md_path = write_suite(results, specs, out, str(args.checkpoint))
+        print(md_path.read_text())
+        print(f"wrote {csv_path} and {md_path}")
+        return 0
+    task = args.task or "color_shape"
+    if task in FILE_TASKS:
+        from laclip_lite.config import ConfigError
+        raise ConfigError(f"--task {task} needs --dataset PATH (ShapeWorld tasks: {', '.join(SHAPEWORLD_TASKS)})")
+    from laclip_lite.config import Config
+
+    saved = load_run_folder(args.checkpoint) / "config.yaml"
+    if saved.is_file() and not Config.load(saved).data.is_shapeworld and Config.load(saved).eval.datasets:
+        from laclip_lite.evaluate import evaluate_datasets  # a file-data run: its own evaluation sets
+        model, tokenizer, cfg = load_run(args.checkpoint, args.device)
+        results = evaluate_datasets(model, tokenizer, cfg.eval.datasets, batch_size=args.batch_size,
+                                    num_workers=args.workers, progress=progress, seed=args.seed)
+        print(json.dumps({"run": str(args.checkpoint), "datasets": results}, indent=2))
+        return 0
+    result = evaluate_run(args.checkpoint, task=task, templates=args.templates,
                           retrieval=not args.no_retrieval, linear_probe=args.linear_probe,
-                          few_shot=args.few_shot, split=args.split, device=args.device,
+                          few_shot=args.few_shot, split=args.split or "test", device=args.device,
                           batch_size=args.batch_size, seed=args.seed)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def load_run_folder(checkpoint: str):
+    from pathlib import Path
+
+    path = Path(checkpoint)
+    return path.parent if path.suffix == ".pt" else path
+
+
+SUITE_COLUMNS = ("top1", "top5", "mean_per_class_recall", "image_to_text_R@1", "image_to_text_R@5",
+                 "text_to_image_R@1", "text_to_image_R@5", "n_images", "skipped")
+
+
+def write_suite(results: dict[str, dict], specs: list, out, run: str):
+    """One row per dataset -> `out/suite.csv` (every metric) and `out/suite.md` (the headline columns)."""
+    import csv
+    from pathlib import Path
+
+    from laclip_lite.data.eval_layouts import open_eval_set, resolve_task
+    from laclip_lite.utils import markdown_table
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for spec in specs:
+        task = resolve_task(spec, open_eval_set(spec))
+        rows.append({"dataset": spec.label, "task": task, "path": spec.path, **results[spec.label]})
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    csv_path, md_path = out / "suite.csv", out / "suite.md"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    cols = ["dataset", "task"] + [c for c in SUITE_COLUMNS if any(c in r for r in rows)]
+    title = f"Run `{run}` on {len(rows)} evaluation set(s) (%; a probe's top1 is the probe's accuracy).\n\n"
+    md_path.write_text(title + markdown_table(rows, cols, right=cols[2:]))
+    return csv_path, md_path

@@ -10,6 +10,15 @@ Three layouts, each read back by `laclip_lite.data.readers`:
                `images/{key}.png,caption` (the csv module quotes captions that hold commas), and one text
                file per rewrite source (`chatgpt.txt`, `bard.txt`, ...), line i rewriting CSV row i.
 
+Two evaluation layouts, read back by `laclip_lite.data.eval_layouts` (and by CLIP_benchmark / torchvision):
+
+* **imagefolder**    - `OUT/<split>/<class_folder>/{key}.png` for one task's classes (every class gets a folder,
+                       so label indices survive an empty class; "red circle" is the folder `red_circle`).
+* **clip_benchmark** - CLIP_benchmark's webdataset folder: `OUT/<split>/0.tar, 1.tar, ...` + `nshards.txt`, each
+                       sample `{key}.png` + `{key}.cls` (classification: `classnames.txt` and
+                       `zeroshot_classification_templates.txt` beside) or `{key}.txt` (retrieval:
+                       `dataset_type.txt` reads `retrieval`).
+
 `rewrites` is a dict variant -> list of texts aligned with `split.captions` (what
 `laclip_lite.rewrite.job.rewrite_captions` returns). Images are PNG (lossless), so a reader gets back exactly
 the pixels that were written. Writing is deterministic: the same split gives byte-identical files.
@@ -29,6 +38,7 @@ from laclip_lite.data import vocab
 from laclip_lite.errors import DataError
 
 FORMATS = ("hf", "wds", "laclip")
+EVAL_FORMATS = ("imagefolder", "clip_benchmark")
 
 
 def sample_key(i: int) -> str:
@@ -143,7 +153,7 @@ def export_laclip(split, out_dir: str | Path, rewrites: dict[str, list[str]] | N
     csv_path = out / (csv_name or f"{split.name}.csv")
     (out / "images").mkdir(parents=True, exist_ok=True)
     _clear(out / "images", ["*.png"])
-    from laclip_lite.data.readers import is_variant_name   # stale rewrite files would be read back as rewrites
+    from laclip_lite.data.readers import is_variant_name  # stale rewrite files would be read back as rewrites
     for p in out.glob("*.txt"):
         if is_variant_name(p.stem):
             p.unlink()
@@ -175,3 +185,73 @@ def export_split(split, out_dir: str | Path, formats=FORMATS, rewrites: dict[str
         else:
             written[fmt] = export_laclip(split, out / "laclip", rewrites)
     return written
+
+
+# -- evaluation layouts ---------------------------------------------------------------------------------------
+def class_folder(classname: str) -> str:
+    """A class name as an ImageFolder folder ("red circle" -> "red_circle"; the reader turns `_` back to spaces)."""
+    name = "_".join(classname.split())
+    if not name or "/" in name or name.startswith("."):
+        raise DataError(f"class name {classname!r} cannot be a folder name")
+    return name
+
+
+def _task_labels(split, task: str) -> tuple[list[str], list[int]]:
+    if task not in vocab.TASKS:
+        raise DataError(f"unknown task {task!r} for a classification export (known: {', '.join(vocab.TASKS)})")
+    if task not in split.labels:
+        raise DataError(f"split {split.name!r} has no labels for task {task!r}")
+    return vocab.classnames(task), [int(v) for v in split.labels[task]]
+
+
+def export_imagefolder(split, out_dir: str | Path, task: str = "color_shape") -> Path:
+    """`out_dir/<split>/<class_folder>/<key>.png`, every class of `task` a folder (possibly empty); -> the split
+    folder. Another split exported into the same `out_dir` makes the `ROOT/{train,test}/<class>` layout."""
+    names, labels = _task_labels(split, task)
+    folder = Path(out_dir) / split.name
+    if folder.exists():
+        shutil.rmtree(folder)
+    for name in names:
+        (folder / class_folder(name)).mkdir(parents=True)
+    for i, (img, label) in enumerate(zip(split.images, labels, strict=True)):
+        (folder / class_folder(names[label]) / f"{sample_key(i)}.png").write_bytes(png_bytes(img))
+    return folder
+
+
+def export_clip_benchmark(split, out_dir: str | Path, task: str = "color_shape", samples_per_shard: int = 256,
+                          templates: str | None = None) -> Path:
+    """CLIP_benchmark's webdataset folder for one split: `out_dir/<split>/{0..n-1}.tar` + `nshards.txt`; task
+    "retrieval" writes captions (`.txt`) and `dataset_type.txt`, a ShapeWorld task writes `.cls` labels,
+    `classnames.txt` and `zeroshot_classification_templates.txt` (the kit's `templates` set, `{c}` as CLIP_benchmark
+    writes it). -> the split folder."""
+    from laclip_lite.templates import get_templates
+
+    if samples_per_shard < 1:
+        raise DataError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
+    root = Path(out_dir)
+    retrieval = task == "retrieval"
+    names, labels = (None, None) if retrieval else _task_labels(split, task)
+    folder = root / split.name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    n = len(split.captions)
+    starts = list(range(0, n, samples_per_shard))
+    for s, start in enumerate(starts):
+        with tarfile.open(folder / f"{s}.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
+            for i in range(start, min(n, start + samples_per_shard)):
+                key = f"s{i:07d}"
+                _add(tar, f"{key}.png", png_bytes(split.images[i]))
+                if retrieval:
+                    _add(tar, f"{key}.txt", split.captions[i].encode("utf-8"))
+                else:
+                    _add(tar, f"{key}.cls", str(labels[i]).encode("utf-8"))
+    (folder / "nshards.txt").write_text(f"{len(starts)}\n")
+    if retrieval:
+        (root / "dataset_type.txt").write_text("retrieval\n")
+    else:
+        (root / "dataset_type.txt").unlink(missing_ok=True)
+        (root / "classnames.txt").write_text("".join(name + "\n" for name in names))
+        lines = [t.replace("{}", "{c}") for t in get_templates(templates)]
+        (root / "zeroshot_classification_templates.txt").write_text("".join(t + "\n" for t in lines))
+    return folder

@@ -22,6 +22,7 @@ import torch
 from laclip_lite.constants import POLICIES
 from laclip_lite.utils import step_generator
 
+
 def texts_per_image(caption: str, rewrites: list[str]) -> list[str]:
     """[original] + rewrites, each rewrite of fewer than two words replaced by the original."""
     return [caption] + [r if r and len(r.split()) >= 2 else caption for r in rewrites]
@@ -116,7 +117,8 @@ class _LoaderPairs:
     def __init__(self, dataset, tokenizer, policy: str, batch_size: int, seed: int, num_workers: int = 0,
                  rank: int = 0, world_size: int = 1, num_texts: int = 1, pin_memory: bool = False):
         self.dataset, self.tokenizer, self.policy, self.seed = dataset, tokenizer, policy, seed
-        self.batch_size, self.num_workers, self.num_texts, self.pin_memory = batch_size, num_workers, num_texts, pin_memory
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.num_texts, self.pin_memory = num_texts, pin_memory
         self.rank, self.world_size = rank, world_size
         self._iter, self._next_step = None, None
 

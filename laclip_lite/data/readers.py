@@ -200,6 +200,14 @@ class LaclipCsvSource(_MapSource):
             except laclip_csv.BadRow:
                 yield ""
 
+    def rows(self) -> Iterator[tuple[str, str]]:
+        """(image path as written, caption) of every well-formed row in order, no image decoded (e.g. to group
+        an evaluation CSV's captions by image)."""
+        for i in range(len(self)):
+            fields = self._read_row(i + self._first)
+            if len(fields) >= 2:
+                yield fields[0], fields[1]
+
     def __getitem__(self, i: int) -> Record | None:
         if not 0 <= i < len(self):
             raise IndexError(f"{self.csv_path}: row {i} out of range (0..{len(self) - 1})")
@@ -248,7 +256,7 @@ def expand_shards(paths_or_glob) -> list[str]:
     return shards
 
 
-def _split_key(name: str) -> tuple[str, str]:
+def split_key(name: str) -> tuple[str, str]:
     """webdataset convention: "dir/000001.seg.png" -> key "dir/000001", extension "seg.png"."""
     d, base = os.path.split(name)
     stem, _, ext = base.partition(".")
@@ -299,7 +307,7 @@ class TarShardSource:
                 for member in tar:
                     if not member.isfile():
                         continue
-                    k, ext = _split_key(member.name)
+                    k, ext = split_key(member.name)
                     if k != key and key is not None:
                         rec = self._record(shard, key, group, stats, decode, self.read_rewrites)
                         if rec is not None:

@@ -101,7 +101,8 @@ class Tokenizer:
 
 def train_bpe(corpus: Iterable[str], vocab_size: int):
     """Train a lower-cased BPE with CLIP-style word-end marks on `corpus`."""
-    from tokenizers import Tokenizer as HFTokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
     tok = HFTokenizer(models.BPE(unk_token="[UNK]", end_of_word_suffix="</w>"))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])

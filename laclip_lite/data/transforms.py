@@ -87,7 +87,8 @@ class PilTransform:
 
 
 def random_resized_crop(images: torch.Tensor, scale=(0.7, 1.0), generator: torch.Generator | None = None,
-                        hflip: bool = False, ratio=(3 / 4, 4 / 3), offset: int = 0, total: int | None = None) -> torch.Tensor:
+                        hflip: bool = False, ratio=(3 / 4, 4 / 3), offset: int = 0,
+                        total: int | None = None) -> torch.Tensor:
     """Batched RandomResizedCrop (+ optional horizontal flip) of uint8 [N,3,H,W]; returns float [N,3,H,W] in 0..255.
 
     Each image gets its own crop: area fraction ~ U(scale), log aspect ratio ~ U(log 3/4, log 4/3), a uniform

@@ -1,0 +1,441 @@
+"""Evaluation datasets in the layouts people keep them in, detected from the path and read offline.
+
+* **CLIP_benchmark webdataset folder** (`clip_benchmark`): `ROOT/<split>/0.tar, 1.tar, ...` (`nshards.txt` in the
+  split folder gives the count; without it every `*.tar` is read), each sample an image (`.webp/.png/.jpg/.jpeg`)
+  and a `.cls` class index; `ROOT/classnames.txt` and `ROOT/zeroshot_classification_templates.txt`, one per line.
+  `ROOT/dataset_type.txt` reading `retrieval` makes it a retrieval set: captions in `.txt`, one per line.
+* **ImageFolder** (`imagefolder`): `ROOT/<class>/*.{jpg,jpeg,png,webp}`, or `ROOT/{train,val,test}/<class>/...`.
+  Class names are the folder names with `_` read as a space, unless a classnames file gives them: one name per
+  line in sorted folder order, or a JSON object folder -> name (the LaCLIP release's `imagenet_labels.json`).
+* **Captions CSV** (`captions_csv`): the LaCLIP layout (`relative/path.jpg,caption` rows, read by the kit's
+  `LaclipCsvSource`); an image repeated once per caption is one image with several captions. Retrieval.
+* **Karpathy split JSON** (`karpathy_json`): COCO / Flickr `{"images": [{"filename", "filepath"?, "split",
+  "sentences": [{"raw"}]}]}`; images under `image_root` (default: the JSON's folder). Retrieval.
+
+`EvalSpec` is one entry of `eval.datasets` (or of a `--suite` file); `open_eval_set(spec)` returns a
+`ClassificationSet` or a `RetrievalSet`, and `batches(...)` streams uint8 image batches with their targets, decoded
+in DataLoader workers. An unreadable image is skipped and counted, never fatal. The metrics live in
+`laclip_lite.evaluate` (`evaluate_dataset`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from laclip_lite.errors import DataError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
+SPLITS = ("train", "val", "test")
+TASKS = ("zeroshot", "retrieval", "linear_probe", "fewshot")
+LAYOUTS = {
+    "clip_benchmark": "CLIP_benchmark webdataset folder (ROOT/test/*.tar [+ nshards.txt], classnames.txt)",
+    "imagefolder": "ImageFolder (ROOT/<class>/*.jpg|png|webp, or ROOT/{train,val,test}/<class>/...)",
+    "captions_csv": "captions CSV file (relative/path.jpg,caption rows: the LaCLIP layout)",
+    "karpathy_json": "Karpathy-split JSON file (COCO / Flickr: images[].filename, split, sentences[].raw)",
+}
+CB_TEMPLATES = "zeroshot_classification_templates.txt"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What to evaluate
+@dataclass
+class EvalSpec:
+    path: str                          # the dataset: a folder (CLIP_benchmark / ImageFolder) or a .csv / .json file
+    task: str = ""                     # zeroshot | retrieval | linear_probe | fewshot ("" = the layout's own)
+    classnames: str = ""               # file of class names (lines in sorted folder order, or JSON folder -> name)
+    templates: str = ""                # template file or named set ("" = the folder's own file, else `default`)
+    name: str = ""                     # prefix of its metrics ("" = the folder / file name)
+    split: str = "test"                # split scored (ImageFolder without `test`: `val`); probes train on `train`
+    image_root: str = ""               # CSV / Karpathy JSON: folder the image paths start from ("" = the file's)
+    k: int = 5                         # fewshot: training examples per class
+
+    @property
+    def label(self) -> str:
+        return self.name or (Path(self.path).stem if Path(self.path).suffix else Path(self.path).name) or "dataset"
+
+
+def parse_spec(entry, where: str = "eval.datasets") -> EvalSpec:
+    """A path string or a mapping -> EvalSpec; an unknown key or a bad task raises ConfigError naming it."""
+    from laclip_lite.config import ConfigError
+
+    if isinstance(entry, EvalSpec):
+        return entry
+    if isinstance(entry, (str, Path)):
+        entry = {"path": str(entry)}
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: an entry must be a path or a mapping with 'path', got {entry!r}")
+    known = {f.name for f in dataclasses.fields(EvalSpec)}
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} in {entry!r} (known: {', '.join(sorted(known))})")
+    if not entry.get("path"):
+        raise ConfigError(f"{where}: entry {entry!r} has no 'path'")
+    spec = EvalSpec(**{k: (int(v) if k == "k" else str(v)) for k, v in entry.items() if v is not None})
+    if spec.task and spec.task not in TASKS:
+        raise ConfigError(f"{where}: task {spec.task!r} of {spec.path} is not one of: {', '.join(TASKS)}")
+    if spec.split not in SPLITS:
+        raise ConfigError(f"{where}: split {spec.split!r} of {spec.path} is not one of: {', '.join(SPLITS)}")
+    if spec.k < 1:
+        raise ConfigError(f"{where}: k must be >= 1 for {spec.path}, got {spec.k}")
+    return spec
+
+
+def parse_specs(entries, where: str = "eval.datasets") -> list[EvalSpec]:
+    """Every entry parsed; two entries with the same name are an error (their metrics would collide)."""
+    from laclip_lite.config import ConfigError
+
+    specs = [parse_spec(e, f"{where}[{i}]") for i, e in enumerate(entries or [])]
+    names = [s.label for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"{where}: several entries are named {dup}; give each a distinct 'name'")
+    return specs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Which layout a path is in
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _split_dirs(root: Path) -> dict[str, Path]:
+    """{split: folder} when ROOT's sub-folders are split names holding class folders."""
+    subs = _class_dirs(root)
+    if subs and all(p.name in SPLITS for p in subs) and any(_class_dirs(p) for p in subs):
+        return {p.name: p for p in subs}
+    return {}
+
+
+def detect_layout(path: str | Path) -> str:
+    """One of LAYOUTS, from what is at `path`; a DataError names the layouts looked for when none matches."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"evaluation dataset not found: {p}")
+    if p.is_file():
+        if p.suffix.lower() == ".csv":
+            return "captions_csv"
+        if p.suffix.lower() == ".json":
+            return "karpathy_json"
+    elif (p / "classnames.txt").is_file() or (p / "dataset_type.txt").is_file() or \
+            any((p / s).is_dir() and any((p / s).glob("*.tar")) for s in SPLITS):
+        return "clip_benchmark"
+    elif _split_dirs(p) or any(_image_files(d) for d in _class_dirs(p)):
+        return "imagefolder"
+    looked = "; ".join(LAYOUTS.values())
+    raise DataError(f"{p}: matches no evaluation layout (looked for: {looked})")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The datasets
+@dataclass
+class ClassificationSet:
+    """Labelled images of one dataset: `units(split)` lists what `batches` reads (files or tar shards)."""
+    name: str
+    path: Path
+    layout: str
+    classnames: list[str]
+    templates: list[str]
+    splits: dict[str, object] = field(default_factory=dict)   # split -> list of (file, label) or of tar shards
+    kind: str = "classification"
+
+    def units(self, split: str):
+        if split not in self.splits:
+            have = ", ".join(self.splits) or "none"
+            raise DataError(f"{self.path}: no {split!r} split (splits found: {have})")
+        return self.splits[split]
+
+
+@dataclass
+class RetrievalSet:
+    """Images with one or more captions each: `units(split)` lists (image file, [captions]) or tar shards."""
+    name: str
+    path: Path
+    layout: str
+    splits: dict[str, object] = field(default_factory=dict)
+    kind: str = "retrieval"
+
+    def units(self, split: str):
+        if split not in self.splits:
+            have = ", ".join(self.splits) or "none"
+            raise DataError(f"{self.path}: no {split!r} split (splits found: {have})")
+        return self.splits[split]
+
+
+def load_classnames(path: str | Path, folders: list[str] | None = None) -> list[str]:
+    """A classnames file -> names in label order. Lines (one per class, in sorted folder order), or a JSON object
+    folder -> name (needs `folders`) or a JSON list. A count that differs from the folders' gives both counts."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"classnames file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise DataError(f"{path}: not valid JSON ({e})") from None
+        if isinstance(data, dict):
+            if folders is None:
+                raise DataError(f"{path}: a folder -> name mapping needs an ImageFolder; give a list instead")
+            missing = [f for f in folders if f not in data]
+            if missing:
+                raise DataError(f"{path}: no name for class folder(s) {missing[:5]} ({len(missing)} of "
+                                f"{len(folders)} missing)")
+            return [str(data[f]) for f in folders]
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a JSON list of names or an object folder -> name")
+        names = [str(n) for n in data]
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if folders is not None and len(names) != len(folders):
+        raise DataError(f"{path}: {len(names)} class names but the dataset has {len(folders)} classes "
+                        "(class folders, in sorted order)")
+    if not names:
+        raise DataError(f"{path}: no class names")
+    return names
+
+
+def _templates(spec: EvalSpec, own: Path | None) -> list[str]:
+    from laclip_lite.templates import get_templates
+
+    if spec.templates:
+        return get_templates(spec.templates)
+    return get_templates(own if own is not None and own.is_file() else None)
+
+
+def _imagefolder_split(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    classes = _class_dirs(folder)
+    items = [(str(f), label) for label, d in enumerate(classes) for f in _image_files(d)]
+    return [d.name for d in classes], items
+
+
+def _open_imagefolder(spec: EvalSpec, root: Path) -> ClassificationSet:
+    split_dirs = _split_dirs(root)
+    splits, folders = {}, None
+    for split, folder in (split_dirs or {spec.split: root}).items():
+        names, items = _imagefolder_split(folder)
+        if folders is not None and names != folders:
+            raise DataError(f"{folder}: class folders differ from those of the other splits "
+                            f"({len(names)} vs {len(folders)}); every split needs the same classes")
+        folders, splits[split] = names, items
+    if split_dirs and spec.split == "test" and "test" not in splits and "val" in splits:
+        splits["test"] = splits["val"]        # ImageNet keeps its evaluation images as "val"
+    classnames = load_classnames(spec.classnames, folders) if spec.classnames else \
+        [f.replace("_", " ") for f in folders]
+    return ClassificationSet(spec.label, root, "imagefolder", classnames, _templates(spec, None), splits)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+
+
+def _cb_shards(root: Path, split: str) -> list[str]:
+    folder = root / split
+    nshards = folder / "nshards.txt"
+    if nshards.is_file():
+        try:
+            n = int(_read_text(nshards).strip())
+        except ValueError:
+            raise DataError(f"{nshards}: expected the number of shards, got {_read_text(nshards)[:40]!r}") from None
+        shards = [folder / f"{i}.tar" for i in range(n)]
+        missing = [s.name for s in shards if not s.is_file()]
+        if missing:
+            raise DataError(f"{nshards} says {n} shards but {folder} lacks {missing[:5]}")
+        return [str(s) for s in shards]
+    return [str(s) for s in sorted(folder.glob("*.tar"), key=lambda s: (len(s.stem), s.stem))]
+
+
+def _open_clip_benchmark(spec: EvalSpec, root: Path):
+    kind = _read_text(root / "dataset_type.txt").strip().lower() if (root / "dataset_type.txt").is_file() \
+        else "classification"
+    splits = {s: shards for s in SPLITS if (root / s).is_dir() and (shards := _cb_shards(root, s))}
+    if kind == "retrieval":
+        return RetrievalSet(spec.label, root, "clip_benchmark", splits)
+    if kind != "classification":
+        raise DataError(f"{root / 'dataset_type.txt'}: dataset type {kind!r} is not supported "
+                        "(classification or retrieval)")
+    names_file = Path(spec.classnames) if spec.classnames else root / "classnames.txt"
+    if not names_file.is_file():
+        raise FileNotFoundError(f"{root}: no classnames.txt (zero-shot needs the class names; pass classnames)")
+    classnames = load_classnames(names_file)
+    return ClassificationSet(spec.label, root, "clip_benchmark", classnames, _templates(spec, root / CB_TEMPLATES),
+                             splits)
+
+
+def _open_captions_csv(spec: EvalSpec, path: Path) -> RetrievalSet:
+    from laclip_lite.data.readers import LaclipCsvSource
+
+    source = LaclipCsvSource(path, image_root=spec.image_root or None)
+    groups: dict[str, list[str]] = {}
+    for rel, caption in source.rows():
+        groups.setdefault(str(source.image_root / rel), []).append(caption)
+    if not groups:
+        raise DataError(f"{path}: no rows")
+    return RetrievalSet(spec.label, path, "captions_csv", {spec.split: list(groups.items())})
+
+
+def _open_karpathy(spec: EvalSpec, path: Path) -> RetrievalSet:
+    try:
+        data = json.loads(_read_text(path))
+    except ValueError as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise DataError(f"{path}: not a Karpathy-split JSON (no 'images' list; looked for: {LAYOUTS['karpathy_json']})")
+    root = Path(spec.image_root) if spec.image_root else path.parent
+    splits: dict[str, list] = {}
+    for i, img in enumerate(data["images"]):
+        try:
+            file = root / img.get("filepath", "") / img["filename"]
+            captions = [s["raw"].strip() for s in img["sentences"]]
+        except (KeyError, TypeError, AttributeError):
+            raise DataError(f"{path}: images[{i}] lacks 'filename' or 'sentences[].raw'") from None
+        split = "train" if img.get("split") == "restval" else img.get("split", "test")
+        if captions:
+            splits.setdefault(split, []).append((str(file), captions))
+    return RetrievalSet(spec.label, path, "karpathy_json", splits)
+
+
+def open_eval_set(spec: EvalSpec | str | dict):
+    """The dataset at `spec.path` in whatever layout it is in -> ClassificationSet or RetrievalSet."""
+    spec = spec if isinstance(spec, EvalSpec) else parse_spec(spec)
+    path = Path(spec.path).expanduser()
+    layout = detect_layout(path)
+    opener = {"clip_benchmark": _open_clip_benchmark, "imagefolder": _open_imagefolder,
+              "captions_csv": _open_captions_csv, "karpathy_json": _open_karpathy}[layout]
+    dataset = opener(spec, path)
+    task = resolve_task(spec, dataset)
+    dataset.units("train" if task in ("linear_probe", "fewshot") else spec.split)   # a missing split fails here
+    if task in ("linear_probe", "fewshot"):
+        dataset.units(spec.split)
+    return dataset
+
+
+def resolve_task(spec: EvalSpec, dataset) -> str:
+    """The spec's task, or the layout's own (zero-shot for labelled images, retrieval for captions)."""
+    task = spec.task or ("retrieval" if dataset.kind == "retrieval" else "zeroshot")
+    if (task == "retrieval") != (dataset.kind == "retrieval"):
+        raise DataError(f"{spec.path}: task {task!r} needs a {'retrieval' if task == 'retrieval' else 'labelled'} "
+                        f"dataset, but this {LAYOUTS[dataset.layout].split(' (')[0]} is {dataset.kind}")
+    return task
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Streaming batches
+def _tar_samples(shard: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) of every sample of a tar shard, in order; a broken shard raises DataError."""
+    import tarfile
+
+    from laclip_lite.data.readers import split_key
+    key, group = None, {}
+    try:
+        with tarfile.open(shard, "r|*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                k, ext = split_key(member.name)
+                if k != key and key is not None:
+                    yield key, group
+                    group = {}
+                key = k
+                group[ext] = tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError(f"{shard}: unreadable tar shard ({type(e).__name__}: {e})") from None
+    if key is not None:
+        yield key, group
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """Decoded samples (uint8 [3,S,S] or None, target, where) of a list of units; units are dealt to DataLoader
+    workers round-robin, so 2 workers read every sample exactly once between them."""
+
+    def __init__(self, units: list, shards: bool, kind: str, image_size: int):
+        self.units, self.shards, self.kind, self.image_size = units, shards, kind, image_size
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        for unit in self.units[worker::workers]:
+            if self.shards:
+                for key, group in _tar_samples(unit):
+                    yield self._from_tar(unit, key, group)
+            else:
+                file, target = unit
+                yield self._decode(file, file), target, file
+
+    def _decode(self, data, where: str):
+        from laclip_lite.data.readers import ReadStats, decode_image
+        from laclip_lite.data.transforms import pil_to_uint8
+
+        image = decode_image(data, ReadStats(where), where, where)
+        return None if image is None else pil_to_uint8(image, self.image_size, train=False)
+
+    def _from_tar(self, shard: str, key: str, group: dict[str, bytes]):
+        where = f"{shard}:{key}"
+        ext = next((e for e in ("webp", "png", "jpg", "jpeg") if e in group), None)
+        if self.kind == "retrieval":
+            target = group["txt"].decode("utf-8").splitlines() if "txt" in group else []
+            target = [t.strip() for t in target if t.strip()]
+        else:
+            try:
+                target = int(group["cls"].decode("utf-8").strip())
+            except (KeyError, ValueError):
+                target = None
+        if ext is None or target is None or target == []:
+            return None, None, where
+        return self._decode(group[ext], f"{where}.{ext}"), target, where
+
+
+def _collate(items):
+    """-> (uint8 images [B,3,S,S] of the readable samples, their targets, [where] of the unreadable ones)."""
+    good = [(img, t) for img, t, _ in items if img is not None]
+    bad = [w for img, _, w in items if img is None]
+    images = torch.stack([img for img, _ in good]) if good else None
+    return images, [t for _, t in good], bad
+
+
+@dataclass
+class Skipped:
+    """Samples left out of an evaluation: how many, and the first few (file or shard:key)."""
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, where: list[str]) -> None:
+        self.count += len(where)
+        self.examples += where[:max(0, 3 - len(self.examples))]
+
+    def merge(self, other: "Skipped") -> None:
+        self.count += other.count
+        self.examples += other.examples[:max(0, 3 - len(self.examples))]
+
+
+def batches(dataset, split: str, image_size: int, batch_size: int = 256, num_workers: int = 0,
+            progress: bool = True, skipped: Skipped | None = None) -> Iterator[tuple[torch.Tensor, list]]:
+    """(uint8 images [B,3,S,S], targets) of `split`, resized (shorter side) and centre-cropped to `image_size`;
+    targets are class indices or caption lists. Unreadable samples are counted in `skipped`."""
+    from tqdm.auto import tqdm
+
+    units = dataset.units(split)
+    shards = bool(units) and isinstance(units[0], str)
+    stream = _Stream(list(units), shards, dataset.kind, image_size)
+    workers = min(num_workers, len(units))
+    loader = torch.utils.data.DataLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+                                         persistent_workers=False)
+    total = None if shards else -(-len(units) // batch_size) + max(0, workers - 1)
+    skipped = skipped if skipped is not None else Skipped()
+    for images, targets, bad in tqdm(loader, total=total, desc=f"eval {dataset.name}/{split}", unit="batch",
+                                     disable=not progress, leave=False, mininterval=1.0):
+        skipped.add(bad)
+        if images is not None:
+            yield images, targets
+

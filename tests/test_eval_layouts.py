@@ -1,0 +1,214 @@
+"""Evaluation sets on files: layouts read back exactly, metrics equal to the in-memory ones, bad input named."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from laclip_lite import evaluate as ev
+from laclip_lite.config import ConfigError
+from laclip_lite.data import eval_layouts as el
+from laclip_lite.data.export import export_clip_benchmark, export_imagefolder, export_laclip
+from laclip_lite.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """An untrained `test`-preset model with its tokenizer, saved as a run folder, and its ShapeWorld splits."""
+    from laclip_lite.config import build_config
+    from laclip_lite.data.dataset import shapeworld_split
+    from laclip_lite.data.tokenizer import build_tokenizer
+    from laclip_lite.models.clip import build_model
+
+    cfg = build_config("test", {"data.train_size": 60, "data.test_size": 40, "train.device": "cpu"})
+    train, test = shapeworld_split(cfg, "train"), shapeworld_split(cfg, "test")
+    tok = build_tokenizer(cfg.data, cfg.model, list(train.captions))
+    cfg.model.vocab_size, cfg.model.pad_id = tok.vocab_size, tok.pad_id
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()
+    run = tmp_path_factory.mktemp("evalrun")
+    cfg.save(run / "config.yaml")
+    tok.save(run)
+    torch.save({"model": model.state_dict()}, run / "checkpoint.pt")
+    root = tmp_path_factory.mktemp("layouts")
+    return {"cfg": cfg, "model": model, "tok": tok, "train": train, "test": test, "run": run, "root": root}
+
+
+def _zero_shot_in_memory(w, task="color_shape"):
+    from laclip_lite.data.vocab import classnames
+
+    feats = ev.encode_images(w["model"], w["test"].images)
+    classifier = ev.zero_shot_classifier(w["model"], w["tok"], classnames(task), ev.get_templates(None))
+    logits = feats @ classifier
+    labels = w["test"].labels[task]
+    return {**ev.topk_accuracy(logits, labels), "mean_per_class_recall": ev.mean_per_class_recall(logits, labels)}
+
+
+def test_exported_layouts_score_exactly_as_the_in_memory_split(world):
+    want = _zero_shot_in_memory(world)
+    folder = export_imagefolder(world["test"], world["root"] / "if", "color_shape")
+    export_clip_benchmark(world["test"], world["root"] / "cb", "color_shape", samples_per_shard=16)
+    assert folder == world["root"] / "if" / "test" and (world["root"] / "if" / "test" / "red_circle").is_dir()
+    assert (world["root"] / "cb" / "test" / "nshards.txt").read_text().strip() == "3"
+    assert el.detect_layout(world["root"] / "if") == "imagefolder"
+    assert el.detect_layout(world["root"] / "cb") == "clip_benchmark"
+    got = {name: ev.evaluate_dataset(world["model"], world["tok"], str(world["root"] / name), progress=False)
+           for name in ("if", "cb")}
+    for name, scores in got.items():
+        assert scores["n_images"] == 40 and scores["skipped"] == 0
+        for metric in ("top1", "top5", "mean_per_class_recall"):
+            assert scores[metric] == want[metric], (name, metric)
+    assert got["if"] == got["cb"]
+
+
+def test_mean_per_class_recall_by_hand():
+    logits = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1, 1])            # class 0: 2/2 right, class 1: 1/2 right
+    assert ev.mean_per_class_recall(logits, labels) == pytest.approx(75.0)
+    assert ev.topk_accuracy(logits, labels)["top1"] == pytest.approx(75.0)
+    unbalanced = torch.tensor([0, 1, 1, 1])        # class 0: 1/1 right, class 1: 1/3 right
+    assert ev.mean_per_class_recall(logits, unbalanced) == pytest.approx(100 * (1 + 1 / 3) / 2)
+    assert ev.topk_accuracy(logits, unbalanced)["top1"] == pytest.approx(50.0)
+
+
+def test_retrieval_from_webdataset_captions_csv_and_karpathy_json(world):
+    w, root = world, world["root"]
+    feats = ev.encode_images(w["model"], w["test"].images)
+    want = ev.retrieval(feats, ev.encode_texts(w["model"], w["tok"], w["test"].captions))
+    export_clip_benchmark(w["test"], root / "cbr", "retrieval", samples_per_shard=25)
+    csv_path = export_laclip(w["test"], root / "csv")
+    images = [{"filename": f"{i:06d}.png", "filepath": "images", "split": "test",
+               "sentences": [{"raw": c}]} for i, c in enumerate(w["test"].captions)]
+    (root / "csv" / "karpathy.json").write_text(json.dumps({"images": images, "dataset": "shapes"}))
+    for path in (root / "cbr", csv_path, root / "csv" / "karpathy.json"):
+        got = ev.evaluate_dataset(w["model"], w["tok"], str(path), progress=False)
+        assert got["n_images"] == got["n_texts"] == 40
+        for k in (1, 5, 10):
+            assert got[f"image_to_text_R@{k}"] == pytest.approx(want[f"i2t_R@{k}"], abs=1e-9), path
+            assert got[f"text_to_image_R@{k}"] == pytest.approx(want[f"t2i_R@{k}"], abs=1e-9), path
+
+
+def test_captions_csv_groups_an_image_repeated_once_per_caption(world, tmp_path):
+    csv_path = export_laclip(world["test"], tmp_path)
+    rows = csv_path.read_text().splitlines()
+    extra = [f"{r.split(',', 1)[0]},another caption {i}" for i, r in enumerate(rows[:5])]
+    csv_path.write_text("\n".join(rows + extra) + "\n")
+    got = ev.evaluate_dataset(world["model"], world["tok"], str(csv_path), progress=False)
+    assert got["n_images"] == 40 and got["n_texts"] == 45
+
+
+def test_linear_probe_and_fewshot_on_an_imagefolder_with_a_train_split(world):
+    w, root = world, world["root"] / "probe"
+    export_imagefolder(w["train"], root, "color")
+    export_imagefolder(w["test"], root, "color")
+    from laclip_lite.data.vocab import classnames
+    names = classnames("color")
+    folder_label = {name: j for j, name in enumerate(sorted(names))}     # ImageFolder: sorted folder order
+
+    def in_folder_order(split):     # class folders in sorted order, files by name inside each
+        labels = [folder_label[names[int(v)]] for v in split.labels["color"]]
+        order = sorted(range(len(labels)), key=lambda i: (labels[i], i))
+        return ev.encode_images(w["model"], split.images[order]), torch.tensor(labels)[order]
+
+    (tr, y_tr), (te, y_te) = in_folder_order(w["train"]), in_folder_order(w["test"])
+    got = ev.evaluate_dataset(w["model"], w["tok"], {"path": str(root), "task": "linear_probe"}, progress=False)
+    want = ev.linear_probe(tr, y_tr, te, y_te)
+    assert got["top1"] == pytest.approx(want["top1"]) and got["C"] == want["C"] and got["n_train"] == 60
+    got = ev.evaluate_dataset(w["model"], w["tok"], {"path": str(root), "task": "fewshot", "k": 2}, progress=False)
+    want = ev.few_shot(tr, y_tr, te, y_te, k=2)
+    assert got["top1"] == pytest.approx(want["top1"]) and got["k"] == 2
+
+
+def test_unreadable_images_are_skipped_and_counted(world, tmp_path):
+    root = tmp_path / "flat"
+    export_imagefolder(world["test"], tmp_path / "tmp", "shape")
+    shutil.copytree(tmp_path / "tmp" / "test", root)
+    first = sorted(p for p in root.iterdir() if any(p.iterdir()))[0]
+    (first / "broken.jpg").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="1 unreadable image"):
+        got = ev.evaluate_dataset(world["model"], world["tok"], str(root), progress=False, num_workers=2)
+    assert got["skipped"] == 1 and got["n_images"] == 40
+
+
+def test_classnames_files_and_their_errors(world, tmp_path):
+    root = tmp_path / "if"
+    export_imagefolder(world["test"], root, "shape")
+    folders = sorted(p.name for p in (root / "test").iterdir())
+    (tmp_path / "names.txt").write_text("".join(f"the {f}\n" for f in folders))
+    ds = el.open_eval_set({"path": str(root), "classnames": str(tmp_path / "names.txt")})
+    assert ds.classnames == [f"the {f}" for f in folders]
+    (tmp_path / "labels.json").write_text(json.dumps({f: f.upper() for f in reversed(folders)}))
+    ds = el.open_eval_set({"path": str(root), "classnames": str(tmp_path / "labels.json")})
+    assert ds.classnames == [f.upper() for f in folders]
+    (tmp_path / "short.txt").write_text("one\ntwo\n")
+    with pytest.raises(DataError, match=rf"short.txt: 2 class names but the dataset has {len(folders)} classes"):
+        el.open_eval_set({"path": str(root), "classnames": str(tmp_path / "short.txt")})
+
+
+def test_bad_input_gets_one_line_naming_the_path(world, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("hi")
+    looked = r"empty: matches no evaluation layout \(looked for: CLIP_benchmark.*ImageFolder.*CSV.*Karpathy"
+    with pytest.raises(DataError, match=looked):
+        el.open_eval_set(str(tmp_path / "empty"))
+    with pytest.raises(DataError, match="evaluation dataset not found"):
+        el.open_eval_set(str(tmp_path / "nowhere"))
+    root = tmp_path / "flat"
+    export_imagefolder(world["test"], tmp_path, "shape")
+    (tmp_path / "test").rename(root)
+    with pytest.raises(DataError, match=r"flat: no 'train' split \(splits found: test\)"):
+        el.open_eval_set({"path": str(root), "task": "linear_probe"})
+    (tmp_path / "bad_templates.txt").write_text("a photo of a {}.\na photo without a slot\n")
+    with pytest.raises(DataError, match=r"bad_templates.txt:2: template"):
+        el.open_eval_set({"path": str(root), "templates": str(tmp_path / "bad_templates.txt")})
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['pth'\]"):
+        el.parse_spec({"pth": "x"})
+    with pytest.raises(ConfigError, match="task 'zero' of x is not one of"):
+        el.parse_spec({"path": "x", "task": "zero"})
+    with pytest.raises(DataError, match="task 'retrieval' needs a retrieval dataset"):
+        el.open_eval_set({"path": str(root), "task": "retrieval"})
+
+
+def test_webdataset_folder_errors_name_the_file(world, tmp_path):
+    export_clip_benchmark(world["test"], tmp_path / "cb", "shape", samples_per_shard=20)
+    (tmp_path / "cb" / "test" / "nshards.txt").write_text("3\n")
+    with pytest.raises(DataError, match=r"nshards.txt says 3 shards but .* lacks \['2.tar'\]"):
+        el.open_eval_set(str(tmp_path / "cb"))
+    (tmp_path / "cb" / "test" / "nshards.txt").write_text("2\n")
+    (tmp_path / "cb" / "classnames.txt").write_text("circle\n")
+    with pytest.raises(ValueError, match="only 1 class names"):
+        ev.evaluate_dataset(world["model"], world["tok"], str(tmp_path / "cb"), progress=False)
+    (tmp_path / "cb" / "classnames.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="no classnames.txt"):
+        el.open_eval_set(str(tmp_path / "cb"))
+
+
+def test_clip_benchmark_templates_with_c_placeholders(tmp_path):
+    from laclip_lite.templates import load_templates
+
+    (tmp_path / "t.txt").write_text("a photo of a {c}.\nart of the {c}.\n")
+    assert load_templates(tmp_path / "t.txt") == ["a photo of a {}.", "art of the {}."]
+
+
+def test_run_folder_missing_files_are_named(world, tmp_path):
+    for missing in ("config.yaml", "tokenizer_meta.json", "tokenizer.json", "checkpoint.pt"):
+        run = tmp_path / missing.replace(".", "_")
+        shutil.copytree(world["run"], run)
+        (run / missing).unlink()
+        with pytest.raises(FileNotFoundError, match=f"has no {missing}"):
+            ev.load_run(run, device="cpu")
+
+
+def test_eval_datasets_config_entries():
+    from laclip_lite.config import build_config
+
+    cfg = build_config("test", ["eval.datasets=[data/a, {path: data/b.json, task: retrieval, name: coco}]"])
+    specs = el.parse_specs(cfg.eval.datasets)
+    assert [s.label for s in specs] == ["a", "coco"] and specs[1].task == "retrieval"
+    assert build_config("test", ["eval.datasets=x/val,y/val2"]).eval.datasets == ["x/val", "y/val2"]
+    with pytest.raises(ConfigError, match="several entries are named"):
+        build_config("test", ["eval.datasets=[x/val, y/val]"])
+    with pytest.raises(ConfigError, match=r"eval.datasets\[0\]: unknown key"):
+        build_config("test", ["eval.datasets=[{path: a, tsk: zeroshot}]"])
