@@ -68,7 +68,7 @@ class DataConfig:
     rewrites_dir: str = ""              # folder of line-aligned rewrite files (<variant>.txt); "" = the run's own cache
     sources: list[str] = field(default_factory=lambda: list(SOURCES))  # meta-pair sources used (llm / shapes)
     num_rewrites: int = 4               # how many rewrites per caption take part (0..M)
-    tokenizer: str = "bpe"              # "bpe" (trained on the captions, cached), "clip" (CLIP's BPE), or a HF tokenizer
+    tokenizer: str = "bpe"              # "bpe" (trained on the captions, cached), "clip" (CLIP's BPE), or HF path/name
     clip_bpe_path: str = ""             # tokenizer=clip: bpe_simple_vocab_16e6.txt.gz ("" = installed open_clip's)
     bpe_vocab_size: int = 1000          # vocabulary size of the trained BPE tokenizer
     crop_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])  # random-resized-crop area range (training)

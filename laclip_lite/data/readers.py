@@ -204,9 +204,10 @@ class LaclipCsvSource(_MapSource):
         """(image path as written, caption) of every well-formed row in order, no image decoded (e.g. to group
         an evaluation CSV's captions by image)."""
         for i in range(len(self)):
-            fields = self._read_row(i + self._first)
-            if len(fields) >= 2:
-                yield fields[0], fields[1]
+            try:
+                yield self._row(i)
+            except laclip_csv.BadRow:
+                continue
 
     def __getitem__(self, i: int) -> Record | None:
         if not 0 <= i < len(self):
