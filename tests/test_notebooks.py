@@ -406,3 +406,28 @@ def test_training_lesson_on_a_real_dataset_file(tmp_path):
     assert "No `eval_datasets` given" in text and "final training loss" in text
     info = json.loads((tmp_path / "compare" / "laclip-s0" / "data_info.json").read_text())
     assert info["texts_per_image"] == 5 and info["source"] == str(csv_path)
+
+
+@pytest.mark.slow
+def test_training_lesson_on_a_real_dataset_file_scored_on_an_imagefolder(tmp_path):
+    """Notebook 03 end to end on the LaCLIP CSV sample with an ImageFolder evaluation set (`eval_datasets`): each
+    arm is scored on it, the table and bars come from those scores, and metrics.json holds them."""
+    from laclip_lite.cli import main
+
+    folder = tmp_path / "imagefolder"
+    assert main(["export", "--format", "imagefolder", "--task", "shape", "--split", "test", "--n", "24",
+                 "--out", str(folder)]) == 0
+    csv_path = ROOT / "data_samples" / "laclip" / "train.csv"
+    out = tmp_path / "run"
+    out.mkdir()
+    nb = _execute("03_laclip_training", out, {"preset": "test", "data": str(csv_path), "jobs": 1, "steps": 4,
+                                               "policies": ["clip", "laclip"], "eval_datasets": [str(folder)]})
+    result = json.loads((out / "metrics.json").read_text())
+    scores = {k: v for k, v in result["metrics"].items() if k.endswith("/top1")}
+    assert set(scores) == {"clip/imagefolder/top1", "laclip/imagefolder/top1"}, result["metrics"]
+    assert all(0 <= v <= 100 for v in scores.values())
+    assert result["parameters"]["eval_datasets"] == [str(folder)]
+    figures = [item["figure"] for item in result["report"] if "figure" in item]
+    assert "figures/results.png" in figures and (out / "figures" / "results.png").is_file()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
