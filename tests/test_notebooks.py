@@ -431,3 +431,41 @@ def test_training_lesson_on_a_real_dataset_file_scored_on_an_imagefolder(tmp_pat
     assert "figures/results.png" in figures and (out / "figures" / "results.png").is_file()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+
+
+def test_lesson03_step_slider_and_lesson04_chooser_widgets(tmp_path):
+    """The widgets of 03 (a step slider over the arms' learning curves) and 04 (choose ablation and metric), on
+    hand-made run logs and a runs table: static figures headless, widgets whose handlers redraw when interactive."""
+    import ipywidgets as W
+    import pandas as pd
+
+    from laclip_lite.course import common, lesson03, lesson04
+
+    dirs = {}
+    for arm, slope in (("clip", 0.02), ("laclip", 0.01)):
+        d = tmp_path / f"{arm}-s0"
+        d.mkdir()
+        (d / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 4 - slope * s}) + "\n"
+                                                 for s in range(0, 101, 10)))
+        dirs[f"{arm}-s0"] = d
+    comparison = lesson03.Comparison(tmp_path, [], [], dirs)
+    lesson = common.Lesson("03_laclip_training", {**P.defaults("03_laclip_training"), "interactive": False},
+                           tmp_path / "out")
+    assert lesson03.curve_explorer(lesson, comparison) is None
+    assert (tmp_path / "out" / "figures" / "curves_midway.png").is_file()
+    lesson.params["interactive"] = True
+    ui = lesson03.curve_explorer(lesson, comparison)
+    slider = next(w for w in ui.children if isinstance(w, W.IntSlider))
+    assert slider.max == 100
+    slider.value = 40
+
+    frame = pd.DataFrame([{"ablation": "augment", "label": lab, "seed": 0, "color_shape_top1": v, "final_loss": 1.0}
+                          for lab, v in (("none", 20.0), ("shapes", 35.0))])
+    lesson4 = common.Lesson("04_ablations", {**P.defaults("04_ablations"), "interactive": False}, tmp_path / "o4")
+    assert lesson04.ablation_chooser(lesson4, frame) is None
+    assert (tmp_path / "o4" / "figures" / "chooser_augment.png").is_file()
+    lesson4.params["interactive"] = True
+    ui = lesson04.ablation_chooser(lesson4, frame)
+    pick_a, pick_m = ui.children[0].children
+    assert set(pick_m.options) >= {"color_shape_top1", "final_loss"}
+    pick_m.value = "final_loss"

@@ -175,7 +175,9 @@ def quality_lesson(lesson: Lesson, captions: list[str], rewrites: dict, baseline
     from laclip_lite.rewrite.quality import MiniLMEmbedder, quality_markdown, quality_report
 
     embedder = MiniLMEmbedder() if lesson.params["embed"] else None
-    methods = {rewrites["rewriter"]: (rewrites["texts"], rewrites["report"])}
+    # the stand-in is named as such wherever its rewrites are shown (it is not an LLM)
+    methods = {"stand-in" if rewrites["rewriter"] == "shapes" else rewrites["rewriter"]:
+               (rewrites["texts"], rewrites["report"])}
     methods.update({m: (b["texts"], b["report"]) for m, b in baselines.items()})
     rows = {}
     for method, (texts, report) in methods.items():

@@ -96,7 +96,9 @@ def training_plan(lesson: Lesson) -> Plan:
         rw = shapeworld_rewrites(with_rw, list(split.captions))
         plan.names += select_variants(list(rw), with_rw)
         plan.texts += [rw[v][0] for v in plan.names[1:]]
-    lesson.figure(_image_with_texts(split.images[0], plan.texts, plan.names), "example_texts",
+    by = {"shapes": "the world-aware stand-in (not an LLM)", "eda": "EDA", "llm": "the LLM",
+          "backtranslate": "back-translation"}.get(with_rw.data.augment if with_rw else "none", "")
+    lesson.figure(_image_with_texts(split.images[0], plan.texts, plan.names, by), "example_texts",
                   "One image and its texts")
     return plan
 
@@ -113,7 +115,7 @@ def _first_record_texts(cfg) -> tuple[list[str], list[str]]:
     return ["original", *variants], texts_of(record, variants)
 
 
-def _image_with_texts(image, texts: list[str], names: list[str]):
+def _image_with_texts(image, texts: list[str], names: list[str], rewriter: str = ""):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 1.6), layout="constrained")
@@ -123,8 +125,8 @@ def _image_with_texts(image, texts: list[str], names: list[str]):
     lines = [f"{name:>8}: {textwrap.shorten(t, 95)}" for name, t in zip(names, texts)]
     a2.text(0, 0.5, "\n".join(lines), va="center", fontsize=9, linespacing=1.5, family="monospace")
     a2.set_axis_off()
-    fig.suptitle("CLIP sees only the original; LaCLIP one text drawn at random each time; MT all at once",
-                 fontsize=10)
+    fig.suptitle("CLIP sees only the original; LaCLIP one text drawn at random each time; MT all at once"
+                 + (f"\n(rewrites by {rewriter})" if rewriter else ""), fontsize=10)
     return fig
 
 
