@@ -27,6 +27,52 @@ def measure(cfg, out: Path, steps: int) -> tuple[float, float]:
     return step, data / step
 
 
+def write_jpeg_shards(folder: Path, n: int, size: int = 256, shards: int = 8, quality: int = 90,
+                      seed: int = 0) -> Path:
+    """`n` photo-like JPEGs (`size` px: smooth colour fields with noise, ~15-25 KB at 256 px like a resized web
+    photo) with ShapeWorld captions, as webdataset tar shards `{key}.jpg` + `{key}.txt`. -> the folder."""
+    import io
+    import tarfile
+
+    import numpy as np
+    from PIL import Image
+
+    from laclip_lite.data.shapeworld import ShapeWorld
+
+    folder.mkdir(parents=True, exist_ok=True)
+    captions = ShapeWorld(seed=seed, image_size=8).split("train", n).captions
+    rng = np.random.default_rng(seed)
+    per = -(-n // shards)
+    for s in range(shards):
+        with tarfile.open(folder / f"shard-{s:06d}.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
+            for i in range(s * per, min(n, (s + 1) * per)):
+                coarse = Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize((size, size),
+                                                                                                  Image.BICUBIC)
+                pixels = np.asarray(coarse, dtype=np.int16) + rng.integers(-12, 13, (size, size, 3))
+                buf = io.BytesIO()
+                Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=quality)
+                for name, data in ((f"{i:08d}.jpg", buf.getvalue()), (f"{i:08d}.txt", captions[i].encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return folder
+
+
+def loader_images_per_s(cfg, batches: int, warmup: int = 2) -> float:
+    """Images/s the training data loader of `cfg` delivers (decode + crop + tokenise, `data.num_workers`
+    workers), over `batches` batches after `warmup` (workers start, queues fill); no model runs."""
+    import time
+
+    from laclip_lite.data.dataset import build_train_data
+
+    pairs = build_train_data(cfg).pairs
+    for step in range(warmup):
+        pairs.batch(step)
+    t0 = time.perf_counter()
+    images = sum(len(pairs.batch(step).images) for step in range(warmup, warmup + batches))
+    return images / (time.perf_counter() - t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1500)

@@ -181,7 +181,7 @@ class Config:
                 raise ConfigError(f"{key} must be >= 1, got {get_value(self, key)}")
         if len(d.crop_scale) != 2 or not 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1:
             raise ConfigError(f"data.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {d.crop_scale}")
-        from laclip_lite.data.eval_layouts import parse_specs   # the entries' shape; paths are opened by the trainer
+        from laclip_lite.data.eval_layouts import parse_specs  # the entries' shape; paths are opened by the trainer
         parse_specs(self.eval.datasets, where="eval.datasets")
         return self
 

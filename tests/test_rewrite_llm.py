@@ -192,9 +192,10 @@ def test_missing_model_folder_is_one_line_naming_the_path(tmp_path, monkeypatch,
     (tmp_path / "models").mkdir()
     (tmp_path / "empty").mkdir()
     (tmp_path / "caps.txt").write_text("a red car\n")
+    no_config = "model folder empty has no config.json (expected a folder written by save_pretrained)"
     for name, message in [("models/llama-7b", f"model folder not found: {tmp_path / 'models' / 'llama-7b'}"),
                           (str(tmp_path / "nope"), f"model folder not found: {tmp_path / 'nope'}"),
-                          ("empty", "model folder empty has no config.json (expected a folder written by save_pretrained)")]:
+                          ("empty", no_config)]:
         with pytest.raises(DataError) as e:
             LLMRewriter(name).load()
         assert str(e.value) == message

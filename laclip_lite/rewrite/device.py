@@ -14,7 +14,8 @@
 5. else ``cuda:0``.
 
 The device is not part of the rewrite cache key (shards on different GPUs share one cache), but sampling on a
-GPU draws other random numbers than on a CPU: finish a job on the same kind of device it started on.
+GPU draws other random numbers than on a CPU: finish a job on the same kind of device it started on. The
+vLLM backend places itself: give each shard process its GPU with CUDA_VISIBLE_DEVICES=<i>.
 """
 from __future__ import annotations
 
