@@ -179,10 +179,6 @@ def dataset_headline(row: dict) -> list[str]:
             ("top1", "image_to_text_R@1", "text_to_image_R@1")]
 
 
-# The old name, still imported by lessons.py until it moves to laclip_lite/course/ (issue 14): remove with it.
-markdown_table = summary_markdown
-
-
 def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVAL_TASKS, group: str = "policy") -> None:
     from laclip_lite.plots import bar_with_errors
 
