@@ -125,6 +125,8 @@ class RewriteConfig:
     batch_size: int = 32                # captions per generation batch
     seed: int = 0                       # makes rewrites deterministic
     trust_remote_code: bool = False     # llm: allow custom model code from the model folder
+    leak_free: bool = False             # shapes (control): never write a zero-shot class name the caption did not
+    error_rate: float = 0.0             # shapes (control): chance a rewrite states one fact wrong (drop/swap/add)
     prompt_format: str = "kit"          # llm: "kit" (this kit's one-line-per-pair prompt) or "laclip" (the release's)
     device: str = "auto"                # llm/backtranslate: "auto" (LOCAL_RANK / shard -> its GPU), "cpu", "cuda:N"
 
@@ -385,6 +387,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # caption cost as much as a 17-token image, so LaCLIP-MT's 5 texts per image made its step 2.45x CLIP's
     # (1.66x at 1 layer), with the same zero-shot results within seed noise (docs/results/README.md).
     "tiny": {"model.vision_stem": "conv", "data.train_size": 4000, "model.text_layers": 1},
+    # The default of `compare` and `ablate`: tiny made data-scarce on purpose, so 3 policies x 3 seeds fit 10
+    # minutes on 2 cores (`--jobs` auto: two one-thread runs side by side) and the effect is clear.
+    "tiny-scarce": {
+        "model.vision_stem": "conv", "model.text_layers": 1,  # tiny's model
+        "data.train_size": 3000,        # fewer images than tiny's 4,000: each seen ~68 times in 800 steps, so CLIP
+                                        # memorises its one caption per image about as much as tiny's 1,000 steps
+        "train.steps": 800,             # 9 runs x 800 steps, two at a time, fit 10 minutes (1,000 took 814 s, 1 job)
+    },
     # A test-suite preset: seconds, not minutes. Learns little; exercises every code path.
     "test": {
         "model.vision_stem": "conv", "model.vision_width": 32, "model.vision_layers": 1, "model.vision_heads": 2,

@@ -125,8 +125,8 @@ def detect_layout(path: str | Path) -> str:
             return "captions_csv"
         if p.suffix.lower() == ".json":
             return "karpathy_json"
-    elif (p / "classnames.txt").is_file() or (p / "dataset_type.txt").is_file() or \
-            any((p / s).is_dir() and any((p / s).glob("*.tar")) for s in SPLITS):
+    elif (p / "dataset_type.txt").is_file() or any((p / s / "nshards.txt").is_file() or
+                                                   ((p / s).is_dir() and any((p / s).glob("*.tar"))) for s in SPLITS):
         return "clip_benchmark"
     elif _split_dirs(p) or any(_image_files(d) for d in _class_dirs(p)):
         return "imagefolder"
