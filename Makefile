@@ -1,12 +1,13 @@
-# laclip_lite: `make demo` runs the main job on the embedded world, `make test` runs the test suite.
-# Both create .venv when missing. On a machine without CUDA, torch is pinned to the local CPU wheel.
+# laclip_lite: `make demo` runs the main job on the embedded world, `make test` runs the test suite, `make lint`
+# runs ruff (the rules are in pyproject.toml). Each creates .venv when missing. On a machine without CUDA, torch is
+# pinned to the local CPU wheel.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv samples bench clean
+.PHONY: demo test lint venv samples bench clean strip
 
 venv: $(STAMP)
 
@@ -22,6 +23,14 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+
+# The lessons are edited as notebooks (JupyterLab); run this before committing (make test checks it).
+NOTEBOOKS := notebooks/*.ipynb laclip_lite/course/assignments/*.ipynb
+strip: venv
+	$(BIN)/python -m laclip_lite.course.strip $(NOTEBOOKS)
 
 samples: venv
 	LACLIP_LITE=$(BIN)/laclip-lite ./data_samples/make_samples.sh

@@ -2,7 +2,7 @@
 
     python benchmarks/rewrite_speed.py [--captions 64] [--batch-size 32] [--max-new-tokens 77] [--threads 1]
 
-The LLM is a tiny *random* Llama (hidden 64, 2 layers; `rewrite/tiny_models.py`) loaded by path through the
+The LLM is a tiny *random* Llama (hidden 64, 2 layers; `tests/tiny_models.py`) loaded by path through the
 real `LLMRewriter` path: the same captions, prompts (3 meta pairs) and max_new_tokens, once in batches of
 `--batch-size` (left-padded, KV cache, finished rows leave the batch) and once one prompt at a time. With a
 tiny model the per-step framework overhead is what batching amortises; with a 7B model on a GPU the gain comes
@@ -28,23 +28,66 @@ def web_captions() -> list[str]:
     return [line for line in (ROOT / "data_samples" / "web_captions.txt").read_text().splitlines() if line.strip()]
 
 
-def llm_rows(n: int, batch_size: int, max_new_tokens: int) -> list[tuple[str, float, float]]:
+def llm_speed(n: int, batch_size: int, max_new_tokens: int, model: dict | None = None,
+              device: str = "auto", with_vllm: bool = False) -> dict:
+    """The same `n` web captions rewritten (one source, k = 3 prompts) in batches of `batch_size` and one at a
+    time by a random Llama built from a config (`model`: build_tiny_causal_lm's sizes; default the tiny one)
+    and loaded by path. -> {"params", "device", "batched": {...}, "one_at_a_time": {...}, "speedup"}, and
+    "vllm" (the same captions through `backend="vllm"`, or why not) when `with_vllm`."""
     from laclip_lite.rewrite.llm import LLMRewriter
-    from laclip_lite.rewrite.tiny_models import build_tiny_causal_lm
+    from tests.tiny_models import build_tiny_causal_lm
 
     captions = (web_captions() * (n // 100 + 1))[:n]
-    rows = []
+    out: dict = {"captions": n, "max_new_tokens": max_new_tokens}
     with tempfile.TemporaryDirectory() as tmp:
-        path = build_tiny_causal_lm(Path(tmp) / "tiny-llama")
-        for bs in (batch_size, 1):
-            rw = LLMRewriter(str(path), batch_size=bs, max_new_tokens=max_new_tokens)
-            rw.load()
+        path = build_tiny_causal_lm(Path(tmp) / "random-llama", **(model or {}))
+        for name, bs in (("batched", batch_size), ("one_at_a_time", 1)):
+            rw = LLMRewriter(str(path), batch_size=bs, max_new_tokens=max_new_tokens, device=device, backend="hf")
+            lm = rw.load()[0]
             rw.generate([rw.prompt(captions[0], "chatgpt")])     # warm-up
+            _sync(lm.device)
             start = time.perf_counter()
             rw.rewrite_variant(captions, "chatgpt", seed=0)
+            _sync(lm.device)
             seconds = time.perf_counter() - start
-            rows.append((f"tiny LLM, batch {bs} ({n} captions, {max_new_tokens} new tokens)", seconds, n / seconds))
-    return rows
+            out.update(params=sum(p.numel() for p in lm.parameters()), device=str(lm.device))
+            out[name] = {"batch_size": bs, "seconds": seconds, "rewrites_per_s": n / seconds}
+        if with_vllm:
+            out["vllm"] = _vllm_speed(path, captions, max_new_tokens)
+    out["speedup"] = out["one_at_a_time"]["seconds"] / out["batched"]["seconds"]
+    return out
+
+
+def _vllm_speed(path: Path, captions: list[str], max_new_tokens: int) -> dict:
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("vllm") is None or not torch.cuda.is_available():
+        return {"ran": False, "why": "vllm not installed" if importlib.util.find_spec("vllm") is None else "no CUDA"}
+    from laclip_lite.rewrite.llm import LLMRewriter
+
+    rw = LLMRewriter(str(path), max_new_tokens=max_new_tokens, backend="vllm")
+    start = time.perf_counter()
+    rw.generate([rw.prompt(captions[0], "chatgpt")])           # engine start-up + warm-up
+    startup = time.perf_counter() - start
+    start = time.perf_counter()
+    rw.rewrite_variant(captions, "chatgpt", seed=0)
+    seconds = time.perf_counter() - start
+    return {"ran": True, "startup_seconds": startup, "seconds": seconds, "rewrites_per_s": len(captions) / seconds}
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def llm_rows(n: int, batch_size: int, max_new_tokens: int) -> list[tuple[str, float, float]]:
+    r = llm_speed(n, batch_size, max_new_tokens)
+    return [(f"tiny LLM, batch {r[k]['batch_size']} ({n} captions, {max_new_tokens} new tokens)", r[k]["seconds"],
+             r[k]["rewrites_per_s"]) for k in ("batched", "one_at_a_time")]
 
 
 def rule_rows() -> list[tuple[str, float, float]]:
@@ -78,12 +121,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     llm = llm_rows(args.captions, args.batch_size, args.max_new_tokens)
     rows = llm + rule_rows()
-    width = max(len(r[0]) for r in rows)
+    from laclip_lite.utils import markdown_table
+
     print(f"torch {torch.__version__}, {args.threads} thread(s), CPU")
-    print(f"| {'what':<{width}} | seconds | rewrites/s |")
-    print(f"|{'-' * (width + 2)}|--------:|-----------:|")
-    for name, seconds, rate in rows:
-        print(f"| {name:<{width}} | {seconds:7.2f} | {rate:10.1f} |")
+    table = [{"what": name, "seconds": f"{seconds:.2f}", "rewrites/s": f"{rate:.1f}"} for name, seconds, rate in rows]
+    print(markdown_table(table, ["what", "seconds", "rewrites/s"], right=["seconds", "rewrites/s"]), end="")
     print(f"batched / one-at-a-time speed-up: {llm[1][1] / llm[0][1]:.1f}x")
 
 

@@ -20,13 +20,17 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository root: `benchmarks.flops`
+
+from benchmarks.flops import flops_per_sample  # noqa: E402  (after the path insertion above)
 from laclip_lite.config import ModelConfig
 from laclip_lite.losses import ClipLoss
-from laclip_lite.models import build_model, count_params, flops_per_sample, param_groups
-from laclip_lite.models.open_clip_export import copy_weights, import_open_clip   # the exporter's name mapping
+from laclip_lite.models import build_model, count_params, param_groups
+from laclip_lite.models.open_clip_export import copy_weights, import_open_clip  # the exporter's name mapping
 
 
 @dataclass

@@ -193,7 +193,8 @@ def retrieval(image_features: torch.Tensor, text_features: torch.Tensor,
             raise ValueError(f"retrieval: {n_img} images but {n_txt} texts; pass text_to_image for several per image")
         text_to_image = torch.arange(n_txt)
     text_to_image = torch.as_tensor(text_to_image).long()
-    if text_to_image.shape != (n_txt,) or (n_txt and not 0 <= int(text_to_image.min()) <= int(text_to_image.max()) < n_img):
+    bad_shape = text_to_image.shape != (n_txt,)
+    if bad_shape or (n_txt and not 0 <= int(text_to_image.min()) <= int(text_to_image.max()) < n_img):
         raise ValueError(f"retrieval: text_to_image must hold {n_txt} image indices in 0..{n_img - 1}")
     positive = text_to_image.view(1, -1) == torch.arange(n_img).view(-1, 1)      # [N_img, N_txt]
     if not positive.any(dim=1).all():

@@ -141,9 +141,9 @@ class SweepResult:
 
 
 def notebook_parameters(notebook: str | Path) -> dict:
-    """The notebook's declared parameters {name: default} (laclip_lite.params), or the names papermill finds
+    """The notebook's declared parameters {name: default} (laclip_lite.course.params), or the names papermill finds
     in its `parameters` cell for any other notebook."""
-    from laclip_lite.params import NOTEBOOKS, defaults
+    from laclip_lite.course.params import NOTEBOOKS, defaults
     stem = Path(notebook).stem
     if stem in NOTEBOOKS:
         return defaults(stem)
@@ -154,7 +154,7 @@ def notebook_parameters(notebook: str | Path) -> dict:
 def check_grid(notebook: str | Path, points: list[Point]) -> dict[str, str]:
     """Before any point runs: an unknown parameter name anywhere stops the sweep (a typo in the grid); for the
     kit's notebooks, a value of the wrong type fails just its point -> {point name: message}."""
-    from laclip_lite.params import NOTEBOOKS, ParameterError, check_values
+    from laclip_lite.course.params import NOTEBOOKS, ParameterError, check_values
     stem = Path(notebook).stem
     known = notebook_parameters(notebook)
     for p in points:
@@ -341,7 +341,7 @@ def sweep_markdown(rows: list[dict], max_metrics: int = 8) -> str:
 ABLATIONS: dict[str, list] = {
     "augment": list(AUGMENTS),                                         # text augmentation strategy
     "num_rewrites": [0, 1, 2, 3, 4],                                   # rewrites per caption taking part
-    "source": list(SOURCES),                                           # one meta-pair source alone
+    "source": [*SOURCES, "all"],                                       # one meta-pair source alone (M = 1), all four
     "backbone": ["vit", "resnet"],                                     # image tower, CLIP vs LaCLIP each
     "text_tower": ["scratch", "minilm-locked", "minilm-unlocked"],     # text tower, CLIP vs LaCLIP each
 }
@@ -373,7 +373,7 @@ def ablation_points(ablations: list[str] | str, values: dict | None, policy: str
     `values` restricts an ablation's values ({} = all). A value that needs a model nobody gave
     (augment=llm without `llm_model`, backtranslate without `bt_models`) is skipped with the reason.
     """
-    from laclip_lite.params import ParameterError
+    from laclip_lite.course.params import ParameterError
 
     names = list(ABLATIONS) if ablations in ("all", ["all"]) else list(ablations)
     unknown = [a for a in names if a not in ABLATIONS]
@@ -401,7 +401,8 @@ def ablation_points(ablations: list[str] | str, values: dict | None, policy: str
                 points.append(AblationPoint(a, v, "clip", {}) if v == 0 else
                               AblationPoint(a, v, f"{policy}:shapes", {"data.num_rewrites": v}))
             elif a == "source":
-                points.append(AblationPoint(a, v, f"{policy}:shapes", {"data.sources": [v], "data.num_rewrites": 1}))
+                points.append(AblationPoint(a, v, f"{policy}:shapes", {} if v == "all" else
+                                            {"data.sources": [v], "data.num_rewrites": 1}))
             elif a == "backbone":
                 for arm in ("clip", f"{policy}:shapes"):
                     points.append(AblationPoint(a, v, arm, {"model.vision": v}))
@@ -480,6 +481,7 @@ def ablation_figure(rows: list[dict], metric: str):
         ax.set_title(a, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel(metric)
-    fig.suptitle(f"Ablations: {metric} (mean ± std over seeds, dots are seeds; gray and dashed: CLIP)",
-                 fontsize=10)
+    n_seeds = max((len(v) for v in vals), default=1) if ablations else 1
+    spread = "mean ± std over seeds, dots are seeds" if n_seeds > 1 else "one seed: no spread"
+    fig.suptitle(f"Ablations: {metric} ({spread}; gray and dashed: CLIP)", fontsize=10)
     return fig

@@ -122,11 +122,17 @@ def chunks(seq: list, size: int) -> Iterable[list]:
 
 def parse_shard(text: str | None) -> tuple[int, int]:
     """A `--shard` spec: "1/4" -> (1, 4), i.e. this process takes the items whose index is 1 modulo 4; None or
-    "" -> (0, 1), everything. Shards are numbered from 0; a malformed spec is a ConfigError naming --shard."""
+    "" -> (0, 1), everything; "auto" -> (RANK, WORLD_SIZE) from the environment (torchrun: one command starts
+    every shard). Shards are numbered from 0; a malformed spec is a ConfigError naming --shard."""
     from laclip_lite.config import ConfigError
 
     if not text:
         return 0, 1
+    if text == "auto":
+        rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+        if rank is None or world is None:
+            raise ConfigError("--shard auto reads RANK and WORLD_SIZE (set by torchrun); they are not set here")
+        text = f"{rank}/{world}"
     try:
         i, n = (int(x) for x in str(text).split("/"))
     except ValueError:

@@ -20,8 +20,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from laclip_lite import assignments as A
-from laclip_lite import assignments_checks as C
+from laclip_lite.course import assignments as A
+from laclip_lite.course import checks as C
 from laclip_lite.errors import DataError
 
 # ---------------------------------------------------------------------------------------------------------
@@ -61,8 +61,8 @@ def tiny_source():
               "### END HIDDEN TESTS", "tests", "double-tests", 2),
         _code("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
               "solution", "square-solution"),
-        _code("assert square(3) == 9\n### BEGIN HIDDEN TESTS\nassert square(-2) == 4\nassert math.isclose(square(0.5), 0.25)\n"
-              "### END HIDDEN TESTS", "tests", "square-tests", 3),
+        _code("assert square(3) == 9\n### BEGIN HIDDEN TESTS\nassert square(-2) == 4\n"
+              "assert math.isclose(square(0.5), 0.25)\n### END HIDDEN TESTS", "tests", "square-tests", 3),
         _md("Why?\n\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION", "written", "square-why", 1),
     ])
 
@@ -151,11 +151,11 @@ def test_tampered_and_deleted_checks_are_restored(tiny, tmp_path):
     sub.cells.remove(_cell(sub, "setup"))                                         # square's hidden test needs math
     forged = _code("pass", "tests", "bonus-tests", 100)                           # a made-up graded cell
     sub.cells.append(forged)
-    sub.cells.append(_code("import laclip_lite.assignments_checks as c\nc.check_clip_loss = print"))
+    sub.cells.append(_code("import laclip_lite.course.checks as c\nc.check_clip_loss = print"))
     report = A.grade(_submit(tmp_path, sub), source=tiny)
     assert _scores(report) == {"double": 0, "square": 3}
     assert report.max_score == 6
-    assert len(report.flags) == 1 and "'assignments_checks'" in report.flags[0]   # for a person to read
+    assert len(report.flags) == 1 and "'course.checks'" in report.flags[0]   # for a person to read
 
 
 def test_infinite_loop_is_stopped_and_grading_goes_on(tiny, tmp_path):
@@ -250,7 +250,8 @@ def test_checks_pass_correct_solutions():
 
 
 @pytest.mark.parametrize("check, wrong, message", [
-    (C.check_clip_loss, lambda i, t, s: F.cross_entropy(s * i @ t.T, torch.arange(len(i))), "only the image->text half"),
+    (C.check_clip_loss, lambda i, t, s: F.cross_entropy(s * i @ t.T, torch.arange(len(i))),
+     "only the image->text half"),
     (C.check_clip_loss, lambda i, t, s: _clip(i, t, torch.tensor(1.0)), "logit scale is missing"),
     (C.check_clip_loss, lambda i, t, s: _clip(i, t, s.exp()), "exp() applied"),
     (C.check_clip_loss, lambda i, t, s: 2 * _clip(i, t, s), "SUM of the two halves"),

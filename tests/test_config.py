@@ -1,6 +1,6 @@
 import pytest
 
-from laclip_lite.config import PRESETS, Config, ConfigError, apply_overrides, build_config, preset
+from laclip_lite.config import PRESETS, Config, ConfigError, build_config, preset
 
 
 def test_overrides_parse_types():

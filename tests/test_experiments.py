@@ -1,6 +1,5 @@
 """compare(): every (policy, seed) trained and evaluated, tables + chart written, finished runs skipped."""
 import csv
-import json
 
 import pytest
 

@@ -78,8 +78,8 @@ def test_normalize_matches_clip_constants():
 
 def test_trim_padding_is_exact_for_the_text_tower():
     from laclip_lite.config import ModelConfig
-    from laclip_lite.models.text import trim_padding
     from laclip_lite.models.clip import build_model
+    from laclip_lite.models.text import trim_padding
 
     cfg = ModelConfig(vocab_size=50, context_length=12, text_width=32, text_layers=1, text_heads=2,
                       vision_width=32, vision_layers=1, vision_heads=2, embed_dim=16)

@@ -1,15 +1,16 @@
-"""The lesson notebooks: built from one source, committed clean, run headless, and strict about parameters."""
+"""The lesson notebooks: the committed .ipynb are the source, stripped, run headless, strict about parameters;
+each lesson shows its concepts as code checked against the library, and has exercises with answers."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from laclip_lite import params as P
+from laclip_lite.course import params as P
+from laclip_lite.course.strip import is_stripped
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
@@ -19,7 +20,7 @@ NAMES = list(P.NOTEBOOKS)
 TEST_PARAMETERS = {
     "01_clip_basics": {"preset": "test", "steps": 4, "n_show": 6},
     "02_text_rewriting": {"preset": "test", "n_captions": 24, "embed": False},
-    "03_laclip_training": {"preset": "test", "policies": ["clip", "laclip"]},
+    "03_laclip_training": {"preset": "test", "policies": ["clip", "laclip"], "steps": 20},
     "04_ablations": {"preset": "test", "steps": 2, "overrides": [], "ablations": ["augment", "num_rewrites"],
                      "values": {"augment": ["none", "shapes"], "num_rewrites": [0, 1]}},
 }
@@ -28,13 +29,6 @@ TEST_PARAMETERS = {
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LACLIP_LITE_CACHE", str(tmp_path / "cache"))   # the kernels inherit it
-
-
-def _builder():
-    spec = importlib.util.spec_from_file_location("build_notebooks", NB_DIR / "build_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _read(name: str):
@@ -49,10 +43,34 @@ def _execute(name: str, out_dir: Path, parameters: dict):
 
 
 # --- the committed files ------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", NAMES)
-def test_committed_notebook_equals_builder_output(name):
-    assert (NB_DIR / f"{name}.ipynb").read_text() == _builder().render(name), \
-        f"notebooks/{name}.ipynb is stale: run python notebooks/build_notebooks.py"
+MODULES = {name: f"lesson{name[:2]}" for name in NAMES}
+
+
+@pytest.mark.parametrize("path", sorted(NB_DIR.glob("*.ipynb")) + sorted((ROOT / "laclip_lite" / "course" /
+                                                                           "assignments").glob("*.ipynb")),
+                         ids=lambda p: p.name)
+def test_every_committed_notebook_is_stripped(path):
+    assert is_stripped(path), f"{path.relative_to(ROOT)} has outputs or run-time metadata: run `make strip`"
+
+
+def test_strip_removes_outputs_and_keeps_tags(tmp_path):
+    from laclip_lite.course.strip import main, strip
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("1 + 1", execution_count=3, outputs=[nbformat.v4.new_output(
+        "execute_result", {"text/plain": "2"}, execution_count=3)])
+    cell.metadata.update(tags=["exercise"], execution={"iopub.status.busy": "now"})
+    nb.cells = [cell]
+    nb.metadata["kernelspec"] = {"name": "other", "display_name": "Other", "language": "python"}
+    nb.metadata["widgets"] = {"state": {}}
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    assert not is_stripped(path) and main(["--check", str(path)]) == 1
+    assert main([str(path)]) == 0 and is_stripped(path)
+    clean = nbformat.read(path, as_version=4)
+    assert clean.cells[0].outputs == [] and clean.cells[0].execution_count is None
+    assert clean.cells[0].metadata == {"tags": ["exercise"]} and "widgets" not in clean.metadata
+    assert clean.metadata["kernelspec"]["name"] == "python3" and strip(clean) == clean
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -65,25 +83,70 @@ def test_notebook_is_clean_with_metadata_and_one_parameters_cell(name):
     assert all(c.outputs == [] and c.execution_count is None for c in code), "outputs committed"
     tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
-    params_cell, check_cell = nb.cells[tagged[0]], nb.cells[tagged[0] + 1]
-    assert params_cell.source == P.parameters_cell(name)
-    assert f'lessons.start("{name}", globals())' in check_cell.source
+    check_cell = nb.cells[tagged[0] + 1]
+    assert f"from laclip_lite.course import {MODULES[name]}" in check_cell.source
+    assert f"lesson = {MODULES[name]}.start(globals())" in check_cell.source
     assert nb.cells[0].cell_type == "markdown" and "What you will learn" in nb.cells[0].source
-    assert "lessons.finish(lesson)" in code[-1].source
+    assert f"{MODULES[name]}.finish(lesson)" in code[-1].source
+
+
+def _calls_into(module: str, source: str) -> list[str]:
+    """Names of `module.<f>` called in a cell."""
+    return [n.func.attr for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name) and n.func.value.id == module]
+
+
+# Concept cells: the computation a lesson teaches, written out in the notebook and asserted against the library.
+CONCEPTS = {
+    "01_clip_basics": ["text_features @ image_features.T", "s * image_features @ text_features.T",
+                       "F.cross_entropy(logits.T, labels)", "math.log(N)", "zero_shot_classifier(",
+                       "(beaten_by < k)"],
+    "02_text_rewriting": ["rng.sample(examples", "build_prompt(", "random_deletion("],
+    "03_laclip_training": ["torch.randint(0, K, (B,), generator=g)", "draw_text_index(", "multi_text_loss("],
+    "04_ablations": ["pd.read_csv(", ".groupby(", ".plot.bar("],
+}
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_working_cell_is_one_call_into_the_library(name):
+def test_lessons_write_the_concepts_out_and_check_them(name):
     nb = _read(name)
+    module = MODULES[name]
+    import importlib
+    lib = importlib.import_module(f"laclip_lite.course.{module}")
     code = [c for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
-    for cell in code[1:]:                       # code[0] imports lessons and starts the lesson
-        body = ast.parse(cell.source).body
-        assert len(body) == 1, cell.source
-        call = body[0].value
-        assert isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
-            and call.func.value.id == "lessons", cell.source
-        import laclip_lite.lessons as lessons
-        assert callable(getattr(lessons, call.func.attr)), call.func.attr
+    concept = [c for c in code if not _is_plumbing(c.source, module)]
+    text = "\n".join(c.source for c in concept)
+    for piece in CONCEPTS[name]:
+        assert piece in text, f"{name}: no concept cell computes {piece!r}"
+    checked = [c for c in concept if "assert" in c.source and "exercise" not in c.metadata.get("tags", [])]
+    assert len(checked) >= 2, f"{name}: concept cells must check themselves against the library"
+    for c in concept:
+        lines = [ln for ln in c.source.splitlines() if ln.strip()]
+        assert len(lines) <= 16, f"{name}: a concept cell should be short enough to read:\n{c.source}"
+    for c in code:
+        for fn in _calls_into(module, c.source):
+            assert callable(getattr(lib, fn, None)), f"{name}: {module}.{fn} does not exist"
+
+
+def _is_plumbing(source: str, module: str) -> bool:
+    """A cell that is a single call into the lesson module (data, training, figures)."""
+    body = ast.parse(source).body
+    return len(body) == 1 and bool(_calls_into(module, source)) and len(source.splitlines()) <= 3
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_lesson_has_exercises_with_hints_and_answers(name):
+    nb = _read(name)
+    tagged = [i for i, c in enumerate(nb.cells) if "exercise" in c.metadata.get("tags", [])]
+    headings = [i for i in tagged if nb.cells[i].cell_type == "markdown"]
+    assert len(headings) >= 2, f"{name}: at least two exercises"
+    for i in headings:
+        assert nb.cells[i].source.lstrip("# ").startswith("Exercise"), nb.cells[i].source[:60]
+        after = nb.cells[i + 1:]
+        answer = next(c for c in after if "answer" in c.metadata.get("tags", []))
+        assert "<details>" in answer.source and "Answer" in answer.source
+        code = next(c for c in after if c.cell_type == "code")
+        assert "exercise" in code.metadata.get("tags", []), f"{name}: each exercise has a code cell to run"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -144,7 +207,7 @@ def test_bad_parameter_stops_in_the_first_cell_after_the_parameters(tmp_path, ba
     assert info.value.ename == "ParameterError" and message in info.value.evalue
     nb = nbformat.read(tmp_path / "notebook.ipynb", as_version=4)
     index, cell = _first_code_after_parameters(nb)
-    assert "lessons.start(" in cell.source
+    assert "lesson01.start(" in cell.source
     assert [o.ename for o in cell.outputs if o.output_type == "error"] == ["ParameterError"]
     later = [c for c in nb.cells[index + 1:] if c.cell_type == "code"]
     assert later and all(c.execution_count is None for c in later)     # nothing else ran
@@ -161,8 +224,8 @@ def _namespace(name, injected: dict | None = None, edited: str = "") -> dict:
 
 
 def test_check_coerces_papermill_values_and_writes_them_back():
-    ns = _namespace("03_laclip_training", {"seeds": "0,1", "steps": 5.0, "overrides": "train.lr=1e-3 model.vision=resnet",
-                                           "policies": "clip,laclip"})
+    ns = _namespace("03_laclip_training", {"seeds": "0,1", "steps": 5.0,
+                                           "overrides": "train.lr=1e-3 model.vision=resnet", "policies": "clip,laclip"})
     values = P.check_parameters("03_laclip_training", ns)
     assert values["seeds"] == [0, 1] and values["steps"] == 5 and isinstance(ns["steps"], int)
     assert values["overrides"] == ["train.lr=1e-3", "model.vision=resnet"]
@@ -199,27 +262,30 @@ def test_check_without_ipython_history_uses_the_namespace():
 
 
 def test_start_checks_meaning_as_well_as_types(tmp_path):
-    from laclip_lite import lessons
+    from laclip_lite.course import lesson01, lesson03
 
     ns = {**P.defaults("03_laclip_training"), "out_dir": str(tmp_path), "preset": "nope"}
     with pytest.raises(P.ParameterError, match="unknown preset 'nope'"):
-        lessons.start("03_laclip_training", ns)
+        lesson03.start(ns)
     ns.update(preset="test", overrides=["train.stesp=3"])
     with pytest.raises(P.ConfigError, match="train.stesp"):
-        lessons.start("03_laclip_training", ns)
+        lesson03.start(ns)
     ns.update(overrides=[], data=str(tmp_path / "missing.csv"))
     with pytest.raises(P.ParameterError, match="neither 'shapeworld' nor an existing path"):
-        lessons.start("03_laclip_training", ns)
+        lesson03.start(ns)
+    ns = {**P.defaults("01_clip_basics"), "out_dir": str(tmp_path), "data": str(ROOT / "data_samples")}
+    with pytest.raises(P.ParameterError, match="notebook 01 teaches on ShapeWorld"):
+        lesson01.start(ns)
 
 
 # --- the interactive views ---------------------------------------------------------------------------
 def test_explorer_gives_widgets_when_interactive_and_figures_when_not(tmp_path):
     import ipywidgets as W
 
-    from laclip_lite import lessons
+    from laclip_lite.course import lesson01 as lessons
 
     ns = {**P.defaults("01_clip_basics"), "preset": "test", "steps": 2, "out_dir": str(tmp_path), "n_show": 4}
-    lesson = lessons.start("01_clip_basics", ns)
+    lesson = lessons.start(ns)
     world = lessons.show_world(lesson, n=4)
     run = lessons.train_clip(lesson, world)
     assert lessons.explorer(lesson, run, world) is None
@@ -233,11 +299,42 @@ def test_explorer_gives_widgets_when_interactive_and_figures_when_not(tmp_path):
     assert slider.max == len(world.test) - 1
     again = lessons.train_clip(lesson, world)              # a finished run with the same settings is reused
     assert again.dir == run.dir and again.final == run.final
+    assert {"checkpoint.pt", "config.yaml"} <= {p.name for p in run.dir.iterdir()}   # laclip-lite eval --checkpoint
+
+
+def test_rewrite_explorer_widget_and_static_view(tmp_path):
+    import ipywidgets as W
+
+    from laclip_lite.course import lesson02
+
+    ns = {**P.defaults("02_text_rewriting"), "preset": "test", "n_captions": 6, "embed": False,
+          "out_dir": str(tmp_path)}
+    lesson = lesson02.start(ns)
+    rewrites = lesson02.rewrite_with_llm(lesson, lesson02.load_captions(lesson))
+    assert lesson02.rewrite_explorer(lesson, rewrites) is None
+    shown = lesson.report[-1]["markdown"]
+    assert "The prompt the LLM receives" in shown and "stand-in (not an LLM)" in shown and "EDA 1" in shown
+    found = lesson02.explore_one(lesson, "a small red circle", rewrites)
+    assert set(found["rewrites"]) == set(ns["sources"]) and len(found["eda"]) == len(ns["sources"])
+    assert found["prompt"].endswith("a small red circle =>")
+    lesson.params["interactive"] = True
+    ui = lesson02.rewrite_explorer(lesson, rewrites)
+    box = next(w for w in ui.children if isinstance(w, W.Text))
+    box.value = "a big blue star on black"                  # the handler redraws without error
+
+
+def test_zero_shot_chart_baseline_for_combined_tasks():
+    from laclip_lite.course.lesson01 import single_attribute_baseline
+    from laclip_lite.data.vocab import classnames
+
+    value, name = single_attribute_baseline("color_shape")
+    assert value == pytest.approx(100 / len(classnames("shape"))) and name.startswith("color only")
+    assert single_attribute_baseline("shape") == (pytest.approx(100 / len(classnames("shape"))), "chance")
 
 
 # --- the demo report ---------------------------------------------------------------------------------
 def test_report_gathers_key_tables_and_figures(tmp_path):
-    from laclip_lite import report
+    from laclip_lite.course import report
 
     (tmp_path / "01_clip_basics" / "figures").mkdir(parents=True)
     (tmp_path / "01_clip_basics" / "figures" / "a.png").write_bytes(b"png")
@@ -258,7 +355,7 @@ def test_report_gathers_key_tables_and_figures(tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_notebooks_and_passes_each_only_its_own_parameters(tmp_path):
-    from laclip_lite import report
+    from laclip_lite.course import report
 
     # `steps` is not a parameter of notebook 02: the demo must not pass it there (it would stop the notebook).
     path = report.run_demo(tmp_path, ["02_text_rewriting"], {"preset": "test", "steps": 2, "n_captions": 12,
@@ -273,15 +370,15 @@ def test_demo_runs_notebooks_and_passes_each_only_its_own_parameters(tmp_path):
 @pytest.mark.slow
 def test_rewriting_lesson_with_a_real_llm_and_back_translation(tmp_path):
     """The branches a CPU demo never takes: `llm_model` and `bt_models` set (tiny random models, offline)."""
-    from laclip_lite import lessons
-    from laclip_lite.rewrite.tiny_models import build_tiny_causal_lm, build_tiny_marian
+    from laclip_lite.course import lesson02 as lessons
+    from tests.tiny_models import build_tiny_causal_lm, build_tiny_marian
 
     lm = build_tiny_causal_lm(tmp_path / "lm")
     mt = build_tiny_marian(tmp_path / "mt")
     ns = {**P.defaults("02_text_rewriting"), "preset": "test", "n_captions": 6, "embed": False,
           "out_dir": str(tmp_path / "out"), "llm_model": str(lm), "bt_models": f"{mt},{mt}",
           "sources": ["chatgpt", "human"]}
-    lesson = lessons.start("02_text_rewriting", ns)
+    lesson = lessons.start(ns)
     captions = lessons.load_captions(lesson)
     rewrites = lessons.rewrite_with_llm(lesson, captions)
     assert rewrites["rewriter"] == "llm" and set(rewrites["texts"]) == {"chatgpt", "human"}
@@ -297,16 +394,78 @@ def test_rewriting_lesson_with_a_real_llm_and_back_translation(tmp_path):
 
 @pytest.mark.slow
 def test_training_lesson_on_a_real_dataset_file(tmp_path):
-    """`data` pointing at the LaCLIP CSV layout (images + caption + rewrite files), as on a GPU box."""
-    from laclip_lite import lessons
-
+    """Notebook 03 end to end on the LaCLIP CSV layout (images + caption + rewrite files), as on a GPU box, without
+    an evaluation set: it trains, compares the final loss, says so, and writes metrics.json (no crash)."""
     csv_path = ROOT / "data_samples" / "laclip" / "train.csv"
-    ns = {**P.defaults("03_laclip_training"), "preset": "test", "data": str(csv_path), "jobs": 1,
-          "policies": ["clip", "laclip"], "out_dir": str(tmp_path)}
-    lesson = lessons.start("03_laclip_training", ns)
-    plan = lessons.training_plan(lesson)
-    assert {row["data"] for row in plan} == {str(csv_path)}
-    comparison = lessons.train_policies(lesson)
-    assert [r["policy"] for r in comparison.summary] == ["clip", "laclip"]
-    info = json.loads((comparison.run_dirs["laclip-s0"] / "data_info.json").read_text())
+    nb = _execute("03_laclip_training", tmp_path, {"preset": "test", "data": str(csv_path), "jobs": 1, "steps": 4,
+                                                    "policies": ["clip", "laclip"]})
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert {"clip/final_loss", "laclip/final_loss"} <= set(metrics)
+    text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.outputs)
+    assert "No `eval_datasets` given" in text and "final training loss" in text
+    info = json.loads((tmp_path / "compare" / "laclip-s0" / "data_info.json").read_text())
     assert info["texts_per_image"] == 5 and info["source"] == str(csv_path)
+
+
+@pytest.mark.slow
+def test_training_lesson_on_a_real_dataset_file_scored_on_an_imagefolder(tmp_path):
+    """Notebook 03 end to end on the LaCLIP CSV sample with an ImageFolder evaluation set (`eval_datasets`): each
+    arm is scored on it, the table and bars come from those scores, and metrics.json holds them."""
+    from laclip_lite.cli import main
+
+    folder = tmp_path / "imagefolder"
+    assert main(["export", "--format", "imagefolder", "--task", "shape", "--split", "test", "--n", "24",
+                 "--out", str(folder)]) == 0
+    csv_path = ROOT / "data_samples" / "laclip" / "train.csv"
+    out = tmp_path / "run"
+    out.mkdir()
+    nb = _execute("03_laclip_training", out, {"preset": "test", "data": str(csv_path), "jobs": 1, "steps": 4,
+                                               "policies": ["clip", "laclip"], "eval_datasets": [str(folder)]})
+    result = json.loads((out / "metrics.json").read_text())
+    scores = {k: v for k, v in result["metrics"].items() if k.endswith("/top1")}
+    assert set(scores) == {"clip/imagefolder/top1", "laclip/imagefolder/top1"}, result["metrics"]
+    assert all(0 <= v <= 100 for v in scores.values())
+    assert result["parameters"]["eval_datasets"] == [str(folder)]
+    figures = [item["figure"] for item in result["report"] if "figure" in item]
+    assert "figures/results.png" in figures and (out / "figures" / "results.png").is_file()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+
+
+def test_lesson03_step_slider_and_lesson04_chooser_widgets(tmp_path):
+    """The widgets of 03 (a step slider over the arms' learning curves) and 04 (choose ablation and metric), on
+    hand-made run logs and a runs table: static figures headless, widgets whose handlers redraw when interactive."""
+    import ipywidgets as W
+    import pandas as pd
+
+    from laclip_lite.course import common, lesson03, lesson04
+
+    dirs = {}
+    for arm, slope in (("clip", 0.02), ("laclip", 0.01)):
+        d = tmp_path / f"{arm}-s0"
+        d.mkdir()
+        (d / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 4 - slope * s}) + "\n"
+                                                 for s in range(0, 101, 10)))
+        dirs[f"{arm}-s0"] = d
+    comparison = lesson03.Comparison(tmp_path, [], [], dirs)
+    lesson = common.Lesson("03_laclip_training", {**P.defaults("03_laclip_training"), "interactive": False},
+                           tmp_path / "out")
+    assert lesson03.curve_explorer(lesson, comparison) is None
+    assert (tmp_path / "out" / "figures" / "curves_midway.png").is_file()
+    lesson.params["interactive"] = True
+    ui = lesson03.curve_explorer(lesson, comparison)
+    slider = next(w for w in ui.children if isinstance(w, W.IntSlider))
+    assert slider.max == 100
+    slider.value = 40
+
+    frame = pd.DataFrame([{"ablation": "augment", "label": lab, "seed": 0, "color_shape_top1": v, "final_loss": 1.0}
+                          for lab, v in (("none", 20.0), ("shapes", 35.0))])
+    lesson4 = common.Lesson("04_ablations", {**P.defaults("04_ablations"), "interactive": False}, tmp_path / "o4")
+    assert lesson04.ablation_chooser(lesson4, frame) is None
+    assert (tmp_path / "o4" / "figures" / "chooser_augment.png").is_file()
+    lesson4.params["interactive"] = True
+    ui = lesson04.ablation_chooser(lesson4, frame)
+    pick_a, pick_m = ui.children[0].children
+    assert set(pick_m.options) >= {"color_shape_top1", "final_loss"}
+    pick_m.value = "final_loss"

@@ -10,7 +10,7 @@ CAPTIONS = ["cute puppy in a basket stock photo", "red car parked outside", "a b
 
 @pytest.fixture(scope="module")
 def marian_pair(tmp_path_factory) -> tuple[Path, Path]:
-    from laclip_lite.rewrite.tiny_models import build_tiny_marian
+    from tests.tiny_models import build_tiny_marian
     root = tmp_path_factory.mktemp("marian")
     return build_tiny_marian(root / "en-de", seed=0), build_tiny_marian(root / "de-en", seed=1)
 

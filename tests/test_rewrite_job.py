@@ -80,6 +80,15 @@ def test_shards_merge_to_the_unsharded_output(tmp_path):
     assert load_rewrites(tmp_path / "sharded") == single
 
 
+def test_shard_auto_reads_torchrun_env(monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert parse_shard("auto") == (3, 4)
+    monkeypatch.delenv("RANK")
+    with pytest.raises(ConfigError, match="--shard auto reads RANK and WORLD_SIZE"):
+        parse_shard("auto")
+
+
 def test_parse_shard():
     assert parse_shard("1/4") == (1, 4)
     for bad in ("4/4", "x", "1-4", "-1/2", "0/0"):
@@ -124,6 +133,9 @@ def test_cli_runs_and_reports(tmp_path, capsys):
     (["--shard", "3/2"], "--shard 3/2"),
     (["--input", "nowhere.txt"], "--input not found: nowhere.txt"),
     (["--rewriter", "llm"], "rewrite.rewriter=llm needs rewrite.model"),
+    (["--rewriter", "llm", "--model", "./no-such-llama"], "model folder not found: "),
+    (["--rewriter", "backtranslate", "--model", "m/en-de,/no/such/de-en"], "model folder not found: /no/such/de-en"),
+    (["--rewriter", "llm", "--model", "org/name", "--device", "gpu"], "expected auto, cpu, mps, cuda or cuda:N"),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, message):
     src = tmp_path / "caps.txt"

@@ -21,7 +21,7 @@ CAPTIONS = ["cute puppy in a basket stock photo", "red car parked outside", "IMG
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory) -> Path:
-    from laclip_lite.rewrite.tiny_models import build_tiny_causal_lm
+    from tests.tiny_models import build_tiny_causal_lm
     return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny_llama"))
 
 
@@ -141,7 +141,8 @@ def test_greedy_decode_matches_transformers_generate(tiny_lm):
     new_tokens = []
     for prompt, text in zip(prompts, ours):
         enc = tok([prompt], return_tensors="pt")
-        ref = model.generate(**enc, do_sample=False, max_new_tokens=20, eos_token_id=stop_ids.tolist(),
+        ref = model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, do_sample=False,
+                             max_new_tokens=20, eos_token_id=stop_ids.tolist(),
                              pad_token_id=tok.pad_token_id)
         assert text == tok.decode(ref[0, enc.input_ids.shape[1]:], skip_special_tokens=True)
         new_tokens.append(ref.shape[1] - enc.input_ids.shape[1])
@@ -177,6 +178,66 @@ def test_decode_loop_on_other_architectures(tiny_lm, tmp_path, arch):
     prompts = [rw.prompt(c, "chatgpt") for c in CAPTIONS]
     for prompt, text in zip(prompts, rw.generate(prompts)):
         enc = tok([prompt], return_tensors="pt")
-        ref = model.generate(**enc, do_sample=False, max_new_tokens=15, eos_token_id=stop_ids.tolist(),
+        ref = model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, do_sample=False,
+                             max_new_tokens=15, eos_token_id=stop_ids.tolist(),
                              pad_token_id=tok.pad_token_id)
         assert text == tok.decode(ref[0, enc.input_ids.shape[1]:], skip_special_tokens=True)
+
+
+def test_missing_model_folder_is_one_line_naming_the_path(tmp_path, monkeypatch, capsys):
+    from laclip_lite.cli import main
+    from laclip_lite.errors import DataError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "caps.txt").write_text("a red car\n")
+    no_config = "model folder empty has no config.json (expected a folder written by save_pretrained)"
+    for name, message in [("models/llama-7b", f"model folder not found: {tmp_path / 'models' / 'llama-7b'}"),
+                          (str(tmp_path / "nope"), f"model folder not found: {tmp_path / 'nope'}"),
+                          ("empty", no_config)]:
+        with pytest.raises(DataError) as e:
+            LLMRewriter(name).load()
+        assert str(e.value) == message
+        assert main(["rewrite", "--input", "caps.txt", "--out", "o", "--rewriter", "llm", "--model", name]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.endswith(message) and "\n" not in err and "repo" not in err.lower()
+    with pytest.raises(DataError, match=r"^cannot load causal LM 'no-such-model': no folder .*no-such-model and not "
+                                        r"a Hugging Face model in the local cache") as e:
+        LLMRewriter("no-such-model").load()                                  # a hub-id-shaped name, not cached
+    assert "\n" not in str(e.value)
+
+
+def test_laclip_prompt_format_through_the_job(tiny_lm, tmp_path):
+    """--prompt-format laclip reaches the model (the release's layout) and is part of the cache key."""
+    cfg = RewriteConfig(rewriter="llm", model=str(tiny_lm), batch_size=6, max_new_tokens=8, sources=["human"],
+                        prompt_format="laclip")
+    seen = []
+    from laclip_lite.rewrite.job import build_rewriter
+    rw = build_rewriter(cfg)
+    generate = rw.generate
+    rw.generate = lambda prompts, seed=0: seen.extend(prompts) or generate(prompts, seed)
+    out = rewrite_captions(CAPTIONS, tmp_path / "laclip", cfg, progress=False, rewriter=rw)
+    assert len(out["human"]) == len(CAPTIONS) and len(seen) == len(CAPTIONS)
+    assert all(p.startswith("write image captions differently,\n\n            ") for p in seen)
+    assert seen[0].endswith("\n\n            " + CAPTIONS[0] + " =>")
+    laclip_fp = json.loads((tmp_path / "laclip" / "report.json").read_text())["fingerprint"]
+    cfg.prompt_format = "kit"
+    rewrite_captions(CAPTIONS, tmp_path / "kit", cfg, progress=False)
+    assert json.loads((tmp_path / "kit" / "report.json").read_text())["fingerprint"] != laclip_fp
+
+
+def test_decode_loop_prints_no_deprecation_warning(tiny_lm, caplog):
+    """The cache is passed by the name this transformers takes (no FutureWarning about past_key_values, nor
+    transformers' logged "... are deprecated" line)."""
+    import logging
+    import warnings
+
+    rw = LLMRewriter(str(tiny_lm), temperature=0.0, max_new_tokens=6, batch_size=4)
+    rw.load()
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        rw.generate([rw.prompt(c, "human") for c in CAPTIONS])
+    assert not [r for r in caplog.records if "deprecat" in r.getMessage().lower()], caplog.text
+    assert not [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))], \
+        [str(w.message) for w in caught]

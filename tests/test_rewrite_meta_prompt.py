@@ -1,5 +1,6 @@
 """Meta pairs (four packaged sources, aliases, your own file) and the in-context prompt."""
 import random
+import re
 
 import pytest
 
@@ -52,3 +53,35 @@ def test_build_prompt():
     assert len({build_prompt(f"car {i}", pairs, k=3).split("\n", 1)[1].rsplit("\n", 1)[0] for i in range(10)}) > 5
     custom = PromptFormat(instruction="", pair="Q: {source}\nA: {target}", query="Q: {caption}\nA:")
     assert build_prompt("x", pairs, k=1, rng=random.Random(0), fmt=custom).endswith("Q: x\nA:")
+
+
+def test_laclip_prompt_has_the_release_layout():
+    """The layout of the release's llama_rewrite.py: instruction, blank line, three indented pairs separated by
+    blank lines, the caption; the release reads the rewrite from line 8 of prompt + continuation, after '=>'."""
+    from laclip_lite.rewrite.llm import parse_rewrite
+    from laclip_lite.rewrite.prompt import LACLIP_FORMAT, prompt_format
+
+    pairs = [MetaPair(f"in {i}", f"out {i}") for i in range(16)]
+    prompt = build_prompt("a red car\n", pairs, k=3, seed=0, fmt=prompt_format("laclip"))
+    lines = prompt.split("\n")
+    assert len(lines) == 9 and lines[0] == "write image captions differently,"
+    assert lines[1] == lines[3] == lines[5] == lines[7] == ""
+    assert all(re.fullmatch(r" {12}in \d+ => out \d+", line) for line in lines[2:7:2])
+    assert lines[8] == " " * 12 + "a red car =>"
+    continuation = " A shiny red car waits at the curb.\n\n            next => pair"
+    release = (prompt + continuation).split("\n")[8].strip().split("=>")[1].strip()
+    assert parse_rewrite(continuation, "a red car", pairs, LACLIP_FORMAT.instruction) == (release, None)
+    with pytest.raises(ConfigError, match="prompt_format='llama'.*kit, laclip"):
+        prompt_format("llama")
+
+
+def test_meta_pairs_from_tsv(tmp_path):
+    tsv = tmp_path / "mine.tsv"
+    tsv.write_text("input\toutput\ndog pic\tA dog sits on the grass.\n\nA cat.\tA kitten.\tA small cat.\n")
+    pairs = load_meta_pairs(f"mine={tsv}")
+    assert pairs[0] == MetaPair("dog pic", "A dog sits on the grass.")
+    assert {pairs[1].source, pairs[1].target} <= {"A cat.", "A kitten.", "A small cat."} and len(pairs) == 2
+    assert load_groups(f"mine={tsv}") == [["A cat.", "A kitten.", "A small cat."]]
+    (tmp_path / "bad.tsv").write_text("dog pic\tA dog.\njust one field\n")
+    with pytest.raises(DataError, match=r"bad.tsv:2: expected 'input<TAB>output'"):
+        load_meta_pairs(f"x={tmp_path / 'bad.tsv'}")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 
 import pytest
@@ -97,10 +96,8 @@ def test_deterministic_prefix_stable_and_disjoint():
     assert not keys["train"] & keys["val"] and not keys["train"] & keys["test"] and not keys["val"] & keys["test"]
 
 
-def test_scale_free_geometry_and_speed():
-    t0 = time.perf_counter()
-    small = ShapeWorld(seed=0, image_size=32).split("test", 600)
-    assert time.perf_counter() - t0 < 3.0     # ~0.3 s on a 2-core CPU; 3,000 images take ~1.5 s
+def test_scale_free_geometry():
+    small = ShapeWorld(seed=0, image_size=32).split("test", 600)   # generation speed: benchmarks/world_speed.py
     big = ShapeWorld(seed=0, image_size=64).split("test", 8)
     assert big.images.shape == (8, 3, 64, 64) and big.captions == small.captions[:8]
     down = big.images.float().view(8, 3, 32, 2, 32, 2).mean((3, 5))   # same scene, twice the resolution

@@ -9,7 +9,7 @@ import pytest
 
 from laclip_lite import sweep
 from laclip_lite.config import ConfigError
-from laclip_lite.params import ParameterError
+from laclip_lite.course.params import ParameterError
 from laclip_lite.utils import parse_shard
 
 # A notebook that does in a second what a lesson does in minutes: parameters, a counter of executions,

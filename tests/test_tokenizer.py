@@ -34,12 +34,14 @@ def test_bpe_cached_and_saved(tmp_path, monkeypatch):
 
 def test_hf_tokenizer_by_path_with_eos_padding(tmp_path):
     """A GPT-2/CLIP-like tokenizer that pads with its EOS gets a dedicated pad id, so EOT stays findable."""
-    from tokenizers import Tokenizer as HFTok, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer as HFTok
+    from tokenizers import models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     raw = HFTok(models.BPE(unk_token="<unk>"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    raw.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=80, special_tokens=["<unk>", "<|endoftext|>", "<|startoftext|>"]))
+    specials = ["<unk>", "<|endoftext|>", "<|startoftext|>"]
+    raw.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=80, special_tokens=specials))
     fast = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", eos_token="<|endoftext|>",
                                    bos_token="<|startoftext|>", pad_token="<|endoftext|>")
     fast.save_pretrained(tmp_path / "tok")

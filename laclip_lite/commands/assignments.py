@@ -7,11 +7,12 @@ HELP = "write student versions of the assignment notebooks (solutions stripped, 
 def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="folder for the student notebooks (created if missing)")
     p.add_argument("--source", default=None,
-                   help="folder of source notebooks with solutions (default: notebooks/assignments of the kit)")
+                   help="folder of source notebooks with solutions (default: the kit's own, shipped in "
+                        "laclip_lite/course/assignments)")
 
 
 def run(args) -> int:
-    from laclip_lite.assignments import write_release
+    from laclip_lite.course.assignments import write_release
 
     for path in write_release(args.out, args.source):
         print(f"wrote {path}")

@@ -5,10 +5,10 @@ HELP = "run the four lesson notebooks headless (papermill) and write <out>/REPOR
 
 
 def add_arguments(p) -> None:
-    from laclip_lite.report import add_arguments as report_arguments
+    from laclip_lite.course.report import add_arguments as report_arguments
     report_arguments(p)
 
 
 def run(args) -> int:
-    from laclip_lite.report import run as run_report
+    from laclip_lite.course.report import run as run_report
     return run_report(args)

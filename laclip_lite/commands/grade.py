@@ -10,13 +10,13 @@ def add_arguments(p) -> None:
     p.add_argument("--source", default=None,
                    help="the source notebook it was released from (default: matched by nbgrader grade_ids)")
     p.add_argument("--source-dir", default=None, help="folder of source notebooks to match against "
-                   "(default: notebooks/assignments of the kit)")
+                   "(default: the kit's own, shipped in laclip_lite/course/assignments)")
     p.add_argument("--timeout", type=int, default=60, help="seconds a cell may run before it is stopped")
     p.add_argument("--executed", default=None, metavar="PATH", help="also save the graded run as a notebook")
 
 
 def run(args) -> int:
-    from laclip_lite.assignments import grade, report_json
+    from laclip_lite.course.assignments import grade, report_json
 
     report = grade(args.submission, source=args.source, source_dir=args.source_dir, timeout=args.timeout,
                    executed_path=args.executed)

@@ -3,6 +3,8 @@
     laclip-lite rewrite --input captions.txt --out rewrites/ --rewriter llm --model path/to/llama
     laclip-lite rewrite --input train.csv --out rewrites/ --rewriter llm --model M --shard 0/4   # x4 processes
     laclip-lite rewrite --merge rewrites/
+    laclip-lite rewrite --input train.csv --out rw/ --rewriter llm --model M --prompt-format laclip \
+        --sources chatgpt=my_pairs.tsv --shard 1/4 --device cuda:1      # the release's prompt, your own pairs
     laclip-lite rewrite --input captions.txt --out rewrites_eda/ --rewriter eda --report
 
 Writes `<variant>.txt` (line-aligned with the input), `dataset/` and `report.json` into --out; a rerun
@@ -25,10 +27,17 @@ def add_arguments(p) -> None:
                    help="llm: in-context rewriting with a causal LM; shapes: the ShapeWorld LLM stand-in")
     p.add_argument("--model", default="", help="llm: causal LM folder or hub name; backtranslate: 'forward,backward'")
     p.add_argument("--sources", default=",".join(SOURCES),
-                   help="llm/shapes: meta-pair sources, comma-separated (coco = mscoco; name=pairs.jsonl for your own)")
+                   help="llm/shapes: meta-pair sources, comma-separated (coco = mscoco; name=pairs.jsonl or "
+                        "name=pairs.tsv for your own)")
+    p.add_argument("--prompt-format", choices=["kit", "laclip"], default="kit",
+                   help="llm: kit = this kit's prompt (one line per pair, the default); laclip = the layout of the "
+                        "LaCLIP release's llama_rewrite.py (its instruction line, blank-line-separated pairs)")
+    p.add_argument("--device", default="auto",
+                   help="llm/backtranslate: auto (LOCAL_RANK, else the shard's GPU, else cuda:0 / cpu), cpu, cuda:N")
     p.add_argument("--num-variants", type=int, default=4, help="eda/backtranslate: rewrites per caption")
     p.add_argument("--max-new-tokens", type=int, default=77, help="llm/backtranslate: generation budget")
-    p.add_argument("--shard", default=None, metavar="I/N", help="do only batches b with b %% N == I; then --merge")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="do only batches b with b %% N == I, then --merge; 'auto' = RANK/WORLD_SIZE (torchrun)")
     p.add_argument("--merge", default=None, metavar="DIR", help="merge the finished shards in DIR into the outputs")
     p.add_argument("--batch-size", type=int, default=32, help="captions per generation batch (and per cached batch)")
     p.add_argument("--seed", type=int, default=0, help="rewrites are deterministic for a seed")
@@ -50,6 +59,7 @@ def rewrite_config(args):
     r.rewriter, r.model, r.batch_size, r.seed = args.rewriter, args.model, args.batch_size, args.seed
     r.sources = [s for s in args.sources.split(",") if s.strip()]
     r.num_variants, r.max_new_tokens = args.num_variants, args.max_new_tokens
+    r.prompt_format, r.device = args.prompt_format, args.device
     apply_overrides(cfg, [o if o.startswith("rewrite.") else f"rewrite.{o}" for o in args.overrides])
     job_settings(r)  # unknown sources, bad sizes: fail now, before reading or loading anything
     return r
@@ -73,6 +83,10 @@ def run(args) -> int:
     rcfg = rewrite_config(args)
     from laclip_lite.rewrite.inputs import read_captions
 
+    if rcfg.rewriter in ("llm", "backtranslate"):
+        from laclip_lite.rewrite.device import rewrite_device
+        device, why = rewrite_device(rcfg.device, shard)     # fails now when that device is not there
+        print(f"rewriting on {device} ({why})")
     captions = read_captions(args.input, args.column)
     if shard and shard[1] > 1:
         report = job.run_shard(captions, args.out, rcfg, *shard, progress=progress)

@@ -153,7 +153,7 @@ def export_laclip(split, out_dir: str | Path, rewrites: dict[str, list[str]] | N
     csv_path = out / (csv_name or f"{split.name}.csv")
     (out / "images").mkdir(parents=True, exist_ok=True)
     _clear(out / "images", ["*.png"])
-    from laclip_lite.data.readers import is_variant_name   # stale rewrite files would be read back as rewrites
+    from laclip_lite.data.readers import is_variant_name  # stale rewrite files would be read back as rewrites
     for p in out.glob("*.txt"):
         if is_variant_name(p.stem):
             p.unlink()

@@ -4,8 +4,10 @@ stand-in for ShapeWorld; one interface (`Rewriter`), one cached/resumable/sharda
     from laclip_lite.rewrite import rewrite_captions, load_rewrites, build_rewriter
     rewrites = rewrite_captions(captions, "rewrites/", RewriteConfig(rewriter="shapes"))
 
-Modules: `meta` (meta pairs), `prompt` (in-context prompt), `llm`, `eda`, `backtranslate`, `shapes` (the
-stand-in), `job` (cache), `quality` (report), `inputs` (caption readers), `tiny_models` (random test models).
+Modules: `meta` (meta pairs), `prompt` (in-context prompt: the kit's layout and the LaCLIP release's), `llm`,
+`eda`, `backtranslate`, `shapes` (the stand-in), `job` (cache), `quality` (report), `inputs` (caption readers),
+`device` (which GPU a rewrite process uses), `models` (model folder or cached hub name; one-line errors).
+(The tiny random test models live in `tests/tiny_models.py`.)
 Heavy libraries (torch, transformers) load only when a model is used.
 """
 from laclip_lite.rewrite.base import Rewriter, RewriteResult

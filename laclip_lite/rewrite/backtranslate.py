@@ -52,13 +52,15 @@ class BackTranslator(Rewriter):
 
             device = resolve_device(self.device_name)
             models = []
+            from laclip_lite.rewrite.models import check_model_name, load_error
+
             for name in (self.forward_name, self.backward_name):
+                check_model_name(name)
                 try:
                     tok = AutoTokenizer.from_pretrained(name, trust_remote_code=self.trust_remote_code)
                     model = AutoModelForSeq2SeqLM.from_pretrained(name, trust_remote_code=self.trust_remote_code)
                 except OSError as e:
-                    from laclip_lite.errors import DataError
-                    raise DataError(f"cannot load translation model {name!r}: {e}") from None
+                    raise load_error(name, "translation model", e) from None
                 models.append((model.to(device).eval(), tok))
             self._models = models
         return self._models

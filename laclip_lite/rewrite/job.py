@@ -56,11 +56,24 @@ def job_settings(rcfg: RewriteConfig) -> dict:
     if rcfg.rewriter == "backtranslate" and len([p for p in rcfg.model.split(",") if p.strip()]) != 2:
         raise ConfigError("rewrite.rewriter=backtranslate needs rewrite.model='forward_model,backward_model' "
                           f"(e.g. Helsinki-NLP/opus-mt-en-de,Helsinki-NLP/opus-mt-de-en), got {rcfg.model!r}")
+    if rcfg.rewriter in ("llm", "backtranslate"):
+        from laclip_lite.rewrite.device import check_device_spec
+        from laclip_lite.rewrite.models import check_model_name
+        check_device_spec(rcfg.device)
+        for name in rcfg.model.split(","):
+            check_model_name(name.strip())
     if rcfg.rewriter == "llm":
         from laclip_lite.rewrite.meta import meta_file_digest
+        from laclip_lite.rewrite.prompt import prompt_format
+        prompt_format(rcfg.prompt_format)
         s.update(model=rcfg.model, k_shot=rcfg.k_shot, temperature=rcfg.temperature, top_p=rcfg.top_p,
                  max_new_tokens=rcfg.max_new_tokens, trust_remote_code=rcfg.trust_remote_code,
-                 meta={spec: meta_file_digest(spec) for spec in rcfg.sources})
+                 prompt_format=rcfg.prompt_format, meta={spec: meta_file_digest(spec) for spec in rcfg.sources})
+    elif rcfg.rewriter == "shapes":
+        if not 0.0 <= rcfg.error_rate <= 1.0:
+            raise ConfigError(f"rewrite.error_rate must be in [0, 1], got {rcfg.error_rate}")
+        # the controls enter the fingerprint only when on, so caches of the plain stand-in stay valid
+        s.update({k: v for k, v in (("leak_free", rcfg.leak_free), ("error_rate", rcfg.error_rate)) if v})
     elif rcfg.rewriter == "eda":
         from laclip_lite.rewrite.eda import _wordnet
         s.update(wordnet=_wordnet() is not None)   # WordNet, when installed, adds synonyms
@@ -84,25 +97,31 @@ def variant_names(rcfg: RewriteConfig) -> list[str]:
     return [f"{prefix}{i}" for i in range(1, rcfg.num_variants + 1)]
 
 
-def build_rewriter(rcfg: RewriteConfig) -> Rewriter:
-    """The rewriter `rcfg` names. Models are loaded lazily, on the first generation call."""
+def build_rewriter(rcfg: RewriteConfig, shard: tuple[int, int] | None = None) -> Rewriter:
+    """The rewriter `rcfg` names, on the device `rcfg.device` resolves to for `shard` (`rewrite.device`).
+    Models are loaded lazily, on the first generation call."""
     job_settings(rcfg)  # validates
+    if rcfg.rewriter in ("llm", "backtranslate"):
+        from laclip_lite.rewrite.device import rewrite_device
+        device = rewrite_device(rcfg.device, shard)[0]
     if rcfg.rewriter == "shapes":
         from laclip_lite.rewrite.shapes import ShapeWorldRewriter
-        return ShapeWorldRewriter(rcfg.sources)
+        return ShapeWorldRewriter(rcfg.sources, leak_free=rcfg.leak_free, error_rate=rcfg.error_rate)
     if rcfg.rewriter == "eda":
         from laclip_lite.rewrite.eda import EDARewriter
         return EDARewriter(num_variants=rcfg.num_variants)
     if rcfg.rewriter == "llm":
         from laclip_lite.rewrite.llm import LLMRewriter
+        from laclip_lite.rewrite.prompt import prompt_format
         return LLMRewriter(rcfg.model, sources=rcfg.sources, k_shot=rcfg.k_shot, temperature=rcfg.temperature,
                            top_p=rcfg.top_p, max_new_tokens=rcfg.max_new_tokens, batch_size=rcfg.batch_size,
-                           trust_remote_code=rcfg.trust_remote_code)
+                           trust_remote_code=rcfg.trust_remote_code, device=device,
+                           fmt=prompt_format(rcfg.prompt_format))
     from laclip_lite.rewrite.backtranslate import BackTranslator
     parts = [p.strip() for p in rcfg.model.split(",") if p.strip()]
     return BackTranslator(parts[0], parts[1], num_variants=rcfg.num_variants, temperature=rcfg.temperature,
                           top_p=rcfg.top_p, max_new_tokens=rcfg.max_new_tokens, batch_size=rcfg.batch_size,
-                          trust_remote_code=rcfg.trust_remote_code)
+                          device=device, trust_remote_code=rcfg.trust_remote_code)
 
 
 # --- the cache ------------------------------------------------------------------------------------------
@@ -166,14 +185,14 @@ def _read_batch(state: JobState, b: int) -> dict | None:
 
 
 def _run_batches(captions: list[str], state: JobState, rcfg: RewriteConfig, batches: list[int],
-                 rewriter: Rewriter | None, progress: bool) -> Rewriter | None:
+                 rewriter: Rewriter | None, progress: bool, shard: tuple[int, int] | None = None) -> Rewriter | None:
     from tqdm.auto import tqdm
 
     todo = [b for b in batches if _read_batch(state, b) is None]
     state.reused += len(batches) - len(todo)
     if not todo:
         return rewriter
-    rewriter = rewriter or build_rewriter(rcfg)
+    rewriter = rewriter or build_rewriter(rcfg, shard)
     bar = tqdm(total=len(batches), initial=len(batches) - len(todo), desc=f"rewrite ({rcfg.rewriter})",
                unit="batch", disable=not progress)
     for b in todo:
@@ -219,7 +238,8 @@ def run_shard(captions: list[str], out_dir: str | Path, rcfg: RewriteConfig, ind
         raise ConfigError(f"shard {index}/{count}: need 0 <= index < count")
     captions = list(captions)
     state = _open_job(captions, out_dir, rcfg)
-    _run_batches(captions, state, rcfg, list(range(index, state.n_batches, count)), rewriter, progress)
+    _run_batches(captions, state, rcfg, list(range(index, state.n_batches, count)), rewriter, progress,
+                 (index, count))
     report = {"fingerprint": state.fingerprint, "shard": f"{index}/{count}", "generation_calls": state.calls,
               "batches_reused": state.reused, "batches_generated": state.generated,
               "seconds": round(state.seconds, 3)}

@@ -27,6 +27,7 @@ from collections import Counter
 from laclip_lite.constants import SOURCES
 from laclip_lite.rewrite.base import Rewriter, seed_for
 from laclip_lite.rewrite.meta import MetaPair, canonical_sources, load_meta_pairs
+from laclip_lite.rewrite.models import check_model_name, load_error
 from laclip_lite.rewrite.prompt import DEFAULT_FORMAT, PromptFormat, build_prompt
 
 FALLBACK_REASONS = ("empty", "no_letters", "too_long", "repetitive", "repeats_prompt", "copies_example")
@@ -65,6 +66,37 @@ def parse_rewrite(continuation: str, caption: str, examples: list[MetaPair] = ()
     if any(norm in (_norm(p.source), _norm(p.target)) for p in examples):
         return None, "copies_example"
     return line, None
+
+
+def forward_kwargs(model):
+    """(positions, cache) -> the forward's keyword arguments beyond input_ids / attention_mask, named as the
+    installed transformers names them: the KV cache is `cache` where the forward takes it (recent 5.x releases,
+    which deprecate `past_key_values` for removal in 5.40), else `past_key_values`; `position_ids` (and logits
+    of the last position only) where the model takes them; models without position_ids (ALiBi: BLOOM, MPT)
+    place tokens by the mask."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    cache_name = "cache" if "cache" in params else "past_key_values"
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    takes_positions = "position_ids" in params
+
+    def kwargs(positions, cache):
+        return {cache_name: cache, **last_only, **({"position_ids": positions} if takes_positions else {})}
+    return kwargs
+
+
+def new_cache(model):
+    """An empty `DynamicCache` for `model`, made by us and passed in (not read back from the outputs, whose
+    attribute was renamed with the argument); given the model's config where the constructor takes one, so
+    sliding-window layers get their own cache layer type."""
+    import inspect
+
+    from transformers import DynamicCache
+
+    if "config" in inspect.signature(DynamicCache.__init__).parameters:
+        return DynamicCache(config=model.config)
+    return DynamicCache()
 
 
 def _auto_dtype(device: str):
@@ -140,13 +172,13 @@ class LLMRewriter(Rewriter):
 
         device = str(resolve_device(self.device_name))
         dtype = _auto_dtype(device) if self.dtype_name == "auto" else getattr(torch, self.dtype_name)
+        check_model_name(self.model_name)
         try:
             tok = AutoTokenizer.from_pretrained(self.model_name, trust_remote_code=self.trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=dtype,
                                                          trust_remote_code=self.trust_remote_code)
         except OSError as e:
-            from laclip_lite.errors import DataError
-            raise DataError(f"cannot load causal LM {self.model_name!r}: {e}") from None
+            raise load_error(self.model_name, "causal LM", e) from None
         tok.padding_side = "left"
         if tok.pad_token is None:
             if tok.eos_token is None:
@@ -170,12 +202,13 @@ class LLMRewriter(Rewriter):
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(model.device)
         mask = enc["attention_mask"]
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)      # left padding: count real tokens only
-        extras = self._forward_extras(model)
+        extras = forward_kwargs(model)
+        cache = new_cache(model)                                   # filled in place by every forward
         gen = torch.Generator(model.device).manual_seed(seed)
         live = torch.arange(len(prompts), device=model.device)      # which prompt each batch row belongs to
         out: list[list[int]] = [[] for _ in prompts]
         with torch.inference_mode():
-            res = model(input_ids=enc["input_ids"], attention_mask=mask, use_cache=True, **extras(positions))
+            res = model(input_ids=enc["input_ids"], attention_mask=mask, use_cache=True, **extras(positions, cache))
             for step in range(self.max_new_tokens):
                 token = self._sample(res.logits[:, -1, :].float(), gen)
                 for row, t in zip(live.tolist(), token.tolist()):
@@ -183,28 +216,14 @@ class LLMRewriter(Rewriter):
                 keep = torch.nonzero(~torch.isin(token, stop_ids)).squeeze(1)
                 if step == self.max_new_tokens - 1 or keep.numel() == 0:
                     break
-                cache = res.past_key_values
                 if keep.numel() < live.numel():                       # drop finished rows from the batch
                     live, token, mask, positions = live[keep], token[keep], mask[keep], positions[keep]
                     cache.batch_select_indices(keep)
                 mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
                 positions = positions[:, -1:] + 1
-                res = model(input_ids=token[:, None], attention_mask=mask, past_key_values=cache, use_cache=True,
-                            **extras(positions))
+                res = model(input_ids=token[:, None], attention_mask=mask, use_cache=True, **extras(positions, cache))
         self.calls += 1
         return tok.batch_decode(out, skip_special_tokens=True)
-
-    @staticmethod
-    def _forward_extras(model):
-        """positions -> the forward's extra kwargs: position_ids (and logits of the last position only) where
-        the model takes them; models without position_ids (ALiBi: BLOOM, MPT) place tokens by the mask."""
-        import inspect
-
-        params = inspect.signature(model.forward).parameters
-        last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-        if "position_ids" in params:
-            return lambda positions: {"position_ids": positions, **last_only}
-        return lambda positions: last_only
 
     def _sample(self, logits, gen):
         """Next token per row: greedy at temperature 0, else nucleus sampling as in LaCLIP (temperature, then
@@ -241,6 +260,7 @@ class LLMRewriter(Rewriter):
         from vllm import LLM, SamplingParams
 
         if self._vllm is None:
+            check_model_name(self.model_name)
             self._vllm = LLM(model=self.model_name, trust_remote_code=self.trust_remote_code, dtype="auto",
                              seed=seed)
         params = SamplingParams(temperature=self.temperature, top_p=self.top_p if self.temperature > 0 else 1.0,

@@ -12,12 +12,14 @@ are not the paper's). Inputs read like noisy web alt-text (CC3M). A line is eith
 ``{"input": "...", "output": "..."}`` or, as the COCO source is built, a group of captions of one scene
 ``{"group": "name", "captions": ["...", "...", ...]}`` from which one ordered pair is drawn (fixed per group).
 
-Any source can be replaced by your own file: a source spec ``name=path/to/pairs.jsonl`` loads that file under
-``name`` (also in `RewriteConfig.sources` and `--sources`).
+Any source can be replaced by your own file: a source spec ``name=path/to/pairs.jsonl`` (or ``.tsv``) loads
+that file under ``name`` (also in `RewriteConfig.sources` and `--sources`). A TSV file holds one pair per line,
+``input<TAB>output``; a line with three or more fields is a caption group (captions of one image, as above); a
+first line ``input<TAB>output`` (or ``source<TAB>target``) is a header and skipped; blank lines are skipped.
+Fields are taken as written (no quoting): a tab inside a caption is not possible in TSV.
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,14 +68,29 @@ def load_meta_pairs(spec: str) -> list[MetaPair]:
     """The pairs of one source spec (a packaged source name or name=path)."""
     name, path = split_spec(spec)
     path = path or PAIRS_DIR / f"{name}.jsonl"
-    if not path.is_file():
-        raise DataError(f"meta-pair file not found: {path}")
-    pairs = []
-    for lineno, row in iter_jsonl(path):
-        pairs.append(_pair(row, f"{path}:{lineno}"))
+    pairs = [_pair(row, f"{path}:{lineno}") for lineno, row in _rows(path)]
     if not pairs:
         raise DataError(f"{path}: no meta pairs")
     return pairs
+
+
+def _rows(path: Path):
+    """(line number, row dict) of a JSONL or TSV pair file (TSV rows become the JSONL shapes)."""
+    if not path.is_file():
+        raise DataError(f"meta-pair file not found: {path}")
+    if path.suffix.lower() != ".tsv":
+        yield from iter_jsonl(path)
+        return
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.split("\t")]
+        if lineno == 1 and [f.lower() for f in fields] in (["input", "output"], ["source", "target"]):
+            continue
+        if len(fields) < 2:
+            raise DataError(f"{path}:{lineno}: expected 'input<TAB>output' (or 3+ tab-separated captions of "
+                            f"one image), got {line[:80]!r}")
+        yield lineno, ({"input": fields[0], "output": fields[1]} if len(fields) == 2 else {"captions": fields})
 
 
 def _pair(row: dict, where: str) -> MetaPair:
@@ -93,8 +110,7 @@ def load_groups(spec: str = "mscoco") -> list[list[str]]:
     """The caption groups of a grouped source (COCO style), for inspection in notebooks."""
     name, path = split_spec(spec)
     path = path or PAIRS_DIR / f"{name}.jsonl"
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r["captions"] for r in rows if isinstance(r.get("captions"), list)]
+    return [r["captions"] for _, r in _rows(path) if isinstance(r.get("captions"), list)]
 
 
 def meta_file_digest(spec: str) -> str:

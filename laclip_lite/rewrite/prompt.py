@@ -1,6 +1,8 @@
 """The in-context prompt: an instruction, k meta pairs, then the caption to rewrite (LaCLIP, Section 3.2).
 
-With the default format a prompt for k = 3 reads:
+Two layouts (`PROMPT_FORMATS`, `rewrite.prompt_format` / `--prompt-format`):
+
+* ``kit`` (the default) - this kit's own layout, one line per pair. A prompt for k = 3 reads:
 
     Rewrite the image caption in a different way, keeping its meaning.
     cute puppy in a basket stock photo => A fluffy puppy naps inside a wicker basket.
@@ -8,9 +10,27 @@ With the default format a prompt for k = 3 reads:
     fresh salad bowl healthy food => A bowl of fresh green salad sits on a wooden table.
     red bicycle leaning against wall =>
 
-The LM continues after the final ``=>``; the first line of its continuation is the rewrite. The pairs are
-sampled per caption with a seed derived from (seed, caption), so the same caption always sees the same
-examples and different captions see different ones.
+* ``laclip`` - the layout of the LaCLIP release's `rewrite/llama_rewrite.py`: the instruction
+  ``write image captions differently,``, then the three ``source => target`` pairs and the caption, each
+  separated by a blank line and indented by 12 spaces (the indentation of the release's triple-quoted prompt
+  string, which its LLaMA saw and which is kept here for that reason):
+
+      write image captions differently,
+
+                  cute puppy in a basket stock photo => A fluffy puppy naps inside a wicker basket.
+
+                  nyc skyline night 4k wallpaper => The New York skyline glitters against the night sky.
+
+                  fresh salad bowl healthy food => A bowl of fresh green salad sits on a wooden table.
+
+                  red bicycle leaning against wall =>
+
+  The release takes line 8 of prompt + continuation (the query line) and keeps what follows its ``=>``: the
+  first line of the continuation, as here.
+
+In both the LM continues after the final ``=>``; the first line of its continuation is the rewrite. The pairs
+are sampled per caption with a seed derived from (seed, caption), so the same caption always sees the same
+examples and different captions see different ones (the release draws them with Python's unseeded `random`).
 """
 from __future__ import annotations
 
@@ -26,10 +46,23 @@ class PromptFormat:
     instruction: str = "Rewrite the image caption in a different way, keeping its meaning."  # first line ("" = none)
     pair: str = "{source} => {target}"   # one meta pair per line
     query: str = "{caption} =>"          # the last line; the LM writes the rewrite after it
-    separator: str = "\n"                # between lines; a rewrite ends at the first separator
+    separator: str = "\n"                # between lines; a rewrite ends at the first newline
 
 
-DEFAULT_FORMAT = PromptFormat()
+DEFAULT_FORMAT = PromptFormat()   # the kit's own layout
+_RELEASE_INDENT = " " * 12      # llama_rewrite.py's prompt lines carry the indentation of its source code
+LACLIP_FORMAT = PromptFormat(instruction="write image captions differently,",
+                             pair=_RELEASE_INDENT + "{source} => {target}", query=_RELEASE_INDENT + "{caption} =>",
+                             separator="\n\n")
+PROMPT_FORMATS = {"kit": DEFAULT_FORMAT, "laclip": LACLIP_FORMAT}
+
+
+def prompt_format(name: str) -> PromptFormat:
+    """"kit" | "laclip" -> its PromptFormat; anything else is a ConfigError naming the choices."""
+    if name not in PROMPT_FORMATS:
+        from laclip_lite.errors import ConfigError
+        raise ConfigError(f"rewrite.prompt_format={name!r} is not one of: {', '.join(PROMPT_FORMATS)}")
+    return PROMPT_FORMATS[name]
 
 
 def build_prompt(caption: str, pairs: list[MetaPair], k: int = 3, rng: random.Random | None = None,

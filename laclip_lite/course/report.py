@@ -1,7 +1,7 @@
 """The demo: run the four lesson notebooks headless with their CPU defaults and write one REPORT.md.
 
-    python -m laclip_lite.report --out runs/demo          # what `make demo` runs (also `laclip-lite demo`)
-    python -m laclip_lite.report --out runs/demo --report-only
+    python -m laclip_lite.course.report --out runs/demo          # what `make demo` runs (also `laclip-lite demo`)
+    python -m laclip_lite.course.report --out runs/demo --report-only
 
 Each notebook runs with papermill into `<out>/<notebook>/` (the executed `notebook.ipynb`, its
 `metrics.json`, `figures/`, and its training runs). A notebook that fails is recorded and the others still
@@ -24,7 +24,7 @@ TITLES = {"01_clip_basics": "CLIP basics", "02_text_rewriting": "Text rewriting"
 
 
 def notebook_dir() -> Path:
-    from laclip_lite.lessons import project_root
+    from laclip_lite.course.common import project_root
     folder = project_root() / "notebooks"
     if not (folder / f"{NOTEBOOKS[0]}.ipynb").exists():
         raise FileNotFoundError(f"the lesson notebooks are not in {folder}; run the demo from a checkout")
@@ -64,7 +64,7 @@ def run_demo(out: str | Path = "runs/demo", notebooks=NOTEBOOKS, parameters: dic
             raise ValueError(f"unknown notebook {name!r} (known: {', '.join(NOTEBOOKS)})")
         if progress:
             print(f"demo: running {name} ...", flush=True)
-        from laclip_lite.params import NOTEBOOKS as DECLARED
+        from laclip_lite.course.params import NOTEBOOKS as DECLARED
         mine = {k: v for k, v in (parameters or {}).items() if k in DECLARED[name]}   # e.g. 02 has no steps
         entry = run_notebook(name, out, mine, kernel)
         timings[name] = entry
@@ -148,7 +148,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m laclip_lite.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m laclip_lite.course.report", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     return run(args)

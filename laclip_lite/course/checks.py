@@ -44,7 +44,8 @@ def _call(fn: Callable, name: str, setting: str, *args):
     try:
         return fn(*args)
     except NotImplementedError:
-        raise CheckFailed(f"{name}: not implemented yet (replace `raise NotImplementedError()` with your code)") from None
+        raise CheckFailed(f"{name}: not implemented yet (replace `raise NotImplementedError()` with your code)") \
+            from None
     except Exception as e:
         raise CheckFailed(f"{name} raised {type(e).__name__} on {setting}: {e}") from e
 
@@ -52,7 +53,8 @@ def _call(fn: Callable, name: str, setting: str, *args):
 def _scalar(out, name: str, hint: str) -> torch.Tensor:
     if not isinstance(out, torch.Tensor):
         raise CheckFailed(f"{name} should return a torch tensor, got {type(out).__name__}"
-                          + (" (did you call .item()? keep it a tensor so gradients flow)" if isinstance(out, float) else ""))
+                          + (" (did you call .item()? keep it a tensor so gradients flow)"
+                             if isinstance(out, float) else ""))
     if out.dim() != 0:
         raise CheckFailed(f"{name} should return a scalar (shape ()), got shape {tuple(out.shape)}: {hint}")
     return out
@@ -328,7 +330,8 @@ def format_table(rows: list[dict]) -> str:
     cols = list(rows[0])
     cells = [[f"{r[c]:g}" if isinstance(r[c], float) else str(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    line = lambda items: "  ".join(x.rjust(w) for x, w in zip(items, widths))
+    def line(items) -> str:
+        return "  ".join(x.rjust(w) for x, w in zip(items, widths))
     return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
 
@@ -388,7 +391,8 @@ def _prompt_diff(got: str, want: str) -> str:
         if a != b:
             return f"line {n} is {a!r} but should be {b!r}"
     if len(g) != len(w):
-        return f"your prompt has {len(g)} lines, the expected one {len(w)} (a missing or extra line / trailing newline?)"
+        return (f"your prompt has {len(g)} lines, the expected one {len(w)} "
+                "(a missing or extra line / trailing newline?)")
     return "they differ"
 
 
@@ -421,9 +425,10 @@ def check_prompt_builder(build_prompt: Callable, hidden: bool = False) -> None:
             raise CheckFailed(f"build_prompt: on {setting}: two calls with random.Random(0) gave different prompts: "
                               "draw the pairs with the `rng` you are given (rng.sample), not the `random` module")
         lines = got.split("\n")
-        chosen = [by_line[l] for l in lines if l in by_line]
+        chosen = [by_line[x] for x in lines if x in by_line]
         if len(set(chosen)) != len(chosen):
-            raise CheckFailed(f"build_prompt: on {setting}: a pair appears twice: sample WITHOUT replacement (rng.sample)")
+            raise CheckFailed(f"build_prompt: on {setting}: a pair appears twice: "
+                              "sample WITHOUT replacement (rng.sample)")
         if len(chosen) != min(k, len(pairs)):
             raise CheckFailed(f"build_prompt: on {setting}: the prompt holds {len(chosen)} pairs written as "
                               f"'source => target', expected {min(k, len(pairs))} (k, or all pairs when k is larger)")

@@ -1,6 +1,7 @@
 """Course assignments from one source notebook: a student release, and an autograder.
 
-An instructor writes one **source notebook** per assignment (in `notebooks/assignments/`) with the solutions
+An instructor writes one **source notebook** per assignment (in `laclip_lite/course/assignments/`, shipped with
+the package) with the solutions
 in it, using nbgrader's conventions, so the same files also work with nbgrader itself:
 
 * a cell's role is its `metadata["nbgrader"]` (schema 3):
@@ -37,13 +38,13 @@ import nbformat
 from laclip_lite.config import ConfigError
 from laclip_lite.errors import DataError
 
-SOURCE_DIR = Path(__file__).resolve().parents[1] / "notebooks" / "assignments"
+SOURCE_DIR = Path(__file__).resolve().parent / "assignments"   # package data: works from any install
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
 TEXT_STUB = "YOUR ANSWER HERE"
 # Student code that reaches for the grading machinery; the grader flags it for a person to look at.
-SUSPICIOUS = re.compile(r"assignments_checks|\bchecks\s*\.\s*\w+\s*=(?!=)|setattr\(\s*checks|__code__|sys\.modules|"
+SUSPICIOUS = re.compile(r"course\.checks|\bchecks\s*\.\s*\w+\s*=(?!=)|setattr\(\s*checks|__code__|sys\.modules|"
                         r"CheckFailed|reference_disabled")
 GRADE_ID = re.compile(r"^[A-Za-z0-9_]+(-[A-Za-z0-9_-]+)?$")   # nbgrader allows letters, digits, _ and -
 
@@ -161,7 +162,7 @@ def _replace_regions(lines: list[str], begin: str, end: str, stub: list[str] | N
 def strip_solution(cell) -> str:
     """The student's starting text of a solution / written-answer cell."""
     lines = _lines(cell.source)
-    has_region = any(l.strip().startswith(BEGIN_SOLUTION) for l in lines)
+    has_region = any(line.strip().startswith(BEGIN_SOLUTION) for line in lines)
     if cell.cell_type == "code":
         return "\n".join(_replace_regions(lines, BEGIN_SOLUTION, END_SOLUTION, CODE_STUB) if has_region else CODE_STUB)
     return "\n".join(_replace_regions(lines, BEGIN_SOLUTION, END_SOLUTION, [TEXT_STUB]) if has_region else [TEXT_STUB])
@@ -173,7 +174,7 @@ def strip_hidden(source: str) -> str:
 
 def unhide(source: str) -> str:
     """A test cell as the grader runs it: hidden tests kept, their marker lines dropped."""
-    return "\n".join(l for l in _lines(source) if l.strip() not in (BEGIN_HIDDEN, END_HIDDEN))
+    return "\n".join(line for line in _lines(source) if line.strip() not in (BEGIN_HIDDEN, END_HIDDEN))
 
 
 def clear_outputs(nb) -> None:

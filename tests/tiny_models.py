@@ -1,12 +1,14 @@
-"""Tiny *random* models saved to a folder like a downloaded checkpoint, to exercise the rewriting plumbing.
+"""Test fixtures: tiny *random* models saved to a folder like a downloaded checkpoint.
 
 They make no sense - their weights are random - but they load through exactly the code path of a real model
 (`from_pretrained(folder)`), so tests and the speed benchmark run the whole LLM / back-translation pipeline on a
-CPU in seconds. (The transformers test suite does the same: vocab ~100, hidden 32, two layers.)
+CPU in seconds. (The transformers test suite does the same: vocab ~100, hidden 32, two layers.) Tests import
+`tests.tiny_models` (pytest puts the repository root on the path); the rewrite benchmark does the same.
 
 * `build_tiny_causal_lm(folder)`  - a `LlamaForCausalLM` + a byte-level BPE tokenizer trained on `corpus`;
 * `build_tiny_marian(folder)`     - a `MarianMTModel` + a `MarianTokenizer` over SentencePiece models trained on
-                                    `corpus` (what a Helsinki-NLP opus-mt folder holds, in miniature).
+                                    `corpus` (what a Helsinki-NLP opus-mt folder holds, in miniature);
+* `build_tiny_bert(folder)`       - a `BertModel` (vocab 99, hidden 32, 2 layers) for the HF text tower.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ def default_corpus() -> list[str]:
     from laclip_lite.rewrite.meta import load_meta_pairs
 
     texts = [t for s in SOURCES for p in load_meta_pairs(s) for t in (p.source, p.target)]
-    sample = Path(__file__).resolve().parents[2] / "data_samples" / "web_captions.txt"
+    sample = Path(__file__).resolve().parents[1] / "data_samples" / "web_captions.txt"
     if sample.exists():
         texts += [line for line in sample.read_text(encoding="utf-8").splitlines() if line.strip()]
     return texts
@@ -95,3 +97,14 @@ def build_tiny_marian(folder: str | Path, corpus: list[str] | None = None, vocab
                        forced_eos_token_id=tok.eos_token_id)
     MarianMTModel(cfg).save_pretrained(folder)
     return folder
+
+
+def build_tiny_bert(folder: str | Path, seed: int = 0) -> Path:
+    """A random BERT (vocab 99, hidden 32, 2 layers, intermediate 37), saved to `folder` (no tokenizer). -> folder."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=37)).save_pretrained(folder)
+    return Path(folder)

@@ -19,8 +19,9 @@ How the check finds a typo or a wrong type:
 
 All problems are reported together, in the first cell after the parameters, before any work starts.
 
-The declarations (`NOTEBOOKS`) are the one source of truth: `notebooks/build_notebooks.py` writes the
-parameters cells from them, and a test checks the committed notebooks still match.
+The declarations (`NOTEBOOKS`) are the one source of truth for names, defaults and kinds: `parameters_cell`
+writes a fresh parameters cell from them (paste it into a notebook after adding a parameter), and a test checks
+that papermill reads exactly these names, defaults and types from every committed notebook.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from laclip_lite.config import ConfigError
+from laclip_lite.constants import POLICIES, REWRITERS, SOURCES
+from laclip_lite.data.vocab import TASKS
 
 PARAMS_MARKER = "# Notebook parameters"   # first line of every lesson's parameters cell
 PAPERMILL_MARKER = "# Parameters"         # first line of the cell papermill injects
@@ -59,6 +62,7 @@ KINDS = {
     "strs": "a list of strings (or 'a,b,c')",
     "overrides": "config overrides: a list of 'key=value' strings, one 'key=value ...' string, or a dict",
     "dict": "a dict",
+    "paths": "a list of paths or dataset specs (or 'a,b'; [] for none)",
 }
 
 
@@ -76,13 +80,12 @@ def _common(steps: int | None, steps_help: str = "optimizer steps (None: the pre
     }
 
 
-SOURCES = ["chatgpt", "bard", "mscoco", "human"]
 
 NOTEBOOKS: dict[str, dict[str, Param]] = {
     "01_clip_basics": {
         **_common(400),
         "task": Param("color_shape", "str", "zero-shot task: shape, color, color_shape, size, background",
-                      ("shape", "color", "color_shape", "size", "background")),
+                      TASKS),
         "templates": Param("default", "str", "template set for zero-shot (laclip_lite/data/templates) or a file"),
         "n_show": Param(8, "int", "images in the similarity heatmaps"),
     },
@@ -100,13 +103,15 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
     "03_laclip_training": {
         **_common(500, "optimizer steps per run (None: the preset's); 500 shows the LaCLIP effect within the "
                        "CPU demo budget"),
-        "policies": Param(["clip", "laclip", "mt"], "strs", "text policies to compare; policy:augment for "
+        "policies": Param(list(POLICIES), "strs", "text policies to compare; policy:augment for "
                                                             "another rewrite cache (e.g. laclip:eda)"),
         "seeds": Param(None, "ints?", "seeds per policy (None: [seed])"),
         "augment": Param("shapes", "str", "rewrites laclip/mt draw from: shapes, eda, backtranslate, llm",
-                         ("shapes", "eda", "backtranslate", "llm")),
+                         REWRITERS),
         "overrides": Param([], "overrides", "config overrides, written as for the CLI's --set (a list of strings)"),
         "jobs": Param(0, "int", "runs in parallel, cores/jobs threads each; 0: auto (2 on a CPU, 1 on CUDA)"),
+        "eval_datasets": Param([], "paths", "evaluation sets (eval.datasets): ImageFolder / CLIP_benchmark folders; "
+                                            "[]: ShapeWorld's tasks (on file data: the final loss only)"),
     },
     "04_ablations": {
         **_common(300, "optimizer steps per run (None: the preset's); kept small so the grid fits a CPU"),
@@ -114,7 +119,8 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
                                                                 "source, backbone, text_tower (or 'all')"),
         "values": Param({"augment": ["none", "eda", "shapes"], "num_rewrites": [0, 1, 4]}, "dict",
                         "restrict an ablation's values, e.g. {'num_rewrites': [0, 4]}; {}: all values"),
-        "policy": Param("laclip", "str", "text policy of the augmented arms", ("laclip", "mt")),
+        "policy": Param("laclip", "str", "text policy of the augmented arms",
+                        tuple(p for p in POLICIES if p != "clip")),
         "seeds": Param(None, "ints?", "seeds per grid point (None: [seed])"),
         "metric": Param("color_shape_top1", "str", "the metric the figures plot"),
         "overrides": Param({"data.train_size": 1500}, "overrides", "config overrides for every run; the default "
@@ -122,6 +128,8 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "jobs": Param(0, "int", "runs in parallel, cores/jobs threads each; 0: auto (2 on a CPU, 1 on CUDA)"),
         "llm_model": Param("", "str", "causal LM for the augment value llm (empty: that value is skipped)"),
         "bt_models": Param("", "str", '"forward,backward" for the augment value backtranslate (empty: skipped)'),
+        "eval_datasets": Param([], "paths", "evaluation sets (eval.datasets): ImageFolder / CLIP_benchmark folders; "
+                                            "[]: ShapeWorld's tasks (on file data: the final loss only)"),
     },
 }
 
@@ -171,6 +179,11 @@ def _coerce(name: str, value: Any, p: Param) -> Any:
         if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) and "=" in v for v in items):
             raise ValueError(_expects(p, value))
         return list(items)
+    if kind == "paths":
+        items = _as_list(value) if value not in (None, "") else []
+        if not all(isinstance(v, (str, dict)) and v for v in items):
+            raise ValueError(_expects(p, value))
+        return items
     if kind == "dict":
         if not isinstance(value, dict):
             raise ValueError(_expects(p, value))
@@ -297,7 +310,8 @@ def defaults(notebook: str) -> dict:
 
 # The annotation written for each kind in the parameters cell (what `papermill --help-notebook` shows).
 ANNOTATIONS = {"str": "str", "int": "int", "float": "float", "bool": "bool", "int?": "Optional[int]",
-               "ints?": "Optional[list]", "strs": "list", "overrides": "list", "dict": "dict"}
+               "ints?": "Optional[list]", "strs": "list", "overrides": "list", "dict": "dict",
+               "paths": "list"}
 
 
 def parameters_cell(notebook: str) -> str:
@@ -307,7 +321,7 @@ def parameters_cell(notebook: str) -> str:
     width = min(48, max(len(a) for a in assigns.values()))
     lines = [f"{PARAMS_MARKER} (papermill: -p NAME VALUE; checked by the next cell)"]
     if any("Optional" in a for a in assigns.values()):
-        lines.append("from typing import Optional")
+        lines += ["from typing import Optional", ""]
     for name, p in spec.items():
         if "=" in p.help or "=" in repr(p.default):
             raise ValueError(f"{notebook}.{name}: no '=' in a default or help text (papermill's parser skips the line)")

@@ -1,0 +1,9 @@
+"""The teaching side of the kit, apart from the core library (models, losses, data, rewrite, train, evaluate).
+
+* `lesson01` ... `lesson04`: the plumbing behind each lesson notebook (data, training, figures, widgets); the
+  concepts themselves are written out in the notebooks' cells and checked there against the library.
+* `common`: what every lesson shares (checked parameters, out_dir, figures, metrics.json); `params`: the
+  notebooks' declared parameters.
+* `report`: the demo (`laclip-lite demo`); `assignments` + `checks`: the nbgrader-style course assignments, whose
+  source notebooks ship in `assignments/`; `strip`: `make strip`.
+"""

@@ -1,0 +1,275 @@
+"""The machinery every lesson shares: checked parameters, the output folder, showing and saving what a step found.
+
+    lesson = lesson01.start(globals())        # each lesson module's start() calls `start` here
+    ...
+    lesson01.finish(lesson)                   # <out_dir>/metrics.json next to the notebook
+
+Figures are built with `matplotlib.figure.Figure`, saved under `<out_dir>/figures/` and displayed as PNG, so a
+notebook run headless with papermill keeps every figure in its outputs. Nothing here opens a window. Widgets
+(`ipywidgets`) appear only when the parameter `interactive` is True; otherwise each lesson draws the same views
+as static figures.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from laclip_lite.config import PRESETS, Config, build_config
+from laclip_lite.course.params import ParameterError, check_parameters, run_by_papermill
+
+HEADLINE = ("color_shape_top1", "color_shape_top1@heldout", "shape_top1", "color_top1", "i2t_R@1", "t2i_R@1")
+
+
+@dataclass
+class Lesson:
+    """One run of one notebook: its checked parameters, output folder, and what it reports."""
+
+    notebook: str
+    params: dict
+    out_dir: Path
+    started: float = field(default_factory=time.perf_counter)
+    progress: bool = True                           # progress bars (off headless: they'd be saved at 0%)
+    metrics: dict = field(default_factory=dict)     # flat numbers: the sweep table's columns
+    report: list = field(default_factory=list)      # items for REPORT.md: {"title", "markdown" | "figure", "key"}
+
+    def overrides(self, extra: dict | None = None) -> dict:
+        """The config overrides the parameters imply (steps, batch_size, seed, device, data, eval_datasets),
+        then `overrides`, then `extra`."""
+        p = self.params
+        out: dict[str, Any] = {"train.device": p["device"], "train.seed": p["seed"]}
+        if p.get("steps") is not None:
+            out["train.steps"] = p["steps"]
+        if p.get("batch_size") is not None:
+            out["train.batch_size"] = p["batch_size"]
+        if p.get("data", "shapeworld") != "shapeworld":
+            out["data.source"] = p["data"]
+        if p.get("eval_datasets"):
+            out["eval.datasets"] = list(p["eval_datasets"])   # scored during and after training (EvalConfig)
+        out.update(_overrides_dict(p.get("overrides") or []))
+        out.update(extra or {})
+        return out
+
+    def config(self, extra: dict | None = None) -> Config:
+        return build_config(self.params["preset"], self.overrides(extra))
+
+    def figure(self, fig, name: str, title: str = "", key: bool = False) -> Path:
+        """Save `fig` as `figures/<name>.png`, show it, and remember it for the report."""
+        path = self.out_dir / "figures" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        display_png(path.read_bytes())
+        self.report.append({"title": title or name, "figure": str(path.relative_to(self.out_dir)), "key": key})
+        return path
+
+    def markdown(self, text: str, title: str = "", key: bool = False) -> None:
+        """Show Markdown (a table, a note); `key` items go into the demo's REPORT.md."""
+        display_markdown(text)
+        if title or key:
+            self.report.append({"title": title, "markdown": text, "key": key})
+
+
+def _overrides_dict(overrides) -> dict:
+    """['a.b=1', ...] or {'a.b': 1} -> {'a.b': value}; string values are parsed by the config (YAML)."""
+    from laclip_lite.config import parse_key_value
+
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    return dict(parse_key_value(item, "overrides:", "train.lr=1e-3") for item in overrides)
+
+
+def in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return get_ipython() is not None
+
+
+def display_markdown(text: str) -> None:
+    if in_kernel():
+        from IPython.display import Markdown, display
+        display(Markdown(text))
+    else:
+        print(text)
+
+
+def display_png(data: bytes) -> None:
+    if in_kernel():
+        from IPython.display import Image, display
+        display(Image(data=data))
+
+
+def fig_png(fig) -> bytes:
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def project_root() -> Path:
+    """The checkout holding the package (where `runs/` lives), or the working directory for an install."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").exists() else Path.cwd()
+
+
+def start(notebook: str, namespace: dict, check=None) -> Lesson:
+    """Check the notebook's parameters (see `laclip_lite.course.params`), validate the config they make (and
+    `check(lesson)`, the lesson's own checks), then create the output folder. Every problem stops the notebook
+    here, before any work, with a message naming it."""
+    params = check_parameters(notebook, namespace)
+    if params["preset"] not in PRESETS:
+        raise ParameterError(f"preset: unknown preset {params['preset']!r} (known: {', '.join(PRESETS)})")
+    data = params.get("data", "shapeworld")
+    if data != "shapeworld":
+        if not data.startswith("hf:") and not Path(data).expanduser().exists() and "*" not in data \
+                and "{" not in data:
+            raise ParameterError(f"data: {data!r} is neither 'shapeworld' nor an existing path")
+    from laclip_lite.utils import resolve_device
+    resolve_device(params["device"])                     # "cuda" on a machine without one fails here
+    out_dir = Path(params["out_dir"]).expanduser() if params["out_dir"] else \
+        project_root() / "runs" / "notebooks" / notebook
+    lesson = Lesson(notebook, params, out_dir.resolve(), progress=not run_by_papermill(namespace))
+    if check is not None:
+        check(lesson)
+    lesson.out_dir.mkdir(parents=True, exist_ok=True)
+    device = str(resolve_device(params["device"]))
+    lesson.markdown(f"**{notebook}** · preset `{params['preset']}` · device `{device}` · seed {params['seed']}"
+                    f" · writing to `{lesson.out_dir}`")
+    return lesson
+
+
+def finish(lesson: Lesson) -> dict:
+    """Write `<out_dir>/metrics.json`: parameters, the run's numbers, report items, wall time."""
+    from laclip_lite.utils import atomic_write_text
+
+    result = {"notebook": lesson.notebook, "parameters": lesson.params, "metrics": lesson.metrics,
+              "report": lesson.report, "wall_seconds": round(time.perf_counter() - lesson.started, 1),
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    atomic_write_text(lesson.out_dir / "metrics.json", json.dumps(result, indent=1, default=str))
+    lines = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in lesson.metrics.items())
+    display_markdown(f"Wrote `{lesson.out_dir / 'metrics.json'}` ({result['wall_seconds']} s).\n\n"
+                      f"| metric | value |\n|---|---:|\n{lines}")
+    return result
+
+
+def _fmt(v) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """`utils.markdown_table` of dict rows: every key as a column unless given, numbers right-aligned, floats to
+    one decimal from 10 up and two below."""
+    from laclip_lite.utils import markdown_table
+
+    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
+    numeric = [c for c in columns if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
+                                         for r in rows)]
+
+    def cell(v) -> str:
+        return (f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}") if isinstance(v, float) else str(v)
+
+    return markdown_table(rows, columns, right=numeric, cell=cell)
+
+
+def thumbs_row(fig, gs_row, images) -> None:
+    for i, img in enumerate(images):
+        ax = fig.add_subplot(gs_row[i])
+        ax.imshow(hwc(img), interpolation="nearest")
+        ax.set_axis_off()
+
+
+def hwc(img) -> np.ndarray:
+    a = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
+    return a.transpose(1, 2, 0) if a.ndim == 3 and a.shape[0] in (1, 3) else a
+
+
+def warm_rewrite_cache(cfg: Config, progress: bool) -> None:
+    """Make the world's stand-in rewrites (every run's tokenizer is trained on them) with our own progress
+    setting, so the library's later calls find them cached and print nothing."""
+    import copy
+
+    if not cfg.data.is_shapeworld or cfg.data.rewrites_dir:
+        return
+    from laclip_lite.data.dataset import rewrite_cache_dir, rewrite_config, shapeworld_split
+    from laclip_lite.rewrite.job import rewrite_captions
+
+    key = (cfg.data.world_seed, cfg.data.train_size, cfg.model.image_size)
+    if key not in _TRAIN_CAPTIONS:
+        _TRAIN_CAPTIONS[key] = list(shapeworld_split(cfg, "train").captions)
+    captions = _TRAIN_CAPTIONS[key]
+    for augment in dict.fromkeys(["shapes", cfg.data.augment]):
+        if augment not in ("shapes", "eda"):
+            continue                             # llm / backtranslate need a model: the library reports those
+        c = copy.deepcopy(cfg)
+        c.data.augment = augment
+        rewrite_captions(captions, rewrite_cache_dir(c, captions), rewrite_config(c), progress=progress)
+
+
+_TRAIN_CAPTIONS: dict[tuple, list[str]] = {}   # (world seed, train size, image size) -> training captions
+
+
+def seeds(lesson: Lesson) -> list[int]:
+    return list(lesson.params["seeds"] or [lesson.params["seed"]])
+
+
+def over_seeds_caption(lesson: Lesson) -> str:
+    from laclip_lite.experiments import over_seeds
+    return over_seeds(len(seeds(lesson)))
+
+
+def jobs(lesson: Lesson) -> int:
+    """The `jobs` parameter; 0 = auto: one run at a time on CUDA, two on a CPU with 2+ cores. On a small shared
+    CPU two single-threaded runs side by side train ~1.5x faster than one run on two threads."""
+    import os
+
+    from laclip_lite.utils import resolve_device
+    if lesson.params["jobs"] > 0:
+        return lesson.params["jobs"]
+    return 1 if resolve_device(lesson.params["device"]).type == "cuda" else max(1, min(2, os.cpu_count() or 1))
+
+
+def number(v: str):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return v
+    return int(f) if f.is_integer() and "." not in v else f
+
+
+def bars(rows: list[dict], metrics: list[str], group: str, title: str = "", ncols: int = 3):
+    """One panel per metric (`ncols` per row): `plots.mean_std_bars` per group value (the mean over seeds, the
+    sample std as an error bar, seeds as dots; one seed has no spread). ValueError when no row has a metric."""
+    from matplotlib.figure import Figure
+
+    from laclip_lite.plots import mean_std_bars
+
+    metrics = [m for m in metrics if any(r.get(m) not in (None, "") for r in rows)]
+    if not metrics:
+        raise ValueError("bars: none of the rows has a metric to draw")
+    names = list(dict.fromkeys(str(r[group]) for r in rows))
+    ncols = min(ncols, len(metrics))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig = Figure(figsize=(max(3.2, 0.75 * len(names) + 1.4) * ncols, 3.0 * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax in axes[len(metrics):]:
+        ax.set_axis_off()
+    for ax, m in zip(axes, metrics):
+        vals = [[float(r[m]) for r in rows if str(r[group]) == g and r.get(m) not in (None, "")] for g in names]
+        xs, means = mean_std_bars(ax, vals)
+        for x, mean in zip(xs, means):
+            ax.annotate(f"{mean:.1f}" if abs(mean) >= 10 else f"{mean:.2f}", (x, mean), xytext=(0, 3),
+                        textcoords="offset points", ha="center", fontsize=7)
+        ax.set_xticks(xs, names, rotation=30 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center",
+                      fontsize=8)
+        ax.set_title(m, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+

@@ -1,0 +1,187 @@
+"""Lesson 04, ablations: the plumbing behind notebooks/04_ablations.ipynb.
+
+The notebook reads the sweep's table with pandas and plots one ablation in its own cells, checked against the
+lesson's aggregated table; the functions here build the grid (a setting shared by two ablations runs once), train
+and score every run, aggregate seeds, and draw the figures and the ablation/metric chooser widget.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from laclip_lite.config import Config
+from laclip_lite.course import common
+from laclip_lite.course.common import Lesson, over_seeds_caption, seeds, table
+
+NOTEBOOK = "04_ablations"
+
+
+def start(namespace: dict) -> Lesson:
+    """Check the parameters cell (a typo or a wrong type stops here) and make `out_dir`."""
+    return common.start(NOTEBOOK, namespace, check=_check)
+
+
+def _check(lesson: Lesson) -> None:
+    from laclip_lite.sweep import ablation_points
+
+    p = lesson.params
+    ablation_points(p["ablations"], p["values"], p["policy"], p["llm_model"], p["bt_models"])   # names, values
+    lesson.config()                                  # a bad override key or value fails here
+
+
+finish = common.finish
+
+
+def ablation_grid(lesson: Lesson):
+    """The grid: one run per distinct configuration (a value shared by two ablations runs once), and the same
+    grid written as a papermill sweep of notebook 03 for running it at scale."""
+    from laclip_lite.sweep import ablation_points, ablation_sweep_yaml
+
+    p = lesson.params
+    points, skipped = ablation_points(p["ablations"], p["values"], p["policy"], p["llm_model"], p["bt_models"])
+    runs = _ablation_runs(lesson, points)
+    rows = [{"ablation": pt.ablation, "value": pt.value, "arm": pt.arm,
+             "overrides": ", ".join(f"{k}={v}" for k, v in pt.overrides.items()) or "-",
+             "run": runs[i][0][0].name} for i, pt in enumerate(points)]
+    unique = len({r["run"] for r in rows})
+    note = "".join(f"\n- skipped {a}={v}: {why}" for a, v, why in skipped)
+    yaml_path = lesson.out_dir / "ablations_sweep.yaml"
+    yaml_path.write_text(ablation_sweep_yaml(points, p, seeds(lesson)))
+    lesson.markdown(f"{len(points)} grid points, {unique} distinct runs × {len(seeds(lesson))} seed(s) = "
+                    f"{unique * len(seeds(lesson))} trainings of {lesson.config().train.steps} steps.{note}\n\n"
+                    + table(rows) + f"\nThe same grid as a papermill sweep of notebook 03 (on many machines, "
+                    f"`--shard i/n` each):\n\n```bash\nlaclip-lite sweep notebooks/03_laclip_training.ipynb "
+                    f"--grid {yaml_path} --out runs/ablations --shard 0/4\n```", "The grid", key=True)
+    return points
+
+
+def _ablation_runs(lesson: Lesson, points) -> list[list[tuple[Path, Config]]]:
+    """Per point, per seed: (run folder, config). Identical configurations share a folder."""
+    from laclip_lite.experiments import Arm, arm_config
+    from laclip_lite.utils import stable_hash
+
+    out = []
+    for pt in points:
+        arm = Arm.parse(pt.arm, "shapes")
+        per_seed = []
+        for seed in seeds(lesson):
+            cfg = arm_config(arm, seed, lesson.params["preset"], lesson.overrides(pt.overrides))
+            key = stable_hash(cfg.to_dict(), length=8)
+            per_seed.append((lesson.out_dir / "runs" / f"{arm.name.replace(':', '-')}-s{seed}-{key}", cfg))
+        out.append(per_seed)
+    return out
+
+
+def run_ablations(lesson: Lesson, points) -> list[dict]:
+    """Train and evaluate every distinct run (finished runs are reused); one row per (point, seed)."""
+    from laclip_lite.sweep import run_configs
+
+    runs = _ablation_runs(lesson, points)
+    unique = {d: cfg for per_seed in runs for d, cfg in per_seed}
+    for cfg in unique.values():
+        common.warm_rewrite_cache(cfg, lesson.progress)
+    results = run_configs(list(unique.items()), jobs=common.jobs(lesson), progress=lesson.progress)
+    rows = []
+    for pt, per_seed in zip(points, runs):
+        for d, cfg in per_seed:
+            rows.append({"ablation": pt.ablation, "value": str(pt.value), "arm": pt.arm, "seed": cfg.train.seed,
+                         "label": pt.label, **results[d]})
+    import csv
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(lesson.out_dir / "ablations_runs.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def ablation_table(lesson: Lesson, rows: list[dict]) -> str:
+    """One aggregated table: every ablation's settings, the mean over seeds (± std with more than one)."""
+    from laclip_lite.experiments import summarise, summary_cell
+
+    metric = plotted_metric(lesson, rows)
+    cols = list(dict.fromkeys([metric, f"{metric}@heldout", "t2i_R@1", "i2t_R@1"]))
+    lines = ["| ablation | setting | seeds | " + " | ".join(cols) + " |", "|---|---|---:|" + "---:|" * len(cols)]
+    summary_rows = []
+    for ablation in dict.fromkeys(r["ablation"] for r in rows):
+        mine = [{k: v for k, v in r.items() if k not in ("ablation", "value", "arm")} for r in rows
+                if r["ablation"] == ablation]
+        for s in summarise(mine, group="label"):
+            cells = [summary_cell(s, c) for c in cols]
+            lines.append(f"| {ablation} | {s['label']} | {s['seeds']} | " + " | ".join(cells) + " |")
+            summary_rows.append({"ablation": ablation, **s})
+            lesson.metrics[f"{ablation}/{s['label']}/{metric}"] = s.get(metric)
+    text = "\n".join(lines) + "\n"
+    (lesson.out_dir / "ablations.md").write_text(text)
+    what = ("Zero-shot top-1 (%) on the ShapeWorld test split (`@heldout`: templates never tuned on) and retrieval "
+            "R@1" if lesson.config().data.is_shapeworld else f"`{metric}` of every run")
+    lesson.markdown(f"{what}; {over_seeds_caption(lesson)}.\n\n" + text, "Ablations", key=True)
+    return text
+
+
+def ablation_figures(lesson: Lesson, rows: list[dict]):
+    """One panel per ablation: `metric` per setting (error bars only with several seeds); CLIP dashed."""
+    from laclip_lite.sweep import ablation_figure
+
+    lesson.figure(ablation_figure(rows, plotted_metric(lesson, rows)), "ablations", "Ablations", key=True)
+
+
+def plotted_metric(lesson: Lesson, rows: list[dict]) -> str:
+    """The `metric` parameter when the runs have it; else (file data without an evaluation set) the final loss."""
+    metric = lesson.params["metric"]
+    if any(r.get(metric) not in (None, "") for r in rows):
+        return metric
+    if metric != "final_loss" and not getattr(lesson, "_said_fallback", False):
+        lesson.markdown(f"No run has `{metric}` (no evaluation set on this data): showing `final_loss` instead.")
+        lesson._said_fallback = True
+    return "final_loss"
+
+
+def metrics_of(rows: list[dict]) -> list[str]:
+    """The numeric columns of the run rows a figure can plot."""
+    skip = {"seed", "step"}
+    return [k for k in dict.fromkeys(k for r in rows for k in r)
+            if k not in skip and any(isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
+                                     for r in rows)]
+
+
+def bar_figure(frame, ablation: str, metric: str):
+    """One ablation's settings as bars of `metric` from a pandas DataFrame of runs (`plots.bar_with_errors`)."""
+    from laclip_lite.plots import bar_with_errors
+
+    mine = frame[frame["ablation"] == ablation]
+    several = mine.groupby("label")[metric].count().max() > 1
+    spread = "mean ± std over seeds" if several else "one seed: no spread"
+    return bar_with_errors(mine, metric, group="label", title=f"{ablation}: {metric} ({spread})")
+
+
+def ablation_chooser(lesson: Lesson, frame):
+    """Choose the ablation and the metric, see its bars. A widget when `interactive` is True; else the figure
+    for every ablation at the notebook's metric."""
+    rows = frame.to_dict("records")
+    metric = plotted_metric(lesson, rows)
+    ablations = list(dict.fromkeys(frame["ablation"]))
+    if not lesson.params["interactive"]:
+        for a in ablations:
+            lesson.figure(bar_figure(frame, a, metric), f"chooser_{a}", f"{a}: {metric}")
+        return None
+    import ipywidgets as W
+    from IPython.display import Image, display
+
+    metrics = [m for m in metrics_of(rows) if m not in ("train_seconds",)]
+    pick_a = W.Dropdown(options=ablations, value=ablations[0], description="ablation")
+    pick_m = W.Dropdown(options=metrics, value=metric if metric in metrics else metrics[0], description="metric")
+    out = W.Output()
+
+    def show(_=None) -> None:
+        with out:
+            out.clear_output(wait=True)
+            display(Image(data=common.fig_png(bar_figure(frame, pick_a.value, pick_m.value))))
+
+    pick_a.observe(show, names="value")
+    pick_m.observe(show, names="value")
+    show()
+    ui = W.VBox([W.HBox([pick_a, pick_m]), out])
+    if common.in_kernel():
+        display(ui)
+    return ui
+
