@@ -300,6 +300,12 @@ class TarShardSource:
             yield from self._samples(shard, self.stats)
         self.stats.warn()
 
+    def captions(self) -> Iterator[str]:
+        """The original caption of every sample in every shard (whatever this rank reads), no image decoded."""
+        for shard in self.shards:
+            for rec in self._samples(shard, ReadStats("captions"), decode=False):
+                yield rec.caption
+
     def _samples(self, shard: str, stats: ReadStats, decode: bool = True) -> Iterator[Record]:
         group: dict[str, bytes] = {}
         key = None
