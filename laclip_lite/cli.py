@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["train", "eval", "compare", "rewrite", "export", "sweep", "demo", "assignments", "grade"]
+COMMANDS = ["train", "eval", "compare", "ablate", "rewrite", "export", "sweep", "demo", "assignments", "grade"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,11 +90,23 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     final = trainer.run()
     scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks, progress=progress)
     metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores}
+    if "data" in final:             # file data: sample reads replaced (by reason), rewrites fallen back
+        metrics["data"] = final["data"]
     if not scores:
         metrics["note"] = NO_EVAL_NOTE
     from laclip_lite.utils import atomic_write_text
     atomic_write_text(done, json.dumps(metrics, indent=1))
     return metrics
+
+
+def auto_jobs(device: str = "auto", runs: int | None = None) -> int:
+    """Runs to train side by side (`--jobs 0`): one on CUDA (a run fills the GPU); on a CPU one per core, each
+    on one thread (two one-thread runs on 2 cores train ~1.5x faster than one two-thread run: the tiny models
+    scale poorly across threads). Never more than `runs`."""
+    from laclip_lite.utils import resolve_device
+
+    jobs = 1 if resolve_device(device).type == "cuda" else max(1, os.cpu_count() or 1)
+    return max(1, min(jobs, runs or jobs))
 
 
 def _run_one(job: tuple) -> tuple[str, int, dict]:
@@ -110,6 +123,8 @@ def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str 
             template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS, jobs: int = 1, progress: bool = True) -> list[dict]:
     """Train every (policy, seed), evaluate, and write `runs.csv`, `summary.csv`, `summary.md`, `compare.png`.
 
+    `jobs` runs side by side (0: `auto_jobs`, what `laclip-lite compare` uses).
+
     Returns the summary rows: one per policy with `<metric>` (mean) and `<metric>_std` columns.
     """
     if isinstance(policies, str):
@@ -120,7 +135,8 @@ def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str 
         arm_config(arm, seeds[0], preset, overrides)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = max(1, min(jobs, len(arms) * len(seeds)))
+    jobs = auto_jobs(build_config(preset, overrides).train.device, len(arms) * len(seeds)) if jobs <= 0 else \
+        max(1, min(jobs, len(arms) * len(seeds)))
     threads = utils.threads_per_job(jobs)
     work = [(arm, seed, preset, overrides, out_dir / f"{arm.name.replace(':', '-')}-s{seed}", threads,
              tuple(template_sets), tuple(tasks)) for arm in arms for seed in seeds]

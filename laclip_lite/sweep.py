@@ -341,7 +341,7 @@ def sweep_markdown(rows: list[dict], max_metrics: int = 8) -> str:
 ABLATIONS: dict[str, list] = {
     "augment": list(AUGMENTS),                                         # text augmentation strategy
     "num_rewrites": [0, 1, 2, 3, 4],                                   # rewrites per caption taking part
-    "source": list(SOURCES),                                           # one meta-pair source alone
+    "source": [*SOURCES, "all"],                                       # one meta-pair source alone (M = 1), all four
     "backbone": ["vit", "resnet"],                                     # image tower, CLIP vs LaCLIP each
     "text_tower": ["scratch", "minilm-locked", "minilm-unlocked"],     # text tower, CLIP vs LaCLIP each
 }
@@ -401,7 +401,8 @@ def ablation_points(ablations: list[str] | str, values: dict | None, policy: str
                 points.append(AblationPoint(a, v, "clip", {}) if v == 0 else
                               AblationPoint(a, v, f"{policy}:shapes", {"data.num_rewrites": v}))
             elif a == "source":
-                points.append(AblationPoint(a, v, f"{policy}:shapes", {"data.sources": [v], "data.num_rewrites": 1}))
+                points.append(AblationPoint(a, v, f"{policy}:shapes", {} if v == "all" else
+                                            {"data.sources": [v], "data.num_rewrites": 1}))
             elif a == "backbone":
                 for arm in ("clip", f"{policy}:shapes"):
                     points.append(AblationPoint(a, v, arm, {"model.vision": v}))

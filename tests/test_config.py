@@ -62,3 +62,19 @@ def test_is_shapeworld_by_source_or_format():
     assert DataConfig().is_shapeworld and DataConfig(source="x", format="shapeworld").is_shapeworld
     assert not DataConfig(source="data/train.csv").is_shapeworld
     assert "is_shapeworld" not in DataConfig().__dict__          # derived, never written to config.yaml
+
+
+@pytest.mark.parametrize("name", ["tiny-rich", "tiny-scarce"])
+def test_course_presets_build_and_train_a_step_at_test_size(tmp_path, name):
+    """The lesson-01 (data-rich) and compare (data-scarce) presets: their model builds and trains; only the
+    data sizes and steps are shrunk here (their timing is measured in docs/results, never in tests)."""
+    from laclip_lite.train import train
+
+    small = {"data.train_size": 48, "data.val_size": 16, "data.test_size": 48, "data.bpe_vocab_size": 300,
+             "train.steps": 1, "train.batch_size": 16, "train.warmup_steps": 1, "train.ckpt_every": 0}
+    cfg = build_config(name, small)
+    full = preset(name)
+    assert (cfg.model.vision, cfg.model.vision_stem, cfg.model.text_layers) == \
+           (full.model.vision, full.model.vision_stem, full.model.text_layers)
+    final = train(cfg, tmp_path / name, progress=False)
+    assert final["step"] == 1 and "test/shape_top1" in final

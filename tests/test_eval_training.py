@@ -61,6 +61,17 @@ def test_file_data_experiment_returns_eval_dataset_metrics_or_the_loss_with_a_no
     assert not any("/" in k for k in bare)
 
 
+def test_compare_on_file_data_with_eval_datasets_tables_their_scores(tmp_path, eval_folder):
+    from laclip_lite.experiments import compare
+
+    summary = compare("clip", "0", tmp_path / "cmp", preset="test", progress=False,
+                      overrides={"data.source": str(SAMPLES / "laclip"), "train.steps": 2, "train.device": "cpu",
+                                 "eval.datasets": [{"path": eval_folder, "name": "shapes"}]})
+    assert 0 <= summary[0]["shapes/top1"] <= 100
+    text = (tmp_path / "cmp" / "summary.md").read_text()
+    assert text.startswith("Evaluation sets") and "shapes/top1" in text and (tmp_path / "cmp" / "compare.png").exists()
+
+
 def test_eval_cli_scores_a_file_data_run_on_its_eval_datasets_and_a_suite(tmp_path, eval_folder, capsys):
     from laclip_lite.cli import main
     from laclip_lite.train import train

@@ -86,3 +86,70 @@ def test_diverse_across_sources_and_unlike_zero_shot_prompts(split):
 def test_caption_without_objects_is_kept_and_counted():
     texts, reasons = ShapeWorldRewriter(["human"]).rewrite_variant(["abstract modern design 2024"], "human", 0)
     assert texts == ["abstract modern design 2024"] and reasons == {"no_object_found": 1}
+
+
+# --- the controls: class-name leak and unfaithful rewrites ---------------------------------------------------
+def _captions(n: int) -> list[str]:
+    """n ShapeWorld captions without rendering a single image."""
+    import random
+
+    from laclip_lite.data.shapeworld import ShapeWorld, alt_text
+    scenes = ShapeWorld(seed=0, image_size=8)._scenes("train", n)
+    return [alt_text(s, random.Random(f"caption-0-train-{i}"))[0] for i, s in enumerate(scenes)]
+
+
+def test_class_words_are_whole_words_and_plurals():
+    from laclip_lite.rewrite.shapes import class_words
+    assert class_words("Grass-green circles and a starburst") == {"green", "circle"}
+    assert class_words("a crimson disc next to a Blue Box") == {"blue"}
+    assert class_words("five-pointed star, crosses") == {"star", "cross"}
+
+
+def test_leak_free_mode_never_writes_a_class_name_the_caption_did_not():
+    from laclip_lite.rewrite.shapes import class_name_leak, class_words
+    captions = _captions(400)
+    plain, free = [], []
+    for c in captions:
+        for style in SOURCES:
+            plain.append(rewrite_shape_caption(c, style, 0)[0])
+            text, _ = rewrite_shape_caption(c, style, 0, leak_free=True)
+            assert class_words(text) <= class_words(c), (c, style, text)
+            assert parse_caption(text) == parse_caption(c), (c, style, text)      # still faithful
+            free.append(text)
+    cc = [c for c in captions for _ in SOURCES]
+    assert class_name_leak(cc, plain)["unlicensed"] > 10      # the default stand-in does leak (what we control)
+    assert class_name_leak(cc, free)["unlicensed"] == 0
+    assert len(set(free)) > 0.9 * len(free)                   # and still rewrites
+
+
+def test_error_rate_is_what_was_asked_on_10k_rewrites():
+    from collections import Counter
+    captions, rate = _captions(2500), 0.25                   # rate 0: the faithfulness test above
+    stats, wrong = Counter(), 0
+    for c in captions:
+        facts = parse_caption(c)
+        for style in SOURCES:
+            text, _ = rewrite_shape_caption(c, style, 0, stats=stats, error_rate=rate)
+            wrong += parse_caption(text) != facts
+    measured = wrong / (len(captions) * len(SOURCES))
+    assert abs(measured - rate) < 0.015, measured             # 10k draws: binomial sd 0.43 points
+    kinds = [stats[f"errors:{k}"] for k in ("drop", "swap", "add")]
+    assert sum(kinds) == wrong and min(kinds) > 0.25 * wrong, kinds    # about a third each
+
+
+def test_corrupt_makes_one_error_of_each_kind():
+    import random
+
+    from laclip_lite.rewrite.shapes import corrupt
+    facts = parse_caption("red circle on the left stock photo")      # size and background not stated
+    seen = set()
+    for i in range(60):
+        bad, kind = corrupt(facts, random.Random(i))
+        seen.add(kind)
+        diff = bad.attributes() ^ facts.attributes()
+        assert bad != facts and len(diff) in (1, 2), (kind, diff)     # one fact gone, changed or added
+        if kind == "drop":
+            assert bad.attributes() < facts.attributes()
+        elif kind == "add":
+            assert bad.attributes() > facts.attributes()
+    assert seen == {"drop", "swap", "add"}

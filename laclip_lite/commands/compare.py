@@ -12,10 +12,12 @@ def add_arguments(p) -> None:
                         "(augment defaults to --augment)")
     p.add_argument("--augment", default="shapes", help=f"rewrite cache for laclip/mt arms: {', '.join(REWRITERS)}")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
-    p.add_argument("--preset", default="tiny")
+    p.add_argument("--preset", default="tiny-scarce", help="preset every run starts from (default: the data-scarce "
+                   "regime sized so 3 policies x 3 seeds fit 10 minutes on 2 cores)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", required=True, help="output folder (one sub-folder per run; finished runs are skipped)")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (each gets cores/jobs threads)")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="runs in parallel, each with cores/jobs threads (0: auto, one per core on a CPU, 1 on CUDA)")
 
 
 def run(args) -> int:

@@ -69,6 +69,11 @@ def job_settings(rcfg: RewriteConfig) -> dict:
         s.update(model=rcfg.model, k_shot=rcfg.k_shot, temperature=rcfg.temperature, top_p=rcfg.top_p,
                  max_new_tokens=rcfg.max_new_tokens, trust_remote_code=rcfg.trust_remote_code,
                  prompt_format=rcfg.prompt_format, meta={spec: meta_file_digest(spec) for spec in rcfg.sources})
+    elif rcfg.rewriter == "shapes":
+        if not 0.0 <= rcfg.error_rate <= 1.0:
+            raise ConfigError(f"rewrite.error_rate must be in [0, 1], got {rcfg.error_rate}")
+        # the controls enter the fingerprint only when on, so caches of the plain stand-in stay valid
+        s.update({k: v for k, v in (("leak_free", rcfg.leak_free), ("error_rate", rcfg.error_rate)) if v})
     elif rcfg.rewriter == "eda":
         from laclip_lite.rewrite.eda import _wordnet
         s.update(wordnet=_wordnet() is not None)   # WordNet, when installed, adds synonyms
@@ -101,7 +106,7 @@ def build_rewriter(rcfg: RewriteConfig, shard: tuple[int, int] | None = None) ->
         device = rewrite_device(rcfg.device, shard)[0]
     if rcfg.rewriter == "shapes":
         from laclip_lite.rewrite.shapes import ShapeWorldRewriter
-        return ShapeWorldRewriter(rcfg.sources)
+        return ShapeWorldRewriter(rcfg.sources, leak_free=rcfg.leak_free, error_rate=rcfg.error_rate)
     if rcfg.rewriter == "eda":
         from laclip_lite.rewrite.eda import EDARewriter
         return EDARewriter(num_variants=rcfg.num_variants)

@@ -24,6 +24,7 @@ word at all is returned unchanged and counted (`no_object_found`). Its phrasing 
 """
 from __future__ import annotations
 
+import functools
 import random
 import re
 from bisect import bisect
@@ -200,12 +201,18 @@ PREPOSITIONS = ("in ", "on ", "at ", "to ", "near ", "toward", "along ", "off ",
 
 
 class _Words:
-    """Phrase choices for one rewrite; `plain` is the chance of the world's first (class-name) word."""
+    """Phrase choices for one rewrite; `plain` is the chance of the world's first (class-name) word.
 
-    def __init__(self, rng: random.Random, plain: float):
-        self.rng, self.plain = rng, plain
+    `allowed` (leak-free mode) is the set of zero-shot class names the rewrite may write; phrases writing any
+    other class name are not offered (None: every phrase may be used).
+    """
+
+    def __init__(self, rng: random.Random, plain: float, allowed: frozenset[str] | None = None):
+        self.rng, self.plain, self.allowed = rng, plain, allowed
 
     def pick(self, options: list[str]) -> str:
+        if self.allowed is not None:
+            options = [o for o in options if _phrase_class_words(o) <= self.allowed] or options
         return options[0] if self.rng.random() < self.plain else self.rng.choice(options)
 
     def noun(self, o: ShapeObject, article: str | None = "a", extra_adjs: list[str] | None = None) -> str:
@@ -251,9 +258,9 @@ def _others(w: _Words, facts: ShapeFacts, adjs: list[str] | None = None) -> str:
 
 
 # --- the four styles --------------------------------------------------------------------------------------
-def _chatgpt(facts: ShapeFacts, r: random.Random) -> str:
+def _chatgpt(facts: ShapeFacts, r: random.Random, allowed: frozenset[str] | None = None) -> str:
     """Vivid, one sentence, under 30 words (the chatbot meta-pair style)."""
-    w = _Words(r, plain=0.3)
+    w = _Words(r, plain=0.3, allowed=allowed)
     main = facts.objects[0]
     P = w.position(facts.positions[0]) if facts.positions else ""
     B = w.background(facts.backgrounds[0]) if facts.backgrounds else ""
@@ -281,9 +288,9 @@ def _chatgpt(facts: ShapeFacts, r: random.Random) -> str:
     return text + "."
 
 
-def _bard(facts: ShapeFacts, r: random.Random) -> str:
+def _bard(facts: ShapeFacts, r: random.Random, allowed: frozenset[str] | None = None) -> str:
     """Florid and descriptive; may run past 30 words (the second chatbot's style)."""
-    w = _Words(r, plain=0.2)
+    w = _Words(r, plain=0.2, allowed=allowed)
     main = facts.objects[0]
     P = w.position(facts.positions[0]) if facts.positions else ""
     B = w.background(facts.backgrounds[0], r.choice(["a", "the"])) if facts.backgrounds else ""
@@ -312,9 +319,9 @@ def _bard(facts: ShapeFacts, r: random.Random) -> str:
     return r.choice(frames)() + "."
 
 
-def _mscoco(facts: ShapeFacts, r: random.Random) -> str:
+def _mscoco(facts: ShapeFacts, r: random.Random, allowed: frozenset[str] | None = None) -> str:
     """Plain, like a human-written COCO caption: mostly class-name words, simple clauses."""
-    w = _Words(r, plain=0.7)
+    w = _Words(r, plain=0.7, allowed=allowed)
     main = facts.objects[0]
     P = w.position(facts.positions[0]) if facts.positions else ""
     B = w.background(facts.backgrounds[0]) if facts.backgrounds else ""
@@ -337,9 +344,9 @@ def _mscoco(facts: ShapeFacts, r: random.Random) -> str:
     return text + ("." if r.random() < 0.6 else "")
 
 
-def _human(facts: ShapeFacts, r: random.Random) -> str:
+def _human(facts: ShapeFacts, r: random.Random, allowed: frozenset[str] | None = None) -> str:
     """A terse human edit: the facts, few words, little grammar."""
-    w = _Words(r, plain=0.5)
+    w = _Words(r, plain=0.5, allowed=allowed)
     main = facts.objects[0]
     P = w.position(facts.positions[0]) if facts.positions else ""
     bg = facts.backgrounds[0] if facts.backgrounds else None
@@ -380,25 +387,129 @@ _STYLE_FNS = {"chatgpt": _chatgpt, "bard": _bard, "mscoco": _mscoco, "human": _h
 
 
 def rewrite_shape_caption(caption: str, style: str, seed: int = 0, max_tries: int = 8,
-                          stats: Counter | None = None) -> tuple[str, str | None]:
+                          stats: Counter | None = None, leak_free: bool = False,
+                          error_rate: float = 0.0) -> tuple[str, str | None]:
     """One rewrite of one caption in one style -> (text, fallback reason or None).
 
     Reasons: "no_object_found" (no shape word or generic noun: the original is returned),
-    "plain" (every styled candidate changed a fact; the class-name sentence is returned).
-    `stats["rejected"]` (when given) counts styled candidates discarded because their facts differed.
+    "plain" (every styled candidate changed a fact; the class-name sentence is returned; in leak-free mode the
+    original caption, as the class-name sentence could write a class name the caption did not).
+    `stats["rejected"]` (when given) counts styled candidates discarded because their facts differed;
+    `stats["errors:<kind>"]` counts the rewrites made unfaithful on purpose (`error_rate`).
+
+    Two controls, both off by default (the default output does not depend on them):
+    * `leak_free`: never write a zero-shot class name (`CLASS_WORDS`) that the caption itself did not write.
+    * `error_rate`: with this probability, the rewrite states the facts of `corrupt(facts)` instead: one
+      stated attribute dropped, swapped for a wrong value, or one the caption did not state added (its value
+      drawn at random: like an LLM, the stand-in never sees the image), a third of the time each.
     """
     facts = parse_caption(caption)
     if not facts.objects:
         return caption, "no_object_found"
     rng = random.Random(seed_for(seed, style, caption))
+    allowed = frozenset(class_words(caption)) if leak_free else None
+    target, kind = facts, None
+    if error_rate > 0:
+        err_rng = random.Random(seed_for(seed, style, caption, "error"))
+        if err_rng.random() < error_rate:
+            target, kind = corrupt(facts, err_rng)
+    text, why = _styled(target, style, rng, allowed, max_tries, stats)
+    if why and allowed is not None and not class_words(text) <= allowed:
+        text = caption                      # the class-name sentence would leak: keep the caption itself
+    if kind and stats is not None and parse_caption(text) != facts:
+        stats[f"errors:{kind}"] += 1
+    return text, why
+
+
+def _styled(target: ShapeFacts, style: str, rng: random.Random, allowed: frozenset[str] | None, max_tries: int,
+            stats: Counter | None) -> tuple[str, str | None]:
+    """A rewrite in `style` stating exactly `target` (and no class name outside `allowed`), or the plain one."""
     fn = _STYLE_FNS[style]
     for _ in range(max_tries):
-        text = fn(facts, rng)
-        if parse_caption(text) == facts:
+        text = fn(target, rng, allowed)
+        if parse_caption(text) == target and (allowed is None or class_words(text) <= allowed):
             return text, None
         if stats is not None:
             stats["rejected"] += 1
-    return _plain(facts), "plain"
+    return _plain(target), "plain"
+
+
+# --- the controls: class-name leak and unfaithful rewrites --------------------------------------------------
+# The zero-shot class names of the evaluated tasks (shape, colour; colour+shape combines them): the plain first
+# word of each attribute in `vocab`. A text "writes" one when it appears as a whole word ("grass-green" writes
+# green, "starburst" does not write star); plurals count ("circles").
+CLASS_WORDS = tuple(vocab.SHAPES) + tuple(vocab.COLORS)
+_CLASS_WORD = re.compile(r"(?<![a-z])(" + "|".join(CLASS_WORDS) + r")(?:e?s)?(?![a-z])", re.IGNORECASE)
+
+
+def class_words(text: str) -> set[str]:
+    """The zero-shot class names (`CLASS_WORDS`) a text writes."""
+    return {m.group(1).lower() for m in _CLASS_WORD.finditer(text)}
+
+
+@functools.lru_cache(maxsize=4096)
+def _phrase_class_words(phrase: str) -> frozenset[str]:
+    return frozenset(class_words(phrase))
+
+
+def class_name_leak(captions: list[str], rewrites: list[str] | None = None) -> dict[str, float]:
+    """How often texts write zero-shot class names (%): `texts_with_class_name` (at least one),
+    `class_names_per_text` (distinct, mean); with `rewrites` (aligned with `captions`) the same for the
+    rewrites, and `unlicensed` - rewrites writing a class name their caption did not write."""
+    def rates(texts: list[str]) -> dict[str, float]:
+        words = [class_words(t) for t in texts]
+        n = max(1, len(texts))
+        return {"texts_with_class_name": 100.0 * sum(bool(w) for w in words) / n,
+                "class_names_per_text": sum(len(w) for w in words) / n}
+    out = rates(captions)
+    if rewrites is not None:
+        if len(rewrites) != len(captions):
+            raise ValueError(f"class_name_leak: {len(rewrites)} rewrites for {len(captions)} captions")
+        out = {f"caption_{k}": v for k, v in out.items()}
+        out.update({f"rewrite_{k}": v for k, v in rates(rewrites).items()})
+        out["unlicensed"] = 100.0 * sum(bool(class_words(r) - class_words(c))
+                                        for c, r in zip(captions, rewrites)) / max(1, len(captions))
+    return out
+
+
+ERROR_KINDS = ("drop", "swap", "add")
+_VALUES = {"shape": list(vocab.SHAPES), "color": list(vocab.COLORS), "size": list(vocab.SIZES),
+           "position": list(vocab.POSITIONS), "background": list(vocab.BACKGROUNDS)}
+
+
+def corrupt(facts: ShapeFacts, rng: random.Random) -> tuple[ShapeFacts, str]:
+    """The facts with one error, as an unfaithful LLM rewrite would state them -> (facts, kind).
+
+    `drop`: one stated attribute left out (a shape becomes a generic noun); `swap`: one stated attribute given
+    another value; `add`: one attribute the caption did not state given a random value. A kind with nothing to
+    act on (e.g. `add` when every attribute is stated) gives way to the next one in `ERROR_KINDS`, cyclically.
+    """
+    objects = [dict(vars(o)) for o in facts.objects]
+    scene = {"position": list(facts.positions), "background": list(facts.backgrounds)}
+    stated = [(i, k) for i, o in enumerate(objects) for k in ("shape", "color", "size") if o[k]] + \
+             [(None, k) for k in scene if scene[k]]
+    unstated = [(i, k) for i, o in enumerate(objects) for k in ("shape", "color", "size") if not o[k]] + \
+               [(None, k) for k in scene if not scene[k]]
+    start = rng.randrange(len(ERROR_KINDS))
+    for kind in ERROR_KINDS[start:] + ERROR_KINDS[:start]:
+        pool = unstated if kind == "add" else stated
+        if not pool:
+            continue
+        i, key = rng.choice(pool)
+        current = objects[i][key] if i is not None else (scene[key][0] if scene[key] else None)
+        if kind == "drop":
+            value = None
+        elif kind == "swap":
+            value = rng.choice([v for v in _VALUES[key] if v != current])
+        else:
+            value = rng.choice(_VALUES[key])
+        if i is None:
+            scene[key] = [value] if value else []
+        else:
+            objects[i][key] = value
+        return ShapeFacts(tuple(ShapeObject(**o) for o in objects), tuple(scene["position"]),
+                          tuple(scene["background"])), kind
+    return facts, "none"
 
 
 def shape_styles(sources: list[str]) -> list[str]:
@@ -419,14 +530,19 @@ class ShapeWorldRewriter(Rewriter):
 
     name = "shapes"
 
-    def __init__(self, sources: list[str] | None = None):
+    def __init__(self, sources: list[str] | None = None, leak_free: bool = False, error_rate: float = 0.0):
+        if not 0.0 <= error_rate <= 1.0:
+            from laclip_lite.config import ConfigError
+            raise ConfigError(f"rewrite.error_rate must be in [0, 1], got {error_rate}")
         self.variants = shape_styles(sources or list(SOURCES))
+        self.leak_free, self.error_rate = leak_free, error_rate   # the controls (see rewrite_shape_caption)
         self.stats: Counter = Counter()   # "rejected": styled candidates discarded because a fact changed
 
     def rewrite_variant(self, captions: list[str], variant: str, seed: int) -> tuple[list[str], Counter]:
         out, reasons = [], Counter()
         for c in captions:
-            text, why = rewrite_shape_caption(c, variant, seed, stats=self.stats)
+            text, why = rewrite_shape_caption(c, variant, seed, stats=self.stats, leak_free=self.leak_free,
+                                              error_rate=self.error_rate)
             out.append(text)
             if why:
                 reasons[why] += 1

@@ -1,0 +1,294 @@
+"""The paper's five ablations and three controls on ShapeWorld, over seeds, with paired error bars.
+
+    laclip-lite ablate --seeds 0,1,2 --out runs/ablations             # the full grid (notebook 04's grid=full)
+    laclip-lite ablate --ablations augment,num_rewrites --controls leak --seeds 0,1,2 --out DIR
+
+The grid is one list of `sweep.AblationPoint`s (ablation, value, arm, overrides):
+
+* the paper's ablations (`sweep.ablation_points`): text augmentation (none / EDA / back-translation when
+  translation models are given / the LLM stand-in), number of rewrites 0-4, meta-pair source (each alone at
+  M = 1, and all four), image backbone (ViT / ResNet) and text tower (scratch / pretrained MiniLM locked /
+  unlocked), each of the last two with CLIP and LaCLIP;
+* the controls none of the paper's anchors ran (`control_points`): `leak` - the stand-in with and without its
+  class-name leak (`rewrite.leak_free`); `faithfulness` - stand-in rewrites with a controlled error rate
+  (`rewrite.error_rate` 0 / 10 / 25 / 50%); `data_size` and `steps` - the LaCLIP - CLIP gap against the
+  number of training images and of optimizer steps.
+
+Every point is judged against **CLIP with the same model and data** (same seed): `baseline_of` drops what
+only a rewrite policy reads. The table reports each setting's mean ± sample std over seeds, and the paired
+per-seed difference to that baseline with a 95% t-interval over seeds (n - 1 degrees of freedom): with three
+seeds the interval is wide (t = 4.30), which is the honest width. Every metric is reported for the `default`
+templates and the `heldout` set; no setting here was chosen by a held-out score.
+
+Outputs in `out_dir`: `runs/<run>/` (one training run each, resumable), `ablations.csv` (ablation, setting,
+seed, one column per metric), `ablations.md` (the table, with the wall and CPU time), `ablations.png` and
+`ablations_heldout.png` (one panel per ablation), and for data_size / steps `gap_<control>.png`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import resource
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from laclip_lite.config import Config, ConfigError
+from laclip_lite.sweep import ABLATIONS, AblationPoint, ablation_points
+
+MAIN_METRIC = "color_shape_top1"
+HELDOUT = "@heldout"
+# The controls: name -> values. The leak / faithfulness values are LaCLIP arms with the stand-in; data_size and
+# steps run CLIP and LaCLIP at every value.
+CONTROLS: dict[str, list] = {
+    "leak": ["shapes", "shapes-leak-free"],
+    "faithfulness": [0.0, 0.1, 0.25, 0.5],
+    "data_size": [1000, 4000, 16000, 64000],
+    "steps": [250, 500, 1000, 2000],
+}
+PAIRED = ("backbone", "text_tower", "data_size", "steps")   # ablations whose every value runs CLIP and LaCLIP
+# Overrides only a rewrite policy reads: a CLIP run with or without them trains the same model.
+REWRITE_ONLY = ("data.num_rewrites", "data.sources", "rewrite.")
+
+
+def control_points(controls: list[str] | str, policy: str = "laclip") -> list[AblationPoint]:
+    """Grid points of the named controls ('all' = every one), each beside the CLIP run it is judged against."""
+    names = list(CONTROLS) if controls in ("all", ["all"]) else [c for c in controls if c]
+    unknown = [c for c in names if c not in CONTROLS]
+    if unknown:
+        raise ConfigError(f"--controls: unknown {unknown} (known: {', '.join(CONTROLS)}, or 'all')")
+    points = []
+    for c in names:
+        if c == "leak":
+            points += [AblationPoint(c, "none", "clip", {}), AblationPoint(c, "shapes", f"{policy}:shapes", {}),
+                       AblationPoint(c, "shapes-leak-free", f"{policy}:shapes", {"rewrite.leak_free": True})]
+        elif c == "faithfulness":
+            points.append(AblationPoint(c, "none", "clip", {}))
+            points += [AblationPoint(c, f"{rate:.0%}", f"{policy}:shapes",
+                                     {"rewrite.error_rate": rate} if rate else {}) for rate in CONTROLS[c]]
+        else:
+            key = "data.train_size" if c == "data_size" else "train.steps"
+            points += [AblationPoint(c, v, arm, {key: v}) for v in CONTROLS[c] for arm in ("clip", f"{policy}:shapes")]
+    return points
+
+
+def full_grid(policy: str = "laclip", llm_model: str = "", bt_models: str = "",
+              ablations: list[str] | str = "all", controls: list[str] | str = ()) -> tuple[list[AblationPoint], list]:
+    """The paper's ablations (all five by default) then the named controls -> (points, skipped values).
+
+    This is the grid notebook 04 runs when its `grid` parameter is `full`, and `laclip-lite ablate` runs."""
+    points, skipped = ablation_points(ablations, {}, policy, llm_model, bt_models) if ablations else ([], [])
+    return points + control_points(controls, policy), skipped
+
+
+def label(point: AblationPoint) -> str:
+    """The row name in tables: the value, with the policy where an ablation runs both."""
+    return f"{point.value} / {point.arm.split(':')[0]}" if point.ablation in PAIRED else str(point.value)
+
+
+def baseline_of(point: AblationPoint) -> AblationPoint:
+    """The CLIP point a point is judged against: the same model and data, the original captions only."""
+    kept = {k: v for k, v in point.overrides.items() if not k.startswith(REWRITE_ONLY)}
+    return AblationPoint(point.ablation, "baseline", "clip", kept)
+
+
+# --- running ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Run:
+    arm: str
+    overrides: tuple      # sorted (key, value) pairs of the point (on top of the grid's own overrides)
+    seed: int
+
+    @property
+    def folder(self) -> str:
+        from laclip_lite.utils import stable_hash
+        return f"{self.arm.replace(':', '-')}-{stable_hash(list(self.overrides), length=8)}-s{self.seed}"
+
+
+def run_of(point: AblationPoint, seed: int) -> Run:
+    arm = point.arm
+    overrides = {k: v for k, v in point.overrides.items() if not (arm == "clip" and k.startswith(REWRITE_ONLY))}
+    return Run(arm, tuple(sorted((k, json.dumps(v)) for k, v in overrides.items())), seed)
+
+
+def run_config(run: Run, preset: str, overrides: list[str] | dict | None) -> Config:
+    from laclip_lite.config import apply_overrides
+    from laclip_lite.experiments import Arm, arm_config
+
+    cfg = arm_config(Arm.parse(run.arm), run.seed, preset, overrides)
+    apply_overrides(cfg, {k: json.loads(v) for k, v in run.overrides})
+    cfg.train.seed = run.seed
+    return cfg.validate()
+
+
+def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path, preset: str = "tiny-scarce",
+             overrides: list[str] | dict | None = None, jobs: int = 0, progress: bool = True) -> list[dict]:
+    """Train every distinct run of the grid and its baselines (finished runs are reused) -> one row per
+    (point, seed): ablation, setting, seed, then every metric, plus `baseline/<metric>` of its CLIP run."""
+    from laclip_lite.experiments import auto_jobs
+    from laclip_lite.sweep import run_configs
+
+    out_dir = Path(out_dir)
+    want = {}
+    for pt in points:
+        for seed in seeds:
+            for r in (run_of(pt, seed), run_of(baseline_of(pt), seed)):
+                want.setdefault(r, None)
+    configs = {r: run_config(r, preset, overrides) for r in want}     # a bad parameter fails before any run
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    results = run_configs([(out_dir / "runs" / r.folder, cfg) for r, cfg in configs.items()],
+                          jobs=jobs or auto_jobs(), progress=progress)
+    metrics = {r: results[out_dir / "runs" / r.folder] for r in want}
+    rows = []
+    for pt in points:
+        for seed in seeds:
+            row = {"ablation": pt.ablation, "setting": label(pt), "seed": seed, **metrics[run_of(pt, seed)]}
+            base = metrics[run_of(baseline_of(pt), seed)]
+            row.update({f"baseline/{k}": v for k, v in base.items() if isinstance(v, (int, float))})
+            rows.append(row)
+    return rows
+
+
+# --- statistics ------------------------------------------------------------------------------------------
+def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): a t-interval over the values (n - 1 degrees of freedom); nan bounds for n < 2."""
+    n = len(values)
+    mean = statistics.fmean(values)
+    if n < 2:
+        return mean, math.nan, math.nan
+    from scipy.stats import t
+
+    half = t.ppf(0.5 + level / 2, n - 1) * statistics.stdev(values) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def summarise(rows: list[dict], metrics: list[str]) -> list[dict]:
+    """One row per (ablation, setting): seeds, `<m>` mean, `<m>_std`, and the paired difference to the CLIP
+    baseline, `<m>_diff`, `<m>_lo`, `<m>_hi` (95% t-interval over seeds; absent where the row is CLIP itself)."""
+    out = []
+    for key in dict.fromkeys((r["ablation"], r["setting"]) for r in rows):
+        mine = [r for r in rows if (r["ablation"], r["setting"]) == key]
+        s = {"ablation": key[0], "setting": key[1], "seeds": len(mine)}
+        for m in metrics:
+            vals = [r[m] for r in mine if r.get(m) is not None]
+            if not vals:
+                continue
+            s[m] = statistics.fmean(vals)
+            s[f"{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            diffs = [r[m] - r[f"baseline/{m}"] for r in mine if r.get(m) is not None and f"baseline/{m}" in r]
+            if diffs and not is_baseline(key[1]):
+                s[f"{m}_diff"], s[f"{m}_lo"], s[f"{m}_hi"] = t_interval(diffs)
+        out.append(s)
+    return out
+
+
+def is_baseline(setting: str) -> bool:
+    """A setting that is CLIP itself (its difference to CLIP is zero by construction)."""
+    return setting in ("none", "0") or setting.endswith(" / clip")
+
+
+def _cell(s: dict, m: str) -> str:
+    if m not in s:
+        return "-"
+    return f"{s[m]:.1f}" if s["seeds"] < 2 else f"{s[m]:.1f} ± {s[m + '_std']:.1f}"
+
+
+def _diff_cell(s: dict, m: str) -> str:
+    if f"{m}_diff" not in s:
+        return "-"
+    d, lo, hi = s[f"{m}_diff"], s[f"{m}_lo"], s[f"{m}_hi"]
+    return f"{d:+.1f}" if math.isnan(lo) else f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+
+
+def markdown(summary: list[dict], metric: str = MAIN_METRIC) -> str:
+    """The table: per setting, `metric` and its paired difference to CLIP, default and held-out templates."""
+    held = metric + HELDOUT
+    head = (f"| ablation | setting | seeds | {metric} | Δ vs CLIP [95% CI] | {held} | Δ vs CLIP [95% CI] |\n"
+            "|---|---|---:|---:|---:|---:|---:|\n")
+    return head + "".join(
+        f"| {s['ablation']} | {s['setting']} | {s['seeds']} | {_cell(s, metric)} | {_diff_cell(s, metric)} | "
+        f"{_cell(s, held)} | {_diff_cell(s, held)} |\n" for s in summary)
+
+
+def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_seconds: float, command: str = "",
+                  metric: str = MAIN_METRIC) -> list[dict]:
+    """`ablations.csv`, `ablations.md`, the figures -> the summary rows."""
+    from laclip_lite.sweep import ablation_figure
+
+    out_dir = Path(out_dir)
+    metric_cols = [k for k in dict.fromkeys(k for r in rows for k in r)
+                   if k not in ("ablation", "setting", "seed") and not k.startswith("baseline/")]
+    with open(out_dir / "ablations.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["ablation", "setting", "seed", *metric_cols], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = summarise(rows, [metric, metric + HELDOUT, "shape_top1", "shape_top1" + HELDOUT])
+    seeds = sorted({r["seed"] for r in rows})
+    text = (f"Zero-shot top-1 (%) on the ShapeWorld test split, mean ± sample std over seeds {seeds}; "
+            "Δ: the paired per-seed difference to CLIP with the same model and data, mean and 95% t-interval "
+            "over seeds (n - 1 degrees of freedom). `@heldout`: the template set never used for a choice.\n\n"
+            + markdown(summary, metric)
+            + f"\nWall time {seconds:.0f} s, CPU time {cpu_seconds:.0f} s (user + sys, all processes)"
+            + (f"; command: `{command}`" if command else "") + ".\n")
+    (out_dir / "ablations.md").write_text(text)
+    fig_rows = [{**r, "label": r["setting"]} for r in rows]
+    for m, name in ((metric, "ablations.png"), (metric + HELDOUT, "ablations_heldout.png")):
+        if any(m in r for r in rows):
+            ablation_figure(fig_rows, m).savefig(out_dir / name, dpi=110, bbox_inches="tight")
+    for control in ("data_size", "steps"):
+        mine = [s for s in summary if s["ablation"] == control and s["setting"].endswith("/ laclip")]
+        if mine:
+            gap_figure(mine, control, metric).savefig(out_dir / f"gap_{control}.png", dpi=110, bbox_inches="tight")
+    return summary
+
+
+def gap_figure(summary: list[dict], control: str, metric: str = MAIN_METRIC):
+    """LaCLIP - CLIP (paired mean, 95% t-interval) against the control's value, default and held-out templates."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    xs = [float(s["setting"].split(" / ")[0]) for s in summary]
+    fig = Figure(figsize=(5, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    for m, color in ((metric, "tab:blue"), (metric + HELDOUT, "tab:orange")):
+        d = np.array([s.get(f"{m}_diff", np.nan) for s in summary])
+        lo = np.array([s.get(f"{m}_lo", np.nan) for s in summary])
+        hi = np.array([s.get(f"{m}_hi", np.nan) for s in summary])
+        ax.errorbar(xs, d, yerr=[np.nan_to_num(d - lo), np.nan_to_num(hi - d)], marker="o", capsize=4,
+                    color=color, label=m)
+    ax.axhline(0, color="gray", lw=1, ls="--")
+    ax.set_xscale("log")
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    ax.set_xlabel({"data_size": "training images", "steps": "optimizer steps"}.get(control, control))
+    ax.set_ylabel("LaCLIP − CLIP (points)")
+    ax.set_title(f"The gap against {control.replace('_', ' ')} (95% t-interval over seeds)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def ablate(seeds: list[int], out_dir: str | Path, ablations: list[str] | str = "all",
+           controls: list[str] | str = (), preset: str = "tiny-scarce", overrides: list[str] | dict | None = None,
+           policy: str = "laclip", llm_model: str = "", bt_models: str = "", jobs: int = 0,
+           progress: bool = True, command: str = "") -> list[dict]:
+    """Run the grid over `seeds` and write the outputs (see the module docstring) -> the summary rows."""
+    points, skipped = full_grid(policy, llm_model, bt_models, ablations, controls)
+    if not points:
+        raise ConfigError("ablate: nothing to run (no ablation and no control named)")
+    for a, v, why in skipped:
+        print(f"ablate: {a}={v} skipped: {why}", flush=True)
+    t0, cpu0 = time.perf_counter(), _cpu_seconds()
+    rows = run_grid(points, seeds, out_dir, preset, overrides, jobs, progress)
+    return write_outputs(rows, out_dir, time.perf_counter() - t0, _cpu_seconds() - cpu0, command)
+
+
+def _cpu_seconds() -> float:
+    """User + sys CPU time of this process and its finished children (the pool's workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+__all__ = ["ABLATIONS", "CONTROLS", "ablate", "baseline_of", "control_points", "full_grid", "run_grid",
+           "summarise", "t_interval", "write_outputs"]

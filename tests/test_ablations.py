@@ -1,0 +1,79 @@
+"""The ablation grid: every paper ablation and control, CLIP baselines shared, paired t-intervals, one CSV."""
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from laclip_lite import ablations
+from laclip_lite.config import ConfigError
+from laclip_lite.sweep import ABLATIONS
+
+
+def test_full_grid_has_the_five_ablations_and_the_controls():
+    points, skipped = ablations.full_grid(controls="all")
+    names = {p.ablation for p in points}
+    assert names == set(ABLATIONS) | set(ablations.CONTROLS)
+    by = {(p.ablation, ablations.label(p)): p for p in points}
+    assert by[("source", "all")].overrides == {} and by[("source", "bard")].overrides == {
+        "data.sources": ["bard"], "data.num_rewrites": 1}
+    assert by[("leak", "shapes-leak-free")].overrides == {"rewrite.leak_free": True}
+    assert by[("faithfulness", "25%")].overrides == {"rewrite.error_rate": 0.25}
+    assert by[("data_size", "64000 / clip")].overrides == {"data.train_size": 64000}
+    assert {(a, v) for a, v, _ in skipped} == {("augment", "llm"), ("augment", "backtranslate")}
+    points, skipped = ablations.full_grid(bt_models="f,b", ablations=["augment"])
+    assert ("augment", "backtranslate") in {(p.ablation, p.value) for p in points}
+    with pytest.raises(ConfigError, match="unknown"):
+        ablations.full_grid(controls=["nope"])
+
+
+def test_every_point_is_judged_against_clip_with_the_same_model_and_data():
+    points, _ = ablations.full_grid(controls="all")
+    by = {(p.ablation, ablations.label(p)): p for p in points}
+    base = ablations.run_of(ablations.baseline_of(by[("augment", "eda")]), 0)
+    # one CLIP run serves augment=none, num_rewrites=0, every source and the leak / faithfulness controls
+    for key in [("augment", "none"), ("num_rewrites", "0"), ("num_rewrites", "2"), ("source", "human"),
+                ("leak", "shapes-leak-free"), ("faithfulness", "50%")]:
+        assert ablations.run_of(ablations.baseline_of(by[key]), 0) == base, key
+    assert ablations.run_of(by[("augment", "none")], 0) == base
+    resnet = ablations.baseline_of(by[("backbone", "resnet / laclip")])
+    assert ablations.run_of(resnet, 0) == ablations.run_of(by[("backbone", "resnet / clip")], 0) != base
+    size = ablations.baseline_of(by[("data_size", "1000 / laclip")])
+    assert ablations.run_of(size, 1) == ablations.run_of(by[("data_size", "1000 / clip")], 1)
+
+
+def test_t_interval_over_seeds():
+    mean, lo, hi = ablations.t_interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)              # t(0.975, df=2) * sd (1) / sqrt(n)
+    assert mean == 2.0 and lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
+    assert math.isnan(ablations.t_interval([5.0])[1])
+
+
+def test_summary_pairs_each_seed_with_its_baseline():
+    m, h = "color_shape_top1", "color_shape_top1@heldout"
+    rows = [{"ablation": "augment", "setting": s, "seed": seed, m: v, h: v - 1, f"baseline/{m}": b,
+             f"baseline/{h}": b - 1} for s, seed, v, b in [("none", 0, 20, 20), ("none", 1, 30, 30),
+                                                          ("shapes", 0, 31, 20), ("shapes", 1, 39, 30)]]
+    summary = ablations.summarise(rows, [m, h])
+    none, shapes = summary
+    assert f"{m}_diff" not in none and none[m] == 25
+    assert shapes[f"{m}_diff"] == 10 and shapes[f"{m}_lo"] < 10 < shapes[f"{m}_hi"]   # diffs 11 and 9
+    table = ablations.markdown(summary, m)
+    assert "| augment | shapes | 2 | 35.0 ± 5.7 | +10.0 [" in table
+
+
+def test_ablate_end_to_end_writes_one_csv_table_and_figures(tmp_path):
+    out = tmp_path / "abl"
+    summary = ablations.ablate([0, 1], out, ablations=[], controls=["leak"], preset="test", jobs=1, progress=False)
+    assert [s["setting"] for s in summary] == ["none", "shapes", "shapes-leak-free"]
+    with open(out / "ablations.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and list(rows[0])[:3] == ["ablation", "setting", "seed"]
+    assert "color_shape_top1@heldout" in rows[0]
+    assert len(list((out / "runs").iterdir())) == 6               # CLIP ran once per seed, shared
+    text = (out / "ablations.md").read_text()
+    assert "95% t-interval" in text and "Wall time" in text and "| leak | shapes-leak-free | 2 |" in text
+    assert (out / "ablations.png").exists() and (out / "ablations_heldout.png").exists()
+    again = ablations.ablate([0, 1], out, ablations=[], controls=["leak"], preset="test", jobs=1, progress=False)
+    assert again == summary                                       # the finished runs were reused
