@@ -234,7 +234,7 @@ def cache_lesson(lesson: Lesson, captions: list[str], rewrites: dict) -> dict:
 
 
 
-EXAMPLE_CAPTION = "small red circle on a blue background stock photo"
+EXAMPLE_CAPTION = "small red circle on a black background stock photo"
 
 
 def explore_one(lesson: Lesson, caption: str, rewrites: dict) -> dict:
