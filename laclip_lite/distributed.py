@@ -80,6 +80,17 @@ def all_reduce_mean(value: torch.Tensor | float) -> torch.Tensor | float:
     return float(t) if is_number else t.to(value.device)
 
 
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks of a tensor (a new tensor on the input's device); the tensor itself outside torchrun."""
+    if not is_initialized():
+        return t
+    out = t.detach().clone()
+    if dist.get_backend() == "nccl" and out.device.type != "cuda":
+        out = out.cuda()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out.to(t.device)
+
+
 def cleanup() -> None:
     if is_initialized():
         dist.destroy_process_group()

@@ -90,6 +90,8 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     final = trainer.run()
     scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks, progress=progress)
     metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores}
+    if "data" in final:             # file data: sample reads replaced (by reason), rewrites fallen back
+        metrics["data"] = final["data"]
     if not scores:
         metrics["note"] = NO_EVAL_NOTE
     from laclip_lite.utils import atomic_write_text
@@ -189,10 +191,6 @@ def dataset_headline(row: dict) -> list[str]:
     """The columns of `eval.datasets` results worth a table: `<name>/top1` and `<name>/*_R@1`."""
     return [k for k in row if "/" in k and k.split("/", 1)[1] in
             ("top1", "image_to_text_R@1", "text_to_image_R@1")]
-
-
-# The old name, still imported by lessons.py until it moves to laclip_lite/course/ (issue 14): remove with it.
-markdown_table = summary_markdown
 
 
 def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVAL_TASKS, group: str = "policy") -> None:

@@ -7,9 +7,17 @@ one text per image (the original, or one drawn uniformly from {original, rewrite
 (flattened to N*K rows through the text tower as one batch) and averages the contrastive loss over them.
 
 What the loop guarantees:
-* AdamW with no weight decay on biases, norms, embeddings and the logit scale; linear warm-up then cosine.
-* Gradient clipping, accumulation (micro-batches; note: accumulation does NOT enlarge the set of negatives -
-  each micro-batch's loss only contrasts its own samples), bf16 autocast on CUDA only (fp32 on CPU).
+* AdamW (no weight decay on biases, norms, embeddings and the logit scale; or the release's rule,
+  `train.decay_rule`); linear warm-up from `lr_start`, then cosine to `lr_end` (`laclip_lite.schedule`).
+* `train.epochs` > 0: steps and warm-up follow from the dataset size and the global batch (batch_size x
+  processes x accum_steps; `train.global_batch` picks accum_steps for the GPUs at hand).
+* Gradient clipping (`grad_clip`, 0 = off), accumulation (a step takes batch_size x accum_steps images per
+  process in accum_steps micro-batches; accumulation does NOT enlarge the set of negatives - each micro-batch's
+  loss only contrasts its own samples), bf16 autocast on CUDA only (fp32 on CPU).
+* Images are augmented once: in-memory data on the device here, file data in the DataLoader workers.
+* File data: an unreadable sample is replaced by a readable one (the same on every rank), so batches stay full;
+  the replaced reads and fallen-back rewrites are counted over all ranks, written to data_info.json and
+  final_metrics.json ("data") and printed in one line at the end.
 * The logit scale is clamped to <= ln(100) after every optimizer step.
 * A non-finite loss stops the run with a message naming the step (and keeps the last good checkpoint).
 * Checkpoints every `ckpt_every` steps (atomic; `torch.load(weights_only=True)` loads them) and `resume=True`
@@ -20,9 +28,9 @@ What the loop guarantees:
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -31,6 +39,7 @@ from laclip_lite.config import Config
 from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.data.transforms import normalize, random_resized_crop
 from laclip_lite.models.text import trim_padding
+from laclip_lite.schedule import apply_plan, lr_lambda, plan_steps, resolve_accum
 from laclip_lite.utils import (
     append_jsonl,
     atomic_write_text,
@@ -49,24 +58,14 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf."""
 
 
-def lr_lambda(warmup: int, total: int):
-    """Multiplier on the peak lr: linear warm-up from ~0, then cosine decay to 0 at `total`."""
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return f
-
-
 def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device):
     from laclip_lite.models.clip import param_groups
 
     t = cfg.train
-    groups = param_groups(model, t.weight_decay)
+    groups = param_groups(model, t.weight_decay, t.decay_rule)
     # The fused kernel runs on CUDA and CPU (on CPU ~6x faster than the per-parameter loop for our models).
     opt = torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps, fused=device.type in ("cuda", "cpu"))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_steps, t.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_steps, t.steps, t.lr, t.lr_start, t.lr_end))
     return opt, sched
 
 
@@ -102,9 +101,11 @@ class Trainer:
         seed_everything(cfg.train.seed)
         if self.world_size > 1 and not self.is_main:
             dist.barrier()              # rank 0 builds the tokenizer and rewrite caches first
+        cfg.train.accum_steps = resolve_accum(cfg, self.world_size)
         self.data = build_train_data(cfg, self.rank, self.world_size)
         if self.world_size > 1 and self.is_main:
             dist.barrier()
+        self.plan = self._plan_steps()
         cfg.model.vocab_size = self.data.tokenizer.vocab_size
         cfg.model.pad_id = self.data.tokenizer.pad_id
         self.model = build_model(cfg.model).to(self.device)
@@ -119,6 +120,7 @@ class Trainer:
         self.eval_specs = _open_eval_datasets(cfg) if self.is_main else []   # a bad eval set fails before training
         self.step = 0
         self.window: list[dict] = []    # per-step rows since the last metrics.jsonl row (kept in checkpoints)
+        self.data_skipped: Counter = Counter()  # this rank's replaced reads / fallen-back rewrites (in checkpoints)
         if resume:
             self._load(ckpt_path)
         self.ddp_model = self.model
@@ -132,14 +134,19 @@ class Trainer:
             cfg.save(self.out / "config.yaml")
             self.data.tokenizer.save(self.out)
             atomic_write_text(self.out / "data_info.json", json.dumps(self.data.info, indent=1))
+            if not cfg.data.is_shapeworld:      # what the text policy really draws from, before step 0
+                print(f"laclip-lite: {cfg.data.source}: {self.data.num_images} images; texts: "
+                      f"{self.data.info['texts']}", file=sys.stderr)
 
     # -- one optimizer step -------------------------------------------------------------------------------
-    def _micro_loss(self, images_u8: torch.Tensor, tokens: torch.Tensor, step: int, micro: int) -> torch.Tensor:
+    def _micro_loss(self, images_u8: torch.Tensor, tokens: torch.Tensor, step: int, micro: int,
+                    augmented: bool = False) -> torch.Tensor:
         cfg = self.cfg
         images = images_u8.to(self.device, non_blocking=True)
         n = images.shape[0]
-        images = random_resized_crop(images, cfg.data.crop_scale, step_generator(cfg.train.seed, step, 3 + micro),
-                                     hflip=cfg.data.hflip, offset=self.rank * n, total=n * self.world_size)
+        if not augmented:               # in-memory data; file data was cropped once, in the DataLoader workers
+            images = random_resized_crop(images, cfg.data.crop_scale, step_generator(cfg.train.seed, step, 3 + micro),
+                                         hflip=cfg.data.hflip, offset=self.rank * n, total=n * self.world_size)
         images = normalize(images)
         if self.device.type == "cuda" and cfg.model.vision == "resnet":
             images = images.contiguous(memory_format=torch.channels_last)
@@ -157,6 +164,7 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         batch = self.data.pairs.batch(step)
+        self.data_skipped.update(batch.skipped)
         t0 = time.perf_counter()
         accum = cfg.train.accum_steps
         images, tokens = batch.images.chunk(accum), batch.tokens.chunk(accum)
@@ -165,7 +173,7 @@ class Trainer:
             sync = self.world_size == 1 or micro == accum - 1
             ctx = self.ddp_model.no_sync() if not sync else _null()
             with ctx:
-                loss = self._micro_loss(im, tk, step, micro) / accum
+                loss = self._micro_loss(im, tk, step, micro, batch.augmented) / accum
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
                         f"loss is {loss.item()} at step {step} (micro-batch {micro}); lower train.lr, raise "
@@ -186,6 +194,7 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def save(self) -> None:
+        skipped = self._all_ranks_skipped() if self.world_size > 1 else dict(self.data_skipped)  # every rank joins
         if not self.is_main:
             return
         state = {
@@ -198,6 +207,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "world_size": self.world_size,
             "window": self.window,
+            "data_skipped": skipped,
         }
         torch_save_atomic(state, self.out / CHECKPOINT)
 
@@ -208,9 +218,45 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         self.window = list(state.get("window", []))
+        # every rank saw its share of the saved counts; rank 0 keeps the total, the others start from 0
+        self.data_skipped = Counter(state.get("data_skipped", {}) if self.is_main else {})
         torch.set_rng_state(state["rng_cpu"])
         if state.get("rng_cuda") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
+
+    # -- data: steps from epochs, skipped samples ---------------------------------------------------------
+    def _plan_steps(self):
+        """`train.epochs` -> train.steps / warmup_steps from the dataset size (written into cfg and config.yaml)."""
+        cfg = self.cfg
+        n = cfg.data.num_samples or max(self.data.num_images, 0)
+        plan = plan_steps(cfg, self.world_size, n)
+        apply_plan(cfg, plan)
+        self.data.info["steps"] = {"global_batch": plan.global_batch, "steps_per_epoch": plan.steps_per_epoch,
+                                   "steps": plan.steps, "warmup_steps": plan.warmup_steps}
+        return plan
+
+    def _all_ranks_skipped(self) -> dict:
+        """The skip counts summed over ranks (a collective: every rank calls it)."""
+        from laclip_lite import distributed as dist
+        from laclip_lite.data.readers import SKIP_REASONS
+
+        counts = torch.tensor([self.data_skipped.get(r, 0) for r in SKIP_REASONS], dtype=torch.long)
+        counts = dist.all_reduce_sum(counts.to(self.device)).cpu()
+        return {r: int(c) for r, c in zip(SKIP_REASONS, counts) if c}
+
+    def _data_report(self) -> dict:
+        """Samples read and replaced (by reason) over the whole run; into data_info.json, printed once."""
+        if self.cfg.data.is_shapeworld:
+            return {}
+        skipped = self._all_ranks_skipped() if self.world_size > 1 else dict(self.data_skipped)
+        reads = self.step * self.plan.global_batch
+        report = {"samples_read": reads, "samples_replaced": {k: v for k, v in skipped.items() if k != "short_rewrite"},
+                  "rewrites_fallen_back": skipped.get("short_rewrite", 0)}
+        if self.is_main:
+            self.data.info.update(report)
+            atomic_write_text(self.out / "data_info.json", json.dumps(self.data.info, indent=1))
+            print(f"laclip-lite: {data_summary(report)}", file=sys.stderr)
+        return {"data": report}
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -242,6 +288,7 @@ class Trainer:
         self.save()
         final = {"step": self.step, "final_loss": _last_loss(metrics_path),
                  "train_seconds": round(time.perf_counter() - started, 1)}
+        final.update(self._data_report())
         if self.evaluate_at_end:
             final.update(self.evaluate("test"))
         if self.is_main:
@@ -269,6 +316,15 @@ class Trainer:
                                         num_workers=e.num_workers, progress=False, seed=self.cfg.train.seed)
             out.update(flat_dataset_metrics(results))
         return out
+
+
+def data_summary(report: dict) -> str:
+    """One line: how many sample reads were replaced, by reason, and how many rewrites fell back."""
+    replaced = report["samples_replaced"]
+    n = sum(replaced.values())
+    why = f" ({', '.join(f'{v} {k}' for k, v in sorted(replaced.items()))})" if n else ""
+    return (f"data: {report['samples_read']:,} sample reads, {n} replaced by a readable sample{why}; "
+            f"{report['rewrites_fallen_back']} rewrites under two words used the original caption")
 
 
 def _open_eval_datasets(cfg: Config) -> list:

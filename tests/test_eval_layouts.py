@@ -212,3 +212,26 @@ def test_eval_datasets_config_entries():
         build_config("test", ["eval.datasets=[x/val, y/val]"])
     with pytest.raises(ConfigError, match=r"eval.datasets\[0\]: unknown key"):
         build_config("test", ["eval.datasets=[{path: a, tsk: zeroshot}]"])
+
+
+def test_committed_eval_samples_are_the_exporters_output(tmp_path):
+    """data_samples/eval/* open in their layouts and equal what make_samples.sh writes (byte for byte)."""
+    from pathlib import Path
+
+    from laclip_lite.data.shapeworld import ShapeWorld
+
+    samples = Path(__file__).resolve().parents[1] / "data_samples" / "eval"
+    expect = {"imagefolder": ("imagefolder", 6), "clip_benchmark": ("clip_benchmark", 6),
+              "clip_benchmark_retrieval": ("clip_benchmark", None), "drawn_shapes": ("imagefolder", 6),
+              "drawn_color_shapes": ("imagefolder", 48)}
+    for name, (layout, classes) in expect.items():
+        ds = el.open_eval_set(str(samples / name))
+        assert ds.layout == layout and (classes is None or len(ds.classnames) == classes), name
+    world = ShapeWorld(seed=0, image_size=32)
+    for split in ("train", "test"):
+        export_imagefolder(world.split(split, 48), tmp_path / "if", "shape")
+        export_clip_benchmark(world.split(split, 48), tmp_path / "cb", "shape", samples_per_shard=24)
+    for fresh, committed in ((tmp_path / "if", samples / "imagefolder"), (tmp_path / "cb", samples / "clip_benchmark")):
+        files = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
+        assert all((fresh / f).read_bytes() == (committed / f).read_bytes() for f in files)

@@ -35,7 +35,8 @@ def test_shapeworld_run_logs_eval_datasets_every_eval_and_at_the_end(tmp_path, e
         assert 0 <= r["shapes_if/top1"] <= 100 and r["shapes_if/n_images"] == 24 and "val/color_shape_top1" in r
     saved = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
     assert saved == final
-    assert {"shapes_if/top1", "shapes_if/top5", "shapes_if/mean_per_class_recall", "test/color_shape_top1"} <= set(final)
+    wanted = {"shapes_if/top1", "shapes_if/top5", "shapes_if/mean_per_class_recall", "test/color_shape_top1"}
+    assert wanted <= set(final)
 
 
 def test_a_bad_eval_dataset_fails_before_training(tmp_path):
@@ -58,6 +59,17 @@ def test_file_data_experiment_returns_eval_dataset_metrics_or_the_loss_with_a_no
     bare = run_experiment(build_config("test", base), tmp_path / "b", progress=False)
     assert bare["note"] == NO_EVAL_NOTE and bare["final_loss"] > 0
     assert not any("/" in k for k in bare)
+
+
+def test_compare_on_file_data_with_eval_datasets_tables_their_scores(tmp_path, eval_folder):
+    from laclip_lite.experiments import compare
+
+    summary = compare("clip", "0", tmp_path / "cmp", preset="test", progress=False,
+                      overrides={"data.source": str(SAMPLES / "laclip"), "train.steps": 2, "train.device": "cpu",
+                                 "eval.datasets": [{"path": eval_folder, "name": "shapes"}]})
+    assert 0 <= summary[0]["shapes/top1"] <= 100
+    text = (tmp_path / "cmp" / "summary.md").read_text()
+    assert text.startswith("Evaluation sets") and "shapes/top1" in text and (tmp_path / "cmp" / "compare.png").exists()
 
 
 def test_eval_cli_scores_a_file_data_run_on_its_eval_datasets_and_a_suite(tmp_path, eval_folder, capsys):

@@ -22,8 +22,8 @@ from laclip_lite.data.readers import (
     LaclipCsvSource,
     RecordDataset,
     TarShardSource,
-    collate_records,
     open_source,
+    replacement_index,
 )
 from laclip_lite.data.shapeworld import ShapeWorld
 from laclip_lite.errors import DataError
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data_samples"
 
 
-def to_tensor(img) -> torch.Tensor:
+def to_tensor(img, step: int = 0, index: int = 0) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
 
 
@@ -174,12 +174,17 @@ def test_corrupt_and_missing_images_in_csv_layout(tmp_path, split, rewrites):
         keys = [r.key for r in src]
     assert len(keys) == 10 and "images/000003.png" not in keys and "images/000005.png" not in keys
     assert src.stats.skipped == {"corrupt_image": 1, "missing_image": 1}
-    ds = RecordDataset(src, to_tensor)
-    assert ds[3] is None and ds[5] is None
-    image, texts = ds[4]
+    ds = RecordDataset(src, to_tensor, seed=7)
+    image, texts, skips = ds[4]
     assert image.shape == (3, 32, 32) and texts == [split.captions[4], rewrites["chatgpt"][4], rewrites["bard"][4]]
-    images, text_lists = collate_records([ds[i] for i in range(2, 7)])
-    assert images.shape == (3, 3, 32, 32) and len(text_lists) == 3
+    assert skips == []
+    # an unreadable sample is replaced by a readable one drawn from (seed, index): the same every time
+    image, texts, skips = ds[3]
+    assert skips == ["corrupt_image"]
+    j = replacement_index(7, 3, 0, len(src))
+    j = j if j not in (3, 5) else replacement_index(7, 3, 1, len(src))
+    assert texts[0] == split.captions[j] and ds[3][1] == texts
+    assert ds[5][2][0] == "missing_image"
 
 
 def test_misaligned_rewrite_file_fails_at_open(tmp_path, split, rewrites):
@@ -200,9 +205,9 @@ def test_csv_header_blank_lines_and_quoted_newlines(tmp_path, split):
     src = LaclipCsvSource(tmp_path / "data.csv", rewrite_files=readers.discover_rewrite_files(tmp_path / "data.csv"))
     assert len(src) == 2 and src.variants == ["eda1"]
     recs = list(src)
-    assert [r.caption for r in recs] == ["two\nlines, one caption", "plain"]
+    assert [r.caption for r in recs] == ["two lines, one caption", "plain"]   # captions are one line
     assert [r.rewrites["eda1"] for r in recs] == ["first", "second"]
-    assert list(src.captions()) == ["two\nlines, one caption", "plain"]
+    assert list(src.captions()) == ["two lines, one caption", "plain"]
 
 
 def test_open_source_errors(tmp_path):
@@ -241,9 +246,9 @@ def test_real_dataloader_workers(eight_shards):
 
     keys = []
     for rank in range(2):
-        ds = IterableRecordDataset(TarShardSource(eight_shards, rank=rank, world_size=2),
-                                   lambda img: to_tensor(img))
-        for images, texts in DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate_records):
+        ds = IterableRecordDataset(TarShardSource(eight_shards, rank=rank, world_size=2), to_tensor)
+        collate = lambda items: (torch.stack([i for i, _, _ in items]), [t for _, t, _ in items])  # noqa: E731
+        for images, texts in DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate):
             assert images.shape[1:] == (3, 16, 16)
             keys += [t[0] for t in texts]
     assert sorted(keys) == sorted(ShapeWorld(seed=2, image_size=16).split("train", 40).captions)

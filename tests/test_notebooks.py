@@ -406,3 +406,66 @@ def test_training_lesson_on_a_real_dataset_file(tmp_path):
     assert "No `eval_datasets` given" in text and "final training loss" in text
     info = json.loads((tmp_path / "compare" / "laclip-s0" / "data_info.json").read_text())
     assert info["texts_per_image"] == 5 and info["source"] == str(csv_path)
+
+
+@pytest.mark.slow
+def test_training_lesson_on_a_real_dataset_file_scored_on_an_imagefolder(tmp_path):
+    """Notebook 03 end to end on the LaCLIP CSV sample with an ImageFolder evaluation set (`eval_datasets`): each
+    arm is scored on it, the table and bars come from those scores, and metrics.json holds them."""
+    from laclip_lite.cli import main
+
+    folder = tmp_path / "imagefolder"
+    assert main(["export", "--format", "imagefolder", "--task", "shape", "--split", "test", "--n", "24",
+                 "--out", str(folder)]) == 0
+    csv_path = ROOT / "data_samples" / "laclip" / "train.csv"
+    out = tmp_path / "run"
+    out.mkdir()
+    nb = _execute("03_laclip_training", out, {"preset": "test", "data": str(csv_path), "jobs": 1, "steps": 4,
+                                               "policies": ["clip", "laclip"], "eval_datasets": [str(folder)]})
+    result = json.loads((out / "metrics.json").read_text())
+    scores = {k: v for k, v in result["metrics"].items() if k.endswith("/top1")}
+    assert set(scores) == {"clip/imagefolder/top1", "laclip/imagefolder/top1"}, result["metrics"]
+    assert all(0 <= v <= 100 for v in scores.values())
+    assert result["parameters"]["eval_datasets"] == [str(folder)]
+    figures = [item["figure"] for item in result["report"] if "figure" in item]
+    assert "figures/results.png" in figures and (out / "figures" / "results.png").is_file()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+
+
+def test_lesson03_step_slider_and_lesson04_chooser_widgets(tmp_path):
+    """The widgets of 03 (a step slider over the arms' learning curves) and 04 (choose ablation and metric), on
+    hand-made run logs and a runs table: static figures headless, widgets whose handlers redraw when interactive."""
+    import ipywidgets as W
+    import pandas as pd
+
+    from laclip_lite.course import common, lesson03, lesson04
+
+    dirs = {}
+    for arm, slope in (("clip", 0.02), ("laclip", 0.01)):
+        d = tmp_path / f"{arm}-s0"
+        d.mkdir()
+        (d / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 4 - slope * s}) + "\n"
+                                                 for s in range(0, 101, 10)))
+        dirs[f"{arm}-s0"] = d
+    comparison = lesson03.Comparison(tmp_path, [], [], dirs)
+    lesson = common.Lesson("03_laclip_training", {**P.defaults("03_laclip_training"), "interactive": False},
+                           tmp_path / "out")
+    assert lesson03.curve_explorer(lesson, comparison) is None
+    assert (tmp_path / "out" / "figures" / "curves_midway.png").is_file()
+    lesson.params["interactive"] = True
+    ui = lesson03.curve_explorer(lesson, comparison)
+    slider = next(w for w in ui.children if isinstance(w, W.IntSlider))
+    assert slider.max == 100
+    slider.value = 40
+
+    frame = pd.DataFrame([{"ablation": "augment", "label": lab, "seed": 0, "color_shape_top1": v, "final_loss": 1.0}
+                          for lab, v in (("none", 20.0), ("shapes", 35.0))])
+    lesson4 = common.Lesson("04_ablations", {**P.defaults("04_ablations"), "interactive": False}, tmp_path / "o4")
+    assert lesson04.ablation_chooser(lesson4, frame) is None
+    assert (tmp_path / "o4" / "figures" / "chooser_augment.png").is_file()
+    lesson4.params["interactive"] = True
+    ui = lesson04.ablation_chooser(lesson4, frame)
+    pick_a, pick_m = ui.children[0].children
+    assert set(pick_m.options) >= {"color_shape_top1", "final_loss"}
+    pick_m.value = "final_loss"

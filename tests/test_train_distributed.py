@@ -22,12 +22,23 @@ def _overrides(policy: str, batch: int) -> list[str]:
             "data.augment=shapes", "train.log_every=1", "train.device=cpu"]
 
 
-def _worker(rank: int, world: int, port: int, policy: str, out: str, cache: str) -> None:
+def _worker(rank: int, world: int, port: int, policy: str, out: str, cache: str, extra: list[str]) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), LACLIP_LITE_CACHE=cache)
     torch.set_num_threads(1)
     from laclip_lite.train import train
-    train(build_config("test", _overrides(policy, 8)), out, progress=False, evaluate_at_end=False)
+    train(build_config("test", _overrides(policy, 8) + extra), out, progress=False, evaluate_at_end=False)
+
+
+def _assert_same_weights(single, ddp) -> None:
+    a = torch.load(single / "checkpoint.pt", weights_only=True)
+    b = torch.load(ddp / "checkpoint.pt", weights_only=True)
+    assert b["world_size"] == 2 and a["step"] == b["step"] == STEPS
+    # Adam divides by sqrt(v): for a near-zero gradient it amplifies fp32 reduction-order noise, so single
+    # elements may differ by ~1e-5. A wrong gradient (no gather, no all-reduce) moves most weights by ~lr (3e-3).
+    diffs = torch.cat([(value - b["model"][name]).abs().flatten() for name, value in a["model"].items()])
+    assert diffs.max() < 1e-4, diffs.max()
+    assert diffs.mean() < 1e-7, diffs.mean()
 
 
 @pytest.mark.parametrize("policy", ["laclip", "mt"])
@@ -40,17 +51,38 @@ def test_two_ranks_equal_one_process_on_the_combined_batch(tmp_path, monkeypatch
     single = tmp_path / "single"
     train(build_config("test", _overrides(policy, 16)), single, progress=False, evaluate_at_end=False)
     ddp = tmp_path / "ddp"
-    mp.spawn(_worker, args=(2, _free_port(), policy, str(ddp), cache), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), policy, str(ddp), cache, []), nprocs=2, join=True)
+    _assert_same_weights(single, ddp)
 
-    a = torch.load(single / "checkpoint.pt", weights_only=True)
-    b = torch.load(ddp / "checkpoint.pt", weights_only=True)
-    assert b["world_size"] == 2 and a["step"] == b["step"] == STEPS
-    # Adam divides by sqrt(v): for a near-zero gradient it amplifies fp32 reduction-order noise, so single
-    # elements may differ by ~1e-5. A wrong gradient (no gather, no all-reduce) moves most weights by ~lr (3e-3).
-    diffs = torch.cat([(value - b["model"][name]).abs().flatten() for name, value in a["model"].items()])
-    assert diffs.max() < 1e-4, diffs.max()
-    assert diffs.mean() < 1e-7, diffs.mean()
     def rows(run):
         return (run / "metrics.jsonl").read_text().splitlines()
 
     assert len(rows(ddp)) == STEPS  # rank 0 alone logs
+
+
+def test_two_ranks_on_a_dirty_csv_stay_equal_and_count_what_they_replaced(tmp_path, monkeypatch):
+    """CC3M-like CSV with a truncated JPEG, a zero-byte file, a missing image and a bad row: each unreadable
+    sample is replaced by the same readable one on every rank, so both ranks' batches stay full (gloo would
+    abort on unequal all-gathers), the run equals one process on the combined batch, and the skip counts summed
+    over ranks equal the one-process counts."""
+    import json
+
+    from laclip_lite.data.dirty import export_dirty_laclip
+
+    cache = str(tmp_path / "cache")
+    monkeypatch.setenv("LACLIP_LITE_CACHE", cache)
+    from laclip_lite.train import train
+
+    torch.set_num_threads(1)
+    extra = [f"data.source={export_dirty_laclip(tmp_path / 'dirty')}", "data.augment=none",
+             f"train.steps={STEPS}"]
+    single = tmp_path / "single"
+    train(build_config("test", _overrides("laclip", 16) + extra), single, progress=False, evaluate_at_end=False)
+    ddp = tmp_path / "ddp"
+    mp.spawn(_worker, args=(2, _free_port(), "laclip", str(ddp), cache, extra + ["data.num_workers=1"]),
+             nprocs=2, join=True)
+    _assert_same_weights(single, ddp)
+    one, two = (json.loads((run / "data_info.json").read_text()) for run in (single, ddp))
+    assert one["samples_read"] == two["samples_read"] == STEPS * 16
+    assert two["samples_replaced"] == one["samples_replaced"] and sum(one["samples_replaced"].values()) >= 1
+    print("2-rank dirty CSV:", two["samples_replaced"], "rewrites fallen back:", two["rewrites_fallen_back"])

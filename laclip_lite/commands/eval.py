@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
     saved = load_run_folder(args.checkpoint) / "config.yaml"
     if saved.is_file() and not Config.load(saved).data.is_shapeworld and Config.load(saved).eval.datasets:
-        from laclip_lite.evaluate import evaluate_datasets      # a file-data run: its own evaluation sets
+        from laclip_lite.evaluate import evaluate_datasets  # a file-data run: its own evaluation sets
         model, tokenizer, cfg = load_run(args.checkpoint, args.device)
         results = evaluate_datasets(model, tokenizer, cfg.eval.datasets, batch_size=args.batch_size,
                                     num_workers=args.workers, progress=progress, seed=args.seed)

@@ -9,20 +9,57 @@ HELP = "train a CLIP / LaCLIP / LaCLIP-MT model (writes checkpoint.pt, config.ya
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--preset", default="tiny", help="named preset: tiny (CPU minutes), test, vit-b16, vit-b32, rn50")
+    p.add_argument("--preset", default="tiny",
+                   help="named preset: tiny (CPU minutes), test, laclip-cc3m, laclip-cc12m (the LaCLIP release's "
+                        "recipe), vit-b32 (LAION-style), vit-b16, rn50")
     p.add_argument("--config", default=None, help="a YAML file of config values (applied after the preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set train.policy=laclip --set model.vision=resnet")
     p.add_argument("--policy", choices=POLICIES, default=None, help="shortcut for --set train.policy=...")
-    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--out", default=None, help="run folder (required unless --dry-run)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the steps the run would take (epochs -> steps, global batch, lr schedule) and stop")
+    p.add_argument("--world-size", type=int, default=None,
+                   help="--dry-run: processes (GPUs) to plan for (default: $WORLD_SIZE or 1)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="--dry-run: dataset size to plan for (default: data.num_samples, else count data.source)")
+
+
+def dry_run(cfg, world_size: int | None, samples: int | None) -> list[str]:
+    """What `train` would do, without data loading or a model: the derived steps and the lr schedule."""
+    import os
+
+    from laclip_lite.schedule import plan_steps
+
+    world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
+    n = samples or cfg.data.num_samples
+    if not n:
+        if cfg.data.is_shapeworld:
+            n = cfg.data.train_size
+        else:
+            from laclip_lite.data.readers import open_source
+            source = open_source(cfg.data, rewrites=False)
+            n = len(source) if hasattr(source, "__len__") else 0
+    plan = plan_steps(cfg, world, n)
+    t = cfg.train
+    lines = [f"laclip-lite train --dry-run: {cfg.data.source}, policy {t.policy}"] + plan.lines()
+    if t.epochs:
+        lines.append(f"epochs                  {t.epochs:g} (warm-up {t.warmup_epochs:g})")
+    lines += [f"lr                      {t.lr_start:g} -> {t.lr:g} (warm-up) -> cosine -> {t.lr_end:g}",
+              f"AdamW                   wd {t.weight_decay:g} ({t.decay_rule} rule), betas {tuple(t.betas)}, "
+              f"eps {t.eps:g}, grad clip {t.grad_clip or 'off'}",
+              f"images seen             {plan.steps * plan.global_batch:,}"]
+    return lines
 
 
 def run(args) -> int:
-    from laclip_lite.config import Config, build_config
+    from laclip_lite.config import Config, ConfigError, build_config
 
     overrides = list(args.overrides) + ([f"train.policy={args.policy}"] if args.policy else [])
+    if not args.out and not args.dry_run:
+        raise ConfigError("train needs --out DIR (the run folder), or --dry-run")
     if args.resume:
         from pathlib import Path
         saved = Path(args.out) / "config.yaml"
@@ -33,6 +70,9 @@ def run(args) -> int:
         apply_overrides(cfg, overrides).validate()
     else:
         cfg = build_config(args.preset, overrides, args.config)
+    if args.dry_run:
+        print("\n".join(dry_run(cfg, args.world_size, args.samples)))
+        return 0
     from laclip_lite.train import train
 
     final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)

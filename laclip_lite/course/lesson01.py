@@ -190,10 +190,25 @@ def train_clip(lesson: Lesson, world: World) -> Run:
     lesson.markdown(("Trained on one CPU thread (steadier than two on a small shared machine). " if small_cpu else "")
                     + f"Trained {final['step']} steps in {final['train_seconds']} s; final loss "
                     f"{final['final_loss']:.3f}. On the test split:\n\n" + table(rows)
+                    + _what_it_learned(final)
                     + f"\nThe run folder `{run_dir}` holds `checkpoint.pt`, `config.yaml` and the tokenizer: "
                     f"score it again with `laclip-lite eval --checkpoint {run_dir}`.")
     lesson.metrics.update({"train_seconds": final["train_seconds"], "final_loss": round(final["final_loss"], 4)})
     return Run(run_dir, model, tok, run_cfg, final)
+
+
+def _what_it_learned(final: dict) -> str:
+    """One computed sentence on which attributes this run learned (vs chance), or "" without those scores."""
+    from laclip_lite.data.vocab import classnames
+
+    said = []
+    for attribute in ("color", "shape"):
+        score = final.get(f"test/{attribute}_top1")
+        if score is not None:
+            chance = 100 / len(classnames(attribute))
+            verdict = "learned" if score >= 2 * chance else "not learned (near chance)"
+            said.append(f"{attribute} {score:.1f}% vs chance {chance:.1f}%: {verdict}")
+    return ("\nZero-shot, default templates: " + "; ".join(said) + ".\n") if said else ""
 
 
 def similarity_before_after(lesson: Lesson, before, run: Run, world: World) -> dict:

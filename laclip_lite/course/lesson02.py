@@ -172,10 +172,12 @@ def quality_lesson(lesson: Lesson, captions: list[str], rewrites: dict, baseline
     """Diversity vs faithfulness of every method's rewrites (`laclip_lite.rewrite.quality`)."""
     from matplotlib.figure import Figure
 
-    from laclip_lite.rewrite.quality import MiniLMEmbedder, markdown_table, quality_report
+    from laclip_lite.rewrite.quality import MiniLMEmbedder, quality_markdown, quality_report
 
     embedder = MiniLMEmbedder() if lesson.params["embed"] else None
-    methods = {rewrites["rewriter"]: (rewrites["texts"], rewrites["report"])}
+    # the stand-in is named as such wherever its rewrites are shown (it is not an LLM)
+    methods = {"stand-in" if rewrites["rewriter"] == "shapes" else rewrites["rewriter"]:
+               (rewrites["texts"], rewrites["report"])}
     methods.update({m: (b["texts"], b["report"]) for m, b in baselines.items()})
     rows = {}
     for method, (texts, report) in methods.items():
@@ -184,7 +186,7 @@ def quality_lesson(lesson: Lesson, captions: list[str], rewrites: dict, baseline
             if variant == "original" and "original" in rows:
                 continue
             rows[variant if variant == "original" else f"{method}:{variant}"] = row
-    lesson.markdown(markdown_table(rows), "Rewrite quality", key=True)
+    lesson.markdown(quality_markdown(rows), "Rewrite quality", key=True)
     # On ShapeWorld the attributes a rewrite keeps are the sharpest faithfulness measure; else MiniLM cosine.
     faith = next((k for k in ("kept", "cosine", "overlap") if any(k in r for n, r in rows.items() if n != "original")))
     fig = Figure(figsize=(6.5, 4), layout="constrained")
@@ -232,7 +234,7 @@ def cache_lesson(lesson: Lesson, captions: list[str], rewrites: dict) -> dict:
 
 
 
-EXAMPLE_CAPTION = "small red circle on a blue background stock photo"
+EXAMPLE_CAPTION = "small red circle on a black background stock photo"
 
 
 def explore_one(lesson: Lesson, caption: str, rewrites: dict) -> dict:

@@ -74,6 +74,10 @@ def training_plan(lesson: Lesson) -> Plan:
                            "**No `eval_datasets` given**, so the arms are compared by their final training loss "
                            "only (a loss says little about what a model learned: pass an ImageFolder or "
                            "CLIP_benchmark folder with `-p eval_datasets PATH`)."))
+        plan.names, plan.texts = _first_record_texts(next((c for c in cfgs.values() if c.data.augment != "none"), cfg))
+        if plan.texts:
+            lesson.markdown("The first training image's texts (what the policies draw from):\n\n"
+                            + table([{"text": n, "": t} for n, t in zip(plan.names, plan.texts)]))
         return plan
     from laclip_lite.data.dataset import select_variants, shapeworld_rewrites, shapeworld_split
 
@@ -92,12 +96,26 @@ def training_plan(lesson: Lesson) -> Plan:
         rw = shapeworld_rewrites(with_rw, list(split.captions))
         plan.names += select_variants(list(rw), with_rw)
         plan.texts += [rw[v][0] for v in plan.names[1:]]
-    lesson.figure(_image_with_texts(split.images[0], plan.texts, plan.names), "example_texts",
+    by = {"shapes": "the world-aware stand-in (not an LLM)", "eda": "EDA", "llm": "the LLM",
+          "backtranslate": "back-translation"}.get(with_rw.data.augment if with_rw else "none", "")
+    lesson.figure(_image_with_texts(split.images[0], plan.texts, plan.names, by), "example_texts",
                   "One image and its texts")
     return plan
 
 
-def _image_with_texts(image, texts: list[str], names: list[str]):
+def _first_record_texts(cfg) -> tuple[list[str], list[str]]:
+    """(names, texts) of the first readable record of a file source: its caption, then the rewrites in use."""
+    from laclip_lite.data.dataset import select_variants
+    from laclip_lite.data.readers import open_source, texts_of
+
+    record = next((r for r in open_source(cfg.data) if r is not None), None)
+    if record is None:
+        return [], []
+    variants = select_variants(list(record.rewrites), cfg) if record.rewrites and cfg.data.augment != "none" else []
+    return ["original", *variants], texts_of(record, variants)
+
+
+def _image_with_texts(image, texts: list[str], names: list[str], rewriter: str = ""):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 1.6), layout="constrained")
@@ -107,8 +125,8 @@ def _image_with_texts(image, texts: list[str], names: list[str]):
     lines = [f"{name:>8}: {textwrap.shorten(t, 95)}" for name, t in zip(names, texts)]
     a2.text(0, 0.5, "\n".join(lines), va="center", fontsize=9, linespacing=1.5, family="monospace")
     a2.set_axis_off()
-    fig.suptitle("CLIP sees only the original; LaCLIP one text drawn at random each time; MT all at once",
-                 fontsize=10)
+    fig.suptitle("CLIP sees only the original; LaCLIP one text drawn at random each time; MT all at once"
+                 + (f"\n(rewrites by {rewriter})" if rewriter else ""), fontsize=10)
     return fig
 
 
@@ -117,7 +135,7 @@ def train_policies(lesson: Lesson) -> Comparison:
     """`experiments.compare`: every (arm, seed) on the same budget; finished runs are reused on a rerun."""
     import csv
 
-    from laclip_lite.experiments import compare, markdown_table
+    from laclip_lite.experiments import compare, summary_markdown
 
     p = lesson.params
     out = lesson.out_dir / "compare"
@@ -143,7 +161,7 @@ def train_policies(lesson: Lesson) -> Comparison:
     what = ("Zero-shot top-1 (%) on the ShapeWorld test split and retrieval R@1; `@heldout`: templates never used "
             "for any choice" if any(m in HEADLINE for m in scores) else
             "Scores on the evaluation sets" if scores else "No evaluation set: the final training loss only")
-    lesson.markdown(f"{what}; {over_seeds_caption(lesson)}.\n\n" + markdown_table(summary, columns),
+    lesson.markdown(f"{what}; {over_seeds_caption(lesson)}.\n\n" + summary_markdown(summary, columns),
                     "CLIP vs LaCLIP vs LaCLIP-MT", key=True)
     for row in summary:
         for m in columns:
@@ -163,8 +181,11 @@ def score_columns(rows: list[dict]) -> list[str]:
     present = [k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     present = [k for k in dict.fromkeys(present) if k not in NOT_SCORES and not k.endswith("_std")
                and "skip" not in k]
-    headline = [m for m in HEADLINE if m in present]
-    return headline or present                     # ShapeWorld: its headline; file data: every evaluation score
+    from laclip_lite.experiments import dataset_headline
+
+    headline = [m for m in HEADLINE if m in present]           # ShapeWorld's tasks
+    on_files = [m for m in dataset_headline(dict.fromkeys(present)) if m not in headline]   # eval.datasets
+    return headline + on_files
 
 
 def _skip_counts(lesson: Lesson, comparison: Comparison) -> None:

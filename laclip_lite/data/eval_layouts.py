@@ -20,11 +20,13 @@ in DataLoader workers. An unreadable image is skipped and counted, never fatal. 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from laclip_lite.errors import DataError
@@ -125,8 +127,8 @@ def detect_layout(path: str | Path) -> str:
             return "captions_csv"
         if p.suffix.lower() == ".json":
             return "karpathy_json"
-    elif (p / "classnames.txt").is_file() or (p / "dataset_type.txt").is_file() or \
-            any((p / s).is_dir() and any((p / s).glob("*.tar")) for s in SPLITS):
+    elif (p / "dataset_type.txt").is_file() or any((p / s / "nshards.txt").is_file() or
+                                                   ((p / s).is_dir() and any((p / s).glob("*.tar"))) for s in SPLITS):
         return "clip_benchmark"
     elif _split_dirs(p) or any(_image_files(d) for d in _class_dirs(p)):
         return "imagefolder"
@@ -356,8 +358,8 @@ def _tar_samples(shard: str) -> Iterator[tuple[str, dict[str, bytes]]]:
 
 
 class _Stream(torch.utils.data.IterableDataset):
-    """Decoded samples (uint8 [3,S,S] or None, target, where) of a list of units; units are dealt to DataLoader
-    workers round-robin, so 2 workers read every sample exactly once between them."""
+    """Decoded samples (uint8 [S,S,3] numpy or None, target, where) of a list of units; units are dealt to
+    DataLoader workers round-robin, so 2 workers read every sample exactly once between them."""
 
     def __init__(self, units: list, shards: bool, kind: str, image_size: int):
         self.units, self.shards, self.kind, self.image_size = units, shards, kind, image_size
@@ -374,11 +376,20 @@ class _Stream(torch.utils.data.IterableDataset):
                 yield self._decode(file, file), target, file
 
     def _decode(self, data, where: str):
-        from laclip_lite.data.readers import ReadStats, decode_image
+        """Image bytes or path -> uint8 [S,S,3]: the evaluation transform (`pil_to_uint8`: shorter side resized,
+        centre crop), skipped for an image already S x S (the same pixels, without two copies); None if unreadable."""
+        from PIL import Image, UnidentifiedImageError
+
         from laclip_lite.data.transforms import pil_to_uint8
 
-        image = decode_image(data, ReadStats(where), where, where)
-        return None if image is None else pil_to_uint8(image, self.image_size, train=False)
+        try:
+            with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
+                img = img.convert("RGB")
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            return None
+        if img.size == (self.image_size, self.image_size):
+            return np.asarray(img)
+        return pil_to_uint8(img, self.image_size, train=False).permute(1, 2, 0).numpy()
 
     def _from_tar(self, shard: str, key: str, group: dict[str, bytes]):
         where = f"{shard}:{key}"
@@ -400,7 +411,7 @@ def _collate(items):
     """-> (uint8 images [B,3,S,S] of the readable samples, their targets, [where] of the unreadable ones)."""
     good = [(img, t) for img, t, _ in items if img is not None]
     bad = [w for img, _, w in items if img is None]
-    images = torch.stack([img for img, _ in good]) if good else None
+    images = torch.from_numpy(np.stack([img for img, _ in good])).permute(0, 3, 1, 2).contiguous() if good else None
     return images, [t for _, t in good], bad
 
 

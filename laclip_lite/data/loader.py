@@ -14,7 +14,8 @@ an uninterrupted run would, with no data-loader state to save.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import torch
 
@@ -57,6 +58,8 @@ class Batch:
     images: torch.Tensor        # uint8 [B,3,H,W]
     tokens: torch.Tensor        # long [B,L] (clip / laclip) or [B,K,L] (mt)
     data_time: float            # seconds spent producing this batch
+    augmented: bool = False     # images already cropped (file data: in the workers); else the trainer crops them
+    skipped: Counter = field(default_factory=Counter)  # reads replaced / rewrites fallen back, by reason
 
 
 class EpochOrder:
@@ -130,14 +133,14 @@ class _LoaderPairs:
         t0 = time.perf_counter()
         if self._iter is None or step != self._next_step:
             self._iter = self._stream(step)
-        images, tokens = next(self._iter)
+        images, tokens, skipped = next(self._iter)
         self._next_step = step + 1
         tokens = select_texts(tokens, self.policy, step_generator(self.seed, step, stream=2), self.rank,
                               self.world_size)
-        return Batch(images, tokens, time.perf_counter() - t0)
+        return Batch(images, tokens, time.perf_counter() - t0, augmented=True, skipped=skipped)
 
 
-class StreamingPairs(_LoaderPairs):
+class MapPairs(_LoaderPairs):
     """Map-style files (CSV, HF): `dataset` yields (uint8 image, texts) or None for a corrupt sample; the
     sampler walks the same seeded epoch order as `InMemoryPairs`, starting at the resumed step."""
 
@@ -158,8 +161,8 @@ class StreamingPairs(_LoaderPairs):
         class _Sampler(torch.utils.data.Sampler):
             def __iter__(self):
                 step = start_step
-                while True:
-                    yield order.indices(step).tolist()
+                while True:             # (step, index): the dataset draws the sample's augmentation from both
+                    yield [(step, i) for i in order.indices(step).tolist()]
                     step += 1
 
         return iter(DataLoader(self.dataset, batch_sampler=_Sampler(), num_workers=self.num_workers,
@@ -194,19 +197,19 @@ class ShardPairs(_LoaderPairs):
 
 
 class _Collate:
-    """Stack images, tokenise the K texts of every surviving sample (corrupt samples arrive as None)."""
+    """Stack images, tokenise the K texts of every sample, and count what was replaced or fell back."""
 
     def __init__(self, tokenizer, num_texts: int):
         self.tokenizer, self.num_texts = tokenizer, num_texts
 
     def __call__(self, items):
-        items = [it for it in items if it is not None]
-        if not items:
-            raise RuntimeError("every sample of a batch was unreadable; check the data source")
-        images = torch.stack([img for img, _ in items])
-        texts = []
-        for _, t in items:
-            row = texts_per_image(t[0], list(t[1:self.num_texts]))
+        images = torch.stack([img for img, _, _ in items])
+        texts, skipped = [], Counter()
+        for _, t, skips in items:
+            skipped.update(skips)
+            rewrites = list(t[1:self.num_texts])
+            row = texts_per_image(t[0], rewrites)
+            skipped["short_rewrite"] += sum(a != b for a, b in zip(row[1:], rewrites, strict=True))
             texts.extend(row + [t[0]] * (self.num_texts - len(row)))
         tokens = self.tokenizer(texts).view(len(items), self.num_texts, -1)
-        return images, tokens
+        return images, tokens, +skipped

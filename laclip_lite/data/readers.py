@@ -6,20 +6,21 @@ Hugging Face datasets. Every reader yields the same thing:
 and keeps `stats` (records read, records skipped by reason). A corrupt or missing image is skipped, counted
 and reported in one warning at the end of a pass - never fatal: web-scale data always has some.
 
-* `LaclipCsvSource`  - header-less CSV rows `image_path,caption` plus line-aligned `<variant>.txt` files.
-  Nothing is loaded into memory: a byte-offset index of rows/lines is built once (numpy, chunked), then
-  each record is a seek + read. A rewrite file whose line count differs from the CSV fails at open time.
+* `LaclipCsvSource`  - CSV rows `image_path,caption` read by the one CSV rule (`laclip_csv`: quotes, CRLF,
+  everything after the first comma is the caption, a header row skipped) plus line-aligned `<variant>.txt`
+  files. Nothing is loaded into memory: a byte-offset index of rows/lines is built once, then each record is a
+  seek + read. A rewrite file whose line count differs from the CSV fails at open time.
 * `TarShardSource`   - streams tar shards; shards are split across ranks AND DataLoader workers, so each
   sample is read exactly once per pass. Members are grouped by key (`{key}.png|jpg|jpeg|webp`, `{key}.txt`,
   `{key}.json` with `{"rewrites": {...}}`).
 * `HFDiskSource`     - `datasets.load_from_disk` (a folder) or `datasets.load_dataset(name)` (needs network).
 
-`open_source(cfg.data)` picks one from `data.source` / `data.format`. `RecordDataset` (map-style, CSV/HF) and
-`IterableRecordDataset` (shards) turn records into `(image_tensor, [caption, *rewrites])` for a DataLoader.
+`open_source(cfg.data)` picks one from `data.source` / `data.format`. For training, `RecordDataset` (map-style,
+CSV/HF: an unreadable sample is replaced by a readable one drawn from (seed, index)) and `IterableRecordDataset`
+(shards: skipped) turn records into `(augmented uint8 image, [caption, *rewrites], skip reasons)`.
 """
 from __future__ import annotations
 
-import csv
 import glob as globlib
 import io
 import json
@@ -36,9 +37,9 @@ import numpy as np
 import torch
 
 from laclip_lite.constants import SOURCE_ALIASES, SOURCES
+from laclip_lite.data import laclip_csv
 from laclip_lite.errors import DataError
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 # Names a rewrite variant may have: the LLM meta-pair sources, EDA / back-translation variants, "rewriteN".
 _VARIANT = re.compile(rf"^({'|'.join((*SOURCES, *SOURCE_ALIASES))}|eda\d+|bt\d+|rewrite\d*)$")
 
@@ -60,9 +61,11 @@ class ReadStats:
 
     def __init__(self, where: str):
         self.where, self.read, self.skipped, self.examples = where, 0, Counter(), {}
+        self.last_reason = ""                     # the reason of the latest skip (a dataset reports it per sample)
 
     def skip(self, reason: str, detail: str) -> None:
         self.skipped[reason] += 1
+        self.last_reason = reason
         self.examples.setdefault(reason, [])
         if len(self.examples[reason]) < 3:
             self.examples[reason].append(detail)
@@ -89,6 +92,9 @@ def decode_image(data: bytes | str | Path, stats: ReadStats, key: str, where: st
     from PIL import Image, UnidentifiedImageError
 
     try:
+        if (len(data) if isinstance(data, (bytes, bytearray)) else os.path.getsize(data)) == 0:
+            stats.skip("empty_file", f"{key}: {where}")
+            return None
         img = Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
         img.load()
         return img.convert("RGB")
@@ -100,43 +106,6 @@ def decode_image(data: bytes | str | Path, stats: ReadStats, key: str, where: st
 
 
 # -- LaCLIP CSV + rewrite files -------------------------------------------------------------------------------
-def _row_offsets(path: Path, csv_rows: bool, chunk: int = 1 << 24) -> np.ndarray:
-    """Start offsets of every line (csv_rows=False) or CSV row (True: a newline inside quotes does not end a
-    row), plus the file size as a last entry. Chunked numpy scan: fast, and never the whole file in memory."""
-    ends, quotes_before, pos = [], 0, 0   # offsets just past each row-ending newline
-    with open(path, "rb") as f:
-        while True:
-            buf = f.read(chunk)
-            if not buf:
-                break
-            arr = np.frombuffer(buf, dtype=np.uint8)
-            nl = np.flatnonzero(arr == 10)
-            if csv_rows:
-                q = np.flatnonzero(arr == 34)
-                inside = (quotes_before + np.searchsorted(q, nl)) % 2 == 1
-                nl = nl[~inside]
-                quotes_before += len(q)
-            ends.append(nl.astype(np.int64) + pos + 1)
-            pos += len(buf)
-    starts = np.concatenate([np.zeros(1, np.int64)] + ends)
-    if starts[-1] != pos:               # last line without a trailing newline
-        starts = np.append(starts, pos)
-    return starts
-
-
-def _row_spans(path: Path, starts: np.ndarray) -> np.ndarray:
-    """[rows, 2] (start, end) byte spans of the non-empty rows (a trailing blank line is not a sample)."""
-    spans = np.stack([starts[:-1], starts[1:]], axis=1)
-    short = np.flatnonzero(spans[:, 1] - spans[:, 0] <= 2)     # only "\n" or "\r\n" rows can be blank
-    blank = []
-    with open(path, "rb") as f:
-        for i in short:
-            f.seek(int(spans[i, 0]))
-            if not f.read(int(spans[i, 1] - spans[i, 0])).strip():
-                blank.append(i)
-    return np.delete(spans, blank, axis=0)
-
-
 def _count_check(csv_path: Path, n_rows: int, variant: str, path: Path, n_lines: int) -> None:
     if n_lines != n_rows:
         raise DataError(f"rewrite file {path} ({variant}) has {n_lines} lines but the CSV {csv_path} has "
@@ -170,7 +139,7 @@ class _MapSource:
 
 
 class LaclipCsvSource(_MapSource):
-    """Rows `relative/image.png,caption` (no header) + line-aligned rewrite files; map-style (len, [i])."""
+    """Rows `relative/image.jpg,caption` (the one CSV rule: `laclip_csv`) + line-aligned rewrite files; map-style."""
 
     def __init__(self, csv_path: str | Path, image_root: str | Path | None = None,
                  rewrite_files: dict[str, str | Path] | None = None, sources: list[str] | None = None):
@@ -188,16 +157,13 @@ class LaclipCsvSource(_MapSource):
         self.stats = ReadStats(str(self.csv_path))
         self._handles: dict[str, object] = {}
         self._pid = None
-        self._rows = _row_spans(self.csv_path, _row_offsets(self.csv_path, csv_rows=True))
-        self._first = 0
-        if len(self) and not self._read_row(0)[0].lower().endswith(IMAGE_EXTS):
-            self._first = 1             # a header row ("filepath,title"): the first field is not an image path
+        index = laclip_csv.row_index(self.csv_path)
+        self._rows, self._row_lines = index.spans, index.lines
         self._lines = {}
         for variant, path in files.items():
             if not path.is_file():
                 raise DataError(f"rewrite file for {variant!r} not found: {path}")
-            starts = _row_offsets(path, csv_rows=False)
-            self._lines[variant] = np.stack([starts[:-1], starts[1:]], axis=1)
+            self._lines[variant] = laclip_csv.line_spans(path)
             _count_check(self.csv_path, len(self), variant, path, len(self._lines[variant]))
 
     @property
@@ -205,7 +171,7 @@ class LaclipCsvSource(_MapSource):
         return list(self.rewrite_files)
 
     def __len__(self) -> int:
-        return len(self._rows) - self._first
+        return len(self._rows)
 
     def __getstate__(self):             # DataLoader workers reopen their own file handles
         state = dict(self.__dict__)
@@ -220,43 +186,43 @@ class LaclipCsvSource(_MapSource):
             self._handles[name] = open(path, "rb")
         f = self._handles[name]
         f.seek(int(spans[i, 0]))
-        return f.read(int(spans[i, 1] - spans[i, 0])).decode("utf-8")
+        return f.read(int(spans[i, 1] - spans[i, 0])).decode("utf-8", "replace")
 
-    def _read_row(self, row: int) -> list[str]:
-        text = self._read("__csv__", self.csv_path, self._rows, row)
-        fields = next(csv.reader([text.rstrip("\r\n")]), [])
-        return fields
+    def _row(self, i: int) -> tuple[str, str]:
+        """(image path, caption) of data row i, by the one CSV rule (`laclip_csv`); BadRow when it is not one."""
+        return laclip_csv.split_row(laclip_csv.parse_row(self._read("__csv__", self.csv_path, self._rows, i)))
 
     def captions(self) -> Iterator[str]:
-        """Every caption in order (streamed; e.g. to train a tokenizer)."""
-        with open(self.csv_path, newline="", encoding="utf-8") as f:
-            for j, fields in enumerate(csv.reader(f)):
-                if j >= self._first and fields:
-                    yield fields[1] if len(fields) > 1 else ""
+        """Every caption in row order (streamed; e.g. to train a tokenizer); a bad row gives ""."""
+        for i in range(len(self)):
+            try:
+                yield self._row(i)[1]
+            except laclip_csv.BadRow:
+                yield ""
 
     def rows(self) -> Iterator[tuple[str, str]]:
-        """(image path as written, caption) of every well-formed row in order, no image decoded (e.g. to group
-        an evaluation CSV's captions by image)."""
+        """(image path as written, caption) of every well-formed row in order, by the same CSV rule, no image
+        decoded (e.g. to group an evaluation CSV's captions by image); a bad row is counted and left out."""
         for i in range(len(self)):
-            fields = self._read_row(i + self._first)
-            if len(fields) >= 2:
-                yield fields[0], fields[1]
+            try:
+                yield self._row(i)
+            except laclip_csv.BadRow as e:
+                self.stats.skip("bad_row", f"line {self._row_lines[i]}: {e}")
 
     def __getitem__(self, i: int) -> Record | None:
         if not 0 <= i < len(self):
             raise IndexError(f"{self.csv_path}: row {i} out of range (0..{len(self) - 1})")
-        fields = self._read_row(i + self._first)
-        if len(fields) < 2:
-            self.stats.skip("bad_row", f"row {i}: {fields!r}")
+        try:
+            rel, caption = self._row(i)
+        except laclip_csv.BadRow as e:
+            self.stats.skip("bad_row", f"line {self._row_lines[i]}: {e}")
             return None
-        rel, caption = fields[0], fields[1]
         image = decode_image(self.image_root / rel, self.stats, rel, str(self.image_root / rel))
         if image is None:
             return None
         rewrites = {v: self._read(v, p, self._lines[v], i).rstrip("\r\n") for v, p in self.rewrite_files.items()}
         self.stats.read += 1
         return Record(rel, image, caption, rewrites)
-
 
 
 # -- webdataset tar shards ------------------------------------------------------------------------------------
@@ -302,9 +268,10 @@ class TarShardSource:
     """Streams samples from tar shards. This process reads shards i with i % (world_size * workers) ==
     rank * workers + worker_id, so 2 ranks x 2 DataLoader workers read every sample exactly once between them."""
 
-    def __init__(self, paths_or_glob, rank: int = 0, world_size: int = 1):
+    def __init__(self, paths_or_glob, rank: int = 0, world_size: int = 1, read_rewrites: bool = True):
         if not 0 <= rank < world_size:
             raise DataError(f"rank {rank} is not in 0..{world_size - 1}")
+        self.read_rewrites = read_rewrites     # False: samples' JSON is not parsed (the original caption only)
         self.shards = expand_shards(paths_or_glob)
         self.rank, self.world_size = rank, world_size
         self.stats = ReadStats(f"{len(self.shards)} tar shard(s) from {self.shards[0]}")
@@ -320,6 +287,8 @@ class TarShardSource:
         """Rewrite variants of the first sample that has any (in its JSON order); [] when there are none."""
         if self._variants is None:
             self._variants = []
+            if not self.read_rewrites:
+                return self._variants
             for rec in self._samples(self.shards[0], ReadStats("peek"), decode=False):
                 if rec.rewrites:
                     self._variants = list(rec.rewrites)
@@ -331,6 +300,12 @@ class TarShardSource:
             yield from self._samples(shard, self.stats)
         self.stats.warn()
 
+    def captions(self) -> Iterator[str]:
+        """The original caption of every sample in every shard (whatever this rank reads), no image decoded."""
+        for shard in self.shards:
+            for rec in self._samples(shard, ReadStats("captions"), decode=False):
+                yield rec.caption
+
     def _samples(self, shard: str, stats: ReadStats, decode: bool = True) -> Iterator[Record]:
         group: dict[str, bytes] = {}
         key = None
@@ -341,7 +316,7 @@ class TarShardSource:
                         continue
                     k, ext = split_key(member.name)
                     if k != key and key is not None:
-                        rec = self._record(shard, key, group, stats, decode)
+                        rec = self._record(shard, key, group, stats, decode, self.read_rewrites)
                         if rec is not None:
                             yield rec
                         group = {}
@@ -351,12 +326,13 @@ class TarShardSource:
             stats.skip("corrupt_shard", f"{shard} ({type(e).__name__}: {e})")
             return
         if key is not None:
-            rec = self._record(shard, key, group, stats, decode)
+            rec = self._record(shard, key, group, stats, decode, self.read_rewrites)
             if rec is not None:
                 yield rec
 
     @staticmethod
-    def _record(shard: str, key: str, group: dict[str, bytes], stats: ReadStats, decode: bool) -> Record | None:
+    def _record(shard: str, key: str, group: dict[str, bytes], stats: ReadStats, decode: bool,
+                read_rewrites: bool = True) -> Record | None:
         where = f"{shard}:{key}"
         ext = next((e for e in ("png", "jpg", "jpeg", "webp") if e in group), None)
         if ext is None:
@@ -366,7 +342,7 @@ class TarShardSource:
             stats.skip("missing_caption", f"{where} (members: {sorted(group)})")
             return None
         rewrites = {}
-        if "json" in group:
+        if "json" in group and read_rewrites:
             try:
                 rewrites = {str(v): str(t) for v, t in (json.loads(group["json"]).get("rewrites") or {}).items()}
             except (ValueError, AttributeError) as e:
@@ -497,8 +473,14 @@ def _csv_in(source: str, split: str) -> Path:
     return found[0]
 
 
-def open_source(data_cfg, split: str = "train", rank: int = 0, world_size: int = 1):
-    """The reader for `data_cfg.source` (format from `data_cfg.format`, or guessed when "auto")."""
+def open_source(data_cfg, split: str = "train", rank: int = 0, world_size: int = 1, rewrites: bool = True,
+                rewrite_files: dict[str, Path] | None = None):
+    """The reader for `data_cfg.source` (format from `data_cfg.format`, or guessed when "auto").
+
+    rewrites=False: read the original captions only (no rewrite file opened, no rewrite column or JSON read).
+    rewrite_files: the CSV's rewrite files when they come from elsewhere (a rewrite cache) instead of the files
+    beside the CSV / in `data.rewrites_dir`.
+    """
     source, fmt = str(data_cfg.source), data_cfg.format
     if data_cfg.is_shapeworld:
         raise DataError("data.source=shapeworld is rendered in memory (laclip_lite.data.shapeworld), not read "
@@ -507,56 +489,92 @@ def open_source(data_cfg, split: str = "train", rank: int = 0, world_size: int =
         fmt = detect_format(source, split)
     if fmt == "laclip":
         csv_path = _csv_in(source, split)
-        files = discover_rewrite_files(csv_path, getattr(data_cfg, "rewrites_dir", "") or None)
-        return LaclipCsvSource(csv_path, image_root=data_cfg.image_root or None, rewrite_files=files)
+        if rewrite_files is None:
+            rewrite_files = discover_rewrite_files(csv_path, data_cfg.rewrites_dir or None) if rewrites else {}
+        return LaclipCsvSource(csv_path, image_root=data_cfg.image_root or None, rewrite_files=rewrite_files)
     if fmt == "wds":
-        return TarShardSource(source, rank=rank, world_size=world_size)
+        return TarShardSource(source, rank=rank, world_size=world_size, read_rewrites=rewrites)
     if fmt == "hf":
-        return HFDiskSource(source, data_cfg.image_column, data_cfg.caption_column, split=split)
+        return HFDiskSource(source, data_cfg.image_column, data_cfg.caption_column, split=split,
+                            rewrite_columns=None if rewrites else [])
     raise DataError(f"data.format={fmt!r} is not one of auto, laclip, wds, hf")
 
 
 # -- torch datasets -------------------------------------------------------------------------------------------
+# Why a sample was not used as read. Counted per sample read (a bad image is hit again every epoch), summed over
+# DataLoader workers and ranks by the trainer, written to data_info.json / final_metrics.json.
+SKIP_REASONS = ("missing_image", "corrupt_image", "empty_file", "bad_row", "missing_caption", "bad_json",
+                "corrupt_shard", "short_rewrite")
+MAX_REPLACEMENTS = 32       # replacement draws for one unreadable sample before the source is declared broken
+
+
 def texts_of(record: Record, variants: list[str]) -> list[str]:
     """[caption, rewrite of each variant in order]; a record without that variant repeats its caption."""
     return [record.caption] + [record.rewrites.get(v) or record.caption for v in variants]
 
 
-class RecordDataset(torch.utils.data.Dataset):
-    """Map-style (CSV / HF): item i -> (transform(image), texts), or None for an unreadable image (counted in
-    `source.stats`; the collate drops Nones). With DataLoader workers each worker counts in its own copy."""
+def replacement_index(seed: int, index: int, attempt: int, n: int) -> int:
+    """The sample read instead of unreadable sample `index` (attempt 0, 1, ...): a function of (seed, index,
+    attempt) only, so every rank, worker and resumed run substitutes the same sample and batches stay full."""
+    import random
+    return random.Random(seed * 1_000_003 + index * 7_919 + attempt * 104_729 + 1).randrange(n)
 
-    def __init__(self, source, transform: Callable, variants: list[str] | None = None):
+
+class RecordDataset(torch.utils.data.Dataset):
+    """Map-style (CSV / HF): item (step, i) -> (augmented uint8 image, texts, skip reasons).
+
+    An unreadable sample i is replaced by `replacement_index(seed, i, ...)` (counted under its reason), so a
+    batch is always full: ranks stay equal and the run stays reproducible. The image's augmentation is drawn
+    from (seed, step, i) (`transform(image, step, i)`), wherever and in whichever worker it runs.
+    """
+
+    def __init__(self, source, transform: Callable, variants: list[str] | None = None, seed: int = 0):
         if not hasattr(source, "__len__"):
             raise DataError("RecordDataset needs a map-style source (CSV or HF); use IterableRecordDataset for shards")
-        self.source, self.transform = source, transform
+        self.source, self.transform, self.seed = source, transform, seed
         self.variants = list(source.variants if variants is None else variants)
 
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, i: int):
-        rec = self.source[i]
-        if rec is None:
-            return None
-        return self.transform(rec.image), texts_of(rec, self.variants)
+    def read(self, i: int) -> tuple[Record, list[str]]:
+        """The record of sample i (or of its deterministic replacement) and the reasons of the reads replaced."""
+        skips, j = [], i
+        for attempt in range(MAX_REPLACEMENTS + 1):
+            rec = self.source[j]
+            if rec is not None:
+                return rec, skips
+            skips.append(self.source.stats.last_reason)
+            j = replacement_index(self.seed, i, attempt, len(self.source))
+        raise DataError(f"sample {i} and {MAX_REPLACEMENTS} replacement draws were all unreadable "
+                        f"({', '.join(sorted(set(skips)))}); is the data source mostly broken? "
+                        + self.source.stats.summary())
+
+    def __getitem__(self, item):
+        step, i = item if isinstance(item, tuple) else (0, item)
+        rec, skips = self.read(i)
+        return self.transform(rec.image, step, i), texts_of(rec, self.variants), skips
 
 
 class IterableRecordDataset(torch.utils.data.IterableDataset):
-    """Streaming (tar shards): yields (transform(image), texts); skips unreadable samples (counted)."""
+    """Streaming (tar shards): yields (augmented uint8 image, texts, skip reasons since the previous sample).
 
-    def __init__(self, source, transform: Callable, variants: list[str] | None = None):
-        self.source, self.transform = source, transform
+    Unreadable samples are skipped (their reasons ride on the next sample). The augmentation is drawn from
+    (seed, pass over the shards, sample key): workers and ranks differ, and a replayed stream (resume) repeats it.
+    """
+
+    def __init__(self, source, transform: Callable, variants: list[str] | None = None, seed: int = 0):
+        self.source, self.transform, self.seed = source, transform, seed
         self.variants = list(source.variants if variants is None else variants)
+        self._pass = 0
 
     def __iter__(self):
+        from laclip_lite.utils import stable_hash
+
+        stats, seen = self.source.stats, Counter(self.source.stats.skipped)
         for rec in self.source:
-            yield self.transform(rec.image), texts_of(rec, self.variants)
-
-
-def collate_records(items):
-    """Drop None (unreadable) items; stack images; -> (images [B,...], list of B text lists)."""
-    items = [it for it in items if it is not None]
-    if not items:
-        raise DataError("every sample of this batch was unreadable; check the data source (see its stats)")
-    return torch.stack([img for img, _ in items]), [texts for _, texts in items]
+            skips = list((stats.skipped - seen).elements())
+            seen = Counter(stats.skipped)
+            index = int(stable_hash(rec.key, length=12), 16)
+            yield self.transform(rec.image, self._pass, index), texts_of(rec, self.variants), skips
+        self._pass += 1

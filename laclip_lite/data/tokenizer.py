@@ -1,6 +1,6 @@
 """Text -> fixed-length token ids, the way CLIP does it: [SOT] words... [EOT] [PAD]...
 
-Two kinds, one interface (`Tokenizer.__call__(texts) -> LongTensor [N, context_length]`):
+Three kinds, one interface (`Tokenizer.__call__(texts) -> LongTensor [N, context_length]`):
 
 * **BPE** (the offline default): a byte-pair-encoding vocabulary trained with Hugging Face `tokenizers` on the
   training captions (lower-cased, CLIP-style `</w>` word-end marks), cached on disk by a hash of the corpus.
@@ -23,6 +23,7 @@ from laclip_lite.utils import atomic_write_text, cache_dir, resolve_hf_path, sta
 
 SPECIALS = ["[PAD]", "[SOT]", "[EOT]", "[UNK]"]  # ids 0..3 in every trained BPE vocabulary
 FILE_NAME = "tokenizer.json"                    # what a run folder keeps
+CLIP_FILE_NAME = "clip_bpe.txt.gz"              # ... for data.tokenizer=clip
 
 
 class Tokenizer:
@@ -31,11 +32,14 @@ class Tokenizer:
     def __init__(self, backend, context_length: int, kind: str, source: str = ""):
         self.backend = backend          # tokenizers.Tokenizer (bpe) or a transformers tokenizer (hf)
         self.context_length = context_length
-        self.kind = kind                # "bpe" or "hf"
+        self.kind = kind                # "bpe", "clip" or "hf"
         self.source = source            # where it came from (path or hub name), for config.yaml
         if kind == "bpe":
             self.pad_id, self.sot_id, self.eot_id = 0, 1, 2
             self.vocab_size = backend.get_vocab_size()
+        elif kind == "clip":            # CLIP pads with id 0 ("!"): our towers need a pad id of its own
+            self.sot_id, self.eot_id = backend.sot_id, backend.eot_id
+            self.pad_id, self.vocab_size = backend.vocab_size, backend.vocab_size + 1
         else:
             tok = backend
             self.sot_id = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
@@ -53,6 +57,8 @@ class Tokenizer:
         """Word-piece ids of one text, without special tokens."""
         if self.kind == "bpe":
             return self.backend.encode(text, add_special_tokens=False).ids
+        if self.kind == "clip":
+            return self.backend.encode(text)
         return self.backend(text, add_special_tokens=False)["input_ids"]
 
     def __call__(self, texts: str | list[str]) -> torch.Tensor:
@@ -60,6 +66,8 @@ class Tokenizer:
             texts = [texts]
         if self.kind == "bpe":
             pieces = [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+        elif self.kind == "clip":
+            pieces = [self.backend.encode(t) for t in texts]
         else:
             pieces = self.backend(list(texts), add_special_tokens=False)["input_ids"]
         out = torch.full((len(pieces), self.context_length), self.pad_id, dtype=torch.long)
@@ -80,6 +88,8 @@ class Tokenizer:
         run_dir.mkdir(parents=True, exist_ok=True)
         if self.kind == "bpe":
             atomic_write_text(run_dir / FILE_NAME, self.backend.to_str())
+        elif self.kind == "clip":       # a copy of the merges: the run folder loads without the package
+            shutil.copyfile(self.backend.path, run_dir / CLIP_FILE_NAME)
         else:
             target = run_dir / "hf_tokenizer"
             if target.exists():
@@ -150,10 +160,20 @@ def hf_tokenizer(name_or_path: str, context_length: int) -> Tokenizer:
     return Tokenizer(backend, context_length, "hf", source=name_or_path)
 
 
+def clip_tokenizer(bpe_path: str, context_length: int) -> Tokenizer:
+    """CLIP's 49,408-token BPE from an installed package's merges file or `bpe_path` (`data.clip_bpe`)."""
+    from laclip_lite.data.clip_bpe import ClipBPE, find_bpe_file
+
+    path = find_bpe_file(bpe_path)
+    return Tokenizer(ClipBPE(path), context_length, "clip", source=str(path))
+
+
 def build_tokenizer(data_cfg, model_cfg, corpus: list[str] | None = None) -> Tokenizer:
     """The tokenizer a run uses: the HF text tower's own tokenizer, a named HF tokenizer, or a BPE on `corpus`."""
     if model_cfg.text == "hf":
         return hf_tokenizer(model_cfg.text_model, model_cfg.context_length)
+    if data_cfg.tokenizer == "clip":
+        return clip_tokenizer(data_cfg.clip_bpe_path, model_cfg.context_length)
     if data_cfg.tokenizer != "bpe":
         return hf_tokenizer(data_cfg.tokenizer, model_cfg.context_length)
     if not corpus:
@@ -172,5 +192,8 @@ def load_tokenizer(run_dir: str | Path, context_length: int | None = None) -> To
     if meta["kind"] == "bpe":
         from tokenizers import Tokenizer as HFTokenizer
         return Tokenizer(HFTokenizer.from_file(str(run_dir / FILE_NAME)), ctx, "bpe", source=meta["source"])
+    if meta["kind"] == "clip":
+        from laclip_lite.data.clip_bpe import ClipBPE
+        return Tokenizer(ClipBPE(run_dir / CLIP_FILE_NAME), ctx, "clip", source=meta["source"])
     from transformers import AutoTokenizer
     return Tokenizer(AutoTokenizer.from_pretrained(run_dir / "hf_tokenizer"), ctx, "hf", source=meta["source"])

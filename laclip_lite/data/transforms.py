@@ -5,9 +5,11 @@ only on the training device:
 
 * `pil_to_uint8(img, size, train, crop_scale, rng)`: a PIL image -> uint8 [3,size,size]; training uses
   CLIP's RandomResizedCrop (area fraction in `crop_scale`, aspect 3/4..4/3), evaluation resizes the shorter
-  side and centre-crops.
+  side and centre-crops. File data is augmented here, once, in the DataLoader worker (`PilTransform`), with
+  random numbers drawn from (seed, step, sample index) (`sample_rng`).
 * `random_resized_crop(images, scale, generator)`: the same augmentation for a whole uint8 batch at once
-  (one affine resample), used for in-memory data such as ShapeWorld.
+  (one affine resample), used for in-memory data such as ShapeWorld, on the device; its numbers are drawn
+  from (seed, step, micro-batch) for the whole global batch and each rank takes its rows.
 * `normalize(images)`: 0..255 values -> float, CLIP's mean / std.
 """
 from __future__ import annotations
@@ -46,15 +48,18 @@ def _sample_crop(width: int, height: int, scale: tuple[float, float], rng: rando
     return (width - side) // 2, (height - side) // 2, side, side
 
 
-def pil_to_uint8(img, size: int, train: bool = False, crop_scale=(0.5, 1.0),
-                 rng: random.Random | None = None) -> torch.Tensor:
-    """PIL image -> uint8 tensor [3, size, size]."""
+def pil_to_uint8(img, size: int, train: bool = False, crop_scale=(0.5, 1.0), rng: random.Random | None = None,
+                 hflip: bool = False) -> torch.Tensor:
+    """PIL image -> uint8 tensor [3, size, size] (train: one RandomResizedCrop, then a flip when `hflip`)."""
     from PIL import Image
 
     img = img.convert("RGB")
     if train:
-        left, top, w, h = _sample_crop(img.width, img.height, tuple(crop_scale), rng or random)
+        rng = rng or random.Random()
+        left, top, w, h = _sample_crop(img.width, img.height, tuple(crop_scale), rng)
         img = img.resize((size, size), Image.BICUBIC, box=(left, top, left + w, top + h))
+        if hflip and rng.random() < 0.5:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
     else:
         s = size / min(img.width, img.height)
         img = img.resize((max(size, round(img.width * s)), max(size, round(img.height * s))), Image.BICUBIC)
@@ -63,15 +68,22 @@ def pil_to_uint8(img, size: int, train: bool = False, crop_scale=(0.5, 1.0),
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
+def sample_rng(seed: int, step: int, index: int) -> random.Random:
+    """The random numbers of one sample's augmentation: a function of (seed, step, global sample index) only,
+    so DataLoader workers differ, ranks differ, and a resumed run redraws exactly the same crops."""
+    return random.Random((seed * 1_000_003 + step * 7_919) * 2_147_483_647 + index)
+
+
 class PilTransform:
-    """Picklable PIL -> uint8 transform for DataLoader workers."""
+    """Picklable PIL -> uint8 transform for DataLoader workers: `transform(img, step, index)`. Training images
+    get their one augmentation here (the trainer does not crop them again); eval images are centre-cropped."""
 
-    def __init__(self, size: int, train: bool, crop_scale=(0.5, 1.0), seed: int = 0):
-        self.size, self.train, self.crop_scale = size, train, tuple(crop_scale)
-        self.rng = random.Random(seed)
+    def __init__(self, size: int, train: bool, crop_scale=(0.5, 1.0), hflip: bool = False, seed: int = 0):
+        self.size, self.train, self.crop_scale, self.hflip, self.seed = size, train, tuple(crop_scale), hflip, seed
 
-    def __call__(self, img) -> torch.Tensor:
-        return pil_to_uint8(img, self.size, self.train, self.crop_scale, self.rng)
+    def __call__(self, img, step: int = 0, index: int = 0) -> torch.Tensor:
+        rng = sample_rng(self.seed, step, index) if self.train else None
+        return pil_to_uint8(img, self.size, self.train, self.crop_scale, rng, self.hflip)
 
 
 def random_resized_crop(images: torch.Tensor, scale=(0.7, 1.0), generator: torch.Generator | None = None,

@@ -32,7 +32,7 @@ class CLIP(nn.Module):
         if cfg.vision == "vit":
             self.visual: nn.Module = VisionTransformer(cfg.image_size, cfg.patch_size, cfg.vision_width,
                                                        cfg.vision_layers, cfg.vision_heads, cfg.embed_dim,
-                                                       stem=cfg.vision_stem)
+                                                       stem=cfg.vision_stem, act=cfg.vision_act)
         elif cfg.vision == "resnet":
             self.visual = ModifiedResNet(resnet_layers(cfg.vision_layers), cfg.embed_dim, cfg.vision_heads,
                                          cfg.image_size, cfg.vision_width)
@@ -40,7 +40,8 @@ class CLIP(nn.Module):
             raise ValueError(f"model.vision={cfg.vision!r} is not one of: vit, resnet")
         if cfg.text == "transformer":
             self.text: nn.Module = TextTransformer(cfg.vocab_size, cfg.context_length, cfg.text_width,
-                                                   cfg.text_layers, cfg.text_heads, cfg.embed_dim, cfg.pad_id)
+                                                   cfg.text_layers, cfg.text_heads, cfg.embed_dim, cfg.pad_id,
+                                                   act=cfg.text_act)
         elif cfg.text == "hf":
             if not cfg.text_model:
                 raise ValueError("model.text=hf needs model.text_model (a local path or 'minilm')")
@@ -119,10 +120,18 @@ def no_weight_decay_names(model: nn.Module) -> set[str]:
     return names
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two AdamW groups: decayed weights, and the `no_weight_decay_names` at weight_decay 0. Frozen params
-    (a locked text encoder) are left out."""
-    skip = no_weight_decay_names(model)
+def release_no_weight_decay_names(model: nn.Module) -> set[str]:
+    """The LaCLIP release's rule (train.py): no decay on tensors of fewer than 2 dimensions and on any name
+    containing "bias", "ln" or "bn"; everything else decays, token / positional embeddings included."""
+    return {name for name, p in model.named_parameters()
+            if p.ndim < 2 or any(part in name for part in ("bias", "ln", "bn"))}
+
+
+def param_groups(model: nn.Module, weight_decay: float, rule: str = "kit") -> list[dict]:
+    """Two AdamW groups: decayed weights, and the no-decay names of `rule` ("kit": `no_weight_decay_names`;
+    "release": `release_no_weight_decay_names`) at weight_decay 0. Frozen params (a locked text encoder) are
+    left out."""
+    skip = release_no_weight_decay_names(model) if rule == "release" else no_weight_decay_names(model)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:

@@ -54,7 +54,7 @@ class TextTransformer(nn.Module):
     """
 
     def __init__(self, vocab_size: int, context_length: int, width: int, layers: int, heads: int,
-                 output_dim: int, pad_id: int = 0, trim_padding: bool = True):
+                 output_dim: int, pad_id: int = 0, trim_padding: bool = True, act: str = "gelu"):
         super().__init__()
         if vocab_size < 1:
             raise ValueError(f"TextTransformer: vocab_size must be >= 1 (fill model.vocab_size from the tokenizer), "
@@ -62,7 +62,7 @@ class TextTransformer(nn.Module):
         self.context_length, self.pad_id, self.trim_padding = context_length, pad_id, trim_padding
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
-        self.transformer = Transformer(width, layers, heads, causal=True)
+        self.transformer = Transformer(width, layers, heads, causal=True, act=act)
         self.ln_final = nn.LayerNorm(width)
         self.text_projection = nn.Parameter(torch.empty(width, output_dim))
         self.init_weights()

@@ -3,7 +3,7 @@
 CLIP's text encoder uses it with a causal mask; the ViT in `vision.py` uses the same blocks without one.
 
     x = x + attn(ln_1(x))          # multi-head self-attention (causal for text)
-    x = x + mlp(ln_2(x))           # Linear(d, 4d) -> GELU -> Linear(4d, d)
+    x = x + mlp(ln_2(x))           # Linear(d, 4d) -> GELU (or CLIP's QuickGELU) -> Linear(4d, d)
 
 A tower that pools one token (ViT: the class token; text: EOT) reads only that token of the last block, so
 `Transformer.forward_pooled` lets the last block compute just that one output.
@@ -51,12 +51,23 @@ class Attention(nn.Module):
         return self.out_proj(y.reshape(B, D))
 
 
+class QuickGELU(nn.Module):
+    """OpenAI CLIP's activation, x * sigmoid(1.702 x): a cheap approximation of GELU that CLIP's checkpoints,
+    the LaCLIP release's text tower and open_clip's `-quickgelu` models were trained with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+ACTIVATIONS = {"gelu": nn.GELU, "quickgelu": QuickGELU}     # model.vision_act / model.text_act
+
+
 class MLP(nn.Module):
-    def __init__(self, width: int, ratio: float = 4.0):
+    def __init__(self, width: int, ratio: float = 4.0, act: str = "gelu"):
         super().__init__()
         hidden = int(width * ratio)
         self.c_fc = nn.Linear(width, hidden)
-        self.gelu = nn.GELU()
+        self.gelu = ACTIVATIONS[act]()
         self.c_proj = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,12 +77,12 @@ class MLP(nn.Module):
 class ResidualAttentionBlock(nn.Module):
     """One pre-LN block: x + attn(ln_1(x)), then + mlp(ln_2(x))."""
 
-    def __init__(self, width: int, heads: int, causal: bool = False):
+    def __init__(self, width: int, heads: int, causal: bool = False, act: str = "gelu"):
         super().__init__()
         self.ln_1 = nn.LayerNorm(width)
         self.attn = Attention(width, heads, causal)
         self.ln_2 = nn.LayerNorm(width)
-        self.mlp = MLP(width)
+        self.mlp = MLP(width, act=act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
@@ -87,11 +98,11 @@ class ResidualAttentionBlock(nn.Module):
 class Transformer(nn.Module):
     """A stack of `layers` blocks on batch-first [B, L, width] inputs; optional gradient checkpointing."""
 
-    def __init__(self, width: int, layers: int, heads: int, causal: bool = False):
+    def __init__(self, width: int, layers: int, heads: int, causal: bool = False, act: str = "gelu"):
         super().__init__()
         self.width, self.layers = width, layers
         self.grad_checkpointing = False
-        self.resblocks = nn.ModuleList([ResidualAttentionBlock(width, heads, causal) for _ in range(layers)])
+        self.resblocks = nn.ModuleList([ResidualAttentionBlock(width, heads, causal, act) for _ in range(layers)])
 
     def init_weights(self) -> None:
         """CLIP's init: attention std width^-0.5, residual output projections scaled down by sqrt(2*layers)."""

@@ -53,7 +53,7 @@ class ConvStem(nn.Module):
 
 class VisionTransformer(nn.Module):
     def __init__(self, image_size: int, patch_size: int, width: int, layers: int, heads: int, output_dim: int,
-                 stem: str = "patch"):
+                 stem: str = "patch", act: str = "gelu"):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"VisionTransformer: image_size={image_size} is not divisible by patch_size={patch_size}")
@@ -67,7 +67,7 @@ class VisionTransformer(nn.Module):
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
         self.positional_embedding = nn.Parameter(scale * torch.randn(self.grid ** 2 + 1, width))
         self.ln_pre = nn.LayerNorm(width)
-        self.transformer = Transformer(width, layers, heads, causal=False)
+        self.transformer = Transformer(width, layers, heads, causal=False, act=act)
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
         self.transformer.init_weights()

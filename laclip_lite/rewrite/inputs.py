@@ -1,13 +1,13 @@
 """Caption readers for `laclip-lite rewrite --input`: the order of captions is the order of output lines.
 
 * a text file: one caption per line (every line counts, so the output stays line-aligned with the file);
-* the LaCLIP CSV: ``path,caption`` with no header (the caption is everything after the first comma);
+* the LaCLIP CSV: ``path,caption``, read by the same rule as training (`laclip_lite.data.laclip_csv`: quoted
+  fields, CRLF, everything after the first comma is the caption, a header row skipped);
 * JSON lines: ``{"caption": "..."}`` per line (`column` picks another key);
 * a Hugging Face dataset saved with `save_to_disk` (a folder), `column` naming the caption column.
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from laclip_lite.errors import DataError
@@ -33,13 +33,8 @@ def read_captions(path: str | Path, column: str = "caption") -> list[str]:
 
 
 def _read_laclip_csv(path: Path) -> list[str]:
-    out = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for lineno, row in enumerate(csv.reader(f), 1):
-            if len(row) < 2:
-                raise DataError(f"{path}:{lineno}: expected 'path,caption' (LaCLIP CSV, no header), got {row!r}")
-            out.append(",".join(row[1:]))
-    return out
+    from laclip_lite.data.laclip_csv import read_captions as read_csv_captions
+    return read_csv_captions(path)
 
 
 def _read_jsonl(path: Path, column: str) -> list[str]:

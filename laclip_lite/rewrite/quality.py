@@ -160,9 +160,6 @@ def quality_markdown(rows: dict[str, dict]) -> str:
                                 headers=["variant"] + [c[1] for c in cols], right=[c[0] for c in cols])
 
 
-# The old name, still imported by lessons.py until it moves to laclip_lite/course/ (issue 14): remove with it.
-markdown_table = quality_markdown
-
 
 def write_quality(report: dict, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
