@@ -73,8 +73,21 @@ def test_ablate_end_to_end_writes_one_csv_table_and_figures(tmp_path):
     assert "color_shape_top1@heldout" in rows[0]
     assert len(list((out / "runs").iterdir())) == 6               # CLIP ran once per seed, shared
     text = (out / "ablations.md").read_text()
-    assert "95% t-interval" in text and "wall time" in text and "The 6 distinct runs trained for" in text and "| leak | shapes-leak-free | 2 |" in text
+    assert "95% t-interval" in text and "wall time" in text and "The 6 distinct runs trained for" in text
+    assert "| leak | shapes-leak-free | 2 |" in text
     assert "| stand-in rewrites, leak-free |" in text and "| 0.0 |" in text      # the leak table
     assert (out / "ablations.png").exists() and (out / "ablations_heldout.png").exists()
     again = ablations.ablate([0, 1], out, ablations=[], controls=["leak"], preset="test", jobs=1, progress=False)
     assert again == summary                                       # the finished runs were reused
+
+
+def test_cli_lists_the_grid_and_compare_defaults_to_auto_jobs(capsys):
+    from laclip_lite.cli import build_parser, main
+    from laclip_lite.experiments import auto_jobs
+
+    assert main(["ablate", "--out", "unused", "--list", "--ablations", "source", "--controls", "leak"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5 + 3 and lines[4].startswith("source\tall\tlaclip:shapes")
+    args = build_parser().parse_args(["compare", "--out", "x"])
+    assert args.preset == "tiny-scarce" and args.jobs == 0           # 0: auto_jobs
+    assert 1 <= auto_jobs("cpu") and auto_jobs("cpu", runs=1) == 1
