@@ -27,12 +27,10 @@ seed, one column per metric), `ablations.md` (the table, with the wall and CPU t
 from __future__ import annotations
 
 import csv
-import json
 import math
 import resource
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from laclip_lite.config import Config, ConfigError
@@ -95,32 +93,25 @@ def baseline_of(point: AblationPoint) -> AblationPoint:
 
 
 # --- running ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Run:
-    arm: str
-    overrides: tuple      # sorted (key, value) pairs of the point (on top of the grid's own overrides)
-    seed: int
-
-    @property
-    def folder(self) -> str:
-        from laclip_lite.utils import stable_hash
-        return f"{self.arm.replace(':', '-')}-{stable_hash(list(self.overrides), length=8)}-s{self.seed}"
-
-
-def run_of(point: AblationPoint, seed: int) -> Run:
-    arm = point.arm
-    overrides = {k: v for k, v in point.overrides.items() if not (arm == "clip" and k.startswith(REWRITE_ONLY))}
-    return Run(arm, tuple(sorted((k, json.dumps(v)) for k, v in overrides.items())), seed)
-
-
-def run_config(run: Run, preset: str, overrides: list[str] | dict | None) -> Config:
+def point_config(point: AblationPoint, seed: int, preset: str = "tiny-scarce",
+                 overrides: list[str] | dict | None = None) -> Config:
+    """The run of a grid point: the preset, the grid's overrides, then the point's arm and overrides."""
     from laclip_lite.config import apply_overrides
     from laclip_lite.experiments import Arm, arm_config
 
-    cfg = arm_config(Arm.parse(run.arm), run.seed, preset, overrides)
-    apply_overrides(cfg, {k: json.loads(v) for k, v in run.overrides})
-    cfg.train.seed = run.seed
+    cfg = arm_config(Arm.parse(point.arm), seed, preset, overrides)
+    apply_overrides(cfg, dict(point.overrides))
+    if cfg.data.augment in ("shapes", "llm"):       # the sources a run draws from, in order (the same training)
+        cfg.data.sources = cfg.data.sources[:cfg.data.num_rewrites]
     return cfg.validate()
+
+
+def run_folder(cfg: Config) -> str:
+    """A run's folder name under runs/, from its whole configuration: two points that train the same model
+    on the same data (CLIP at num_rewrites=0 and augment=none, ViT in the backbone ablation...) share one run."""
+    from laclip_lite.utils import stable_hash
+    t = cfg.train
+    return f"{t.policy}-{cfg.data.augment}-{stable_hash(cfg.to_dict(), length=10)}-s{t.seed}"
 
 
 def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path, preset: str = "tiny-scarce",
@@ -132,23 +123,23 @@ def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path,
     from laclip_lite.sweep import run_configs
 
     out_dir = Path(out_dir)
-    want = {}
-    for pt in points:
+    configs, pairs = {}, {}                 # folder -> Config (each once); (point, seed) -> (run, baseline)
+    for i, pt in enumerate(points):
         for seed in seeds:
-            for r in (run_of(pt, seed), run_of(baseline_of(pt), seed)):
-                want.setdefault(r, None)
-    configs = {r: run_config(r, preset, overrides) for r in want}     # a bad parameter fails before any run
+            cfgs = point_config(pt, seed, preset, overrides), point_config(baseline_of(pt), seed, preset, overrides)
+            pairs[i, seed] = tuple(run_folder(c) for c in cfgs)    # a bad parameter fails before any run
+            configs.update({run_folder(c): c for c in cfgs})
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    results = run_configs([(out_dir / "runs" / r.folder, cfg) for r, cfg in configs.items()],
-                          jobs=jobs or auto_jobs(), progress=progress)
-    metrics = {r: results[out_dir / "runs" / r.folder] for r in want}
+    results = run_configs([(out_dir / "runs" / name, cfg) for name, cfg in configs.items()],
+                          jobs=jobs or auto_jobs(runs=len(configs)), progress=progress)
+    metrics = {name: results[out_dir / "runs" / name] for name in configs}
     rows = []
-    for pt in points:
+    for i, pt in enumerate(points):
         for seed in seeds:
-            run, base_run = run_of(pt, seed), run_of(baseline_of(pt), seed)
-            row = {"ablation": pt.ablation, "setting": label(pt), "seed": seed, **metrics[run], "run": run.folder,
-                   "baseline/run": base_run.folder}
-            row.update({f"baseline/{k}": v for k, v in metrics[base_run].items() if isinstance(v, (int, float))})
+            run, base = pairs[i, seed]
+            row = {"ablation": pt.ablation, "setting": label(pt), "seed": seed, **metrics[run], "run": run,
+                   "baseline/run": base}
+            row.update({f"baseline/{k}": v for k, v in metrics[base].items() if isinstance(v, (int, float))})
             rows.append(row)
     return rows
 

@@ -31,16 +31,24 @@ def test_full_grid_has_the_five_ablations_and_the_controls():
 def test_every_point_is_judged_against_clip_with_the_same_model_and_data():
     points, _ = ablations.full_grid(controls="all")
     by = {(p.ablation, ablations.label(p)): p for p in points}
-    base = ablations.run_of(ablations.baseline_of(by[("augment", "eda")]), 0)
-    # one CLIP run serves augment=none, num_rewrites=0, every source and the leak / faithfulness controls
+
+    def run(point, seed=0):
+        return ablations.run_folder(ablations.point_config(point, seed, "test"))
+
+    base = run(ablations.baseline_of(by[("augment", "eda")]))
+    # one CLIP run serves augment=none, num_rewrites=0, every source, ViT/scratch and the leak / faithfulness controls
     for key in [("augment", "none"), ("num_rewrites", "0"), ("num_rewrites", "2"), ("source", "human"),
-                ("leak", "shapes-leak-free"), ("faithfulness", "50%")]:
-        assert ablations.run_of(ablations.baseline_of(by[key]), 0) == base, key
-    assert ablations.run_of(by[("augment", "none")], 0) == base
+                ("leak", "shapes-leak-free"), ("faithfulness", "50%"), ("backbone", "vit / laclip")]:
+        assert run(ablations.baseline_of(by[key])) == base, key
+    assert run(by[("augment", "none")]) == run(by[("backbone", "vit / clip")]) == base
+    assert run(by[("source", "chatgpt")]) == run(by[("num_rewrites", "1")]) != run(by[("source", "bard")])
+    assert run(by[("source", "all")]) == run(by[("augment", "shapes")]) == run(by[("text_tower", "scratch / laclip")])
     resnet = ablations.baseline_of(by[("backbone", "resnet / laclip")])
-    assert ablations.run_of(resnet, 0) == ablations.run_of(by[("backbone", "resnet / clip")], 0) != base
-    size = ablations.baseline_of(by[("data_size", "1000 / laclip")])
-    assert ablations.run_of(size, 1) == ablations.run_of(by[("data_size", "1000 / clip")], 1)
+    assert run(resnet) == run(by[("backbone", "resnet / clip")]) != base
+    assert run(ablations.baseline_of(by[("data_size", "1000 / laclip")]), 1) == run(by[("data_size", "1000 / clip")], 1)
+    distinct = {run(p) for p in points if p.ablation in ABLATIONS} | \
+        {run(ablations.baseline_of(p)) for p in points if p.ablation in ABLATIONS}
+    assert len(distinct) == 15      # clip, eda, shapes, M=2,3, M=1 (chatgpt), bard, mscoco, human, resnet x2, MiniLM x4
 
 
 def test_t_interval_over_seeds():
