@@ -1,6 +1,6 @@
 """The open_clip hand-off, checked: export a run, load it with open_clip, compare the features.
 
-    make -f Makefile.bench openclip-export-check                 # trains two small runs (ViT, ResNet) first
+    make -f Makefile.bench openclip-export-check                 # two small run folders (ViT, ResNet)
     .venv-bench/bin/python benchmarks/openclip_export_check.py --checkpoint RUN [--checkpoint RUN2 ...]
 
 For each run: `laclip-lite export --format open_clip` (`laclip_lite.models.open_clip_export.export_open_clip`),
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -29,11 +28,25 @@ from laclip_lite.data.transforms import pil_to_uint8
 TOLERANCE = 1e-5
 
 
-def train_run(out: Path, overrides: list[str]) -> Path:
-    """A short `test`-preset run through the CLI (so the check needs nothing but this environment)."""
-    cmd = [sys.executable, "-m", "laclip_lite.cli", "train", "--preset", "test", "--out", str(out), "--no-progress",
-           "--set", "train.steps=6", "--set", "train.device=cpu"] + [a for o in overrides for a in ("--set", o)]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+def make_run(out: Path, overrides: dict) -> Path:
+    """A run folder of a `test`-preset model (random weights: every tensor distinct, so a misplaced one shows),
+    written the way the trainer writes it (config.yaml, the tokenizer, checkpoint.pt), without training: the
+    benchmark environment lacks the trainer's data dependencies (the rewrite cache's `datasets`)."""
+    from laclip_lite.config import build_config
+    from laclip_lite.data.dataset import shapeworld_split
+    from laclip_lite.data.tokenizer import build_tokenizer
+    from laclip_lite.models.clip import build_model
+
+    cfg = build_config("test", {"train.device": "cpu", **overrides})
+    tok = build_tokenizer(cfg.data, cfg.model, list(shapeworld_split(cfg, "train").captions))
+    cfg.model.vocab_size, cfg.model.pad_id = tok.vocab_size, tok.pad_id
+    model = build_model(cfg.model)
+    with torch.no_grad():
+        model.logit_scale.fill_(3.0)                  # not the init value, so a dropped tensor would show
+    out.mkdir(parents=True)
+    cfg.save(out / "config.yaml")
+    tok.save(out)
+    torch.save({"model": model.state_dict()}, out / "checkpoint.pt")
     return out
 
 
@@ -80,9 +93,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="openclip-export-") as tmp:
         work = Path(tmp)
         runs = [Path(c) for c in args.checkpoint] or [
-            train_run(work / "vit", ["model.vision_stem=patch"]),
-            train_run(work / "resnet", ["model.vision=resnet", "model.vision_width=16", "model.vision_layers=1",
-                                        "model.vision_heads=2"]),
+            make_run(work / "vit", {"model.vision_stem": "patch"}),
+            make_run(work / "resnet", {"model.vision": "resnet", "model.vision_width": 16, "model.vision_layers": 1,
+                                       "model.vision_heads": 2}),
         ]
         worst = max(check(run, work / "export") for run in runs)
     ok = worst <= TOLERANCE

@@ -213,7 +213,8 @@ def markdown(summary: list[dict], metric: str = MAIN_METRIC) -> str:
 
 
 def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_seconds: float, command: str = "",
-                  metric: str = MAIN_METRIC) -> list[dict]:
+                  metric: str = MAIN_METRIC, preset: str = "tiny-scarce",
+                  overrides: list[str] | dict | None = None) -> list[dict]:
     """`ablations.csv`, `ablations.md`, the figures -> the summary rows."""
     from laclip_lite.sweep import ablation_figure
 
@@ -232,6 +233,8 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
             + markdown(summary, metric)
             + f"\nWall time {seconds:.0f} s, CPU time {cpu_seconds:.0f} s (user + sys, all processes)"
             + (f"; command: `{command}`" if command else "") + ".\n")
+    if any(r["ablation"] == "leak" for r in rows):
+        text += "\n" + leak_table(preset, overrides)
     (out_dir / "ablations.md").write_text(text)
     fig_rows = [{**r, "label": r["setting"]} for r in rows]
     for m, name in ((metric, "ablations.png"), (metric + HELDOUT, "ablations_heldout.png")):
@@ -242,6 +245,33 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
         if mine:
             gap_figure(mine, control, metric).savefig(out_dir / f"gap_{control}.png", dpi=110, bbox_inches="tight")
     return summary
+
+
+def leak_table(preset: str = "tiny-scarce", overrides: list[str] | dict | None = None) -> str:
+    """How often the zero-shot class names (`rewrite.shapes.CLASS_WORDS`) appear in the run's training captions
+    and in the stand-in's rewrites of them, with and without `rewrite.leak_free` (Markdown)."""
+    from laclip_lite.config import build_config
+    from laclip_lite.data.dataset import shapeworld_split
+    from laclip_lite.rewrite.shapes import class_name_leak, rewrite_shape_caption
+
+    cfg = build_config(preset, overrides)
+    captions = shapeworld_split(cfg, "train").captions
+    rows = [("original captions", class_name_leak(captions))]
+    for name, free in (("stand-in rewrites", False), ("stand-in rewrites, leak-free", True)):
+        texts, caps = [], []
+        for style in cfg.data.sources:
+            texts += [rewrite_shape_caption(c, style, cfg.rewrite.seed, leak_free=free)[0] for c in captions]
+            caps += captions
+        rows.append((name, class_name_leak(caps, texts)))
+    lines = ["| texts | with a class name (%) | distinct class names per text | class name the caption did not "
+             "write (%) |", "|---|---:|---:|---:|"]
+    for name, r in rows:
+        pre = "" if "texts_with_class_name" in r else "rewrite_"
+        unlicensed = f"{r['unlicensed']:.1f}" if "unlicensed" in r else "-"
+        lines.append(f"| {name} | {r[pre + 'texts_with_class_name']:.1f} | {r[pre + 'class_names_per_text']:.2f} | "
+                     f"{unlicensed} |")
+    return (f"Class names (shape and colour words of the zero-shot prompts) in the {len(captions)} training "
+            "captions and their stand-in rewrites (one per source):\n\n" + "\n".join(lines) + "\n")
 
 
 def gap_figure(summary: list[dict], control: str, metric: str = MAIN_METRIC):
@@ -281,7 +311,8 @@ def ablate(seeds: list[int], out_dir: str | Path, ablations: list[str] | str = "
         print(f"ablate: {a}={v} skipped: {why}", flush=True)
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
     rows = run_grid(points, seeds, out_dir, preset, overrides, jobs, progress)
-    return write_outputs(rows, out_dir, time.perf_counter() - t0, _cpu_seconds() - cpu0, command)
+    return write_outputs(rows, out_dir, time.perf_counter() - t0, _cpu_seconds() - cpu0, command,
+                         preset=preset, overrides=overrides)
 
 
 def _cpu_seconds() -> float:

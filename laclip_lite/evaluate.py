@@ -517,14 +517,14 @@ def _check_tokenizer_files(run_dir: Path) -> None:
     """The files `load_tokenizer` reads, each named when missing (a copied run folder often lacks one)."""
     import json
 
-    from laclip_lite.data.tokenizer import FILE_NAME
+    from laclip_lite.data.tokenizer import CLIP_FILE_NAME, FILE_NAME
 
     meta = run_dir / "tokenizer_meta.json"
     if not meta.is_file():
         raise FileNotFoundError(f"run folder {run_dir} has no tokenizer_meta.json (the tokenizer the run saved; "
                                 f"expected {meta})")
     kind = json.loads(meta.read_text()).get("kind")
-    needed = run_dir / (FILE_NAME if kind == "bpe" else "hf_tokenizer")
+    needed = run_dir / {"bpe": FILE_NAME, "clip": CLIP_FILE_NAME}.get(kind, "hf_tokenizer")
     if not needed.exists():
         raise FileNotFoundError(f"run folder {run_dir} has no {needed.name} (its {kind} tokenizer; expected {needed})")
 

@@ -74,6 +74,7 @@ def test_ablate_end_to_end_writes_one_csv_table_and_figures(tmp_path):
     assert len(list((out / "runs").iterdir())) == 6               # CLIP ran once per seed, shared
     text = (out / "ablations.md").read_text()
     assert "95% t-interval" in text and "Wall time" in text and "| leak | shapes-leak-free | 2 |" in text
+    assert "| stand-in rewrites, leak-free |" in text and "| 0.0 |" in text      # the leak table
     assert (out / "ablations.png").exists() and (out / "ablations_heldout.png").exists()
     again = ablations.ablate([0, 1], out, ablations=[], controls=["leak"], preset="test", jobs=1, progress=False)
     assert again == summary                                       # the finished runs were reused

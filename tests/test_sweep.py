@@ -232,11 +232,10 @@ def test_the_ablation_grid_as_a_sweep_of_notebook_03_is_valid():
                                               "overrides": {"data.train_size": 1500}}, [0, 1])
     fixed, axes, pts = sweep.parse_grid(yaml.safe_load(text))
     expanded = sweep.expand(fixed, axes, pts)
-    # augment none / eda, then each of the four sources alone and all four: 2 + 5 points per seed
     assert len(expanded) == 2 * 7 and fixed == {"preset": "tiny", "steps": 300, "data": "shapeworld"}
     nb = Path(__file__).resolve().parents[1] / "notebooks" / "03_laclip_training.ipynb"
     assert sweep.check_grid(nb, expanded) == {}
     assert expanded[-3].params["overrides"] == ["data.train_size=1500", "data.sources=human", "data.num_rewrites=1"]
-    assert expanded[-1].params["overrides"] == ["data.train_size=1500"]            # source=all: the default sources
+    assert expanded[-1].params["overrides"] == ["data.train_size=1500"]          # source=all: all four, M = 4
     assert expanded[0].params == {"policies": "clip", "overrides": ["data.train_size=1500"], "preset": "tiny",
                                   "steps": 300, "data": "shapeworld", "seed": 0}

@@ -21,7 +21,7 @@ import torch
 
 from laclip_lite.config import Config
 from laclip_lite.constants import SOURCES, canonical_source
-from laclip_lite.data.loader import InMemoryPairs, StreamingPairs, texts_per_image
+from laclip_lite.data.loader import InMemoryPairs, MapPairs, texts_per_image
 from laclip_lite.data.tokenizer import Tokenizer, build_tokenizer
 from laclip_lite.errors import DataError
 from laclip_lite.utils import cache_dir, stable_hash
@@ -29,7 +29,7 @@ from laclip_lite.utils import cache_dir, stable_hash
 
 @dataclass
 class TrainData:
-    pairs: object                   # InMemoryPairs or StreamingPairs: .batch(step) -> Batch
+    pairs: object                   # InMemoryPairs or MapPairs: .batch(step) -> Batch
     tokenizer: Tokenizer
     variants: list[str]             # rewrite variants in use, in text order after the original
     num_images: int
@@ -152,10 +152,10 @@ def _file_train_data(cfg: Config, rank: int, world_size: int) -> TrainData:
     variants, rewrites_from = [], ""
     if wants:
         source, variants, rewrites_from = _file_rewrites(cfg, source, rank, world_size)
-    tokenizer = build_tokenizer(cfg.data, cfg.model, _file_corpus(cfg, source, streaming))
+    tokenizer = build_tokenizer(cfg.data, cfg.model, _file_corpus(cfg, source))
     transform = PilTransform(cfg.model.image_size, train=True, crop_scale=cfg.data.crop_scale, hflip=cfg.data.hflip,
                              seed=cfg.train.seed)
-    kind = ShardPairs if streaming else StreamingPairs
+    kind = ShardPairs if streaming else MapPairs
     dataset = (readers.IterableRecordDataset if streaming else readers.RecordDataset)(
         source, transform, variants=variants, seed=cfg.train.seed)
     pairs = kind(dataset, tokenizer, cfg.train.policy, step_batch(cfg), cfg.train.seed,
@@ -242,21 +242,9 @@ def _describe_source(source) -> str:
     return "the dataset's columns"
 
 
-def _file_corpus(cfg: Config, source, streaming: bool) -> list[str] | None:
+def _file_corpus(cfg: Config, source) -> list[str] | None:
     """The original captions for the BPE, read without decoding a single image. Rewrites are left out, so every
     text policy on the same data gets the same tokenizer (a comparison changes only the texts trained on)."""
     if cfg.model.text == "hf" or cfg.data.tokenizer != "bpe":
         return None
-    if not streaming:
-        return list(source.captions())
-    import tarfile
-
-    from laclip_lite.data.readers import TarShardSource
-
-    texts: list[str] = []
-    for shard in TarShardSource(source.shards).my_shards():      # every shard, whatever this rank reads
-        with tarfile.open(shard) as tar:
-            for member in tar:
-                if member.name.endswith(".txt"):
-                    texts.append(tar.extractfile(member).read().decode("utf-8", "replace").strip())
-    return texts
+    return list(source.captions())        # CSV / HF rows, or every tar shard's .txt members

@@ -140,7 +140,7 @@ class _LoaderPairs:
         return Batch(images, tokens, time.perf_counter() - t0, augmented=True, skipped=skipped)
 
 
-class StreamingPairs(_LoaderPairs):
+class MapPairs(_LoaderPairs):
     """Map-style files (CSV, HF): `dataset` yields (uint8 image, texts) or None for a corrupt sample; the
     sampler walks the same seeded epoch order as `InMemoryPairs`, starting at the resumed step."""
 

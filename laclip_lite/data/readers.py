@@ -201,13 +201,13 @@ class LaclipCsvSource(_MapSource):
                 yield ""
 
     def rows(self) -> Iterator[tuple[str, str]]:
-        """(image path as written, caption) of every well-formed row in order, no image decoded (e.g. to group
-        an evaluation CSV's captions by image)."""
+        """(image path as written, caption) of every well-formed row in order, by the same CSV rule, no image
+        decoded (e.g. to group an evaluation CSV's captions by image); a bad row is counted and left out."""
         for i in range(len(self)):
             try:
                 yield self._row(i)
-            except laclip_csv.BadRow:
-                continue
+            except laclip_csv.BadRow as e:
+                self.stats.skip("bad_row", f"line {self._row_lines[i]}: {e}")
 
     def __getitem__(self, i: int) -> Record | None:
         if not 0 <= i < len(self):
@@ -299,6 +299,12 @@ class TarShardSource:
         for shard in self.my_shards():
             yield from self._samples(shard, self.stats)
         self.stats.warn()
+
+    def captions(self) -> Iterator[str]:
+        """The original caption of every sample in every shard (whatever this rank reads), no image decoded."""
+        for shard in self.shards:
+            for rec in self._samples(shard, ReadStats("captions"), decode=False):
+                yield rec.caption
 
     def _samples(self, shard: str, stats: ReadStats, decode: bool = True) -> Iterator[Record]:
         group: dict[str, bytes] = {}
