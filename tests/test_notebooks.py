@@ -469,3 +469,18 @@ def test_lesson03_step_slider_and_lesson04_chooser_widgets(tmp_path):
     pick_a, pick_m = ui.children[0].children
     assert set(pick_m.options) >= {"color_shape_top1", "final_loss"}
     pick_m.value = "final_loss"
+
+
+@pytest.mark.slow
+def test_ablation_lesson_on_a_real_dataset_file_without_an_eval_set(tmp_path):
+    """Notebook 04 on the LaCLIP CSV sample, no evaluation set: the tables and figures fall back to the final loss
+    (said in the notebook), never a crash."""
+    csv_path = ROOT / "data_samples" / "laclip" / "train.csv"
+    nb = _execute("04_ablations", tmp_path, {"preset": "test", "steps": 2, "jobs": 1, "data": str(csv_path),
+                                             "overrides": [], "ablations": ["num_rewrites"],
+                                             "values": {"num_rewrites": [0, 4]}})
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert set(metrics) == {"num_rewrites/0/final_loss", "num_rewrites/4/final_loss"}
+    text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.outputs)
+    assert "No run has `color_shape_top1`" in text and (tmp_path / "figures" / "ablations.png").is_file()

@@ -100,6 +100,7 @@ def ablation_table(lesson: Lesson, rows: list[dict]) -> str:
 
     metric = plotted_metric(lesson, rows)
     cols = list(dict.fromkeys([metric, f"{metric}@heldout", "t2i_R@1", "i2t_R@1"]))
+    cols = [c for c in cols if any(r.get(c) not in (None, "") for r in rows)]       # only what the runs have
     lines = ["| ablation | setting | seeds | " + " | ".join(cols) + " |", "|---|---|---:|" + "---:|" * len(cols)]
     summary_rows = []
     for ablation in dict.fromkeys(r["ablation"] for r in rows):

@@ -83,7 +83,9 @@ def _common(steps: int | None, steps_help: str = "optimizer steps (None: the pre
 
 NOTEBOOKS: dict[str, dict[str, Param]] = {
     "01_clip_basics": {
-        **_common(400),
+        **_common(None),
+        "preset": Param("tiny-rich", "str", "config preset: tiny-rich (data-rich: many images, few epochs, so it "
+                                            "learns shape as well as colour), tiny, test, ..."),
         "task": Param("color_shape", "str", "zero-shot task: shape, color, color_shape, size, background",
                       TASKS),
         "templates": Param("default", "str", "template set for zero-shot (laclip_lite/data/templates) or a file"),
