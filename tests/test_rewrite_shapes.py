@@ -153,3 +153,17 @@ def test_corrupt_makes_one_error_of_each_kind():
         elif kind == "add":
             assert bad.attributes() > facts.attributes()
     assert seen == {"drop", "swap", "add"}
+
+
+def test_the_controls_change_the_training_text_not_the_world_bpe():
+    from laclip_lite.config import build_config
+    from laclip_lite.data.dataset import shapeworld_rewrites, tokenizer_corpus
+
+    captions = _captions(24)
+    plain = build_config("test", ["data.augment=shapes"])
+    corpus = tokenizer_corpus(plain, captions, shapeworld_rewrites(plain, captions))
+    for override in ("rewrite.leak_free=true", "rewrite.error_rate=0.5"):
+        cfg = build_config("test", ["data.augment=shapes", override])
+        rewrites = shapeworld_rewrites(cfg, captions)
+        assert rewrites != shapeworld_rewrites(plain, captions)           # its own cache, other rewrites
+        assert tokenizer_corpus(cfg, captions, rewrites) == corpus         # the same BPE as every other arm
