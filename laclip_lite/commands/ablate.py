@@ -28,6 +28,7 @@ def _names(text: str) -> list[str] | str:
 
 
 def run(args) -> int:
+    import shlex
     import sys
 
     from laclip_lite.ablations import ablate, full_grid, label
@@ -42,7 +43,7 @@ def run(args) -> int:
         return 0
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     ablate(seeds, args.out, ablations, controls, args.preset, args.overrides, args.policy, args.llm_model,
-           args.bt_models, args.jobs, command="laclip-lite " + " ".join(sys.argv[1:]))
+           args.bt_models, args.jobs, command="laclip-lite " + shlex.join(sys.argv[1:]))
     from pathlib import Path
     print((Path(args.out) / "ablations.md").read_text())
     return 0
