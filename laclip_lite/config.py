@@ -397,7 +397,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.vision_layers": 1,       # one bottleneck block per stage (4 stages, 32x32 -> 1x1)
         "model.text_layers": 1,         # tiny's text tower
         "data.train_size": 20000,       # many images, each seen ~8 times: CLIP cannot memorise its captions
-        "train.steps": 600,             # 83% shape at 600 steps; CPU time ~245 s on one thread, world and BPE included
+        "train.steps": 600,             # 83% shape at 600 steps; ~245 CPU-s on one thread, world and BPE included
+                                        # (~3 min on 2 idle cores, estimated: over the 2-minute goal)
     },
     # The default of `compare` and `ablate`: tiny made data-scarce on purpose, so 3 policies x 3 seeds fit 10
     # minutes on 2 cores (`--jobs` auto: two one-thread runs side by side) and the effect is clear.
