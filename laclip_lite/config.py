@@ -406,7 +406,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.vision_stem": "conv", "model.text_layers": 1,  # tiny's model
         "data.train_size": 3000,        # fewer images than tiny's 4,000: each seen ~68 times in 800 steps, so CLIP
                                         # memorises its one caption per image about as much as tiny's 1,000 steps
-        "train.steps": 800,             # 9 runs x 800 steps, two at a time, fit 10 minutes (1,000 took 814 s, 1 job)
+        "train.steps": 800,             # 9 runs x 800 steps, two at a time: ~9-10 min on 2 idle cores (estimated)
     },
     # A test-suite preset: seconds, not minutes. Learns little; exercises every code path.
     "test": {
