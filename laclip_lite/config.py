@@ -397,16 +397,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.vision_layers": 1,       # one bottleneck block per stage (4 stages, 32x32 -> 1x1)
         "model.text_layers": 1,         # tiny's text tower
         "data.train_size": 20000,       # many images, each seen ~8 times: CLIP cannot memorise its captions
-        "train.steps": 600,             # 83% shape at 600 steps; ~245 CPU-s on one thread, world and BPE included
-                                        # (~3 min on 2 idle cores, estimated: over the 2-minute goal)
+        "train.steps": 600,             # 83% shape at 600 steps; trained in 205 s on one thread on a nearly idle
+                                        # 2-core machine (make demo): over the 2-minute goal
     },
-    # The default of `compare` and `ablate`: tiny made data-scarce on purpose, so 3 policies x 3 seeds fit 10
-    # minutes on 2 cores (`--jobs` auto: two one-thread runs side by side) and the effect is clear.
+    # The default of `compare` and `ablate`: tiny made data-scarce on purpose, so 3 policies x 3 seeds take about
+    # 10 minutes on 2 cores (`--jobs` auto: two one-thread runs side by side) and the effect is clear.
     "tiny-scarce": {
         "model.vision_stem": "conv", "model.text_layers": 1,  # tiny's model
         "data.train_size": 3000,        # fewer images than tiny's 4,000: each seen ~68 times in 800 steps, so CLIP
                                         # memorises its one caption per image about as much as tiny's 1,000 steps
-        "train.steps": 800,             # 9 runs x 800 steps, two at a time: ~9-10 min on 2 idle cores (estimated)
+        "train.steps": 800,             # 9 runs x 800 steps, two at a time: 10 min 30 s on 2 nearly idle cores
     },
     # A test-suite preset: seconds, not minutes. Learns little; exercises every code path.
     "test": {
