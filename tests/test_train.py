@@ -66,11 +66,10 @@ def test_resume_continues_exactly(tmp_path):
     assert resumed["step"] == 8
 
 
-def test_cli_kill_and_resume(tmp_path):
-    """kill -9 a CLI run after its first checkpoint; --resume finishes with the uninterrupted final loss."""
+def _run_kill_and_resume(tmp_path, common: list[str], steps: int) -> int:
+    """`laclip-lite train COMMON` to the end in tmp_path/full; the same in tmp_path/cut, killed with SIGKILL after
+    its first checkpoint and finished with --resume. Returns the step the interrupted run had saved."""
     env = {**os.environ, "LACLIP_LITE_CACHE": str(tmp_path / "cache")}
-    common = ["--preset", "test", "--set", "train.steps=40", "--set", "train.ckpt_every=5",
-              "--set", "train.log_every=5", "--no-progress"]
     cli = [sys.executable, "-m", "laclip_lite.cli", "train"]
     subprocess.run(cli + common + ["--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
     proc = subprocess.Popen(cli + common + ["--out", str(tmp_path / "cut")], env=env,
@@ -82,9 +81,17 @@ def test_cli_kill_and_resume(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     saved_step = torch.load(ckpt, weights_only=True)["step"]
-    assert 0 < saved_step < 40, "the run finished before it could be interrupted"
+    assert 0 < saved_step < steps, "the run finished before it could be interrupted"
     subprocess.run(cli + ["--out", str(tmp_path / "cut"), "--resume", "--no-progress"], check=True, env=env,
                    capture_output=True)
+    return saved_step
+
+
+def test_cli_kill_and_resume(tmp_path):
+    """kill -9 a CLI run after its first checkpoint; --resume finishes with the uninterrupted final loss."""
+    common = ["--preset", "test", "--set", "train.steps=40", "--set", "train.ckpt_every=5",
+              "--set", "train.log_every=5", "--no-progress"]
+    saved_step = _run_kill_and_resume(tmp_path, common, steps=40)
     full = json.loads((tmp_path / "full" / "final_metrics.json").read_text())
     cut = json.loads((tmp_path / "cut" / "final_metrics.json").read_text())
     def rows(run):
@@ -186,24 +193,10 @@ def test_cli_kill_and_resume_on_a_csv_source_gives_bit_identical_weights(tmp_pat
     from laclip_lite.data.dirty import export_dirty_laclip
 
     csv_path = export_dirty_laclip(tmp_path / "dirty")
-    env = {**os.environ, "LACLIP_LITE_CACHE": str(tmp_path / "cache")}
     common = ["--preset", "test", "--no-progress"] + [x for kv in (
         f"data.source={csv_path}", "train.policy=laclip", "train.batch_size=8", "data.num_workers=2",
         "train.steps=16", "train.ckpt_every=4", "train.log_every=2") for x in ("--set", kv)]
-    cli = [sys.executable, "-m", "laclip_lite.cli", "train"]
-    subprocess.run(cli + common + ["--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
-    proc = subprocess.Popen(cli + common + ["--out", str(tmp_path / "cut")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = tmp_path / "cut" / CHECKPOINT
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    saved_step = torch.load(ckpt, weights_only=True)["step"]
-    assert 0 < saved_step < 16, "the run finished before it could be interrupted"
-    subprocess.run(cli + ["--out", str(tmp_path / "cut"), "--resume", "--no-progress"], check=True, env=env,
-                   capture_output=True)
+    saved_step = _run_kill_and_resume(tmp_path, common, steps=16)
     a = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=True)
     b = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)
     assert a["step"] == b["step"] == 16
