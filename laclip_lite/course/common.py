@@ -105,6 +105,34 @@ def display_png(data: bytes) -> None:
         display(Image(data=data))
 
 
+def live_output(controls: list, draw):
+    """A widget Output showing `draw()` (a matplotlib figure, or a Markdown string), drawn now and again whenever
+    one of the `controls` changes value: the one mechanism behind every lesson's widget."""
+    import ipywidgets as W
+    from IPython.display import Image, Markdown, display
+
+    out = W.Output()
+
+    def redraw(_=None) -> None:
+        view = draw()
+        with out:
+            out.clear_output(wait=True)
+            display(Markdown(view) if isinstance(view, str) else Image(data=fig_png(view)))
+
+    for control in controls:
+        control.observe(redraw, names="value")
+    redraw()
+    return out
+
+
+def show_widget(ui):
+    """Display a lesson's widget when running in a kernel; return it either way."""
+    if in_kernel():
+        from IPython.display import display
+        display(ui)
+    return ui
+
+
 def fig_png(fig) -> bytes:
     import io
     buf = io.BytesIO()

@@ -447,23 +447,10 @@ def explorer(lesson: Lesson, run: Run, world: World, prompts: list[str] | None =
         return None
     import ipywidgets as W
 
-    box_text, out_text = W.Text(value=prompts[0], description="prompt", continuous_update=False), W.Output()
-    slider, out_img = W.IntSlider(value=images[0], min=0, max=len(world.test) - 1, description="image"), W.Output()
-
-    def show(out, fig):
-        from IPython.display import Image, display
-        with out:
-            out.clear_output(wait=True)
-            display(Image(data=common.fig_png(fig)))
-
-    box_text.observe(lambda ch: show(out_text, by_text([ch["new"] or " "])), names="value")
-    slider.observe(lambda ch: show(out_img, by_image([ch["new"]])), names="value")
-    show(out_text, by_text([prompts[0]]))
-    show(out_img, by_image([images[0]]))
-    ui = W.VBox([W.HTML("<b>Type a prompt</b> (Enter to search)"), box_text, out_text,
-                 W.HTML("<b>Pick a test image</b>"), slider, out_img])
-    if common.in_kernel():
-        from IPython.display import display
-        display(ui)
-    return ui
+    box_text = W.Text(value=prompts[0], description="prompt", continuous_update=False)
+    slider = W.IntSlider(value=images[0], min=0, max=len(world.test) - 1, description="image")
+    out_text = common.live_output([box_text], lambda: by_text([box_text.value or " "]))
+    out_img = common.live_output([slider], lambda: by_image([slider.value]))
+    return common.show_widget(W.VBox([W.HTML("<b>Type a prompt</b> (Enter to search)"), box_text, out_text,
+                                      W.HTML("<b>Pick a test image</b>"), slider, out_img]))
 

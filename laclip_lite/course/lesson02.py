@@ -272,19 +272,8 @@ def rewrite_explorer(lesson: Lesson, rewrites: dict, caption: str = EXAMPLE_CAPT
                         "Rewrite explorer")
         return None
     import ipywidgets as W
-    from IPython.display import Markdown, display
 
-    box, out = W.Text(value=caption, description="caption", continuous_update=False,
-                      layout=W.Layout(width="90%")), W.Output()
-
-    def show(text: str) -> None:
-        with out:
-            out.clear_output(wait=True)
-            display(Markdown(_explore_markdown(text, explore_one(lesson, text or " ", rewrites), rewriter)))
-
-    box.observe(lambda ch: show(ch["new"]), names="value")
-    show(caption)
-    ui = W.VBox([W.HTML("<b>Type a caption</b> (Enter to rewrite)"), box, out])
-    if common.in_kernel():
-        display(ui)
-    return ui
+    box = W.Text(value=caption, description="caption", continuous_update=False, layout=W.Layout(width="90%"))
+    out = common.live_output([box], lambda: _explore_markdown(box.value, explore_one(lesson, box.value or " ",
+                                                                                      rewrites), rewriter))
+    return common.show_widget(W.VBox([W.HTML("<b>Type a caption</b> (Enter to rewrite)"), box, out]))

@@ -349,19 +349,9 @@ def curve_explorer(lesson: Lesson, comparison: Comparison):
         lesson.figure(_curves_at(curves, last // 2), "curves_midway", "Learning curves at mid-training")
         return None
     import ipywidgets as W
-    from IPython.display import Image, display
 
-    slider, out = W.IntSlider(value=last, min=0, max=last, step=max(1, last // 50), description="step",
-                              continuous_update=False), W.Output()
-
-    def show(step: int) -> None:
-        with out:
-            out.clear_output(wait=True)
-            display(Image(data=common.fig_png(_curves_at(curves, step))))
-
-    slider.observe(lambda ch: show(ch["new"]), names="value")
-    show(last)
-    ui = W.VBox([W.HTML("<b>Move the step</b>: where does CLIP's loss fall below the others, and why?"), slider, out])
-    if common.in_kernel():
-        display(ui)
-    return ui
+    slider = W.IntSlider(value=last, min=0, max=last, step=max(1, last // 50), description="step",
+                         continuous_update=False)
+    out = common.live_output([slider], lambda: _curves_at(curves, slider.value))
+    return common.show_widget(W.VBox([W.HTML("<b>Move the step</b>: where does CLIP's loss fall below the others, "
+                                             "and why?"), slider, out]))

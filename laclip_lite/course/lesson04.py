@@ -166,23 +166,10 @@ def ablation_chooser(lesson: Lesson, frame):
             lesson.figure(bar_figure(frame, a, metric), f"chooser_{a}", f"{a}: {metric}")
         return None
     import ipywidgets as W
-    from IPython.display import Image, display
 
     metrics = [m for m in metrics_of(rows) if m not in ("train_seconds",)]
     pick_a = W.Dropdown(options=ablations, value=ablations[0], description="ablation")
     pick_m = W.Dropdown(options=metrics, value=metric if metric in metrics else metrics[0], description="metric")
-    out = W.Output()
-
-    def show(_=None) -> None:
-        with out:
-            out.clear_output(wait=True)
-            display(Image(data=common.fig_png(bar_figure(frame, pick_a.value, pick_m.value))))
-
-    pick_a.observe(show, names="value")
-    pick_m.observe(show, names="value")
-    show()
-    ui = W.VBox([W.HBox([pick_a, pick_m]), out])
-    if common.in_kernel():
-        display(ui)
-    return ui
+    out = common.live_output([pick_a, pick_m], lambda: bar_figure(frame, pick_a.value, pick_m.value))
+    return common.show_widget(W.VBox([W.HBox([pick_a, pick_m]), out]))
 
