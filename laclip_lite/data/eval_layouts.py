@@ -138,8 +138,18 @@ def detect_layout(path: str | Path) -> str:
 
 # ---------------------------------------------------------------------------------------------------------
 # The datasets
+class _Splits:
+    """What both kinds of evaluation set share: `units(split)`, or a DataError naming the splits there are."""
+
+    def units(self, split: str):
+        if split not in self.splits:
+            have = ", ".join(self.splits) or "none"
+            raise DataError(f"{self.path}: no {split!r} split (splits found: {have})")
+        return self.splits[split]
+
+
 @dataclass
-class ClassificationSet:
+class ClassificationSet(_Splits):
     """Labelled images of one dataset: `units(split)` lists what `batches` reads (files or tar shards)."""
     name: str
     path: Path
@@ -149,27 +159,15 @@ class ClassificationSet:
     splits: dict[str, object] = field(default_factory=dict)   # split -> list of (file, label) or of tar shards
     kind: str = "classification"
 
-    def units(self, split: str):
-        if split not in self.splits:
-            have = ", ".join(self.splits) or "none"
-            raise DataError(f"{self.path}: no {split!r} split (splits found: {have})")
-        return self.splits[split]
-
 
 @dataclass
-class RetrievalSet:
+class RetrievalSet(_Splits):
     """Images with one or more captions each: `units(split)` lists (image file, [captions]) or tar shards."""
     name: str
     path: Path
     layout: str
     splits: dict[str, object] = field(default_factory=dict)
     kind: str = "retrieval"
-
-    def units(self, split: str):
-        if split not in self.splits:
-            have = ", ".join(self.splits) or "none"
-            raise DataError(f"{self.path}: no {split!r} split (splits found: {have})")
-        return self.splits[split]
 
 
 def load_classnames(path: str | Path, folders: list[str] | None = None) -> list[str]:
