@@ -345,6 +345,13 @@ ABLATIONS: dict[str, list] = {
     "backbone": ["vit", "resnet"],                                     # image tower, CLIP vs LaCLIP each
     "text_tower": ["scratch", "minilm-locked", "minilm-unlocked"],     # text tower, CLIP vs LaCLIP each
 }
+# The image towers of the backbone ablation. The ResNet is lesson 01's small CNN (the tiny-rich preset: CLIP's
+# modified ResNet, 16-channel stem, one bottleneck block per stage), ~2.4x the tiny ViT's step cost on one CPU
+# thread; the tiny presets' ViT width (64) as a ResNet stem costs ~30x (3.5 s a step of 256), out of reach here.
+BACKBONES = {
+    "vit": {"model.vision": "vit"},
+    "resnet": {"model.vision": "resnet", "model.vision_width": 16, "model.vision_layers": 1},
+}
 TEXT_TOWERS = {
     "scratch": {},
     "minilm-locked": {"model.text": "hf", "model.text_model": "minilm", "model.text_lock": True},
@@ -405,7 +412,7 @@ def ablation_points(ablations: list[str] | str, values: dict | None, policy: str
                                             {"data.sources": [v], "data.num_rewrites": 1}))
             elif a == "backbone":
                 for arm in ("clip", f"{policy}:shapes"):
-                    points.append(AblationPoint(a, v, arm, {"model.vision": v}))
+                    points.append(AblationPoint(a, v, arm, dict(BACKBONES[v])))
             else:
                 for arm in ("clip", f"{policy}:shapes"):
                     points.append(AblationPoint(a, v, arm, dict(TEXT_TOWERS[v])))
@@ -448,9 +455,12 @@ def run_configs(runs: list[tuple[Path, Any]], jobs: int = 1, progress: bool = Tr
     -> {folder: metrics}. `jobs` > 1 runs them in worker processes, cores / jobs threads each."""
     from tqdm.auto import tqdm
 
+    from laclip_lite.experiments import run_cost
+
     work = [(str(d), cfg.to_dict(), threads_per_job(jobs), False) for d, cfg in runs]
-    results = list(tqdm(parallel_map(_run_config, work, jobs), total=len(work), desc=f"runs ({jobs} at a time)",
-                        disable=not progress))
+    costs = {str(d): run_cost(cfg) for d, cfg in runs}          # the dearest runs start first
+    results = list(tqdm(parallel_map(_run_config, work, jobs, lambda job: costs[job[0]]), total=len(work),
+                        desc=f"runs ({jobs} at a time)", disable=not progress))
     return {Path(d): m for d, m in results}
 
 

@@ -20,7 +20,7 @@ def test_full_grid_has_the_five_ablations_and_the_controls():
         "data.sources": ["bard"], "data.num_rewrites": 1}
     assert by[("leak", "shapes-leak-free")].overrides == {"rewrite.leak_free": True}
     assert by[("faithfulness", "25%")].overrides == {"rewrite.error_rate": 0.25}
-    assert by[("data_size", "64000 / clip")].overrides == {"data.train_size": 64000}
+    assert by[("data_size", "30000 / clip")].overrides == {"data.train_size": 30000}
     assert {(a, v) for a, v, _ in skipped} == {("augment", "llm"), ("augment", "backtranslate")}
     points, skipped = ablations.full_grid(bt_models="f,b", ablations=["augment"])
     assert ("augment", "backtranslate") in {(p.ablation, p.value) for p in points}

@@ -52,3 +52,18 @@ def test_markdown_table_shows_std_only_over_several_seeds():
     from laclip_lite.experiments import summary_markdown
     rows = [{"policy": "a", "seeds": 3, "x": 1.0, "x_std": 0.5}, {"policy": "b", "seeds": 1, "x": 2.0, "x_std": 0.0}]
     assert summary_markdown(rows, ["x", "y"]).splitlines()[2:] == ["| a | 1.0 ± 0.5 | - |", "| b | 2.0 | - |"]
+
+
+def test_runs_start_dearest_first_and_results_keep_their_order():
+    from laclip_lite.config import preset
+    from laclip_lite.experiments import run_cost
+    from laclip_lite.utils import parallel_map
+
+    assert list(parallel_map(abs, [-1, -3, -2], jobs=2, cost=abs)) == [1, 3, 2]
+    base = preset("tiny-scarce")
+    mt, resnet, long = preset("tiny-scarce"), preset("tiny-scarce"), preset("tiny-scarce")
+    mt.train.policy = "mt"
+    resnet.model.vision, resnet.model.vision_width = "resnet", 16
+    long.train.steps *= 2
+    assert run_cost(base) < run_cost(mt) < run_cost(long)       # MT's 5 texts: ~1.7x; twice the steps: 2x
+    assert run_cost(resnet) > 2 * run_cost(base)

