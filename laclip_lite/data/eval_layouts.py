@@ -29,6 +29,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from laclip_lite.data.tar_shards import tar_samples
 from laclip_lite.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
@@ -332,29 +333,6 @@ def resolve_task(spec: EvalSpec, dataset) -> str:
 
 # ---------------------------------------------------------------------------------------------------------
 # Streaming batches
-def _tar_samples(shard: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) of every sample of a tar shard, in order; a broken shard raises DataError."""
-    import tarfile
-
-    from laclip_lite.data.readers import split_key
-    key, group = None, {}
-    try:
-        with tarfile.open(shard, "r|*") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                k, ext = split_key(member.name)
-                if k != key and key is not None:
-                    yield key, group
-                    group = {}
-                key = k
-                group[ext] = tar.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise DataError(f"{shard}: unreadable tar shard ({type(e).__name__}: {e})") from None
-    if key is not None:
-        yield key, group
-
-
 class _Stream(torch.utils.data.IterableDataset):
     """Decoded samples (uint8 [S,S,3] numpy or None, target, where) of a list of units; units are dealt to
     DataLoader workers round-robin, so 2 workers read every sample exactly once between them."""
@@ -367,7 +345,7 @@ class _Stream(torch.utils.data.IterableDataset):
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         for unit in self.units[worker::workers]:
             if self.shards:
-                for key, group in _tar_samples(unit):
+                for key, group in tar_samples(unit):
                     yield self._from_tar(unit, key, group)
             else:
                 file, target = unit
