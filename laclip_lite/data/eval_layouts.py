@@ -28,8 +28,10 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from laclip_lite.data.tar_shards import tar_samples
+from laclip_lite.data.transforms import pil_to_uint8
 from laclip_lite.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
@@ -353,14 +355,11 @@ class _Stream(torch.utils.data.IterableDataset):
 
     def _decode(self, data, where: str):
         """Image bytes or path -> uint8 [S,S,3]: the evaluation transform (`pil_to_uint8`: shorter side resized,
-        centre crop), skipped for an image already S x S (the same pixels, without two copies); None if unreadable."""
-        from PIL import Image, UnidentifiedImageError
-
-        from laclip_lite.data.transforms import pil_to_uint8
-
+        centre crop), skipped for an image already S x S (the same pixels, without copies); None if unreadable."""
         try:
             with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
-                img = img.convert("RGB")
+                img.load()                                       # decode once, here, where errors are caught
+                img = img if img.mode == "RGB" else img.convert("RGB")
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
             return None
         if img.size == (self.image_size, self.image_size):
