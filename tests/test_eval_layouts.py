@@ -132,6 +132,19 @@ def test_unreadable_images_are_skipped_and_counted(world, tmp_path):
     assert got["skipped"] == 1 and got["n_images"] == 40
 
 
+
+def test_batches_start_the_data_loader_once_with_or_without_a_progress_bar(world, tmp_path, monkeypatch):
+    """tqdm.auto's bar calls iter() on its iterable: given the DataLoader, it would start a second set of workers."""
+    starts = []
+    real_iter = torch.utils.data.DataLoader.__iter__
+    monkeypatch.setattr(torch.utils.data.DataLoader, "__iter__", lambda self: starts.append(1) or real_iter(self))
+    export_imagefolder(world["test"], tmp_path, "shape")
+    ds = el.open_eval_set(str(tmp_path))
+    for progress in (False, True):
+        starts.clear()
+        assert sum(len(t) for _, t in el.batches(ds, "test", 32, batch_size=16, progress=progress)) == 40
+        assert starts == [1], progress
+
 def test_classnames_files_and_their_errors(world, tmp_path):
     root = tmp_path / "if"
     export_imagefolder(world["test"], root, "shape")
