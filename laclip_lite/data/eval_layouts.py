@@ -419,7 +419,7 @@ def batches(dataset, split: str, image_size: int, batch_size: int = 256, num_wor
                                          persistent_workers=False)
     total = None if shards else -(-len(units) // batch_size) + max(0, workers - 1)
     skipped = skipped if skipped is not None else Skipped()
-    Image.preinit()          # the PNG / JPEG decoders imported here once, not again in every worker
+    Image.init()             # PIL's decoders (PNG, JPEG, WebP, ...) imported here once, not again in every worker
     # tqdm.auto's bar calls iter() on what it is given: handed the loader, it would start a second set of workers
     for images, targets, bad in tqdm(iter(loader), total=total, desc=f"eval {dataset.name}/{split}", unit="batch",
                                      disable=not progress, leave=False, mininterval=1.0):
