@@ -132,6 +132,19 @@ def test_unreadable_images_are_skipped_and_counted(world, tmp_path):
     assert got["skipped"] == 1 and got["n_images"] == 40
 
 
+
+def test_batches_start_the_data_loader_once_with_or_without_a_progress_bar(world, tmp_path, monkeypatch):
+    """tqdm.auto's bar calls iter() on its iterable: given the DataLoader, it would start a second set of workers."""
+    starts = []
+    real_iter = torch.utils.data.DataLoader.__iter__
+    monkeypatch.setattr(torch.utils.data.DataLoader, "__iter__", lambda self: starts.append(1) or real_iter(self))
+    export_imagefolder(world["test"], tmp_path, "shape")
+    ds = el.open_eval_set(str(tmp_path))
+    for progress in (False, True):
+        starts.clear()
+        assert sum(len(t) for _, t in el.batches(ds, "test", 32, batch_size=16, progress=progress)) == 40
+        assert starts == [1], progress
+
 def test_classnames_files_and_their_errors(world, tmp_path):
     root = tmp_path / "if"
     export_imagefolder(world["test"], root, "shape")
@@ -235,3 +248,79 @@ def test_committed_eval_samples_are_the_exporters_output(tmp_path):
         files = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
         assert files == sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
         assert all((fresh / f).read_bytes() == (committed / f).read_bytes() for f in files)
+
+
+def _tarfile_reading(path):
+    """(name, bytes) of the regular files of a tar as Python's `tarfile` reads them: the reference."""
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar if m.isfile()]
+
+
+def test_tar_reader_equals_tarfile_on_exported_gnu_pax_and_gzip_shards(world, tmp_path):
+    import gzip
+    import io
+    import tarfile
+
+    from laclip_lite.data.tar_shards import tar_members, tar_samples
+
+    export_clip_benchmark(world["test"], tmp_path / "cb", "shape", samples_per_shard=16)
+    shards = sorted((tmp_path / "cb" / "test").glob("*.tar"))
+    long_dir = "d" * 120 + "/" + "e" * 30                        # > 100 chars: ustar prefix, GNU 'L', pax path
+    members = [("a/000001.png", b"\x89PNG" * 300), (f"{long_dir}/000002.cls", b"3"),
+               (f"{long_dir}/{'k' * 110}.txt", "caption é".encode()), ("b/000003.png", b""),
+               ("ü/000004.txt", b"x" * 512)]
+    for fmt in (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        path = tmp_path / f"fmt{fmt}.tar"
+        with tarfile.open(path, "w", format=fmt) as tar:
+            directory = tarfile.TarInfo("a")
+            directory.type = tarfile.DIRTYPE
+            tar.addfile(directory)
+            for name, data in members:
+                if fmt == tarfile.USTAR_FORMAT and len(name.rsplit("/", 1)[1]) > 100:
+                    continue                                     # ustar cannot hold a base name this long
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            link = tarfile.TarInfo("a/000001.jpg")
+            link.type, link.linkname = tarfile.SYMTYPE, "000001.png"
+            tar.addfile(link)
+        shards.append(path)
+    (tmp_path / "z.tar").write_bytes(gzip.compress(shards[-1].read_bytes()))   # not ustar at byte 0: tarfile reads
+    shards.append(tmp_path / "z.tar")
+    for shard in shards:
+        assert list(tar_members(str(shard))) == _tarfile_reading(shard), shard
+    pax = dict(tar_samples(str(tmp_path / f"fmt{tarfile.PAX_FORMAT}.tar")))
+    assert pax[f"{long_dir}/000002"] == {"cls": b"3"} and pax[f"{long_dir}/{'k' * 110}"]["txt"] == members[2][1]
+    assert b"././@LongLink" in shards[-3].read_bytes() and b" path=" in shards[-2].read_bytes()   # 'L' and 'x'
+    assert [k for k, _ in tar_samples(str(shards[0]))] == [f"s{i:07d}" for i in range(16)]
+
+
+def test_truncated_or_corrupt_tar_shards_raise_naming_the_shard(world, tmp_path):
+    from laclip_lite.data.tar_shards import tar_members
+
+    export_clip_benchmark(world["test"], tmp_path / "cb", "shape", samples_per_shard=40)
+    whole = (tmp_path / "cb" / "test" / "0.tar").read_bytes()
+    header_at = 1024 + -(-len(whole[1024:]) // 2 // 512) * 512   # some header after the first member
+    while whole[header_at + 257:header_at + 262] != b"ustar":
+        header_at += 512
+    end = len(whole.rstrip(b"\0"))
+    end += -end % 512                                            # the end of the last member's padding
+    cuts = {"mid-data": header_at - 300, "mid-header": header_at + 100, "no end-of-archive": header_at,
+            "after the last member": end}
+    for what, cut in cuts.items():
+        (tmp_path / "cb" / "test" / "0.tar").write_bytes(whole[:cut])
+        with pytest.raises(DataError, match=r"0\.tar: truncated tar shard"):
+            list(tar_members(str(tmp_path / "cb" / "test" / "0.tar")))
+            pytest.fail(f"a shard cut {what} read without an error")
+        with pytest.raises(DataError, match=r"0\.tar: truncated tar shard"):
+            ev.evaluate_dataset(world["model"], world["tok"], str(tmp_path / "cb"), progress=False)
+    corrupt = bytearray(whole)
+    corrupt[header_at + 3] ^= 1                                   # one flipped bit in a member's name
+    (tmp_path / "cb" / "test" / "0.tar").write_bytes(bytes(corrupt))
+    with pytest.raises(DataError, match=rf"0\.tar: corrupt tar header at byte {header_at}"):
+        list(tar_members(str(tmp_path / "cb" / "test" / "0.tar")))
+    (tmp_path / "cb" / "test" / "0.tar").write_bytes(b"")
+    with pytest.raises(DataError, match=r"0\.tar: unreadable tar shard"):
+        list(tar_members(str(tmp_path / "cb" / "test" / "0.tar")))

@@ -165,6 +165,18 @@ def test_corrupt_png_in_shard_is_skipped_and_counted(tmp_path, split):
     assert "000002" in src.stats.summary()
 
 
+
+def test_truncated_shard_keeps_its_earlier_samples_and_counts_the_rest_corrupt(tmp_path, split):
+    paths = export_wds(split, tmp_path / "wds", samples_per_shard=5)
+    whole = paths[0].read_bytes()
+    paths[0].write_bytes(whole[:len(whole) // 2 + 100])          # cut inside a member's bytes
+    src = TarShardSource(str(tmp_path / "wds" / "*.tar"))
+    with pytest.warns(UserWarning, match="1 corrupt_shard"):
+        keys = [r.key for r in src]
+    first, rest = [k for k in keys if int(k) < 5], [k for k in keys if int(k) >= 5]
+    assert 0 < len(first) < 5 and len(rest) == len(split.captions) - 5
+    assert "shard-000000.tar: truncated tar shard" in src.stats.summary()
+
 def test_corrupt_and_missing_images_in_csv_layout(tmp_path, split, rewrites):
     export_laclip(split, tmp_path, rewrites)
     (tmp_path / "images" / "000003.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")

@@ -28,7 +28,10 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
+from laclip_lite.data.tar_shards import tar_samples
+from laclip_lite.data.transforms import pil_to_uint8
 from laclip_lite.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
@@ -332,29 +335,6 @@ def resolve_task(spec: EvalSpec, dataset) -> str:
 
 # ---------------------------------------------------------------------------------------------------------
 # Streaming batches
-def _tar_samples(shard: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) of every sample of a tar shard, in order; a broken shard raises DataError."""
-    import tarfile
-
-    from laclip_lite.data.readers import split_key
-    key, group = None, {}
-    try:
-        with tarfile.open(shard, "r|*") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                k, ext = split_key(member.name)
-                if k != key and key is not None:
-                    yield key, group
-                    group = {}
-                key = k
-                group[ext] = tar.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise DataError(f"{shard}: unreadable tar shard ({type(e).__name__}: {e})") from None
-    if key is not None:
-        yield key, group
-
-
 class _Stream(torch.utils.data.IterableDataset):
     """Decoded samples (uint8 [S,S,3] numpy or None, target, where) of a list of units; units are dealt to
     DataLoader workers round-robin, so 2 workers read every sample exactly once between them."""
@@ -367,7 +347,7 @@ class _Stream(torch.utils.data.IterableDataset):
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         for unit in self.units[worker::workers]:
             if self.shards:
-                for key, group in _tar_samples(unit):
+                for key, group in tar_samples(unit):
                     yield self._from_tar(unit, key, group)
             else:
                 file, target = unit
@@ -375,14 +355,11 @@ class _Stream(torch.utils.data.IterableDataset):
 
     def _decode(self, data, where: str):
         """Image bytes or path -> uint8 [S,S,3]: the evaluation transform (`pil_to_uint8`: shorter side resized,
-        centre crop), skipped for an image already S x S (the same pixels, without two copies); None if unreadable."""
-        from PIL import Image, UnidentifiedImageError
-
-        from laclip_lite.data.transforms import pil_to_uint8
-
+        centre crop), skipped for an image already S x S (the same pixels, without copies); None if unreadable."""
         try:
             with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
-                img = img.convert("RGB")
+                img.load()                                       # decode once, here, where errors are caught
+                img = img if img.mode == "RGB" else img.convert("RGB")
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
             return None
         if img.size == (self.image_size, self.image_size):
@@ -442,7 +419,9 @@ def batches(dataset, split: str, image_size: int, batch_size: int = 256, num_wor
                                          persistent_workers=False)
     total = None if shards else -(-len(units) // batch_size) + max(0, workers - 1)
     skipped = skipped if skipped is not None else Skipped()
-    for images, targets, bad in tqdm(loader, total=total, desc=f"eval {dataset.name}/{split}", unit="batch",
+    Image.init()             # PIL's decoders (PNG, JPEG, WebP, ...) imported here once, not again in every worker
+    # tqdm.auto's bar calls iter() on what it is given: handed the loader, it would start a second set of workers
+    for images, targets, bad in tqdm(iter(loader), total=total, desc=f"eval {dataset.name}/{split}", unit="batch",
                                      disable=not progress, leave=False, mininterval=1.0):
         skipped.add(bad)
         if images is not None:

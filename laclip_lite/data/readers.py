@@ -26,7 +26,6 @@ import io
 import json
 import os
 import re
-import tarfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import torch
 
 from laclip_lite.constants import SOURCE_ALIASES, SOURCES
 from laclip_lite.data import laclip_csv
+from laclip_lite.data.tar_shards import tar_samples
 from laclip_lite.errors import DataError
 
 # Names a rewrite variant may have: the LLM meta-pair sources, EDA / back-translation variants, "rewriteN".
@@ -257,13 +257,6 @@ def expand_shards(paths_or_glob) -> list[str]:
     return shards
 
 
-def split_key(name: str) -> tuple[str, str]:
-    """webdataset convention: "dir/000001.seg.png" -> key "dir/000001", extension "seg.png"."""
-    d, base = os.path.split(name)
-    stem, _, ext = base.partition(".")
-    return (os.path.join(d, stem) if d else stem), ext.lower()
-
-
 class TarShardSource:
     """Streams samples from tar shards. This process reads shards i with i % (world_size * workers) ==
     rank * workers + worker_id, so 2 ranks x 2 DataLoader workers read every sample exactly once between them."""
@@ -307,28 +300,13 @@ class TarShardSource:
                 yield rec.caption
 
     def _samples(self, shard: str, stats: ReadStats, decode: bool = True) -> Iterator[Record]:
-        group: dict[str, bytes] = {}
-        key = None
         try:
-            with tarfile.open(shard, "r|*") as tar:      # streaming mode: one pass, no random access
-                for member in tar:
-                    if not member.isfile():
-                        continue
-                    k, ext = split_key(member.name)
-                    if k != key and key is not None:
-                        rec = self._record(shard, key, group, stats, decode, self.read_rewrites)
-                        if rec is not None:
-                            yield rec
-                        group = {}
-                    key = k
-                    group[ext] = tar.extractfile(member).read()
-        except (tarfile.TarError, OSError, EOFError) as e:
-            stats.skip("corrupt_shard", f"{shard} ({type(e).__name__}: {e})")
-            return
-        if key is not None:
-            rec = self._record(shard, key, group, stats, decode, self.read_rewrites)
-            if rec is not None:
-                yield rec
+            for key, group in tar_samples(shard):
+                rec = self._record(shard, key, group, stats, decode, self.read_rewrites)
+                if rec is not None:
+                    yield rec
+        except DataError as e:
+            stats.skip("corrupt_shard", str(e))
 
     @staticmethod
     def _record(shard: str, key: str, group: dict[str, bytes], stats: ReadStats, decode: bool,

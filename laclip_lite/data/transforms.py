@@ -53,7 +53,7 @@ def pil_to_uint8(img, size: int, train: bool = False, crop_scale=(0.5, 1.0), rng
     """PIL image -> uint8 tensor [3, size, size] (train: one RandomResizedCrop, then a flip when `hflip`)."""
     from PIL import Image
 
-    img = img.convert("RGB")
+    img = img if img.mode == "RGB" else img.convert("RGB")      # (convert would copy an RGB image)
     if train:
         rng = rng or random.Random()
         left, top, w, h = _sample_crop(img.width, img.height, tuple(crop_scale), rng)
