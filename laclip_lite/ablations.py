@@ -1,6 +1,6 @@
 """The paper's five ablations and three controls on ShapeWorld, over seeds, with paired error bars.
 
-    laclip-lite ablate --seeds 0,1,2 --out runs/ablations             # the full grid (notebook 04's grid=full)
+    laclip-lite ablate --seeds 0,1,2 --out runs/ablations             # the full grid (notebook 04: ablations="all")
     laclip-lite ablate --ablations augment,num_rewrites --controls leak --seeds 0,1,2 --out DIR
 
 The grid is one list of `sweep.AblationPoint`s (ablation, value, arm, overrides):
@@ -78,7 +78,8 @@ def full_grid(policy: str = "laclip", llm_model: str = "", bt_models: str = "",
     """The paper's ablations (all five by default) then the named controls -> (points, skipped values).
     `skip`: "ablation=value" entries to leave out (e.g. "text_tower=minilm-unlocked").
 
-    This is the grid notebook 04 runs when its `grid` parameter is `full`, and `laclip-lite ablate` runs."""
+    The ablations are the grid notebook 04 runs with `ablations = "all"` and `values = {}` (its own preset and
+    steps), and what `laclip-lite ablate` runs."""
     points, skipped = ablation_points(ablations, {}, policy, llm_model, bt_models) if ablations else ([], [])
     points += control_points(controls, policy)
     known = {(p.ablation, str(p.value)) for p in points}

@@ -159,6 +159,8 @@ def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str 
 
     results = list(tqdm(utils.parallel_map(_run_one, work, jobs, cost), total=len(work), desc="compare",
                         disable=not progress))
+    order = {(arm.name, seed): i for i, (arm, seed, *_) in enumerate(work)}
+    results.sort(key=lambda r: order[r[0], r[1]])                  # they come as they finish
     runs = [{"policy": name, "seed": seed, **metrics} for name, seed, metrics in results]
     summary = summarise(runs)
     write_tables(runs, summary, out_dir, tasks)

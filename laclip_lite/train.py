@@ -111,8 +111,8 @@ class Trainer:
         self.model = build_model(cfg.model).to(self.device)
         if cfg.model.grad_checkpointing:
             self.model.set_grad_checkpointing(True)
-        if cfg.model.vision == "resnet" and self.device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
+        if cfg.model.vision == "resnet":        # NHWC convolutions: faster on CUDA and, with oneDNN, on a CPU
+            self.model.to(memory_format=torch.channels_last)   # (lesson 01's ResNet: 0.34 -> 0.26 s a step)
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg, self.device)
         self.loss_fn = ClipLoss(local_loss=True, gather_with_grad=True, rank=self.rank,
                                 world_size=self.world_size, multi_text=cfg.train.policy == "mt")
@@ -148,7 +148,7 @@ class Trainer:
             images = random_resized_crop(images, cfg.data.crop_scale, step_generator(cfg.train.seed, step, 3 + micro),
                                          hflip=cfg.data.hflip, offset=self.rank * n, total=n * self.world_size)
         images = normalize(images)
-        if self.device.type == "cuda" and cfg.model.vision == "resnet":
+        if cfg.model.vision == "resnet":
             images = images.contiguous(memory_format=torch.channels_last)
         tokens = trim_padding(tokens, cfg.model.pad_id).to(self.device, non_blocking=True)
         multi = tokens.dim() == 3

@@ -156,7 +156,6 @@ def show_loss(lesson: Lesson, logits, loss) -> None:
 
 def train_clip(lesson: Lesson, world: World) -> Run:
     """Train CLIP on the world (or reuse a finished run with the same settings) and show its learning curves."""
-    import os
 
     import torch
 
@@ -165,12 +164,7 @@ def train_clip(lesson: Lesson, world: World) -> Run:
     from laclip_lite.train import CHECKPOINT, train
     from laclip_lite.utils import stable_hash
 
-    extra = {"train.policy": "clip", "data.augment": "none"}
-    small_cpu = (os.cpu_count() or 1) <= 2 and lesson.config().train.device in ("auto", "cpu") \
-        and not torch.cuda.is_available()
-    if small_cpu:          # on 2 shared cores, 2 threads stall whenever another process runs; 1 thread does not
-        extra["train.threads"] = 1
-    cfg = lesson.config(extra)
+    cfg = lesson.config({"train.policy": "clip", "data.augment": "none"})
     run_dir = lesson.out_dir / f"clip-{stable_hash(cfg.to_dict(), length=8)}"
     done = run_dir / "final_metrics.json"
     if done.exists():
@@ -187,8 +181,7 @@ def train_clip(lesson: Lesson, world: World) -> Run:
     lesson.figure(learning_curves(run_dir, ("loss", "logit_scale"), title="CLIP training"), "learning_curves",
                   "Learning curves", key=True)
     rows = [{"metric": k.removeprefix("test/"), "value": v} for k, v in final.items() if k.startswith("test/")]
-    lesson.markdown(("Trained on one CPU thread (steadier than two on a small shared machine). " if small_cpu else "")
-                    + f"Trained {final['step']} steps in {final['train_seconds']} s; final loss "
+    lesson.markdown(f"Trained {final['step']} steps in {final['train_seconds']} s; final loss "
                     f"{final['final_loss']:.3f}. On the test split:\n\n" + table(rows)
                     + _what_it_learned(final)
                     + f"\nThe run folder `{run_dir}` holds `checkpoint.pt`, `config.yaml` and the tokenizer: "
