@@ -403,13 +403,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                                         # reached 88% val shape at step 400 of 600, but a 400-step run scored 73%
                                         # test shape and 42.5% colour+shape on held-out templates (80.3% here)
     },
-    # The default of `compare` and `ablate`: tiny made data-scarce on purpose, so 3 policies x 3 seeds take about
-    # 10 minutes on 2 cores (`--jobs` auto: two one-thread runs side by side) and the effect is clear.
+    # The default of `compare` and `ablate`: tiny made data-scarce on purpose (`--jobs` auto: two one-thread runs
+    # side by side). 3 policies x 3 seeds measured 10 min 30 s, and 13 min 39 s on a slower day (docs/results).
     "tiny-scarce": {
         "model.vision_stem": "conv", "model.text_layers": 1,  # tiny's model
         "data.train_size": 3000,        # fewer images than tiny's 4,000: each seen ~68 times in 800 steps, so CLIP
                                         # memorises its one caption per image about as much as tiny's 1,000 steps
-        "train.steps": 800,             # 9 runs x 800 steps, two at a time: 10 min 30 s on 2 nearly idle cores
+        "train.steps": 800,             # the CLIP run: 94-143 s on one thread (a one-thread ViT step 0.12-0.15 s)
     },
     # A test-suite preset: seconds, not minutes. Learns little; exercises every code path.
     "test": {
