@@ -99,3 +99,11 @@ def test_cli_lists_the_grid_and_compare_defaults_to_auto_jobs(capsys):
     args = build_parser().parse_args(["compare", "--out", "x"])
     assert args.preset == "tiny-scarce" and args.jobs == 0           # 0: auto_jobs
     assert 1 <= auto_jobs("cpu") and auto_jobs("cpu", runs=1) == 1
+
+
+def test_skip_leaves_grid_values_out_and_rejects_unknown_ones():
+    points, skipped = ablations.full_grid(ablations=["text_tower"], skip=["text_tower=minilm-unlocked"])
+    assert {p.value for p in points} == {"scratch", "minilm-locked"}
+    assert ("text_tower", "minilm-unlocked", "--skip") in skipped
+    with pytest.raises(ConfigError, match="text_tower=nope"):
+        ablations.full_grid(ablations=["text_tower"], skip=["text_tower=nope"])
