@@ -82,14 +82,14 @@ def full_grid(policy: str = "laclip", llm_model: str = "", bt_models: str = "",
     steps), and what `laclip-lite ablate` runs."""
     points, skipped = ablation_points(ablations, {}, policy, llm_model, bt_models) if ablations else ([], [])
     points += control_points(controls, policy)
+    wanted = {item: tuple(item.split("=", 1)) for item in skip}           # "a=v" -> (a, v)
     known = {(p.ablation, str(p.value)) for p in points}
-    bad = [item for item in skip if tuple(item.split("=", 1)) not in known]
-    wanted = {tuple(item.split("=", 1)) for item in skip}
+    bad = [item for item, pair in wanted.items() if pair not in known]
     if bad:
         raise ConfigError(f"--skip: {bad} not in the grid (entries are ablation=value, e.g. "
                           f"text_tower=minilm-unlocked; see --list)")
-    skipped += [(a, v, "--skip") for a, v in sorted(wanted)]
-    return [p for p in points if (p.ablation, str(p.value)) not in wanted], skipped
+    skipped += [(a, v, "--skip") for a, v in sorted(wanted.values())]
+    return [p for p in points if (p.ablation, str(p.value)) not in wanted.values()], skipped
 
 
 def label(point: AblationPoint) -> str:

@@ -196,7 +196,6 @@ def parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], jobs: int = 1,
     `cost(item)` (a rough relative cost) starts the dearest items first: longest-first keeps the pool full to
     the end instead of leaving one long item running alone at the end.
     """
-    items = list(items)
     if jobs <= 1:
         yield from map(fn, items)
         return

@@ -156,7 +156,6 @@ def show_loss(lesson: Lesson, logits, loss) -> None:
 
 def train_clip(lesson: Lesson, world: World) -> Run:
     """Train CLIP on the world (or reuse a finished run with the same settings) and show its learning curves."""
-
     import torch
 
     from laclip_lite.evaluate import load_run
