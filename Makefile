@@ -11,10 +11,16 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
+# The project's packages go in with uv (measured on 2 cores: 1 min 17 s for the whole setup against pip's 2 min 49 s,
+# the same 160 packages at the same versions); uv reads no pip.conf, so where packages must come from a private
+# index: `make venv INSTALL="$(BIN)/pip install -q"`.
+INSTALL ?= $(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install -q "$(TORCH_CPU)"; fi
-	$(BIN)/pip install -q -e ".[dev]"
+	@test -x $(BIN)/uv || $(BIN)/pip install -q uv
+	$(INSTALL) -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (laclip_lite)" >/dev/null
 	@touch $(STAMP)
 

@@ -72,7 +72,9 @@ class DataConfig:
     clip_bpe_path: str = ""             # tokenizer=clip: bpe_simple_vocab_16e6.txt.gz ("" = installed open_clip's)
     bpe_vocab_size: int = 1000          # vocabulary size of the trained BPE tokenizer
     crop_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])  # random-resized-crop area range (training)
-    hflip: bool = True                  # random horizontal flips for training images
+    hflip: bool = True                  # random horizontal flips for training images (the caption is kept: on
+                                        # ShapeWorld ~2.3% of the pairs then name the wrong side; see
+                                        # docs/results/README.md)
     num_workers: int = 0                # DataLoader worker processes for file-based sources (0 = main process)
     num_samples: int = 0                # dataset size for train.epochs (0 = count the source; tar shards need it)
 

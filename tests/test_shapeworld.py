@@ -163,3 +163,28 @@ def test_caption_diversity(train):
     assert len({skeleton(c) for c in train.captions}) > 150
     assert any(c[:1].isupper() for c in train.captions)          # some Title Case alt-text
     assert all(c == c.strip() and "  " not in c and c for c in train.captions)
+
+
+def test_split_is_rendered_once_per_process_and_each_caller_gets_its_own_copy(monkeypatch):
+    from laclip_lite.config import build_config
+    from laclip_lite.data import dataset
+
+    rendered = []
+    real = ShapeWorld.split
+    monkeypatch.setattr(ShapeWorld, "split", lambda self, name, n: rendered.append((name, n)) or real(self, name, n))
+    monkeypatch.setattr(dataset, "_RENDERED", {})
+    cfg = build_config("test", {"data.world_seed": 7})
+    first = dataset.shapeworld_split(cfg, "train")
+    first.images.zero_()                      # a caller that edits its split in place ...
+    first.captions[0] = "edited"
+    first.scenes[0]["shape"] = "edited"
+    again = dataset.shapeworld_split(cfg, "train")
+    assert rendered == [("train", cfg.data.train_size)], "the second call must come from the cache"
+    fresh = ShapeWorld(seed=7, image_size=cfg.model.image_size).split("train", cfg.data.train_size)
+    assert torch.equal(again.images, fresh.images), "... must not change what the next caller sees"
+    assert again.captions == fresh.captions and again.scenes[0]["shape"] == fresh.scenes[0]["shape"]
+    assert all(torch.equal(again.labels[k], fresh.labels[k]) for k in fresh.labels)
+
+    monkeypatch.setattr(dataset, "_RENDERED_BYTES", again.images.nbytes)   # room for one split: the oldest goes
+    dataset.shapeworld_split(cfg, "test")
+    assert list(dataset._RENDERED) == [(7, cfg.model.image_size, "test", cfg.data.test_size)]

@@ -227,19 +227,13 @@ def warm_rewrite_cache(cfg: Config, progress: bool) -> None:
     from laclip_lite.data.dataset import rewrite_cache_dir, rewrite_config, shapeworld_split
     from laclip_lite.rewrite.job import rewrite_captions
 
-    key = (cfg.data.world_seed, cfg.data.train_size, cfg.model.image_size)
-    if key not in _TRAIN_CAPTIONS:
-        _TRAIN_CAPTIONS[key] = list(shapeworld_split(cfg, "train").captions)
-    captions = _TRAIN_CAPTIONS[key]
+    captions = shapeworld_split(cfg, "train").captions       # rendered once per kernel (dataset.shapeworld_split)
     for augment in dict.fromkeys(["shapes", cfg.data.augment]):
         if augment not in ("shapes", "eda"):
             continue                             # llm / backtranslate need a model: the library reports those
         c = copy.deepcopy(cfg)
         c.data.augment = augment
         rewrite_captions(captions, rewrite_cache_dir(c, captions), rewrite_config(c), progress=progress)
-
-
-_TRAIN_CAPTIONS: dict[tuple, list[str]] = {}   # (world seed, train size, image size) -> training captions
 
 
 def seeds(lesson: Lesson) -> list[int]:

@@ -37,10 +37,25 @@ class TrainData:
 
 
 def shapeworld_split(cfg: Config, name: str):
+    """The rendered split `name` of the run's world. Rendered once per process (a lesson renders its 20,000
+    training images once, not once per cell that needs them); every call gets its own copy, so a caller that
+    edits the images or captions in place never changes what the next call sees."""
     from laclip_lite.data.shapeworld import ShapeWorld
 
     sizes = {"train": cfg.data.train_size, "val": cfg.data.val_size, "test": cfg.data.test_size}
-    return ShapeWorld(seed=cfg.data.world_seed, image_size=cfg.model.image_size).split(name, sizes[name])
+    key = (cfg.data.world_seed, cfg.model.image_size, name, sizes[name])
+    if key not in _RENDERED:
+        split = ShapeWorld(seed=cfg.data.world_seed, image_size=cfg.model.image_size).split(name, sizes[name])
+        _RENDERED[key] = split
+        while sum(s.images.nbytes for s in _RENDERED.values()) > _RENDERED_BYTES and len(_RENDERED) > 1:
+            del _RENDERED[next(iter(_RENDERED))]             # the oldest first
+    else:
+        _RENDERED[key] = _RENDERED.pop(key)                  # most recently used last
+    return _RENDERED[key].copy()
+
+
+_RENDERED: dict[tuple, object] = {}     # (world seed, image size, split, n) -> ShapeWorldSplit, oldest first
+_RENDERED_BYTES = 512 << 20             # keep at most this many bytes of rendered images per process
 
 
 def rewrite_cache_dir(cfg: Config, captions: list[str]) -> Path:

@@ -22,6 +22,7 @@ Rendering is vectorised numpy: shape masks are evaluated on a grid supersampled 
 """
 from __future__ import annotations
 
+import copy
 import random
 import zlib
 from dataclasses import dataclass
@@ -57,6 +58,11 @@ class ShapeWorldSplit:
 
     def __len__(self) -> int:
         return len(self.captions)
+
+    def copy(self) -> "ShapeWorldSplit":
+        """An independent copy (images, captions, labels and scenes): editing it leaves this split as it is."""
+        return ShapeWorldSplit(self.name, self.images.clone(), list(self.captions),
+                               {k: v.clone() for k, v in self.labels.items()}, copy.deepcopy(self.scenes))
 
 
 class ShapeWorld:
