@@ -399,14 +399,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.vision_layers": 1,       # one bottleneck block per stage (4 stages, 32x32 -> 1x1)
         "model.text_layers": 1,         # tiny's text tower
         "data.train_size": 20000,       # many images, each seen ~8 times: CLIP cannot memorise its captions
-        "train.steps": 600,             # 83% shape at 600 steps; trained in 205 s on one thread on a nearly idle
-                                        # 2-core machine (make demo): over the 2-minute goal. Measured and not
-                                        # taken: no flips (captions say "on the left"), crops 0.9-1 and lr 5e-3
+        "train.steps": 600,             # 92% test shape, 99% colour; trained in 105-134 s on 2 threads (make
+                                        # demo, fresh clones). Measured and not taken: 500 steps, 98 s but 81.4%
+                                        # test shape (val 80.8%: no margin); no flips, crops 0.9-1 and lr 5e-3
                                         # reached 88% val shape at step 400 of 600, but a 400-step run scored 73%
-                                        # test shape and 42.5% colour+shape on held-out templates (80.3% here)
+                                        # test shape and 42.5% colour+shape on held-out templates
     },
     # The default of `compare` and `ablate`: tiny made data-scarce on purpose (`--jobs` auto: two one-thread runs
-    # side by side). 3 policies x 3 seeds measured 10 min 30 s, and 13 min 39 s on a slower day (docs/results).
+    # side by side). 3 policies x 3 seeds measured 10 min 30 s to 13 min 39 s, 11 min 29 s lately (docs/results).
     "tiny-scarce": {
         "model.vision_stem": "conv", "model.text_layers": 1,  # tiny's model
         "data.train_size": 3000,        # fewer images than tiny's 4,000: each seen ~68 times in 800 steps, so CLIP
