@@ -33,7 +33,7 @@ import statistics
 import time
 from pathlib import Path
 
-from laclip_lite.config import Config, ConfigError
+from laclip_lite.config import EXPERIMENT_PRESET, Config, ConfigError
 from laclip_lite.sweep import ABLATIONS, AblationPoint, ablation_points
 
 MAIN_METRIC = "color_shape_top1"
@@ -43,8 +43,8 @@ HELDOUT = "@heldout"
 CONTROLS: dict[str, list] = {
     "leak": ["shapes", "shapes-leak-free"],
     "faithfulness": [0.0, 0.1, 0.25, 0.5],
-    "data_size": [1000, 3000, 10000, 30000],    # 3,000 and 800 are tiny-scarce's own: those runs are the
-    "steps": [250, 500, 800, 1600],              # ablations' baselines, reused (18 new runs each, not 24)
+    "data_size": [1000, 3000, 10000, 30000],    # values fixed before any run on tiny-scarce (whose own 3,000
+    "steps": [250, 500, 800, 1600],              # and 800 made those points the ablations' runs, reused)
 }
 PAIRED = ("backbone", "text_tower", "data_size", "steps")   # ablations whose every value runs CLIP and LaCLIP
 # Overrides only a rewrite policy reads: a CLIP run with or without them trains the same model.
@@ -104,7 +104,7 @@ def baseline_of(point: AblationPoint) -> AblationPoint:
 
 
 # --- running ---------------------------------------------------------------------------------------------
-def point_config(point: AblationPoint, seed: int, preset: str = "tiny-scarce",
+def point_config(point: AblationPoint, seed: int, preset: str = EXPERIMENT_PRESET,
                  overrides: list[str] | dict | None = None) -> Config:
     """The run of a grid point: the preset, the grid's overrides, then the point's arm and overrides."""
     from laclip_lite.config import apply_overrides
@@ -125,7 +125,7 @@ def run_folder(cfg: Config) -> str:
     return f"{t.policy}-{cfg.data.augment}-{stable_hash(cfg.to_dict(), length=10)}-s{t.seed}"
 
 
-def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path, preset: str = "tiny-scarce",
+def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path, preset: str = EXPERIMENT_PRESET,
              overrides: list[str] | dict | None = None, jobs: int = 0, progress: bool = True) -> list[dict]:
     """Train every distinct run of the grid and its baselines (finished runs are reused) -> one row per
     (point, seed): ablation, setting, seed, every metric, `run` (its folder under runs/), and `baseline/<key>`
@@ -217,7 +217,7 @@ def markdown(summary: list[dict], metric: str = MAIN_METRIC) -> str:
 
 
 def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_seconds: float, command: str = "",
-                  metric: str = MAIN_METRIC, preset: str = "tiny-scarce",
+                  metric: str = MAIN_METRIC, preset: str = EXPERIMENT_PRESET,
                   overrides: list[str] | dict | None = None) -> list[dict]:
     """`ablations.csv`, `ablations.md`, the figures -> the summary rows."""
     from laclip_lite.sweep import ablation_figure
@@ -255,7 +255,7 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
     return summary
 
 
-def leak_table(preset: str = "tiny-scarce", overrides: list[str] | dict | None = None) -> str:
+def leak_table(preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None) -> str:
     """How often the zero-shot class names (`rewrite.shapes.CLASS_WORDS`) appear in the run's training captions
     and in the stand-in's rewrites of them, with and without `rewrite.leak_free` (Markdown)."""
     from laclip_lite.config import build_config
@@ -308,7 +308,7 @@ def gap_figure(summary: list[dict], control: str, metric: str = MAIN_METRIC):
 
 
 def ablate(seeds: list[int], out_dir: str | Path, ablations: list[str] | str = "all",
-           controls: list[str] | str = (), preset: str = "tiny-scarce", overrides: list[str] | dict | None = None,
+           controls: list[str] | str = (), preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None,
            policy: str = "laclip", llm_model: str = "", bt_models: str = "", jobs: int = 0,
            progress: bool = True, command: str = "", skip: list[str] = ()) -> list[dict]:
     """Run the grid over `seeds` and write the outputs (see the module docstring) -> the summary rows."""

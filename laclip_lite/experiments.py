@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from laclip_lite import utils
-from laclip_lite.config import Config, ConfigError, build_config
+from laclip_lite.config import EXPERIMENT_PRESET, Config, ConfigError, build_config
 from laclip_lite.constants import AUGMENTS, EVAL_TASKS, POLICIES
 
 TEMPLATE_SETS = ("default", "photo", "art", "spoken", "heldout")
@@ -46,7 +46,8 @@ class Arm:
         return cls(policy, augment)
 
 
-def arm_config(arm: Arm, seed: int, preset: str = "tiny", overrides: list[str] | dict | None = None) -> Config:
+def arm_config(arm: Arm, seed: int, preset: str = EXPERIMENT_PRESET,
+               overrides: list[str] | dict | None = None) -> Config:
     cfg = build_config(preset, overrides)
     cfg.train.policy, cfg.train.seed, cfg.data.augment = arm.policy, seed, arm.augment
     return cfg.validate()
@@ -131,7 +132,7 @@ def _run_one(job: tuple) -> tuple[str, int, dict]:
 
 
 def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str | Path = "runs/compare",
-            preset: str = "tiny", overrides: list[str] | dict | None = None, augment: str = "shapes",
+            preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None, augment: str = "shapes",
             template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS, jobs: int = 1, progress: bool = True) -> list[dict]:
     """Train every (policy, seed), evaluate, and write `runs.csv`, `summary.csv`, `summary.md`, `compare.png`.
 

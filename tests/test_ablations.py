@@ -7,7 +7,7 @@ import math
 import pytest
 
 from laclip_lite import ablations
-from laclip_lite.config import ConfigError
+from laclip_lite.config import EXPERIMENT_PRESET, ConfigError
 from laclip_lite.sweep import ABLATIONS
 
 
@@ -97,7 +97,7 @@ def test_cli_lists_the_grid_and_compare_defaults_to_auto_jobs(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 5 + 3 and lines[4].startswith("source\tall\tlaclip:shapes")
     args = build_parser().parse_args(["compare", "--out", "x"])
-    assert args.preset == "tiny-scarce" and args.jobs == 0           # 0: auto_jobs
+    assert args.preset == EXPERIMENT_PRESET and args.jobs == 0       # 0: auto_jobs
     assert 1 <= auto_jobs("cpu") and auto_jobs("cpu", runs=1) == 1
 
 

@@ -64,10 +64,11 @@ def test_is_shapeworld_by_source_or_format():
     assert "is_shapeworld" not in DataConfig().__dict__          # derived, never written to config.yaml
 
 
-@pytest.mark.parametrize("name", ["tiny-rich", "tiny-scarce"])
+@pytest.mark.parametrize("name", ["tiny-rich", "tiny-2k", "tiny-scarce"])
 def test_course_presets_build_and_train_a_step_at_test_size(tmp_path, name):
-    """The lesson-01 (data-rich) and compare (data-scarce) presets: their model builds and trains; only the
-    data sizes and steps are shrunk here (their timing is measured in docs/results, never in tests)."""
+    """The lesson-01 (data-rich) and compare (data-scarce: now and before) presets: their model builds and
+    trains; only the data sizes and steps are shrunk here (their timing is measured in docs/results, never in
+    tests)."""
     from laclip_lite.train import train
 
     small = {"data.train_size": 48, "data.val_size": 16, "data.test_size": 48, "data.bpe_vocab_size": 300,
@@ -76,5 +77,20 @@ def test_course_presets_build_and_train_a_step_at_test_size(tmp_path, name):
     full = preset(name)
     assert (cfg.model.vision, cfg.model.vision_stem, cfg.model.text_layers) == \
            (full.model.vision, full.model.vision_stem, full.model.text_layers)
+    assert cfg.data.hflip == full.data.hflip
     final = train(cfg, tmp_path / name, progress=False)
     assert final["step"] == 1 and "test/shape_top1" in final
+
+
+def test_experiment_preset_is_the_default_of_compare_and_ablate_and_never_flips():
+    """ShapeWorld captions name left/right: a flipped image would keep a caption that names the wrong side."""
+    import argparse
+
+    from laclip_lite.commands import ablate, compare
+    from laclip_lite.config import EXPERIMENT_PRESET
+
+    assert preset(EXPERIMENT_PRESET).data.hflip is False
+    for command in (compare, ablate):
+        p = argparse.ArgumentParser()
+        command.add_arguments(p)
+        assert p.parse_args(["--out", "x"]).preset == EXPERIMENT_PRESET

@@ -1,6 +1,8 @@
 """`laclip-lite ablate`: the paper's five ablations and the three controls over seeds -> ablations.csv/.md + figures."""
 from __future__ import annotations
 
+from laclip_lite.config import EXPERIMENT_PRESET
+
 HELP = ("run the paper's ablations (augment, num_rewrites, source, backbone, text_tower) and the controls "
         "(leak, faithfulness, data_size, steps) over seeds; paired differences to CLIP with 95%% t-intervals")
 
@@ -12,7 +14,8 @@ def add_arguments(p) -> None:
                    help="comma list of augment, num_rewrites, source, backbone, text_tower; 'all'; '' for none")
     p.add_argument("--controls", default="", help="comma list of leak, faithfulness, data_size, steps; or 'all'")
     p.add_argument("--policy", default="laclip", choices=["laclip", "mt"], help="text policy of the augmented arms")
-    p.add_argument("--preset", default="tiny-scarce", help="preset every run starts from (default: compare's)")
+    p.add_argument("--preset", default=EXPERIMENT_PRESET,
+                   help=f"preset every run starts from (default: {EXPERIMENT_PRESET}, compare's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every run")
     p.add_argument("--llm-model", default="", help="causal LM for augment=llm (empty: that value is skipped)")

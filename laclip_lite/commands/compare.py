@@ -1,6 +1,7 @@
 """`laclip-lite compare`: CLIP vs LaCLIP vs LaCLIP-MT on equal budgets over several seeds -> table + chart."""
 from __future__ import annotations
 
+from laclip_lite.config import EXPERIMENT_PRESET
 from laclip_lite.constants import POLICIES, REWRITERS
 
 HELP = "train and compare text policies (clip, laclip, mt) over seeds; writes summary.csv/.md and compare.png"
@@ -12,8 +13,9 @@ def add_arguments(p) -> None:
                         "(augment defaults to --augment)")
     p.add_argument("--augment", default="shapes", help=f"rewrite cache for laclip/mt arms: {', '.join(REWRITERS)}")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
-    p.add_argument("--preset", default="tiny-scarce", help="preset every run starts from (default: the data-scarce "
-                   "regime sized so 3 policies x 3 seeds fit 10 minutes on 2 cores)")
+    p.add_argument("--preset", default=EXPERIMENT_PRESET,
+                   help=f"preset every run starts from (default: {EXPERIMENT_PRESET}, the data-scarce regime sized "
+                        "so 3 policies x 3 seeds fit 10 minutes on 2 cores)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", required=True, help="output folder (one sub-folder per run; finished runs are skipped)")
     p.add_argument("--jobs", type=int, default=0,

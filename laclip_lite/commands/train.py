@@ -10,8 +10,9 @@ HELP = "train a CLIP / LaCLIP / LaCLIP-MT model (writes checkpoint.pt, config.ya
 
 def add_arguments(p) -> None:
     p.add_argument("--preset", default="tiny",
-                   help="named preset: tiny (CPU minutes), tiny-rich (lesson 01's first CLIP), tiny-scarce "
-                        "(compare / ablate), test, laclip-cc3m, laclip-cc12m (the LaCLIP release's recipe), "
+                   help="named preset: tiny (CPU minutes), tiny-rich (lesson 01's first CLIP), tiny-2k "
+                        "(compare / ablate), tiny-scarce (their earlier default), test, laclip-cc3m, laclip-cc12m "
+                        "(the LaCLIP release's recipe), "
                         "vit-b32 (LAION-style), vit-b16, rn50")
     p.add_argument("--config", default=None, help="a YAML file of config values (applied after the preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
