@@ -33,7 +33,8 @@ import statistics
 import time
 from pathlib import Path
 
-from laclip_lite.config import EXPERIMENT_PRESET, Config, ConfigError
+from laclip_lite.config import Config, ConfigError
+from laclip_lite.constants import EXPERIMENT_PRESET
 from laclip_lite.sweep import ABLATIONS, AblationPoint, ablation_points
 
 MAIN_METRIC = "color_shape_top1"

@@ -405,21 +405,21 @@ PRESETS: dict[str, dict[str, Any]] = {
                                         # reached 88% val shape at step 400 of 600, but a 400-step run scored 73%
                                         # test shape and 42.5% colour+shape on held-out templates
     },
-    # tiny made data-scarce on purpose: the default of `compare` and `ablate` until 2026-12-01 (the ablation and
-    # control tables of docs/results ran on it). 3 policies x 3 seeds took 10 min 30 s to 13 min 39 s on 2 cores.
+    # tiny made data-scarce on purpose: the default of `compare` and `ablate` until 2026-12-01 (docs/results keeps
+    # the tables that ran on it). 3 policies x 3 seeds took 10 min 30 s to 13 min 39 s on 2 cores.
     "tiny-scarce": {
         "model.vision_stem": "conv", "model.text_layers": 1,  # tiny's model
         "data.train_size": 3000,        # fewer images than tiny's 4,000: each seen ~68 times in 800 steps, so CLIP
                                         # memorises its one caption per image about as much as tiny's 1,000 steps
         "train.steps": 800,             # the CLIP run: 94-143 s on one thread (a one-thread ViT step 0.12-0.15 s)
     },
-    # The default of `compare` and `ablate` (EXPERIMENT_PRESET; `--jobs` auto: two one-thread runs side by side):
-    # 3 policies x 3 seeds in 8 min 30 s on 2 cores (docs/results/README.md).
+    # The default of `compare` and `ablate` (constants.EXPERIMENT_PRESET; `--jobs` auto: two one-thread runs side
+    # by side): 3 policies x 3 seeds in 8 min 30 s to 8 min 47 s on 2 cores (docs/results/README.md).
     "tiny-2k": {
         "model.vision_stem": "conv", "model.text_layers": 1,  # tiny's model
         "data.train_size": 2000,        # each image seen ~77 times in 600 steps of 256: CLIP memorises its one
                                         # caption per image about as much as tiny-scarce's 3,000 in 800 steps
-        "train.steps": 600,             # the CLIP run: 84-100 s on one thread, two runs side by side
+        "train.steps": 600,             # the CLIP run: 84-93 s on one thread, two runs side by side
         "data.hflip": False,            # as the LaCLIP release: a flipped image would keep a caption that names
                                         # its left or right side (4.6% of ShapeWorld's captions do)
     },
@@ -460,10 +460,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.warmup_steps": 2000, "train.steps": 140_000, "train.log_every": 100, "train.ckpt_every": 5000,
     },
 }
-
-
-# The preset `laclip-lite compare` and `laclip-lite ablate` start from unless told otherwise.
-EXPERIMENT_PRESET = "tiny-2k"
 
 
 def preset(name: str) -> Config:

@@ -18,6 +18,10 @@ POLICIES = ("clip", "laclip", "mt")
 REWRITERS = ("eda", "backtranslate", "llm", "shapes")
 AUGMENTS = ("none", *REWRITERS)
 
+# The config preset `laclip-lite compare` and `laclip-lite ablate` start from unless told otherwise
+# (config.PRESETS says what it holds and how it was chosen).
+EXPERIMENT_PRESET = "tiny-2k"
+
 # The ShapeWorld zero-shot tasks reported during and after training and in every comparison table
 # (data/vocab.TASKS is the world's full list of labelled attributes).
 EVAL_TASKS = ("shape", "color", "color_shape")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from laclip_lite import utils
-from laclip_lite.config import EXPERIMENT_PRESET, Config, ConfigError, build_config
-from laclip_lite.constants import AUGMENTS, EVAL_TASKS, POLICIES
+from laclip_lite.config import Config, ConfigError, build_config
+from laclip_lite.constants import AUGMENTS, EVAL_TASKS, EXPERIMENT_PRESET, POLICIES
 
 TEMPLATE_SETS = ("default", "photo", "art", "spoken", "heldout")
 RESULT = "result.json"

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from laclip_lite import ablations
-from laclip_lite.config import EXPERIMENT_PRESET, ConfigError
+from laclip_lite.config import ConfigError
+from laclip_lite.constants import EXPERIMENT_PRESET
 from laclip_lite.sweep import ABLATIONS
 
 

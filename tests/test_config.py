@@ -84,13 +84,9 @@ def test_course_presets_build_and_train_a_step_at_test_size(tmp_path, name):
 
 def test_experiment_preset_is_the_default_of_compare_and_ablate_and_never_flips():
     """ShapeWorld captions name left/right: a flipped image would keep a caption that names the wrong side."""
-    import argparse
-
-    from laclip_lite.commands import ablate, compare
-    from laclip_lite.config import EXPERIMENT_PRESET
+    from laclip_lite.cli import build_parser
+    from laclip_lite.constants import EXPERIMENT_PRESET
 
     assert preset(EXPERIMENT_PRESET).data.hflip is False
-    for command in (compare, ablate):
-        p = argparse.ArgumentParser()
-        command.add_arguments(p)
-        assert p.parse_args(["--out", "x"]).preset == EXPERIMENT_PRESET
+    for command in ("compare", "ablate"):
+        assert build_parser().parse_args([command, "--out", "x"]).preset == EXPERIMENT_PRESET

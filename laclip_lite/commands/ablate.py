@@ -1,7 +1,7 @@
 """`laclip-lite ablate`: the paper's five ablations and the three controls over seeds -> ablations.csv/.md + figures."""
 from __future__ import annotations
 
-from laclip_lite.config import EXPERIMENT_PRESET
+from laclip_lite.constants import EXPERIMENT_PRESET
 
 HELP = ("run the paper's ablations (augment, num_rewrites, source, backbone, text_tower) and the controls "
         "(leak, faithfulness, data_size, steps) over seeds; paired differences to CLIP with 95%% t-intervals")

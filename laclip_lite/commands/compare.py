@@ -1,8 +1,7 @@
 """`laclip-lite compare`: CLIP vs LaCLIP vs LaCLIP-MT on equal budgets over several seeds -> table + chart."""
 from __future__ import annotations
 
-from laclip_lite.config import EXPERIMENT_PRESET
-from laclip_lite.constants import POLICIES, REWRITERS
+from laclip_lite.constants import EXPERIMENT_PRESET, POLICIES, REWRITERS
 
 HELP = "train and compare text policies (clip, laclip, mt) over seeds; writes summary.csv/.md and compare.png"
 
