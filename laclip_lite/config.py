@@ -17,10 +17,7 @@ from typing import Any, Sequence
 import yaml
 
 from laclip_lite.constants import AUGMENTS, POLICIES, SOURCES
-
-
-class ConfigError(ValueError):
-    """A bad configuration value or key; the message names the key."""
+from laclip_lite.errors import ConfigError  # noqa: F401  (importable from here as before)
 
 
 @dataclass
@@ -112,6 +109,8 @@ class TrainConfig:
     eval_every: int = 0                 # steps between zero-shot evaluations on the val split (0 = only at the end)
     ckpt_every: int = 250               # steps between checkpoints (0 = only at the end)
     threads: int = 0                    # torch CPU threads (0 = torch default)
+    dist_timeout: float = 600.0         # torchrun: seconds a rank waits for the others in a collective before the
+                                        # job ends naming the rank that stopped answering (> rank-0 eval time)
 
 
 @dataclass
@@ -203,9 +202,41 @@ class Config:
                 raise ConfigError(f"{key} must be >= 1, got {get_value(self, key)}")
         if len(d.crop_scale) != 2 or not 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1:
             raise ConfigError(f"data.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {d.crop_scale}")
+        _check_ranges(self)
         from laclip_lite.data.eval_layouts import parse_specs  # the entries' shape; paths are opened by the trainer
         parse_specs(self.eval.datasets, where="eval.datasets")
         return self
+
+
+# Sizes and cadences, each with its lowest allowed value (a cadence of 0 means "off"; a negative one would act at
+# every step, a size of 0 crashes later or scores nothing).
+_AT_LEAST: dict[str, float] = {
+    "train.log_every": 1, "train.ckpt_every": 0, "train.eval_every": 0, "train.warmup_steps": 0,
+    "train.threads": 0, "train.weight_decay": 0, "train.grad_clip": 0, "train.lr_start": 0, "train.lr_end": 0,
+    "train.dist_timeout": 0,
+    "data.train_size": 1, "data.val_size": 1, "data.test_size": 1, "data.num_workers": 0,
+    "data.bpe_vocab_size": 1, "model.image_size": 1, "model.patch_size": 1, "model.vision_width": 1,
+    "model.vision_layers": 0, "model.vision_heads": 1, "model.text_width": 1, "model.text_layers": 1,
+    "model.text_heads": 1, "model.text_buckets": 1, "model.embed_dim": 1,
+    "eval.batch_size": 1, "eval.num_workers": 0,
+}
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Range checks of single values (ConfigError naming the key and the allowed range)."""
+    for key, low in _AT_LEAST.items():
+        value = get_value(cfg, key)
+        if value < low:
+            what = "off" if low == 0 and key.endswith("_every") else ""
+            raise ConfigError(f"{key} must be >= {low:g}{f' (0 = {what})' if what else ''}, got {value}")
+    t, d = cfg.train, cfg.data
+    if not (t.lr > 0 and math.isfinite(t.lr)):
+        raise ConfigError(f"train.lr must be a finite number > 0, got {t.lr}")
+    if t.eps <= 0:
+        raise ConfigError(f"train.eps must be > 0, got {t.eps}")
+    if d.is_shapeworld and t.batch_size > d.train_size:
+        raise ConfigError(f"train.batch_size={t.batch_size} is larger than the data (data.train_size="
+                          f"{d.train_size}): lower train.batch_size or raise data.train_size")
 
 
 def _choice(key: str, value: str, allowed: Sequence[str]) -> None:

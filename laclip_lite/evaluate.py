@@ -490,6 +490,7 @@ def load_run(run_dir: str | Path, device: str = "auto"):
         if not needed.is_file():
             raise FileNotFoundError(f"run folder {run_dir} has no {needed.name} (expected {needed})")
 
+    from laclip_lite.checkpoint import load_checkpoint
     from laclip_lite.config import Config
     from laclip_lite.data.tokenizer import load_tokenizer
     from laclip_lite.errors import DataError
@@ -502,7 +503,7 @@ def load_run(run_dir: str | Path, device: str = "auto"):
     if cfg.model.vocab_size == 0:  # a config saved before the tokenizer filled these in
         cfg.model.vocab_size, cfg.model.pad_id = tokenizer.vocab_size, tokenizer.pad_id
     model = build_model(cfg.model)
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(ckpt_path)
     state = checkpoint["model"] if isinstance(checkpoint, dict) and "model" in checkpoint else checkpoint
     try:
         model.load_state_dict(_strip_prefixes(state))

@@ -35,9 +35,12 @@ from pathlib import Path
 
 import torch
 
+from laclip_lite.checkpoint import load_checkpoint, save_checkpoint
 from laclip_lite.config import Config
 from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.data.transforms import normalize, random_resized_crop
+from laclip_lite.errors import RankTimeout, TrainingDiverged
+from laclip_lite.folder_lock import folder_lock
 from laclip_lite.models.text import trim_padding
 from laclip_lite.schedule import apply_plan, lr_lambda, plan_steps, resolve_accum
 from laclip_lite.utils import (
@@ -48,13 +51,12 @@ from laclip_lite.utils import (
     resolve_device,
     seed_everything,
     step_generator,
-    torch_save_atomic,
 )
 
 CHECKPOINT = "checkpoint.pt"
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainingDiverged):
     """The loss became NaN or inf."""
 
 
@@ -82,7 +84,7 @@ class Trainer:
         cfg.validate()
         self.cfg, self.out = cfg, Path(out_dir)
         self.progress, self.evaluate_at_end = progress, evaluate_at_end
-        self.rank, self.world_size = dist.init_from_env(cfg.train.device)
+        self.rank, self.world_size = dist.init_from_env(cfg.train.device, cfg.train.dist_timeout)
         self.is_main = self.rank == 0
         self.device = dist.local_device(cfg.train.device) if self.world_size > 1 else resolve_device(cfg.train.device)
         if cfg.train.threads:
@@ -175,9 +177,7 @@ class Trainer:
             with ctx:
                 loss = self._micro_loss(im, tk, step, micro, batch.augmented) / accum
                 if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"loss is {loss.item()} at step {step} (micro-batch {micro}); lower train.lr, raise "
-                        f"train.warmup_steps, or check the data. Last good checkpoint: {self.out / CHECKPOINT}")
+                    raise NonFiniteLossError(_diverged(loss.item(), step, micro, self.out / CHECKPOINT))
                 loss.backward()
             total += loss.item()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip or float("inf"))
@@ -209,10 +209,10 @@ class Trainer:
             "window": self.window,
             "data_skipped": skipped,
         }
-        torch_save_atomic(state, self.out / CHECKPOINT)
+        save_checkpoint(state, self.out / CHECKPOINT)
 
     def _load(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checkpoint(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -337,6 +337,13 @@ def _open_eval_datasets(cfg: Config) -> list:
     return specs
 
 
+def _diverged(loss: float, step: int, micro: int, ckpt: Path) -> str:
+    """The one line for a NaN / inf loss: where, what to change, and the last good checkpoint if there is one."""
+    kept = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint was saved before it"
+    return (f"loss is {loss} at step {step} (micro-batch {micro}); lower train.lr, raise train.warmup_steps, or "
+            f"check the data; {kept}")
+
+
 def _null():
     import contextlib
     return contextlib.nullcontext()
@@ -369,9 +376,22 @@ def _last_loss(path: Path) -> float | None:
 def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
           evaluate_at_end: bool = True) -> dict:
     """Train one run into `out_dir` (config.yaml, checkpoint.pt, metrics.jsonl, final_metrics.json)."""
-    trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=evaluate_at_end)
-    try:
-        return trainer.run()
-    finally:
-        from laclip_lite import distributed as dist
-        dist.cleanup()
+    with folder_lock(out_dir):      # one writer per run folder (rank 0 holds it; a second writer stops here)
+        trainer = None
+        try:
+            trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=evaluate_at_end)
+            return trainer.run()
+        except RuntimeError as e:
+            _raise_rank_timeout(e, trainer, cfg)
+            raise
+        finally:
+            from laclip_lite import distributed as dist
+            dist.cleanup()
+
+
+def _raise_rank_timeout(e: RuntimeError, trainer: Trainer | None, cfg: Config) -> None:
+    """A collective that timed out under torchrun -> RankTimeout naming the rank(s) that stopped answering."""
+    from laclip_lite import distributed as dist
+
+    if dist.world_size() > 1 and dist.is_timeout(e):
+        raise RankTimeout(dist.timeout_message(trainer.step if trainer else 0, cfg.train.dist_timeout)) from e
