@@ -35,6 +35,7 @@ from pathlib import Path
 
 from laclip_lite.config import Config, ConfigError
 from laclip_lite.constants import EXPERIMENT_PRESET
+from laclip_lite.folder_lock import holds_folder
 from laclip_lite.sweep import ABLATIONS, AblationPoint, ablation_points
 
 MAIN_METRIC = "color_shape_top1"
@@ -308,6 +309,7 @@ def gap_figure(summary: list[dict], control: str, metric: str = MAIN_METRIC):
     return fig
 
 
+@holds_folder("out_dir")
 def ablate(seeds: list[int], out_dir: str | Path, ablations: list[str] | str = "all",
            controls: list[str] | str = (), preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None,
            policy: str = "laclip", llm_model: str = "", bt_models: str = "", jobs: int = 0,

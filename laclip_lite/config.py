@@ -18,6 +18,7 @@ import yaml
 
 from laclip_lite.constants import AUGMENTS, POLICIES, SOURCES
 from laclip_lite.errors import ConfigError  # noqa: F401  (importable from here as before)
+from laclip_lite.files import atomic_write_text
 
 
 @dataclass
@@ -164,11 +165,11 @@ class Config:
         return cfg
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
-        return cls.from_dict(yaml.safe_load(Path(path).read_text()))
+        return cls.from_dict(read_yaml_mapping(path))
 
     def validate(self) -> "Config":
         """Check cross-field constraints; raise ConfigError naming the key."""
@@ -493,6 +494,26 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def read_yaml_mapping(path: str | Path) -> dict:
+    """A YAML file that must hold a mapping (a config file, a run's config.yaml): {} when empty; a YAML syntax error
+    or any other top-level value is a ConfigError naming the file (and the line)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or type(e).__name__})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8) file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file holds a mapping of sections (model:, data:, train:, ...), "
+                          f"got a {type(data).__name__}")
+    return data
+
+
 def preset(name: str) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
@@ -507,8 +528,9 @@ def build_config(preset_name: str = "tiny", overrides: list[str] | dict | None =
         path = Path(config_file)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        for section, values in loaded.items():
+        for section, values in read_yaml_mapping(path).items():
+            if not isinstance(values, dict) and values is not None:
+                raise ConfigError(f"{path}: section {section!r} must be a mapping of field: value, got {values!r}")
             for key, value in (values or {}).items():
                 set_value(cfg, f"{section}.{key}", value)
     return apply_overrides(cfg, overrides).validate()

