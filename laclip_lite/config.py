@@ -75,6 +75,7 @@ class DataConfig:
                                         # docs/results/README.md)
     num_workers: int = 0                # DataLoader worker processes for file-based sources (0 = main process)
     num_samples: int = 0                # dataset size for train.epochs (0 = count the source; tar shards need it)
+    max_member_bytes: int = 64 << 20    # tar shards: a member larger than this is bad data (skipped and counted)
 
     @property
     def is_shapeworld(self) -> bool:
@@ -216,7 +217,8 @@ _AT_LEAST: dict[str, float] = {
     "train.threads": 0, "train.weight_decay": 0, "train.grad_clip": 0, "train.lr_start": 0, "train.lr_end": 0,
     "train.dist_timeout": 0,
     "data.train_size": 1, "data.val_size": 1, "data.test_size": 1, "data.num_workers": 0,
-    "data.bpe_vocab_size": 1, "model.image_size": 1, "model.patch_size": 1, "model.vision_width": 1,
+    "data.bpe_vocab_size": 1, "data.max_member_bytes": 1, "model.image_size": 1, "model.patch_size": 1,
+    "model.vision_width": 1,
     "model.vision_layers": 0, "model.vision_heads": 1, "model.text_width": 1, "model.text_layers": 1,
     "model.text_heads": 1, "model.text_buckets": 1, "model.embed_dim": 1,
     "eval.batch_size": 1, "eval.num_workers": 0,

@@ -514,6 +514,18 @@ def load_run(run_dir: str | Path, device: str = "auto"):
     return model, tokenizer, cfg
 
 
+def _check_shots(k: int, labels: dict) -> None:
+    """A k-shot probe needs k training images of every class: ConfigError naming the largest k there is."""
+    from laclip_lite.errors import ConfigError
+
+    for task, y in labels.items():
+        counts = torch.bincount(torch.as_tensor(y))
+        fewest = int(counts[counts > 0].min())
+        if k > fewest:
+            raise ConfigError(f"--few-shot {k}: the training split has only {fewest} images of one {task} class; "
+                              f"use k <= {fewest} (or a larger data.train_size)")
+
+
 def _check_tokenizer_files(run_dir: Path) -> None:
     """The files `load_tokenizer` reads, each named when missing (a copied run folder often lacks one)."""
     import json
@@ -569,6 +581,8 @@ def evaluate_run(run_dir: str | Path, task: str | Sequence[str] = "color_shape",
         result["retrieval"] = scores["retrieval"]
     if linear_probe or few_shot:
         train = data if split == "train" else shapeworld_split(cfg, "train")
+        if few_shot:
+            _check_shots(few_shot, {t: train.labels[t] for t in tasks})
         train_feats = encode_images(model, train.images, batch_size)
         if linear_probe:
             result["linear_probe"] = {t: _linear_probe(train_feats, train.labels[t], feats, data.labels[t], seed=seed)

@@ -31,6 +31,16 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, metavar="RUN_DIR",
                    help="run folder written by `laclip-lite train` (or its checkpoint.pt)")
@@ -55,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-retrieval", action="store_true", help="ShapeWorld: skip image<->caption retrieval")
     p.add_argument("--split", default=None, choices=("train", "val", "test"), help="split to score (default: test)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    p.add_argument("--batch-size", type=int, default=256, help="images / texts per forward pass")
+    p.add_argument("--batch-size", type=_positive, default=256, help="images / texts per forward pass")
     p.add_argument("--workers", type=_non_negative, default=2, help="--dataset: DataLoader workers decoding images")
     p.add_argument("--seed", type=int, default=0, help="seed of the probes' validation slice and k-shot draws")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -136,6 +136,11 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
 }
 
 
+# The counts among the parameters, with their lowest value (a negative count would slice from the end, a zero one
+# would show or train nothing).
+AT_LEAST = {"steps": 1, "batch_size": 1, "n_show": 1, "n_captions": 1, "k_shot": 0, "jobs": 0}
+
+
 # --- coercion -----------------------------------------------------------------------------------------
 def _coerce(name: str, value: Any, p: Param) -> Any:
     """The value as its declared kind, or raise ValueError with a reason (the caller adds the name)."""
@@ -145,6 +150,8 @@ def _coerce(name: str, value: Any, p: Param) -> Any:
     if kind in ("int", "int?"):
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             raise ValueError(_expects(p, value))
+        if name in AT_LEAST and value < AT_LEAST[name]:
+            raise ValueError(f"must be >= {AT_LEAST[name]}, got {value}")
         return int(value)
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
