@@ -496,18 +496,24 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def read_yaml_mapping(path: str | Path) -> dict:
-    """A YAML file that must hold a mapping (a config file, a run's config.yaml): {} when empty; a YAML syntax error
-    or any other top-level value is a ConfigError naming the file (and the line)."""
+def read_yaml(path: str | Path) -> Any:
+    """The value a YAML file holds (None when empty); a YAML syntax error or a file that is not text is a
+    ConfigError naming the file and line (config files, suites, grids: the kit's one YAML reader)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or type(e).__name__})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text (UTF-8) file") from None
+
+
+def read_yaml_mapping(path: str | Path) -> dict:
+    """A YAML file that must hold a mapping (a config file, a run's config.yaml): {} when empty; any other
+    top-level value is a ConfigError naming the file."""
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):

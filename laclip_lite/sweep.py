@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from laclip_lite.config import ConfigError, parse_key_value
+from laclip_lite.config import ConfigError, parse_key_value, read_yaml
 from laclip_lite.constants import AUGMENTS, SOURCES
 from laclip_lite.folder_lock import holds_folder
 from laclip_lite.utils import atomic_write_text, markdown_table, parallel_map, parse_shard, stable_hash, threads_per_job
@@ -62,11 +62,7 @@ def load_grid(path: str | Path) -> tuple[dict, dict, list[dict]]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"grid file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    return parse_grid(data, str(path))
+    return parse_grid(read_yaml(path) or {}, str(path))
 
 
 def parse_grid(data: dict, where: str = "grid") -> tuple[dict, dict, list[dict]]:

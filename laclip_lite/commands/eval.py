@@ -75,15 +75,13 @@ def load_suite(path: str) -> list:
     """A suite YAML -> its list of dataset entries (ConfigError naming the file when it is not one)."""
     from pathlib import Path
 
-    import yaml
-
-    from laclip_lite.config import ConfigError
+    from laclip_lite.config import ConfigError, read_yaml
     from laclip_lite.data.eval_layouts import parse_specs
 
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"suite file not found: {file}")
-    data = yaml.safe_load(file.read_text())
+    data = read_yaml(file)
     entries = data.get("datasets") if isinstance(data, dict) else data
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{file}: a suite is a non-empty list of datasets (or one under 'datasets:')")
