@@ -55,8 +55,11 @@ def folder_lock(folder: str | Path, shard: tuple[int, int] | None = None) -> Ite
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             raise FolderBusyError(f"{folder} is in use by another laclip-lite process (pid {holder}, holding "
                                   f"{path}); wait for it to finish or stop it, then rerun") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:
+            raise write_error(e, path) from e
         _held[key] = 1
         try:
             yield folder
