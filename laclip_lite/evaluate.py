@@ -515,15 +515,15 @@ def load_run(run_dir: str | Path, device: str = "auto"):
 
 
 def _check_shots(k: int, labels: dict) -> None:
-    """A k-shot probe needs k training images of every class: ConfigError naming the largest k there is."""
+    """k larger than every class of a task (each class would use all it has: no longer a k-shot probe) is a
+    ConfigError naming the largest k that means something. A rare class with fewer than k uses all it has."""
     from laclip_lite.errors import ConfigError
 
     for task, y in labels.items():
-        counts = torch.bincount(torch.as_tensor(y))
-        fewest = int(counts[counts > 0].min())
-        if k > fewest:
-            raise ConfigError(f"--few-shot {k}: the training split has only {fewest} images of one {task} class; "
-                              f"use k <= {fewest} (or a larger data.train_size)")
+        most = int(torch.bincount(torch.as_tensor(y)).max())
+        if k > most:
+            raise ConfigError(f"--few-shot {k}: the training split's largest {task} class has only {most} images; "
+                              f"use k <= {most} (or a larger data.train_size)")
 
 
 def _check_tokenizer_files(run_dir: Path) -> None:

@@ -184,7 +184,7 @@ def test_a_tar_header_claiming_more_than_the_file_is_a_corrupt_shard(tmp_path, s
     data[148:156] = b"        "
     data[148:156] = f"{sum(data[:512]):06o}\0 ".encode()
     shard.write_bytes(bytes(data))
-    with pytest.raises(DataError, match="h.tar: corrupt tar header at byte 0"):
+    with pytest.raises(DataError, match="h.tar: truncated tar shard .a member of [0-9]+ bytes at byte 0"):
         list(tar_members(str(shard)))
     source = TarShardSource(str(shard))
     assert list(source) == [] and source.stats.skipped == {"corrupt_shard": 1}

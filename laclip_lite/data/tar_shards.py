@@ -71,9 +71,9 @@ def tar_members(shard: str, max_member: int = MAX_MEMBER_BYTES) -> Iterator[tupl
                 if kind in REGULAR and "size" in pax:
                     size = int(pax["size"])
                 padded = -(-size // BLOCK) * BLOCK
-                if size < 0 or f.tell() + size > file_size:
-                    raise DataError(f"{shard}: corrupt tar header at byte {offset} (a member of {size} bytes; the "
-                                    f"file holds {file_size})")
+                if size < 0 or f.tell() + size > file_size:    # checked before reading: nothing is allocated
+                    raise DataError(f"{shard}: truncated tar shard (a member of {size} bytes at byte {offset}, "
+                                    f"{max(file_size - f.tell(), 0)} left: a cut file or a corrupt header)")
                 if size > max_member and kind in REGULAR:
                     f.seek(padded, os.SEEK_CUR)
                     name = pax.get("path") or long_name or _name(head)
