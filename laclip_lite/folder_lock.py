@@ -13,6 +13,8 @@ import fcntl
 import functools
 import inspect
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -21,6 +23,7 @@ from laclip_lite.files import write_error
 from laclip_lite.utils import parse_shard
 
 LOCK_NAME = ".lock"
+ORPHAN_WAIT_S = 30.0            # how long a rerun waits for a killed holder's forked children to let the lock go
 _held: dict[Path, int] = {}     # lock files this process holds -> nesting depth
 
 
@@ -49,12 +52,7 @@ def folder_lock(folder: str | Path, shard: tuple[int, int] | None = None) -> Ite
     except OSError as e:
         raise write_error(e, path) from e
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise FolderBusyError(f"{folder} is in use by another laclip-lite process (pid {holder}, holding "
-                                  f"{path}); wait for it to finish or stop it, then rerun") from None
+        _acquire(fd, folder, path)
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -67,6 +65,41 @@ def folder_lock(folder: str | Path, shard: tuple[int, int] | None = None) -> Ite
             _held.pop(key, None)
     finally:
         os.close(fd)        # closing the file releases the lock
+
+
+def _acquire(fd: int, folder: Path, path: Path) -> None:
+    """flock the lock file, or FolderBusyError naming the live holder. A lock whose recorded holder is dead is
+    held by that run's forked children (DataLoader workers inherit the lock with the file; they notice their
+    parent's death within seconds): wait for them, saying so, up to ORPHAN_WAIT_S."""
+    deadline, said = time.monotonic() + ORPHAN_WAIT_S, False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        holder = int(text) if text.isdigit() else None
+        if holder is None or _alive(holder) or time.monotonic() > deadline:
+            gone = "" if holder is None or _alive(holder) else f" (pid {holder} is gone; its child processes " \
+                                                               "still hold the lock)"
+            raise FolderBusyError(f"{folder} is in use by another laclip-lite process (pid {text or 'unknown'}, "
+                                  f"holding {path}){gone}; wait for it to finish or stop it, then rerun")
+        if not said:
+            print(f"laclip-lite: {folder}: the run that held it (pid {holder}) was killed; waiting up to "
+                  f"{ORPHAN_WAIT_S:g} s for its leftover worker processes to exit", file=sys.stderr)
+            said = True
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:         # someone else's process: alive
+        return True
+    return True
 
 
 def lock_holder(folder: str | Path) -> int | None:

@@ -222,6 +222,28 @@ def test_a_second_writer_stops_naming_the_holder_and_a_killed_holder_frees_the_f
         pass                                                           # shards of one job lock apart
 
 
+def test_a_killed_holders_forked_children_are_waited_for(tmp_path, capsys):
+    """DataLoader workers are forked: they share the lock and outlive a kill -9 of their parent by seconds."""
+    code = textwrap.dedent(f"""
+        import os, time
+        from laclip_lite.folder_lock import folder_lock
+        with folder_lock({str(tmp_path / "run")!r}):
+            if os.fork() == 0:
+                time.sleep(3)
+                os._exit(0)
+            print("held", flush=True)
+            time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    proc.kill()
+    proc.wait()
+    t0 = time.monotonic()
+    with folder_lock(tmp_path / "run"):
+        assert 1 < time.monotonic() - t0 < 25
+    assert f"the run that held it (pid {proc.pid}) was killed; waiting" in capsys.readouterr().err
+
+
 # -- pool workers die with their parent (real processes) ------------------------------------------------------
 def _children(pid: int) -> list[int]:
     kids = []
