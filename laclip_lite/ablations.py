@@ -35,6 +35,7 @@ from pathlib import Path
 
 from laclip_lite.config import Config, ConfigError
 from laclip_lite.constants import EXPERIMENT_PRESET
+from laclip_lite.files import atomic_open, atomic_savefig, atomic_write_text
 from laclip_lite.folder_lock import holds_folder
 from laclip_lite.sweep import ABLATIONS, AblationPoint, ablation_points
 
@@ -227,7 +228,7 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
     out_dir = Path(out_dir)
     metric_cols = [k for k in dict.fromkeys(k for r in rows for k in r)
                    if k not in ("ablation", "setting", "seed") and not k.startswith("baseline/")]
-    with open(out_dir / "ablations.csv", "w", newline="") as f:
+    with atomic_open(out_dir / "ablations.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["ablation", "setting", "seed", *metric_cols], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -245,15 +246,16 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
             + (f"; command: `{command}`" if command else "") + ".\n")
     if any(r["ablation"] == "leak" for r in rows):
         text += "\n" + leak_table(preset, overrides)
-    (out_dir / "ablations.md").write_text(text)
+    atomic_write_text(out_dir / "ablations.md", text)
     fig_rows = [{**r, "label": r["setting"]} for r in rows]
     for m, name in ((metric, "ablations.png"), (metric + HELDOUT, "ablations_heldout.png")):
         if any(m in r for r in rows):
-            ablation_figure(fig_rows, m).savefig(out_dir / name, dpi=110, bbox_inches="tight")
+            atomic_savefig(ablation_figure(fig_rows, m), out_dir / name, dpi=110, bbox_inches="tight")
     for control in ("data_size", "steps"):
         mine = [s for s in summary if s["ablation"] == control and s["setting"].endswith("/ laclip")]
         if mine:
-            gap_figure(mine, control, metric).savefig(out_dir / f"gap_{control}.png", dpi=110, bbox_inches="tight")
+            atomic_savefig(gap_figure(mine, control, metric), out_dir / f"gap_{control}.png", dpi=110,
+                           bbox_inches="tight")
     return summary
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from laclip_lite import utils
 from laclip_lite.config import Config, ConfigError, build_config
 from laclip_lite.constants import AUGMENTS, EVAL_TASKS, EXPERIMENT_PRESET, POLICIES
+from laclip_lite.files import atomic_open, atomic_savefig, atomic_write_text
 from laclip_lite.folder_lock import holds_folder
 
 TEMPLATE_SETS = ("default", "photo", "art", "spoken", "heldout")
@@ -219,7 +220,7 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVA
 
     for name, rows in (("runs.csv", runs), ("summary.csv", summary)):
         keys = list(dict.fromkeys(k for r in rows for k in r))
-        with open(out_dir / name, "w", newline="") as f:
+        with atomic_open(out_dir / name, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=keys)
             writer.writeheader()
             writer.writerows(rows)
@@ -243,8 +244,8 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVA
                    "and had no evaluation sets: give them `eval.datasets` (an ImageFolder, a CLIP_benchmark "
                    "folder, a captions CSV or a Karpathy JSON) to score zero-shot and retrieval.")
         main, unit = "final_loss", ""
-    (out_dir / "summary.md").write_text(caption + "\n\n" + summary_markdown(summary, headline, group))
+    atomic_write_text(out_dir / "summary.md", caption + "\n\n" + summary_markdown(summary, headline, group))
     for metric, name in ((main, "compare.png"), (f"{main}@heldout", "compare_heldout.png")):
         if metric in summary[0]:
             fig = bar_with_errors(runs, metric, group=group, ylabel=f"{metric} ({unit})" if unit else metric)
-            fig.savefig(out_dir / name, dpi=120, bbox_inches="tight")
+            atomic_savefig(fig, out_dir / name, dpi=120, bbox_inches="tight")

@@ -80,6 +80,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def atomic_savefig(fig, path: str | Path, **kwargs) -> None:
+    """A matplotlib figure written atomically (the format from the file's suffix)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+
+
 def append_line(path: str | Path, line: str) -> None:
     """Append one line (a JSON lines row). Appends cannot be atomic: a crash can leave a partial last line, which
     the readers drop with a note (`utils.read_jsonl`)."""

@@ -41,6 +41,7 @@ import yaml
 
 from laclip_lite.config import ConfigError, parse_key_value, read_yaml
 from laclip_lite.constants import AUGMENTS, SOURCES
+from laclip_lite.files import atomic_open
 from laclip_lite.folder_lock import holds_folder
 from laclip_lite.utils import atomic_write_text, markdown_table, parallel_map, parse_shard, stable_hash, threads_per_job
 
@@ -306,7 +307,7 @@ def aggregate(out_dir: str | Path, points: list[Point] | None = None) -> list[di
             row["status"] = "pending"
         rows.append(row)
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out_dir / "sweep.csv", "w", newline="") as f:
+    with atomic_open(out_dir / "sweep.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)

@@ -169,6 +169,7 @@ def write_suite(results: dict[str, dict], specs: list, out, run: str):
     from pathlib import Path
 
     from laclip_lite.data.eval_layouts import open_eval_set, resolve_task
+    from laclip_lite.files import atomic_open, atomic_write_text
     from laclip_lite.utils import markdown_table
 
     out = Path(out)
@@ -179,11 +180,11 @@ def write_suite(results: dict[str, dict], specs: list, out, run: str):
         rows.append({"dataset": spec.label, "task": task, "path": spec.path, **results[spec.label]})
     keys = list(dict.fromkeys(k for r in rows for k in r))
     csv_path, md_path = out / "suite.csv", out / "suite.md"
-    with open(csv_path, "w", newline="") as f:
+    with atomic_open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
     cols = ["dataset", "task"] + [c for c in SUITE_COLUMNS if any(c in r for r in rows)]
     title = f"Run `{run}` on {len(rows)} evaluation set(s) (%; a probe's top1 is the probe's accuracy).\n\n"
-    md_path.write_text(title + markdown_table(rows, cols, right=cols[2:]))
+    atomic_write_text(md_path, title + markdown_table(rows, cols, right=cols[2:]))
     return csv_path, md_path
