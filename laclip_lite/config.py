@@ -68,6 +68,8 @@ class DataConfig:
     rewrites_dir: str = ""              # folder of line-aligned rewrite files (<variant>.txt); "" = the run's own cache
     sources: list[str] = field(default_factory=lambda: list(SOURCES))  # meta-pair sources used (llm / shapes)
     num_rewrites: int = 4               # how many rewrites per caption take part (0..M)
+    max_identical: float = 0.5          # laclip / mt stop before step 0 when more than this share of a variant's
+                                        # rewrites equal their caption (a stand-in that found nothing to say)
     tokenizer: str = "bpe"              # "bpe" (trained on the captions, cached), "clip" (CLIP's BPE), or HF path/name
     clip_bpe_path: str = ""             # tokenizer=clip: bpe_simple_vocab_16e6.txt.gz ("" = installed open_clip's)
     bpe_vocab_size: int = 1000          # vocabulary size of the trained BPE tokenizer
@@ -196,8 +198,16 @@ class Config:
             raise ConfigError(f"train.warmup_epochs={t.warmup_epochs} must be below train.epochs={t.epochs}")
         if not 0 <= d.num_rewrites <= 16:
             raise ConfigError(f"data.num_rewrites must be in 0..16, got {d.num_rewrites}")
-        # laclip / mt with no rewrites (augment=none or num_rewrites=0) train on the original caption alone, as
-        # CLIP does: allowed, it is the 0-rewrite point of the num_rewrites ablation.
+        # laclip / mt with no rewrite in use would train plain CLIP under another name: refused here where the
+        # config alone shows it (num_rewrites=0; ShapeWorld with augment=none), else by the data path before step 0
+        # (laclip_lite.data.dataset). The 0-rewrite point of the num_rewrites ablation is a CLIP run.
+        if t.policy in ("laclip", "mt") and (d.num_rewrites == 0 or (d.is_shapeworld and d.augment == "none")):
+            why = "data.num_rewrites=0" if d.num_rewrites == 0 else "data.augment=none on ShapeWorld"
+            raise ConfigError(f"train.policy={t.policy} needs rewrites, but {why} leaves one text per image (that "
+                              "is train.policy=clip); set data.augment (shapes, eda, llm, backtranslate) and "
+                              "data.num_rewrites >= 1, or train with train.policy=clip")
+        if not 0.0 <= d.max_identical <= 1.0:
+            raise ConfigError(f"data.max_identical must be in [0, 1], got {d.max_identical}")
         for key in ("train.steps", "train.batch_size", "train.accum_steps", "model.context_length"):
             if get_value(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {get_value(self, key)}")

@@ -188,7 +188,7 @@ class Trainer:
         self.step += 1
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        return {"step": self.step, "loss": total, "lr": self.scheduler.get_last_lr()[0],
+        return {"step": self.step, "loss": self._global_loss(total), "lr": self.scheduler.get_last_lr()[0],
                 "logit_scale": self.model.logit_scale.detach().exp().item(), "grad_norm": float(grad_norm),
                 "data_time": batch.data_time, "step_time": time.perf_counter() - t0 + batch.data_time}
 
@@ -274,14 +274,12 @@ class Trainer:
         while self.step < cfg.train.steps:
             self.window.append(self.train_step())
             bar.update(1)
-            if self.step % cfg.train.log_every == 0 or self.step == cfg.train.steps:
-                summary = _summarise(self.window)
-                self.window = []
-                if cfg.train.eval_every and self.step % cfg.train.eval_every == 0:
-                    summary.update(self.evaluate("val"))
+            row = self._log_row()
+            if row is not None:
                 if self.is_main:
-                    append_jsonl(metrics_path, summary)
-                bar.set_postfix(loss=f"{summary['loss']:.3f}", scale=f"{summary['logit_scale']:.1f}")
+                    append_jsonl(metrics_path, row)
+                if "loss" in row:
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", scale=f"{row['logit_scale']:.1f}")
             if cfg.train.ckpt_every and self.step % cfg.train.ckpt_every == 0 and self.step < cfg.train.steps:
                 self.save()
         bar.close()
@@ -294,6 +292,30 @@ class Trainer:
         if self.is_main:
             atomic_write_text(self.out / "final_metrics.json", json.dumps(final, indent=1))
         return final
+
+    def _log_row(self) -> dict | None:
+        """The metrics.jsonl row of this step, or None: the training summary every `log_every` steps (and at the
+        last), the val evaluation every `eval_every` steps, each on its own cadence (one row when both fall due)."""
+        t, step = self.cfg.train, self.step
+        log_now = step % t.log_every == 0 or step == t.steps
+        eval_now = bool(t.eval_every) and step % t.eval_every == 0
+        if not (log_now or eval_now):
+            return None
+        row = {"step": step}
+        if log_now:
+            row = _summarise(self.window)
+            self.window = []
+        if eval_now:
+            row.update(self.evaluate("val"))
+        return row
+
+    def _global_loss(self, local: float) -> float:
+        """The step's loss over the global batch: every rank's local-loss-form loss averaged (an all-reduce), so
+        the logged curve does not depend on the number of processes."""
+        if self.world_size == 1:
+            return local
+        from laclip_lite import distributed as dist
+        return float(dist.all_reduce_mean(float(local)))
 
     def evaluate(self, split: str) -> dict:
         """What training reports: on ShapeWorld, the world's tasks on `split` ("val" every `train.eval_every`
@@ -362,7 +384,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 def _last_loss(path: Path) -> float | None:
     from laclip_lite.utils import read_jsonl
-    rows = read_jsonl(path)
+    rows = [r for r in read_jsonl(path) if "loss" in r]       # an eval-only row has no loss
     return rows[-1]["loss"] if rows else None
 
 

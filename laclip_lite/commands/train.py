@@ -77,6 +77,8 @@ def run(args) -> int:
         return 0
     from laclip_lite.train import train
 
+    import os
     final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
-    print(json.dumps(final))
+    if int(os.environ.get("RANK", "0")) == 0:      # under torchrun only rank 0 prints the result
+        print(json.dumps(final))
     return 0
