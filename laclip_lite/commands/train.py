@@ -75,9 +75,9 @@ def run(args) -> int:
     if args.dry_run:
         print("\n".join(dry_run(cfg, args.world_size, args.samples)))
         return 0
-    from laclip_lite.train import train
-
     import os
+
+    from laclip_lite.train import train
     final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:      # under torchrun only rank 0 prints the result
         print(json.dumps(final))
