@@ -149,10 +149,12 @@ class JobState:
         return b * self.batch_size, min((b + 1) * self.batch_size, self.n_captions)
 
 
-def _open_job(captions: list[str], out_dir: str | Path, rcfg: RewriteConfig) -> JobState:
+def _open_job(captions: list[str], out_dir: str | Path, rcfg: RewriteConfig, exclusive: bool = False) -> JobState:
     out_dir = Path(out_dir)
     settings = job_settings(rcfg)
     fp = stable_hash(list(captions), settings)
+    if exclusive:
+        check_one_job(out_dir, fp, settings, captions)
     cache = out_dir / "cache" / fp
     cache.mkdir(parents=True, exist_ok=True)
     state = JobState(out_dir, cache, fp, len(captions), rcfg.batch_size, settings["variants"])
@@ -165,6 +167,30 @@ def _open_job(captions: list[str], out_dir: str | Path, rcfg: RewriteConfig) -> 
         if time.time() - tmp.stat().st_mtime > 60:   # exists for milliseconds, so another shard's is kept
             tmp.unlink(missing_ok=True)
     return state
+
+
+def jobs_in(out_dir: str | Path) -> list[dict]:
+    """The rewrite jobs whose cache is in `out_dir` (their job.json), oldest first."""
+    paths = sorted((Path(out_dir) / "cache").glob("*/job.json"), key=lambda p: p.stat().st_mtime)
+    return [_read_json(p) | {"_dir": str(p.parent)} for p in paths]
+
+
+def check_one_job(out_dir: str | Path, fingerprint: str, settings: dict, captions: list[str]) -> None:
+    """One job per output folder (`laclip-lite rewrite`): a job with other settings or other captions than one
+    already in `out_dir` stops, naming what differs, before anything is written (its <variant>.txt would
+    overwrite the other job's, and `--merge` could not tell them apart)."""
+    for job in jobs_in(out_dir):
+        if job.get("fingerprint") == fingerprint:
+            continue
+        old = job.get("settings", {})
+        diff = [f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(old) | set(settings))
+                if old.get(k) != settings.get(k)]
+        if job.get("n_captions") != len(captions):
+            diff.append(f"captions: {job.get('n_captions')} -> {len(captions)}")
+        elif not diff:
+            diff.append(f"captions: same count ({len(captions)}), other text (another --input?)")
+        raise DataError(f"--out {out_dir} holds another rewrite job ({job.get('fingerprint')}) with other settings: "
+                        f"{'; '.join(diff)}; pass a new --out folder (or delete {out_dir} to start over)")
 
 
 def _read_batch(state: JobState, b: int) -> dict | None:
@@ -213,14 +239,15 @@ def _run_batches(captions: list[str], state: JobState, rcfg: RewriteConfig, batc
 
 # --- public API -----------------------------------------------------------------------------------------
 def rewrite_captions(captions: list[str], out_dir: str | Path, rcfg: RewriteConfig, *, progress: bool = True,
-                     rewriter: Rewriter | None = None) -> dict[str, list[str]]:
+                     rewriter: Rewriter | None = None, exclusive: bool = False) -> dict[str, list[str]]:
     """Rewrite every caption (all batches, resuming from the cache) and write the outputs. -> variant -> texts.
 
     `rewriter` lets a caller pass a ready-built rewriter (e.g. a model already in memory); it must match
-    `rcfg`, whose settings key the cache.
+    `rcfg`, whose settings key the cache. `exclusive` (the CLI): stop when `out_dir` holds another job
+    (`check_one_job`).
     """
     captions = list(captions)
-    state = _open_job(captions, out_dir, rcfg)
+    state = _open_job(captions, out_dir, rcfg, exclusive)
     report = _read_json(state.out_dir / "report.json")
     if report.get("fingerprint") == state.fingerprint and _outputs_complete(state):
         state.reused = state.n_batches
@@ -231,13 +258,13 @@ def rewrite_captions(captions: list[str], out_dir: str | Path, rcfg: RewriteConf
 
 
 def run_shard(captions: list[str], out_dir: str | Path, rcfg: RewriteConfig, index: int, count: int, *,
-              progress: bool = True, rewriter: Rewriter | None = None) -> dict:
+              progress: bool = True, rewriter: Rewriter | None = None, exclusive: bool = False) -> dict:
     """Generate this shard's batches (b % count == index) into the shared cache; `merge` writes the outputs.
     -> this shard's report (also written to out_dir/shard-<index>-of-<count>.json)."""
     if not (count >= 1 and 0 <= index < count):
         raise ConfigError(f"shard {index}/{count}: need 0 <= index < count")
     captions = list(captions)
-    state = _open_job(captions, out_dir, rcfg)
+    state = _open_job(captions, out_dir, rcfg, exclusive)
     _run_batches(captions, state, rcfg, list(range(index, state.n_batches, count)), rewriter, progress,
                  (index, count))
     report = {"fingerprint": state.fingerprint, "shard": f"{index}/{count}", "generation_calls": state.calls,
@@ -247,14 +274,26 @@ def run_shard(captions: list[str], out_dir: str | Path, rcfg: RewriteConfig, ind
     return report
 
 
-def merge(out_dir: str | Path) -> dict[str, list[str]]:
-    """Write the outputs of a sharded job once every shard has finished. Fails naming the missing batches."""
+def merge(out_dir: str | Path, job: str = "") -> dict[str, list[str]]:
+    """Write the outputs of a sharded job once every shard has finished. Fails naming the missing batches.
+    A folder holding several jobs is refused unless `job` (a fingerprint, or its first characters) picks one."""
     out_dir = Path(out_dir)
-    jobs = sorted((out_dir / "cache").glob("*/job.json"), key=lambda p: p.stat().st_mtime)
+    jobs = jobs_in(out_dir)
     if not jobs:
         raise DataError(f"--merge {out_dir}: no rewrite job found (expected {out_dir}/cache/<fingerprint>/job.json)")
-    job = json.loads(jobs[-1].read_text())   # the most recent job in this folder
-    captions = json.loads((jobs[-1].parent / "captions.json").read_text())
+    if job:
+        jobs = [j for j in jobs if str(j.get("fingerprint", "")).startswith(job)]
+        if len(jobs) != 1:
+            raise DataError(f"--merge {out_dir} --job {job}: matches {len(jobs)} jobs (known: "
+                            f"{', '.join(str(j.get('fingerprint')) for j in jobs_in(out_dir))})")
+    if len(jobs) > 1:
+        described = "; ".join(f"{j.get('fingerprint')} ({j.get('settings', {}).get('rewriter')}, {j.get('n_captions')} "
+                              f"captions, seed {j.get('settings', {}).get('seed')})" for j in jobs)
+        raise DataError(f"--merge {out_dir}: the folder holds {len(jobs)} rewrite jobs: {described}; "
+                        "pick one with --job FINGERPRINT")
+    job_dir = Path(jobs[0]["_dir"])
+    job = _read_json(job_dir / "job.json")
+    captions = json.loads((job_dir / "captions.json").read_text())
     rcfg = RewriteConfig(**job["rcfg"])
     state = _open_job(captions, out_dir, rcfg)
     missing = [b for b in range(state.n_batches) if _read_batch(state, b) is None]
