@@ -73,7 +73,7 @@ class Trainer:
     """Holds the pieces of one run; `run()` trains to `train.steps` and returns the final metrics."""
 
     def __init__(self, cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
-                 evaluate_at_end: bool = True):
+                 evaluate_at_end: bool = True, replan: list[str] | tuple = ()):
         from laclip_lite import distributed as dist
         from laclip_lite.data.dataset import build_train_data
         from laclip_lite.losses import ClipLoss
@@ -102,7 +102,7 @@ class Trainer:
         if self.world_size > 1 and not self.is_main:
             dist.barrier()              # rank 0 builds the tokenizer and rewrite caches first
         cfg.train.accum_steps = resolve_accum(cfg, self.world_size)
-        self.data = build_train_data(cfg, self.rank, self.world_size)
+        self.data = build_train_data(cfg, self.rank, self.world_size, tokenizer=_own_tokenizer(self.out, resume))
         if self.world_size > 1 and self.is_main:
             dist.barrier()
         self.plan = self._plan_steps()
@@ -121,7 +121,10 @@ class Trainer:
         self.step = 0
         self.window: list[dict] = []    # per-step rows since the last metrics.jsonl row (kept in checkpoints)
         self.data_skipped: Counter = Counter()  # this rank's replaced reads / fallen-back rewrites (in checkpoints)
-        if resume:
+        self.replanned: list[str] = []
+        if resume:                      # the checkpoint's recorded plan against this one, before anything is written
+            from laclip_lite.runs import check_resume
+            self.replanned = check_resume(_recorded(ckpt_path), self, replan)
             self._load(ckpt_path)
         self.ddp_model = self.model
         if self.world_size > 1:
@@ -132,11 +135,24 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             cfg.save(self.out / "config.yaml")
-            self.data.tokenizer.save(self.out)
+            if not resume:                      # a resumed run keeps (and was checked against) its own tokenizer
+                self.data.tokenizer.save(self.out)
             atomic_write_text(self.out / "data_info.json", json.dumps(self.data.info, indent=1))
-            if not cfg.data.is_shapeworld:      # what the text policy really draws from, before step 0
-                print(f"laclip-lite: {cfg.data.source}: {self.data.num_images} images; texts: "
-                      f"{self.data.info['texts']}", file=sys.stderr)
+            self._write_run_json()
+
+    def _write_run_json(self) -> None:
+        """run.json (what really runs, `laclip_lite.runs`) and, before step 0, the same facts as a plan table."""
+        from laclip_lite.runs import plan_lines, write_run_json
+
+        record = write_run_json(self, self.replanned)
+        if not self.cfg.data.is_shapeworld:      # what the text policy really draws from, before step 0
+            print(f"laclip-lite: {self.cfg.data.source}: {self.data.num_images} images; texts: "
+                  f"{self.data.info['texts']}", file=sys.stderr)
+        if self.replanned:
+            print(f"laclip-lite: resume re-plans (given on the command line): {'; '.join(self.replanned)}",
+                  file=sys.stderr)
+        if self.progress:
+            print("\n".join(plan_lines(record)), file=sys.stderr)
 
     # -- one optimizer step -------------------------------------------------------------------------------
     def _micro_loss(self, images_u8: torch.Tensor, tokens: torch.Tensor, step: int, micro: int,
@@ -206,10 +222,15 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "config": self.cfg.to_dict(),
             "world_size": self.world_size,
+            "plan": self._recorded_plan(),
             "window": self.window,
             "data_skipped": skipped,
         }
         torch_save_atomic(state, self.out / CHECKPOINT)
+
+    def _recorded_plan(self) -> dict:
+        from laclip_lite.runs import recorded_plan
+        return recorded_plan(self)
 
     def _load(self, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -340,6 +361,20 @@ class Trainer:
         return out
 
 
+def _own_tokenizer(out: Path, resume: bool):
+    """A resumed run's own tokenizer (never retrained from data that may have changed); None for a new run."""
+    if not resume:
+        return None
+    from laclip_lite.data.tokenizer import load_tokenizer
+    return load_tokenizer(out)
+
+
+def _recorded(path: Path) -> dict:
+    """A checkpoint's recorded config, world size and plan (memory-mapped: the weights are not read)."""
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return {k: state.get(k) for k in ("config", "world_size", "plan")}
+
+
 def data_summary(report: dict) -> str:
     """One line: how many sample reads were replaced, by reason, and how many rewrites fell back."""
     replaced = report["samples_replaced"]
@@ -389,9 +424,10 @@ def _last_loss(path: Path) -> float | None:
 
 
 def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
-          evaluate_at_end: bool = True) -> dict:
-    """Train one run into `out_dir` (config.yaml, checkpoint.pt, metrics.jsonl, final_metrics.json)."""
-    trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=evaluate_at_end)
+          evaluate_at_end: bool = True, replan: list[str] | tuple = ()) -> dict:
+    """Train one run into `out_dir` (config.yaml, checkpoint.pt, metrics.jsonl, final_metrics.json, run.json).
+    `replan`: config keys a resume may change from what the checkpoint recorded (given on the command line)."""
+    trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=evaluate_at_end, replan=replan)
     try:
         return trainer.run()
     finally:

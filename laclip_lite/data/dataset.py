@@ -127,15 +127,20 @@ def tokenizer_corpus(cfg: Config, captions: list[str], rewrites: dict[str, list[
     return captions + [t for v in sorted(rewrites) for t in rewrites[v]]
 
 
-def build_train_data(cfg: Config, rank: int = 0, world_size: int = 1) -> TrainData:
+def build_train_data(cfg: Config, rank: int = 0, world_size: int = 1, tokenizer: Tokenizer | None = None) -> TrainData:
     """Batches of `train.batch_size x train.accum_steps` images per process per step (the trainer splits each
-    into `accum_steps` micro-batches)."""
+    into `accum_steps` micro-batches). `tokenizer`: use this one (a resumed run's own) instead of building one.
+    `info["fingerprint"]` identifies the data (captions, rewrites in use and their census): resume compares it."""
     if cfg.data.is_shapeworld:
-        return _shapeworld_train_data(cfg, rank, world_size)
-    return _file_train_data(cfg, rank, world_size)
+        return _shapeworld_train_data(cfg, rank, world_size, tokenizer)
+    return _file_train_data(cfg, rank, world_size, tokenizer)
 
 
-def _shapeworld_train_data(cfg: Config, rank: int, world_size: int) -> TrainData:
+def data_fingerprint(captions: list[str], variants: list[str], census: dict) -> str:
+    return stable_hash(list(captions), variants, census)
+
+
+def _shapeworld_train_data(cfg: Config, rank: int, world_size: int, tokenizer: Tokenizer | None = None) -> TrainData:
     split = shapeworld_split(cfg, "train")
     captions = list(split.captions)
     rewrites = shapeworld_rewrites(cfg, captions)
@@ -149,7 +154,7 @@ def _shapeworld_train_data(cfg: Config, rank: int, world_size: int) -> TrainData
         records = ((i, _Texts(c, {v: rewrites[v][i] for v in variants})) for i, c in enumerate(captions))
         census = rewrite_census(records, variants)
         check_identical(cfg, census, f"data.augment={cfg.data.augment} on ShapeWorld")
-    tokenizer = build_tokenizer(cfg.data, cfg.model, tokenizer_corpus(cfg, captions, rewrites))
+    tokenizer = tokenizer or build_tokenizer(cfg.data, cfg.model, tokenizer_corpus(cfg, captions, rewrites))
     rows = [texts_per_image(c, [rewrites[v][i] for v in variants]) for i, c in enumerate(captions)]
     k = 1 + len(variants)
     tokens = tokenizer([t for row in rows for t in row]).view(len(rows), k, -1)
@@ -158,7 +163,9 @@ def _shapeworld_train_data(cfg: Config, rank: int, world_size: int) -> TrainData
     where = str(rewrite_cache_dir(cfg, captions)) if rewrites and variants else ""
     info = {"source": "shapeworld", "images": len(captions), "texts_per_image": k, "variants": variants,
             "rewrites_dir": where, "rewrite_files": {v: f"{where}/{v}.txt" for v in variants},
-            "identical_to_caption": census, "texts": describe_texts(cfg.train.policy, variants, where)}
+            "identical_to_caption": census, "texts": describe_texts(cfg.train.policy, variants, where),
+            "fingerprint": data_fingerprint([t for row in rows for t in row], variants, census),
+            "fingerprint_count": len(captions)}
     return TrainData(pairs, tokenizer, variants, len(captions), info)
 
 
@@ -222,7 +229,7 @@ _KIND = {"llm": re.compile(rf"^({'|'.join(SOURCES)}|coco|rewrite\d*)$"),
          "eda": re.compile(r"^eda\d+$"), "backtranslate": re.compile(r"^bt\d+$")}
 
 
-def _file_train_data(cfg: Config, rank: int, world_size: int) -> TrainData:
+def _file_train_data(cfg: Config, rank: int, world_size: int, tokenizer: Tokenizer | None = None) -> TrainData:
     from laclip_lite.data import readers
     from laclip_lite.data.loader import ShardPairs
     from laclip_lite.data.transforms import PilTransform
@@ -234,7 +241,9 @@ def _file_train_data(cfg: Config, rank: int, world_size: int) -> TrainData:
     if wants:
         source, variants, rewrites_from = _file_rewrites(cfg, source, rank, world_size)
         census = _file_census(cfg, source, variants, rewrites_from)
-    tokenizer = build_tokenizer(cfg.data, cfg.model, _file_corpus(cfg, source))
+    captions = list(source.captions())        # CSV / HF rows, or every tar shard's .txt members; no image decoded
+    if tokenizer is None:
+        tokenizer = build_tokenizer(cfg.data, cfg.model, _file_corpus(cfg, captions))
     transform = PilTransform(cfg.model.image_size, train=True, crop_scale=cfg.data.crop_scale, hflip=cfg.data.hflip,
                              seed=cfg.train.seed)
     kind = ShardPairs if streaming else MapPairs
@@ -247,7 +256,8 @@ def _file_train_data(cfg: Config, rank: int, world_size: int) -> TrainData:
     info = {"source": cfg.data.source, "images": n, "texts_per_image": 1 + len(variants), "variants": variants,
             "rewrites_from": rewrites_from, "rewrite_files": _origin_files(source, variants),
             "identical_to_caption": census, "texts": describe_texts(cfg.train.policy, variants, rewrites_from),
-            "streaming": streaming}
+            "streaming": streaming, "fingerprint": data_fingerprint(captions, variants, census),
+            "fingerprint_count": len(captions)}
     return TrainData(pairs, tokenizer, variants, n, info)
 
 
@@ -380,9 +390,9 @@ def _describe_source(source) -> str:
     return "the dataset's columns"
 
 
-def _file_corpus(cfg: Config, source) -> list[str] | None:
+def _file_corpus(cfg: Config, captions: list[str]) -> list[str] | None:
     """The original captions for the BPE, read without decoding a single image. Rewrites are left out, so every
     text policy on the same data gets the same tokenizer (a comparison changes only the texts trained on)."""
     if cfg.model.text == "hf" or cfg.data.tokenizer != "bpe":
         return None
-    return list(source.captions())        # CSV / HF rows, or every tar shard's .txt members
+    return captions
