@@ -79,18 +79,28 @@ NO_EVAL_NOTE = ("trained on file data with no eval.datasets: only the training l
 
 def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
                    progress: bool = True) -> dict:
-    """Train one run (resuming if it was interrupted) and evaluate it; `out_dir/result.json` marks it done."""
+    """Train one run (resuming if it was interrupted) and evaluate it; `out_dir/result.json` marks it done.
+
+    A finished run is reused only when its config hash (`runs.config_hash`, kept in result.json) matches `cfg`;
+    a folder holding a run of another config stops with a ConfigError naming the keys that differ."""
+    from laclip_lite.runs import config_hash
     from laclip_lite.train import CHECKPOINT, Trainer
 
     out_dir = Path(out_dir)
     done = out_dir / RESULT
+    wanted = config_hash(cfg)
     if done.exists():
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
+        if result.get("config_hash") != wanted:
+            raise ConfigError(f"{out_dir} holds a finished run of another config ({_changed(out_dir, cfg)}); "
+                              "use another --out, or delete that folder")
+        return result
     resume = (out_dir / CHECKPOINT).exists()
     trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=False)
     final = trainer.run()
     scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks, progress=progress)
-    metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores}
+    metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores,
+               "config_hash": wanted}
     if "data" in final:             # file data: sample reads replaced (by reason), rewrites fallen back
         metrics["data"] = final["data"]
     if not scores:
@@ -98,6 +108,18 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     from laclip_lite.utils import atomic_write_text
     atomic_write_text(done, json.dumps(metrics, indent=1))
     return metrics
+
+
+def _changed(out_dir: Path, cfg: Config) -> str:
+    """The keys a finished run's config.yaml differs in from `cfg` (values the trainer fills in left out)."""
+    from laclip_lite.runs import config_diff
+    try:
+        saved = Config.load(out_dir / "config.yaml").to_dict()
+    except (OSError, ValueError):
+        return "its config.yaml is unreadable"
+    filled = ("model.vocab_size", "model.pad_id", "train.accum_steps")
+    diff = config_diff(saved, cfg.to_dict(), skip=filled)
+    return "; ".join(diff[:6]) + (" ..." if len(diff) > 6 else "") if diff else "no config hash recorded"
 
 
 def run_cost(cfg: Config) -> float:
