@@ -108,8 +108,9 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "policies": Param(list(POLICIES), "strs", "text policies to compare; policy:augment for "
                                                             "another rewrite cache (e.g. laclip:eda)"),
         "seeds": Param(None, "ints?", "seeds per policy (None: [seed])"),
-        "augment": Param("shapes", "str", "rewrites laclip/mt draw from: shapes, eda, backtranslate, llm",
-                         REWRITERS),
+        "augment": Param("auto", "str", "rewrites laclip/mt draw from: auto (ShapeWorld: shapes; file data: "
+                                        "the rewrites the data carries), shapes, eda, backtranslate, llm",
+                         ("auto", *REWRITERS)),
         "overrides": Param([], "overrides", "config overrides, written as for the CLI's --set (a list of strings)"),
         "jobs": Param(0, "int", "runs in parallel, cores/jobs threads each; 0: auto (2 on a CPU, 1 on CUDA)"),
         "eval_datasets": Param([], "paths", "evaluation sets (eval.datasets): ImageFolder / CLIP_benchmark folders; "
