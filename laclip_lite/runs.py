@@ -151,15 +151,16 @@ def run_record(trainer, replanned: list[str] | None = None) -> dict:
     t = cfg.train
     micro = t.batch_size * trainer.world_size      # images one loss contrasts (accumulation adds none)
     texts = info.get("texts_per_image", 1)
-    n = info.get("images") if (info.get("images") or -1) > 0 else plan.num_samples
+    counted = info.get("fingerprint_count") or 0        # samples with a caption, counted without decoding images
+    n = info.get("images") if (info.get("images") or -1) > 0 else (plan.num_samples or counted)
     from laclip_lite.data.eval_layouts import parse_specs
     evals = [s.label for s in parse_specs(cfg.eval.datasets)]
     if cfg.data.is_shapeworld:
         evals = ["val (ShapeWorld)", "test (ShapeWorld, at the end)"] + evals
     return {
         "policy": t.policy,
-        "source": {"path": cfg.data.source, "images": info.get("images"), "streaming": info.get("streaming", False),
-                   "fingerprint": info.get("fingerprint", ""), "captions": info.get("fingerprint_count")},
+        "source": {"path": cfg.data.source, "images": n, "streaming": info.get("streaming", False),
+                   "fingerprint": info.get("fingerprint", ""), "captions": counted},
         "texts": {"per_image": texts, "drawn": info.get("texts", ""), "variants": info.get("variants", []),
                   "origin_files": info.get("rewrite_files", {}), "rewrites_from": info.get("rewrites_from")
                   or info.get("rewrites_dir", ""), "identical_to_caption": info.get("identical_to_caption", {})},
@@ -194,20 +195,33 @@ def plan_lines(record: dict) -> list[str]:
     s, tx, b, sc, ev = record["source"], record["texts"], record["batch"], record["schedule"], record["eval"]
     share = ", ".join(f"{v} {c['share']:.0%}" for v, c in tx["identical_to_caption"].items()) or "-"
     rows = [("policy", record["policy"]),
-            ("source", f"{s['path']} ({s['images'] if s['images'] != -1 else 'streamed'} images)"),
+            ("source", f"{s['path']} ({s['images']} images{', streamed' if s['streaming'] else ''}; data "
+                       f"fingerprint {s['fingerprint']})"),
             ("texts per image", f"{tx['per_image']}: {tx['drawn']}"),
-            ("rewrite files", ", ".join(f"{v}={p}" for v, p in tx["origin_files"].items()) or "-"),
+            ("rewrite files", _files(tx["origin_files"])),
             ("identical to caption", share),
             ("tokenizer", f"{record['tokenizer']['kind']} ({record['tokenizer']['vocab_size']} ids, "
                           f"{record['tokenizer']['hash']})"),
             ("batch", f"{b['per_gpu']} per GPU x {b['world_size']} GPU(s) x {b['accum_steps']} accum = {b['global']} "
                       f"global; negatives per loss {b['negatives_per_loss']}"),
             ("steps", f"{sc['steps']} (warm-up {sc['warmup_steps']}; epochs {sc['epochs']})"),
-            ("eval", f"{', '.join(ev['sets']) or 'none'}; every {ev['every_steps']} steps")]
+            ("eval", "none" if not ev["sets"] else f"{', '.join(ev['sets'])}; " + (
+                f"every {ev['every_steps']} steps" if isinstance(ev["every_steps"], int) else "at the end"))]
     if record["replanned"]:
         rows.append(("re-planned on resume", "; ".join(record["replanned"])))
     width = max(len(k) for k, _ in rows)
     return [f"{k:<{width}}  {v}" for k, v in rows]
+
+
+def _files(origin: dict) -> str:
+    """variant -> file, shortened when every variant's file sits in one folder with the same note."""
+    if not origin:
+        return "-"
+    heads = {(str(Path(p.split(" ")[0]).parent), " ".join(p.split(" ")[1:])) for p in origin.values()}
+    if len(heads) == 1 and all(p.split(" ")[0].endswith(".txt") for p in origin.values()):
+        folder, note = heads.pop()
+        return f"{folder}/{{{','.join(origin)}}}.txt {note}".strip()
+    return ", ".join(f"{v}={p}" for v, p in origin.items())
 
 
 def _read(path: Path) -> dict:

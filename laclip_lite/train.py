@@ -146,7 +146,7 @@ class Trainer:
 
         record = write_run_json(self, self.replanned)
         if not self.cfg.data.is_shapeworld:      # what the text policy really draws from, before step 0
-            print(f"laclip-lite: {self.cfg.data.source}: {self.data.num_images} images; texts: "
+            print(f"laclip-lite: {self.cfg.data.source}: {record['source']['images']} images; texts: "
                   f"{self.data.info['texts']}", file=sys.stderr)
         if self.replanned:
             print(f"laclip-lite: resume re-plans (given on the command line): {'; '.join(self.replanned)}",
