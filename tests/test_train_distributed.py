@@ -1,4 +1,5 @@
 """The trainer under torch.distributed (gloo, 2 CPU processes) equals one process on the combined batch."""
+import json
 import os
 import socket
 
@@ -58,6 +59,37 @@ def test_two_ranks_equal_one_process_on_the_combined_batch(tmp_path, monkeypatch
         return (run / "metrics.jsonl").read_text().splitlines()
 
     assert len(rows(ddp)) == STEPS  # rank 0 alone logs
+    # the logged loss is the global batch's (all-reduced), so the curve does not depend on the number of ranks
+    for a, b in zip(rows(single), rows(ddp)):
+        assert json.loads(b)["loss"] == pytest.approx(json.loads(a)["loss"], rel=1e-5)
+
+
+def test_two_ranks_on_hf_with_a_rewrites_dir_equal_one_process_and_resume_checks_the_world_size(tmp_path,
+                                                                                                monkeypatch):
+    """An HF folder with rewrites from `laclip-lite rewrite` (data.rewrites_dir, matched by row): 2 ranks equal one
+    process on the combined batch; resuming the 2-rank run in one process stops naming both world sizes."""
+    from pathlib import Path
+
+    from laclip_lite.cli import main
+    from laclip_lite.errors import DataError
+
+    cache = str(tmp_path / "cache")
+    monkeypatch.setenv("LACLIP_LITE_CACHE", cache)
+    from laclip_lite.train import train
+
+    torch.set_num_threads(1)
+    hf = Path(__file__).resolve().parents[1] / "data_samples" / "hf"
+    assert main(["rewrite", "--input", str(hf), "--out", str(tmp_path / "rw"), "--rewriter", "eda",
+                 "--no-progress"]) == 0
+    extra = [f"data.source={hf}", f"data.rewrites_dir={tmp_path / 'rw'}", "data.augment=eda"]
+    single = tmp_path / "single"
+    train(build_config("test", _overrides("laclip", 16) + extra), single, progress=False, evaluate_at_end=False)
+    ddp = tmp_path / "ddp"
+    mp.spawn(_worker, args=(2, _free_port(), "laclip", str(ddp), cache, extra), nprocs=2, join=True)
+    _assert_same_weights(single, ddp)
+    assert json.loads((ddp / "run.json").read_text())["batch"]["world_size"] == 2
+    with pytest.raises(DataError, match=r"world size: 2 -> 1"):
+        train(build_config("test", _overrides("laclip", 16) + extra), ddp, resume=True, progress=False)
 
 
 def test_two_ranks_on_a_dirty_csv_stay_equal_and_count_what_they_replaced(tmp_path, monkeypatch):
@@ -65,8 +97,6 @@ def test_two_ranks_on_a_dirty_csv_stay_equal_and_count_what_they_replaced(tmp_pa
     sample is replaced by the same readable one on every rank, so both ranks' batches stay full (gloo would
     abort on unequal all-gathers), the run equals one process on the combined batch, and the skip counts summed
     over ranks equal the one-process counts."""
-    import json
-
     from laclip_lite.data.dirty import export_dirty_laclip
 
     cache = str(tmp_path / "cache")
