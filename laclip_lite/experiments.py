@@ -100,7 +100,7 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     final = trainer.run()
     scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks, progress=progress)
     metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores,
-               "config_hash": wanted}
+               "config_hash": wanted, **arm_facts(out_dir)}
     if "data" in final:             # file data: sample reads replaced (by reason), rewrites fallen back
         metrics["data"] = final["data"]
     if not scores:
@@ -108,6 +108,31 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     from laclip_lite.utils import atomic_write_text
     atomic_write_text(done, json.dumps(metrics, indent=1))
     return metrics
+
+
+def arm_facts(run_dir: Path) -> dict:
+    """What distinguishes one arm's training from another's, from its run.json, as `plan.*` columns of runs.csv /
+    ablations.csv: the texts drawn, the largest share of rewrites identical to their caption, global batch, steps,
+    epochs."""
+    from laclip_lite.runs import RUN_JSON
+    try:
+        record = json.loads((Path(run_dir) / RUN_JSON).read_text())
+    except (OSError, ValueError):
+        return {}
+    shares = [c["share"] for c in record["texts"]["identical_to_caption"].values()]
+    return {"plan.texts": record["texts"]["drawn"], "plan.identical_max": max(shares) if shares else "-",
+            "plan.global_batch": record["batch"]["global"], "plan.steps": record["schedule"]["steps"],
+            "plan.epochs": record["schedule"]["epochs"]}
+
+
+def arms_markdown(runs: list[dict], group: str = "policy") -> str:
+    """One row per arm (its first seed's run.json): what it really trained on."""
+    first = {}
+    for r in runs:
+        first.setdefault(r[group], r)
+    cols = ["plan.texts", "plan.identical_max", "plan.global_batch", "plan.steps", "plan.epochs"]
+    rows = [{group: name, **{c.removeprefix("plan."): r.get(c, "-") for c in cols}} for name, r in first.items()]
+    return utils.markdown_table(rows, [group, *[c.removeprefix("plan.") for c in cols]], cell=str)
 
 
 def _changed(out_dir: Path, cfg: Config) -> str:
@@ -262,7 +287,9 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVA
                    "and had no evaluation sets: give them `eval.datasets` (an ImageFolder, a CLIP_benchmark "
                    "folder, a captions CSV or a Karpathy JSON) to score zero-shot and retrieval.")
         main, unit = "final_loss", ""
-    (out_dir / "summary.md").write_text(caption + "\n\n" + summary_markdown(summary, headline, group))
+    arms = ("\n\nWhat each arm trained on (its run.json; identical_max: the largest share of a rewrite variant "
+            "equal to its caption):\n\n" + arms_markdown(runs, group)) if any("plan.texts" in r for r in runs) else ""
+    (out_dir / "summary.md").write_text(caption + "\n\n" + summary_markdown(summary, headline, group) + arms)
     for metric, name in ((main, "compare.png"), (f"{main}@heldout", "compare_heldout.png")):
         if metric in summary[0]:
             fig = bar_with_errors(runs, metric, group=group, ylabel=f"{metric} ({unit})" if unit else metric)

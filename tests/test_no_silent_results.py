@@ -260,6 +260,7 @@ def test_a_finished_experiment_is_reused_only_for_the_same_config(tmp_path):
         return build_config("test", ["train.steps=2", *over])
 
     first = run_experiment(cfg(), tmp_path / "arm", template_sets=("default",), progress=False)
+    assert first["plan.texts"] == "the original caption only" and first["plan.global_batch"] == 16   # arm columns
     assert run_experiment(cfg(), tmp_path / "arm", template_sets=("default",), progress=False) == first
     with pytest.raises(ConfigError, match=r"holds a finished run of another config \(model.vision: 'vit' -> "
                                           r"'resnet'; train.steps: 2 -> 3\)"):
