@@ -385,6 +385,8 @@ def _describe_source(source) -> str:
     folder = _rewrites_folder(source)
     if folder:
         return folder
+    if hasattr(source, "csv_path"):
+        return f"rewrite files beside {source.csv_path}"
     if hasattr(source, "shards"):
         return "the shards' JSON"
     return "the dataset's columns"
