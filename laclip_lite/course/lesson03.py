@@ -158,7 +158,7 @@ def train_policies(lesson: Lesson) -> Comparison:
                                 f"until they finish; each run's `metrics.jsonl` in `{out}` grows as it trains).")
     for arm in _arms(lesson):
         common.warm_rewrite_cache(lesson.config({"data.augment": arm.augment}), lesson.progress)
-    summary = compare(order, seeds(lesson), out, p["preset"], lesson.overrides(), p["augment"],
+    summary = compare(order, seeds(lesson), out, p["preset"], lesson.overrides(), augment(lesson),
                       jobs=n_jobs, progress=lesson.progress)
     names = [a.name for a in _arms(lesson)]
     summary = sorted(summary, key=lambda r: names.index(r["policy"]))
