@@ -35,6 +35,7 @@ from pathlib import Path
 
 from laclip_lite.config import Config, ConfigError
 from laclip_lite.constants import EXPERIMENT_PRESET
+from laclip_lite.stats import MARGIN, contrast_markdown, contrast_rows, difference_rows, pair_key, t_interval
 from laclip_lite.sweep import ABLATIONS, AblationPoint, ablation_points
 
 MAIN_METRIC = "color_shape_top1"
@@ -106,13 +107,16 @@ def baseline_of(point: AblationPoint) -> AblationPoint:
 
 # --- running ---------------------------------------------------------------------------------------------
 def point_config(point: AblationPoint, seed: int, preset: str = EXPERIMENT_PRESET,
-                 overrides: list[str] | dict | None = None) -> Config:
-    """The run of a grid point: the preset, the grid's overrides, then the point's arm and overrides."""
+                 overrides: list[str] | dict | None = None, world: int | None = None) -> Config:
+    """The run of a grid point: the preset, the grid's overrides, then the point's arm and overrides; `world`
+    (when given) sets `data.world_seed`."""
     from laclip_lite.config import apply_overrides
     from laclip_lite.experiments import Arm, arm_config
 
     cfg = arm_config(Arm.parse(point.arm), seed, preset, overrides)
     apply_overrides(cfg, dict(point.overrides))
+    if world is not None:
+        cfg.data.world_seed = int(world)
     if cfg.data.augment in ("shapes", "llm"):       # the sources a run draws from, in order (the same training)
         cfg.data.sources = cfg.data.sources[:cfg.data.num_rewrites]
     return cfg.validate()
@@ -123,23 +127,26 @@ def run_folder(cfg: Config) -> str:
     on the same data (CLIP at num_rewrites=0 and augment=none, ViT in the backbone ablation...) share one run."""
     from laclip_lite.utils import stable_hash
     t = cfg.train
-    return f"{t.policy}-{cfg.data.augment}-{stable_hash(cfg.to_dict(), length=10)}-s{t.seed}"
+    return f"{t.policy}-{cfg.data.augment}-{stable_hash(cfg.to_dict(), length=10)}-w{cfg.data.world_seed}-s{t.seed}"
 
 
 def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path, preset: str = EXPERIMENT_PRESET,
-             overrides: list[str] | dict | None = None, jobs: int = 0, progress: bool = True) -> list[dict]:
+             overrides: list[str] | dict | None = None, jobs: int = 0, progress: bool = True,
+             worlds: list[int] = (0,)) -> list[dict]:
     """Train every distinct run of the grid and its baselines (finished runs are reused) -> one row per
-    (point, seed): ablation, setting, seed, every metric, `run` (its folder under runs/), and `baseline/<key>`
-    of its CLIP run."""
+    (point, world, seed): ablation, setting, world, seed, every metric, `run` (its folder under runs/), and
+    `baseline/<key>` of its CLIP run (the same world and seed)."""
     from laclip_lite.experiments import auto_jobs
     from laclip_lite.sweep import run_configs
 
     out_dir = Path(out_dir)
     configs, pairs = {}, {}                 # folder -> Config (each once); (point, seed) -> (run, baseline)
+    replicates = [(w, seed) for w in worlds for seed in seeds]
     for i, pt in enumerate(points):
-        for seed in seeds:
-            cfgs = point_config(pt, seed, preset, overrides), point_config(baseline_of(pt), seed, preset, overrides)
-            pairs[i, seed] = tuple(run_folder(c) for c in cfgs)    # a bad parameter fails before any run
+        for w, seed in replicates:
+            cfgs = (point_config(pt, seed, preset, overrides, w),
+                    point_config(baseline_of(pt), seed, preset, overrides, w))
+            pairs[i, w, seed] = tuple(run_folder(c) for c in cfgs)    # a bad parameter fails before any run
             configs.update({run_folder(c): c for c in cfgs})
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     results = run_configs([(out_dir / "runs" / name, cfg) for name, cfg in configs.items()],
@@ -147,28 +154,16 @@ def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path,
     metrics = {name: results[out_dir / "runs" / name] for name in configs}
     rows = []
     for i, pt in enumerate(points):
-        for seed in seeds:
-            run, base = pairs[i, seed]
-            row = {"ablation": pt.ablation, "setting": label(pt), "seed": seed, **metrics[run], "run": run,
+        for w, seed in replicates:
+            run, base = pairs[i, w, seed]
+            row = {"ablation": pt.ablation, "setting": label(pt), "world": w, "seed": seed, **metrics[run], "run": run,
                    "baseline/run": base}
             row.update({f"baseline/{k}": v for k, v in metrics[base].items() if isinstance(v, (int, float))})
             rows.append(row)
     return rows
 
 
-# --- statistics ------------------------------------------------------------------------------------------
-def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): a t-interval over the values (n - 1 degrees of freedom); nan bounds for n < 2."""
-    n = len(values)
-    mean = statistics.fmean(values)
-    if n < 2:
-        return mean, math.nan, math.nan
-    from scipy.stats import t
-
-    half = t.ppf(0.5 + level / 2, n - 1) * statistics.stdev(values) / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
+# --- statistics (laclip_lite.stats: the one home of intervals, contrasts and their words) ------------------
 def summarise(rows: list[dict], metrics: list[str]) -> list[dict]:
     """One row per (ablation, setting): seeds, `<m>` mean, `<m>_std`, and the paired difference to the CLIP
     baseline, `<m>_diff`, `<m>_lo`, `<m>_hi` (95% t-interval over seeds; absent where the row is CLIP itself)."""
@@ -186,6 +181,128 @@ def summarise(rows: list[dict], metrics: list[str]) -> list[dict]:
             if diffs and not is_baseline(key[1]):
                 s[f"{m}_diff"], s[f"{m}_lo"], s[f"{m}_hi"] = t_interval(diffs)
         out.append(s)
+    return out
+
+
+CONTRAST_METRICS = ("color_shape_top1", "color_shape_top1@heldout", "shape_top1", "shape_top1@heldout",
+                    "color_top1", "color_top1@heldout")        # colour+shape, then shape and colour apart
+
+
+def contrast_plan(ablation: str, settings: list[str]) -> list[tuple[str, str, str]]:
+    """The paired contrasts an ablation's claims need, as (a, b, "a − b") over its settings (table order):
+
+    * an ablation that runs CLIP and LaCLIP at every value (`PAIRED`): the LaCLIP − CLIP gap of each value against
+      the gap of the value before it (groups named "gap <value>"), and the last against the first;
+    * `source` (and its subsets): each single source against all four;
+    * every other (ordered) ablation: each setting against the one before it, and the last against the first
+      rewrite setting when they are not neighbours (4 vs 1 rewrites, 50% vs 0% errors)."""
+    if ablation in PAIRED:
+        values = [s.split(" / ")[0] for s in settings if not s.endswith(" / clip")]
+        gaps = [f"gap {v}" for v in dict.fromkeys(values)]
+        plan = [(b, a, f"{b} − {a}") for a, b in zip(gaps, gaps[1:])]
+        if len(gaps) > 2:
+            plan.append((gaps[-1], gaps[0], f"{gaps[-1]} − {gaps[0]}"))
+        return plan
+    if ablation == "source":
+        return [(s, "all", f"{s} − all") for s in settings if s != "all"]
+    plan = [(b, a, f"{b} − {a}") for a, b in zip(settings, settings[1:])]
+    rewrites = [s for s in settings if not is_baseline(s)]
+    if len(rewrites) > 2:
+        plan.append((rewrites[-1], rewrites[0], f"{rewrites[-1]} − {rewrites[0]}"))
+    return plan
+
+
+def contrasts(rows: list[dict], metrics: list[str] = CONTRAST_METRICS, margin: float = MARGIN) -> list[dict]:
+    """Every ablation's `contrast_plan`, paired by (world, seed) -> `stats.contrast_rows` rows with `ablation`."""
+    worlds = sorted({pair_key(r)[0] for r in rows})
+    if len(worlds) > 1:                  # each world alone, then every (world, seed) pair pooled
+        per = [c for w in worlds for c in _contrasts([r for r in rows if pair_key(r)[0] == w], metrics, margin,
+                                                     world=str(w))]
+        return per + _contrasts(rows, metrics, margin, world="pooled")
+    return _contrasts(rows, metrics, margin)
+
+
+def _contrasts(rows: list[dict], metrics, margin: float, **extra) -> list[dict]:
+    out = []
+    for ablation in dict.fromkeys(r["ablation"] for r in rows):
+        mine = [r for r in rows if r["ablation"] == ablation]
+        settings = list(dict.fromkeys(r["setting"] for r in mine))
+        groups = {s: [r for r in mine if r["setting"] == s] for s in settings}
+        if ablation in PAIRED:
+            for s in settings:
+                v, _, arm = s.partition(" / ")
+                if arm != "clip" and f"{v} / clip" in groups:
+                    groups[f"gap {v}"] = difference_rows(groups[s], groups[f"{v} / clip"], list(metrics))
+        ms = [m for m in metrics if any(m in r for r in mine)]
+        out += contrast_rows(groups, contrast_plan(ablation, settings), ms, margin, **extra, ablation=ablation)
+    return out
+
+
+def contrasts_text(rows: list[dict], metrics: list[str] = CONTRAST_METRICS, margin: float = MARGIN) -> str:
+    """The contrast table (Markdown) with how to read it, and one sentence per contrast on colour+shape."""
+    ms = [m for m in metrics if any(m in r for r in rows)]
+    if not rows or not ms:
+        return ""
+    pairs = sorted({r["pairs"] for r in rows})
+    lines = [f"Paired contrasts between settings (a − b, points of zero-shot top-1), mean and {95}% t-interval over "
+             f"the (world, seed) pairs both settings ran ({', '.join(map(str, pairs))} pairs; the interval "
+             "conditions on the worlds and test sets that ran: seeds of one world say nothing about other worlds). "
+             "`gap v`: LaCLIP − CLIP at setting v. \"reads as\" (colour+shape, default templates): a > b or a < b "
+             f"where the interval excludes 0; \"level within ±{margin:g}\" only where the equivalence test (TOST, "
+             f"two one-sided t-tests at alpha 0.05, i.e. the 90% interval inside ±{margin:g} points) says so; otherwise \"not "
+             "distinguishable with N pairs\". Shape and colour are given apart.", "",
+             contrast_markdown(rows, ms, keys=("world", "ablation") if "world" in rows[0] else ("ablation",)), ""]
+    held = ms[0] + HELDOUT
+    for r in rows:
+        if ms[0] not in r:
+            continue
+        extra = (f"; held-out templates {_ci(r, held)}: {r[held + '_verdict']}" if held in r else "")
+        where = f" (world {r['world']})" if "world" in r else ""
+        lines.append(f"- {r['ablation']}{where}: {r['contrast']} {_ci(r, ms[0])} colour+shape: {r[ms[0] + '_verdict']}"
+                     + extra + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _ci(row: dict, m: str) -> str:
+    from laclip_lite.stats import cell
+    return cell(row, m)
+
+
+def write_contrasts(rows: list[dict], out_dir: str | Path, margin: float = MARGIN) -> list[dict]:
+    """`contrasts.csv` (one row per contrast, every metric's mean, lo, hi, TOST p and verdict) and
+    `contrasts.md` -> the contrast rows."""
+    out_dir = Path(out_dir)
+    found = contrasts(rows, margin=margin)
+    if not found:
+        return found
+    keys = list(dict.fromkeys(k for r in found for k in r))
+    with open(out_dir / "contrasts.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(found)
+    (out_dir / "contrasts.md").write_text(contrasts_text(found, margin=margin))
+    return found
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """An `ablations.csv` back as result rows (numbers as floats, `seed` / `world` as ints): committed results
+    can be recomputed without their runs."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for r in rows:
+        row = {}
+        for k, v in r.items():
+            if k in ("seed", "world"):
+                row[k] = int(v)
+            elif k in ("ablation", "setting", "run") or k.endswith("/run") or v in ("", None):
+                row[k] = v
+            else:
+                try:
+                    row[k] = float(v)
+                except ValueError:
+                    row[k] = v
+        out.append(row)
     return out
 
 
@@ -225,23 +342,31 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
 
     out_dir = Path(out_dir)
     metric_cols = [k for k in dict.fromkeys(k for r in rows for k in r)
-                   if k not in ("ablation", "setting", "seed") and not k.startswith("baseline/")]
+                   if k not in ("ablation", "setting", "world", "seed") and not k.startswith("baseline/")]
+    head = ["ablation", "setting", "world", "seed"] if any("world" in r for r in rows) else ["ablation", "setting", "seed"]
     with open(out_dir / "ablations.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["ablation", "setting", "seed", *metric_cols], extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=[*head, *metric_cols], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     summary = summarise(rows, [metric, metric + HELDOUT, "shape_top1", "shape_top1" + HELDOUT])
     train = {r[f"{p}run"]: r[f"{p}train_seconds"] for r in rows for p in ("", "baseline/")   # a run counts once
              if f"{p}train_seconds" in r}
     seeds = sorted({r["seed"] for r in rows})
-    text = (f"Zero-shot top-1 (%) on the ShapeWorld test split, mean ± sample std over seeds {seeds}; "
-            "Δ: the paired per-seed difference to CLIP with the same model and data, mean and 95% t-interval "
-            "over seeds (n - 1 degrees of freedom). `@heldout`: the template set never used for a choice.\n\n"
+    worlds = sorted({pair_key(r)[0] for r in rows})
+    text = (f"Zero-shot top-1 (%) on the ShapeWorld test split, mean ± sample std over the (world, seed) pairs "
+            f"(worlds {worlds}, seeds {seeds}; the `seeds` column counts pairs); "
+            "Δ: the paired difference to CLIP with the same model, data, world and seed, mean and 95% t-interval "
+            "over the pairs (n - 1 degrees of freedom; with one world it conditions on that world and its test "
+            "set). `@heldout`: the template set never used for a choice. Test-split numbers are for reporting: "
+            "choose settings on the validation split (`laclip_lite.stats.choose`).\n\n"
             + markdown(summary, metric)
             + f"\nThis command: wall time {seconds:.0f} s, CPU time {cpu_seconds:.0f} s (user + sys, all processes; "
             f"runs finished earlier were reused, not retrained). The {len(train)} distinct runs trained for "
             f"{sum(train.values()):.0f} s in all (train_seconds, wall, each run on its own)"
             + (f"; command: `{command}`" if command else "") + ".\n")
+    found = write_contrasts(rows, out_dir)
+    if found:
+        text += "\n" + contrasts_text(found)
     if any(r["ablation"] == "leak" for r in rows):
         text += "\n" + leak_table(preset, overrides)
     (out_dir / "ablations.md").write_text(text)
@@ -311,15 +436,15 @@ def gap_figure(summary: list[dict], control: str, metric: str = MAIN_METRIC):
 def ablate(seeds: list[int], out_dir: str | Path, ablations: list[str] | str = "all",
            controls: list[str] | str = (), preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None,
            policy: str = "laclip", llm_model: str = "", bt_models: str = "", jobs: int = 0,
-           progress: bool = True, command: str = "", skip: list[str] = ()) -> list[dict]:
-    """Run the grid over `seeds` and write the outputs (see the module docstring) -> the summary rows."""
+           progress: bool = True, command: str = "", skip: list[str] = (), worlds: list[int] = (0,)) -> list[dict]:
+    """Run the grid over `worlds` x `seeds` and write the outputs (see the module docstring) -> the summary rows."""
     points, skipped = full_grid(policy, llm_model, bt_models, ablations, controls, skip)
     if not points:
         raise ConfigError("ablate: nothing to run (no ablation and no control named)")
     for a, v, why in skipped:
         print(f"ablate: {a}={v} skipped: {why}", flush=True)
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
-    rows = run_grid(points, seeds, out_dir, preset, overrides, jobs, progress)
+    rows = run_grid(points, seeds, out_dir, preset, overrides, jobs, progress, worlds)
     return write_outputs(rows, out_dir, time.perf_counter() - t0, _cpu_seconds() - cpu0, command,
                          preset=preset, overrides=overrides)
 

@@ -90,7 +90,8 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=False)
     final = trainer.run()
     scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks, progress=progress)
-    metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores}
+    metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores,
+               **validation_scores(trainer.model, trainer.data.tokenizer, cfg, tasks)}
     if "data" in final:             # file data: sample reads replaced (by reason), rewrites fallen back
         metrics["data"] = final["data"]
     if not scores:
@@ -98,6 +99,18 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     from laclip_lite.utils import atomic_write_text
     atomic_write_text(done, json.dumps(metrics, indent=1))
     return metrics
+
+
+def validation_scores(model, tokenizer, cfg: Config, tasks=EVAL_TASKS) -> dict:
+    """`val/<metric>`: the ShapeWorld validation split with the default templates, what any choice (a preset, a
+    step count, a best setting: `stats.choose`) is made on; the test split is for reporting. {} off ShapeWorld."""
+    if not cfg.data.is_shapeworld or not cfg.data.val_size:
+        return {}
+    from laclip_lite.data.dataset import shapeworld_split
+    from laclip_lite.evaluate import evaluate_shapeworld, flat_shapeworld
+
+    return flat_shapeworld(evaluate_shapeworld(model, tokenizer, shapeworld_split(cfg, "val"), list(tasks),
+                                               ("default",), with_retrieval=False), prefix="val/")
 
 
 def run_cost(cfg: Config) -> float:
