@@ -124,10 +124,12 @@ def point_config(point: AblationPoint, seed: int, preset: str = EXPERIMENT_PRESE
 
 def run_folder(cfg: Config) -> str:
     """A run's folder name under runs/, from its whole configuration: two points that train the same model
-    on the same data (CLIP at num_rewrites=0 and augment=none, ViT in the backbone ablation...) share one run."""
+    on the same data (CLIP at num_rewrites=0 and augment=none, ViT in the backbone ablation...) share one run.
+    The hash covers `data.world_seed`; another world is also named (`-w<world>`)."""
     from laclip_lite.utils import stable_hash
     t = cfg.train
-    return f"{t.policy}-{cfg.data.augment}-{stable_hash(cfg.to_dict(), length=10)}-w{cfg.data.world_seed}-s{t.seed}"
+    world = f"-w{cfg.data.world_seed}" if cfg.data.world_seed else ""      # world 0 keeps its earlier names
+    return f"{t.policy}-{cfg.data.augment}-{stable_hash(cfg.to_dict(), length=10)}{world}-s{t.seed}"
 
 
 def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path, preset: str = EXPERIMENT_PRESET,
@@ -249,8 +251,8 @@ def contrasts_text(rows: list[dict], metrics: list[str] = CONTRAST_METRICS, marg
              "conditions on the worlds and test sets that ran: seeds of one world say nothing about other worlds). "
              "`gap v`: LaCLIP − CLIP at setting v. \"reads as\" (colour+shape, default templates): a > b or a < b "
              f"where the interval excludes 0; \"level within ±{margin:g}\" only where the equivalence test (TOST, "
-             f"two one-sided t-tests at alpha 0.05, i.e. the 90% interval inside ±{margin:g} points) says so; otherwise \"not "
-             "distinguishable with N pairs\". Shape and colour are given apart.", "",
+             f"two one-sided t-tests at alpha 0.05, i.e. the 90% interval inside ±{margin:g} points) says so; "
+             "otherwise \"not distinguishable with N pairs\". Shape and colour are given apart.", "",
              contrast_markdown(rows, ms, keys=("world", "ablation") if "world" in rows[0] else ("ablation",)), ""]
     held = ms[0] + HELDOUT
     for r in rows:
@@ -285,25 +287,9 @@ def write_contrasts(rows: list[dict], out_dir: str | Path, margin: float = MARGI
 
 
 def read_rows(path: str | Path) -> list[dict]:
-    """An `ablations.csv` back as result rows (numbers as floats, `seed` / `world` as ints): committed results
-    can be recomputed without their runs."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for r in rows:
-        row = {}
-        for k, v in r.items():
-            if k in ("seed", "world"):
-                row[k] = int(v)
-            elif k in ("ablation", "setting", "run") or k.endswith("/run") or v in ("", None):
-                row[k] = v
-            else:
-                try:
-                    row[k] = float(v)
-                except ValueError:
-                    row[k] = v
-        out.append(row)
-    return out
+    """An `ablations.csv` back as result rows (`stats.read_rows`): committed results can be recomputed."""
+    from laclip_lite.stats import read_rows as read
+    return read(path)
 
 
 def is_baseline(setting: str) -> bool:
@@ -343,7 +329,7 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
     out_dir = Path(out_dir)
     metric_cols = [k for k in dict.fromkeys(k for r in rows for k in r)
                    if k not in ("ablation", "setting", "world", "seed") and not k.startswith("baseline/")]
-    head = ["ablation", "setting", "world", "seed"] if any("world" in r for r in rows) else ["ablation", "setting", "seed"]
+    head = ["ablation", "setting", *(["world"] if any("world" in r for r in rows) else []), "seed"]
     with open(out_dir / "ablations.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[*head, *metric_cols], extrasaction="ignore")
         writer.writeheader()

@@ -167,6 +167,33 @@ def choose(rows: list[dict], metric: str, group: str = "setting") -> tuple[str, 
     return max(means, key=means.get), means
 
 
+TEXT_COLUMNS = ("ablation", "setting", "policy", "run", "note")
+
+
+def read_rows(path) -> list[dict]:
+    """A results CSV (`ablations.csv`, `runs.csv`) back as result rows: numbers as floats, `seed` / `world` as
+    ints, names as text, so committed per-seed results can be recomputed without their runs."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for r in rows:
+        row = {}
+        for k, v in r.items():
+            if k in ("seed", "world") and v not in ("", None):
+                row[k] = int(float(v))
+            elif k in TEXT_COLUMNS or k.endswith("/run") or v in ("", None):
+                row[k] = v
+            else:
+                try:
+                    row[k] = float(v)
+                except ValueError:
+                    row[k] = v
+        out.append(row)
+    return out
+
+
 def _number(v) -> bool:
     if isinstance(v, (int, float)):
         return not math.isnan(v)
@@ -176,6 +203,6 @@ def _number(v) -> bool:
         return False
 
 
-__all__ = ["LEVEL", "MARGIN", "VALIDATION", "cell", "choose", "contrast", "contrast_markdown", "contrast_rows", "difference_rows",
-           "interval_text", "pair_key", "paired_differences", "t_interval",
-           "tost_p", "verdict"]
+__all__ = ["LEVEL", "MARGIN", "VALIDATION", "cell", "choose", "contrast", "contrast_markdown", "contrast_rows",
+           "difference_rows", "interval_text", "pair_key", "paired_differences", "read_rows", "t_interval", "tost_p",
+           "verdict"]
