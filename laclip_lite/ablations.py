@@ -27,6 +27,7 @@ seed, one column per metric), `ablations.md` (the table, with the wall and CPU t
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import resource
 import statistics
@@ -34,7 +35,8 @@ import time
 from pathlib import Path
 
 from laclip_lite.config import Config, ConfigError
-from laclip_lite.constants import EXPERIMENT_PRESET
+from laclip_lite.constants import EXPERIMENT_PRESET, SOURCES
+from laclip_lite.rewrite.shapes import STANDIN_MODES
 from laclip_lite.stats import MARGIN, contrast_markdown, contrast_rows, difference_rows, pair_key, t_interval
 from laclip_lite.sweep import ABLATIONS, AblationPoint, ablation_points
 
@@ -47,8 +49,13 @@ CONTROLS: dict[str, list] = {
     "faithfulness": [0.0, 0.1, 0.25, 0.5],
     "data_size": [1000, 3000, 10000, 30000],    # values fixed before any run on tiny-scarce (whose own 3,000
     "steps": [250, 500, 800, 1600],              # and 800 made those points the ablations' runs, reused)
+    "policy": ["laclip", "mt"],                  # MT vs LaCLIP beside CLIP, on the same grid
+    "standin": list(STANDIN_MODES),              # the stand-in taken apart (rewrite.standin)
+    "rewrite_subsets": [1, 2, 3, 4],             # M rewrites, averaged over every subset of M sources
+    "data_epochs": [(n, e) for n in (1000, 3000, 10000, 30000) for e in (10, 35, 77)],  # images x passes
 }
-PAIRED = ("backbone", "text_tower", "data_size", "steps")   # ablations whose every value runs CLIP and LaCLIP
+PAIRED = ("backbone", "text_tower", "data_size", "steps", "data_epochs")   # every value runs CLIP and LaCLIP
+PAPER_EPOCHS = (30, 40)                          # the paper's regime: a fixed ~30-40 passes per caption
 # Overrides only a rewrite policy reads: a CLIP run with or without them trains the same model.
 REWRITE_ONLY = ("data.num_rewrites", "data.sources", "rewrite.")
 
@@ -68,6 +75,21 @@ def control_points(controls: list[str] | str, policy: str = "laclip") -> list[Ab
             points.append(AblationPoint(c, "none", "clip", {}))
             points += [AblationPoint(c, f"{rate:.0%}", f"{policy}:shapes",
                                      {"rewrite.error_rate": rate} if rate else {}) for rate in CONTROLS[c]]
+        elif c == "policy":
+            points += [AblationPoint(c, "none", "clip", {})]
+            points += [AblationPoint(c, p, f"{p}:shapes", {}) for p in CONTROLS[c]]
+        elif c == "standin":
+            points.append(AblationPoint(c, "none", "clip", {}))
+            points += [AblationPoint(c, m, f"{policy}:shapes", {} if m == "full" else {"rewrite.standin": m})
+                       for m in CONTROLS[c]]
+        elif c == "rewrite_subsets":
+            points.append(AblationPoint(c, "none", "clip", {}))
+            points += [AblationPoint(c, subset_label(sub), f"{policy}:shapes",
+                                     {"data.sources": list(sub), "data.num_rewrites": m})
+                       for m in CONTROLS[c] for sub in itertools.combinations(SOURCES, m)]
+        elif c == "data_epochs":
+            points += [AblationPoint(c, f"{n}x{e}", arm, {"data.train_size": n, "train.epochs": e})
+                       for n, e in CONTROLS[c] for arm in ("clip", f"{policy}:shapes")]
         else:
             key = "data.train_size" if c == "data_size" else "train.steps"
             points += [AblationPoint(c, v, arm, {key: v}) for v in CONTROLS[c] for arm in ("clip", f"{policy}:shapes")]
@@ -92,6 +114,11 @@ def full_grid(policy: str = "laclip", llm_model: str = "", bt_models: str = "",
                           f"text_tower=minilm-unlocked; see --list)")
     skipped += [(a, v, "--skip") for a, v in sorted(wanted.values())]
     return [p for p in points if (p.ablation, str(p.value)) not in wanted.values()], skipped
+
+
+def subset_label(sources) -> str:
+    """"M=2 chatgpt+bard": a setting of the rewrite_subsets control."""
+    return f"M={len(sources)} {'+'.join(sources)}"
 
 
 def label(point: AblationPoint) -> str:
@@ -198,6 +225,8 @@ def contrast_plan(ablation: str, settings: list[str]) -> list[tuple[str, str, st
     * `source` (and its subsets): each single source against all four;
     * every other (ordered) ablation: each setting against the one before it, and the last against the first
       rewrite setting when they are not neighbours (4 vs 1 rewrites, 50% vs 0% errors)."""
+    if ablation == "data_epochs":
+        return grid_plan(settings)
     if ablation in PAIRED:
         values = [s.split(" / ")[0] for s in settings if not s.endswith(" / clip")]
         gaps = [f"gap {v}" for v in dict.fromkeys(values)]
@@ -207,11 +236,56 @@ def contrast_plan(ablation: str, settings: list[str]) -> list[tuple[str, str, st
         return plan
     if ablation == "source":
         return [(s, "all", f"{s} − all") for s in settings if s != "all"]
+    if ablation == "standin":
+        return [(s, "full", f"{s} − full") for s in settings if s not in ("none", "full")] + \
+            [("full", "none", "full − none")]
     plan = [(b, a, f"{b} − {a}") for a, b in zip(settings, settings[1:])]
     rewrites = [s for s in settings if not is_baseline(s)]
     if len(rewrites) > 2:
         plan.append((rewrites[-1], rewrites[0], f"{rewrites[-1]} − {rewrites[0]}"))
     return plan
+
+
+def grid_plan(settings: list[str]) -> list[tuple[str, str, str]]:
+    """The data_epochs grid's contrasts: the gap at each (images, passes) against the gap with the next smaller
+    image count at the same passes, and against the next fewer passes at the same image count."""
+    cells = sorted({tuple(int(x) for x in s.split(" / ")[0].split("x")) for s in settings})
+    plan = []
+    for n, e in cells:
+        smaller_n = [c for c in cells if c[1] == e and c[0] < n]
+        fewer_e = [c for c in cells if c[0] == n and c[1] < e]
+        for other in ([max(smaller_n)] if smaller_n else []) + ([max(fewer_e)] if fewer_e else []):
+            a, b = f"gap {n}x{e}", f"gap {other[0]}x{other[1]}"
+            plan.append((a, b, f"{a} − {b}"))
+    return plan
+
+
+def subset_means(rows: list[dict], metrics) -> dict[str, list[dict]]:
+    """The rewrite_subsets control: per (world, seed), the mean over every subset of M sources -> {"M=m (mean of
+    k subsets)": rows}; CLIP is "M=0"."""
+    out: dict[str, list[dict]] = {}
+    sizes = sorted({int(r["setting"].split()[0][2:]) for r in rows if r["setting"].startswith("M=")})
+    base = [r for r in rows if r["setting"] == "none"]
+    if base:
+        out["M=0"] = base
+    for m in sizes:
+        mine = [r for r in rows if r["setting"].startswith(f"M={m} ")]
+        subsets = len({r["setting"] for r in mine})
+        by_pair: dict[tuple, list[dict]] = {}
+        for r in mine:
+            by_pair.setdefault(pair_key(r), []).append(r)
+        group = []
+        for (w, seed), rs in by_pair.items():
+            if len(rs) != subsets:
+                continue                     # a pair without every subset is left out (not averaged short)
+            row = {"world": w, "seed": seed}
+            for met in metrics:
+                vals = [r[met] for r in rs if isinstance(r.get(met), (int, float))]
+                if len(vals) == subsets:
+                    row[met] = statistics.fmean(vals)
+            group.append(row)
+        out[f"M={m} (mean of {subsets} subsets)"] = group
+    return out
 
 
 def contrasts(rows: list[dict], metrics: list[str] = CONTRAST_METRICS, margin: float = MARGIN) -> list[dict]:
@@ -236,6 +310,14 @@ def _contrasts(rows: list[dict], metrics, margin: float, **extra) -> list[dict]:
                 if arm != "clip" and f"{v} / clip" in groups:
                     groups[f"gap {v}"] = difference_rows(groups[s], groups[f"{v} / clip"], list(metrics))
         ms = [m for m in metrics if any(m in r for r in mine)]
+        if ablation == "rewrite_subsets":
+            groups = subset_means(mine, ms)
+            names = list(groups)
+            plan = [(b, a, f"{b} − {a}") for a, b in zip(names, names[1:])]
+            if len(names) > 3:
+                plan.append((names[-1], names[1], f"{names[-1]} − {names[1]}"))
+            out += contrast_rows(groups, plan, ms, margin, **extra, ablation=ablation)
+            continue
         out += contrast_rows(groups, contrast_plan(ablation, settings), ms, margin, **extra, ablation=ablation)
     return out
 
@@ -334,7 +416,8 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
         writer = csv.DictWriter(f, fieldnames=[*head, *metric_cols], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    summary = summarise(rows, [metric, metric + HELDOUT, "shape_top1", "shape_top1" + HELDOUT])
+    summary = summarise(rows, [metric, metric + HELDOUT, "shape_top1", "shape_top1" + HELDOUT, "color_top1",
+                               "color_top1" + HELDOUT])
     train = {r[f"{p}run"]: r[f"{p}train_seconds"] for r in rows for p in ("", "baseline/")   # a run counts once
              if f"{p}train_seconds" in r}
     seeds = sorted({r["seed"] for r in rows})
@@ -361,9 +444,12 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
         if any(m in r for r in rows):
             ablation_figure(fig_rows, m).savefig(out_dir / name, dpi=110, bbox_inches="tight")
     for control in ("data_size", "steps"):
-        mine = [s for s in summary if s["ablation"] == control and s["setting"].endswith("/ laclip")]
+        mine = [s for s in summary if s["ablation"] == control and not s["setting"].endswith("/ clip")]
         if mine:
             gap_figure(mine, control, metric).savefig(out_dir / f"gap_{control}.png", dpi=110, bbox_inches="tight")
+    grid = [s for s in summary if s["ablation"] == "data_epochs" and not s["setting"].endswith("/ clip")]
+    if grid:
+        phase_figure(grid).savefig(out_dir / "phase_data_epochs.png", dpi=110, bbox_inches="tight")
     return summary
 
 
@@ -417,6 +503,56 @@ def gap_figure(summary: list[dict], control: str, metric: str = MAIN_METRIC):
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig
+
+
+def phase_figure(summary: list[dict], metrics=("color_shape_top1", "shape_top1", "color_top1"),
+                 paper_epochs: tuple[float, float] = PAPER_EPOCHS):
+    """The data_epochs phase diagram: LaCLIP − CLIP (paired mean over (world, seed) pairs) on a grid of training
+    images (rows) x passes per image (columns), one panel per metric (colour+shape, shape and colour apart).
+    A cell's text is the mean and its 95% interval; a cell whose interval includes 0 is hatched. The paper's
+    regime (a fixed ~30-40 passes) is outlined."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    cells = {tuple(int(x) for x in s["setting"].split(" / ")[0].split("x")): s for s in summary}
+    ns, es = sorted({n for n, _ in cells}), sorted({e for _, e in cells})
+    ms = [m for m in metrics if any(f"{m}_diff" in s for s in summary)]
+    fig = Figure(figsize=(3.6 * max(1, len(ms)) + 0.6, 0.9 * len(ns) + 1.8), layout="constrained")
+    axes = fig.subplots(1, max(1, len(ms)), squeeze=False)[0]
+    for ax, m in zip(axes, ms):
+        grid = np.full((len(ns), len(es)), np.nan)
+        for (n, e), s in cells.items():
+            grid[ns.index(n), es.index(e)] = s.get(f"{m}_diff", np.nan)
+        bound = max(1.0, float(np.nanmax(np.abs(grid)))) if np.isfinite(grid).any() else 1.0
+        image = ax.imshow(grid, cmap="RdBu", vmin=-bound, vmax=bound, origin="lower", aspect="auto")
+        for (n, e), s in cells.items():
+            i, j = ns.index(n), es.index(e)
+            if f"{m}_diff" not in s:
+                continue
+            lo, hi = s[f"{m}_lo"], s[f"{m}_hi"]
+            text = f"{s[f'{m}_diff']:+.1f}" + ("" if math.isnan(lo) else f"\n[{lo:+.1f}, {hi:+.1f}]")
+            ax.text(j, i, text, ha="center", va="center", fontsize=7)
+            if math.isnan(lo) or lo <= 0 <= hi:
+                ax.add_patch(_hatch(j, i))
+        inside = [j for j, e in enumerate(es) if paper_epochs[0] <= e <= paper_epochs[1]]
+        if inside:
+            from matplotlib.patches import Rectangle
+            ax.add_patch(Rectangle((min(inside) - 0.5, -0.5), len(inside), len(ns), fill=False, lw=2.2,
+                                   ec="black"))
+        ax.set_xticks(range(len(es)), [str(e) for e in es])
+        ax.set_yticks(range(len(ns)), [f"{n:,}" for n in ns])
+        ax.set_xlabel("passes per image (epochs)")
+        ax.set_ylabel("training images")
+        ax.set_title(f"LaCLIP − CLIP: {m}", fontsize=9)
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.suptitle(f"Gain against data size at fixed epochs (hatched: 95% interval includes 0; outlined: the "
+                 f"paper's ~{paper_epochs[0]}-{paper_epochs[1]} epochs)", fontsize=9)
+    return fig
+
+
+def _hatch(j: int, i: int):
+    from matplotlib.patches import Rectangle
+    return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", ec="gray", lw=0)
 
 
 def ablate(seeds: list[int], out_dir: str | Path, ablations: list[str] | str = "all",

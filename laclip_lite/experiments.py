@@ -91,7 +91,8 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     final = trainer.run()
     scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks, progress=progress)
     metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores,
-               **validation_scores(trainer.model, trainer.data.tokenizer, cfg, tasks)}
+               **validation_scores(trainer.model, trainer.data.tokenizer, cfg, tasks),
+               **synonym_scores(trainer.model, trainer.data.tokenizer, cfg, tasks)}
     if "data" in final:             # file data: sample reads replaced (by reason), rewrites fallen back
         metrics["data"] = final["data"]
     if not scores:
@@ -111,6 +112,22 @@ def validation_scores(model, tokenizer, cfg: Config, tasks=EVAL_TASKS) -> dict:
 
     return flat_shapeworld(evaluate_shapeworld(model, tokenizer, shapeworld_split(cfg, "val"), list(tasks),
                                                ("default",), with_retrieval=False), prefix="val/")
+
+
+def synonym_scores(model, tokenizer, cfg: Config, tasks=EVAL_TASKS) -> dict:
+    """`<task>_top1@synonyms`: zero-shot on the test split (default templates) with every class named by a
+    synonym, never by its class name (`rewrite.shapes.synonym_classnames`); report-only. {} off ShapeWorld."""
+    if not cfg.data.is_shapeworld:
+        return {}
+    from laclip_lite.data.dataset import shapeworld_split
+    from laclip_lite.evaluate import encode_images, zero_shot
+    from laclip_lite.rewrite.shapes import synonym_classnames
+
+    split = shapeworld_split(cfg, "test")
+    features = encode_images(model, split.images)
+    return {f"{t}_top1@synonyms": round(zero_shot(model, tokenizer, None, split.labels[t], synonym_classnames(t),
+                                                  "default", image_features=features)["top1"], 2)
+            for t in tasks if t in ("shape", "color", "color_shape")}
 
 
 def run_cost(cfg: Config) -> float:

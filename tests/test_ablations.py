@@ -150,3 +150,47 @@ def test_skip_leaves_grid_values_out_and_rejects_unknown_ones():
     assert ("text_tower", "minilm-unlocked", "--skip") in skipped
     with pytest.raises(ConfigError, match="text_tower=nope"):
         ablations.full_grid(ablations=["text_tower"], skip=["text_tower=nope"])
+
+
+def test_new_controls_policy_standin_subsets_and_the_data_epochs_grid():
+    points, _ = ablations.full_grid(ablations=[], controls=["policy", "standin", "rewrite_subsets", "data_epochs"])
+    by = {(p.ablation, ablations.label(p)): p for p in points}
+    assert by[("policy", "mt")].arm == "mt:shapes" and by[("standin", "partial")].overrides == {
+        "rewrite.standin": "partial"}
+    assert sum(p.ablation == "rewrite_subsets" and p.arm != "clip" for p in points) == 15     # 4 + 6 + 4 + 1
+    assert by[("data_epochs", "3000x35 / laclip")].overrides == {"data.train_size": 3000, "train.epochs": 35}
+    cfg = ablations.point_config(by[("data_epochs", "3000x35 / clip")], 0, "tiny-2k")
+    base = ablations.point_config(ablations.baseline_of(by[("data_epochs", "3000x35 / laclip")]), 0, "tiny-2k")
+    assert ablations.run_folder(cfg) == ablations.run_folder(base) and cfg.train.epochs == 35
+    full = ablations.point_config(by[("standin", "full")], 0, "test")
+    assert ablations.run_folder(full) == ablations.run_folder(ablations.point_config(by[("policy", "laclip")], 0,
+                                                                                     "test"))
+    assert ablations.contrast_plan("standin", ["none", "full", "denoise"]) == [
+        ("denoise", "full", "denoise − full"), ("full", "none", "full − none")]
+    plan = ablations.grid_plan(["1000x10 / laclip", "3000x10 / laclip", "1000x35 / laclip", "3000x35 / laclip"])
+    assert [p[2] for p in plan] == ["gap 1000x35 − gap 1000x10", "gap 3000x10 − gap 1000x10",
+                                    "gap 3000x35 − gap 1000x35", "gap 3000x35 − gap 3000x10"]
+
+
+def test_rewrite_subsets_average_over_every_subset_of_a_size():
+    m = "color_shape_top1"
+    rows = [{"ablation": "rewrite_subsets", "setting": "none", "seed": s, m: 10.0} for s in (0, 1, 2)]
+    for s in (0, 1, 2):
+        rows += [{"ablation": "rewrite_subsets", "setting": f"M=1 {src}", "seed": s, m: v + s}
+                 for src, v in (("chatgpt", 20.0), ("bard", 30.0))]
+        rows += [{"ablation": "rewrite_subsets", "setting": "M=2 chatgpt+bard", "seed": s, m: 26.0 + s}]
+    groups = ablations.subset_means(rows, [m])
+    assert list(groups) == ["M=0", "M=1 (mean of 2 subsets)", "M=2 (mean of 1 subsets)"]
+    assert [r[m] for r in groups["M=1 (mean of 2 subsets)"]] == [25.0, 26.0, 27.0]
+    found = {r["contrast"]: r for r in ablations.contrasts(rows, metrics=[m])}
+    assert found["M=1 (mean of 2 subsets) − M=0"][m] == 16.0          # (25, 26, 27) - 10
+    assert found["M=2 (mean of 1 subsets) − M=1 (mean of 2 subsets)"][m] == 1.0
+
+
+def test_phase_figure_draws_one_panel_per_metric():
+    summary = [{"ablation": "data_epochs", "setting": f"{n}x{e} / laclip", "seeds": 3,
+                **{f"{m}_{k}": v for m in ("color_shape_top1", "shape_top1") for k, v in
+                   (("diff", 1.0), ("lo", -1.0), ("hi", 3.0))}} for n in (1000, 3000) for e in (10, 35)]
+    fig = ablations.phase_figure(summary)
+    assert len(fig.axes) == 4                                 # two panels, each with its colour bar
+    assert "paper" in fig._suptitle.get_text()
