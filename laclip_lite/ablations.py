@@ -1,7 +1,8 @@
-"""The paper's five ablations and three controls on ShapeWorld, over seeds, with paired error bars.
+"""The paper's five ablations and the controls on ShapeWorld, over (world, seed) pairs, with paired intervals.
 
     laclip-lite ablate --seeds 0,1,2 --out runs/ablations             # the full grid (notebook 04: ablations="all")
-    laclip-lite ablate --ablations augment,num_rewrites --controls leak --seeds 0,1,2 --out DIR
+    laclip-lite ablate --ablations augment,num_rewrites --controls leak --worlds 0,1,2 --seeds 0,1,2 --out DIR
+    laclip-lite ablate --out docs/results/ablations --contrasts-only   # contrasts from a committed ablations.csv
 
 The grid is one list of `sweep.AblationPoint`s (ablation, value, arm, overrides):
 
@@ -12,17 +13,28 @@ The grid is one list of `sweep.AblationPoint`s (ablation, value, arm, overrides)
 * the controls none of the paper's anchors ran (`control_points`): `leak` - the stand-in with and without its
   class-name leak (`rewrite.leak_free`); `faithfulness` - stand-in rewrites with a controlled error rate
   (`rewrite.error_rate` 0 / 10 / 25 / 50%); `data_size` and `steps` - the LaCLIP - CLIP gap against the
-  number of training images and of optimizer steps.
+  number of training images and of optimizer steps (at fixed steps: data size and passes move together);
+  `data_epochs` - the gap on a grid of images x passes per image (steps derived from `train.epochs`), drawn as
+  a phase diagram; `policy` - CLIP, LaCLIP and MT side by side; `standin` - the stand-in taken apart
+  (`rewrite.standin`: denoise-only, structure-only, random-lexicon, partial-knowledge with systematic errors);
+  `rewrite_subsets` - M rewrites averaged over every subset of M sources (the `num_rewrites` ablation adds the
+  sources in a fixed order, so its M = 1 is the ChatGPT-style source alone).
 
-Every point is judged against **CLIP with the same model and data** (same seed): `baseline_of` drops what
-only a rewrite policy reads. The table reports each setting's mean ± sample std over seeds, and the paired
-per-seed difference to that baseline with a 95% t-interval over seeds (n - 1 degrees of freedom): with three
-seeds the interval is wide (t = 4.30), which is the honest width. Every metric is reported for the `default`
-templates and the `heldout` set; no setting here was chosen by a held-out score.
+Every point is judged against **CLIP with the same model, data, world and seed** (`baseline_of` drops what only
+a rewrite policy reads), and every pair of settings a claim compares gets its own paired contrast
+(`contrast_plan`: neighbours of an ordered ablation and the last against the first, each source against all
+four, each stand-in control against the full stand-in, gap against gap where both arms run at every value).
+Intervals are t-intervals over the (world, seed) pairs (`laclip_lite.stats`); where one includes 0 the text
+says "not distinguishable with N pairs", and "level" needs the equivalence test (TOST, margin `stats.MARGIN`).
+Runs are scored on the test split (report-only) and the validation split (`val/<metric>`, for choices); the
+`@heldout` template set is never used for a choice. Runs are scored at the end of training (no best-validation
+checkpoint: the trainer keeps none).
 
 Outputs in `out_dir`: `runs/<run>/` (one training run each, resumable), `ablations.csv` (ablation, setting,
-seed, one column per metric), `ablations.md` (the table, with the wall and CPU time), `ablations.png` and
-`ablations_heldout.png` (one panel per ablation), and for data_size / steps `gap_<control>.png`.
+world, seed, one column per metric), `ablations.md` (the table vs CLIP, the contrasts, the wall and CPU time),
+`contrasts.csv` / `contrasts.md` (per world and pooled when several worlds ran), `ablations.png` and
+`ablations_heldout.png` (one panel per ablation), for data_size / steps `gap_<control>.png`, for data_epochs
+`phase_data_epochs.png`.
 """
 from __future__ import annotations
 
@@ -214,7 +226,8 @@ def summarise(rows: list[dict], metrics: list[str]) -> list[dict]:
 
 
 CONTRAST_METRICS = ("color_shape_top1", "color_shape_top1@heldout", "shape_top1", "shape_top1@heldout",
-                    "color_top1", "color_top1@heldout")        # colour+shape, then shape and colour apart
+                    "color_top1", "color_top1@heldout",          # colour+shape, then shape and colour apart
+                    "color_shape_top1@synonyms")                  # prompts naming classes by synonyms only
 
 
 def contrast_plan(ablation: str, settings: list[str]) -> list[tuple[str, str, str]]:

@@ -241,8 +241,8 @@ def write_compare_contrasts(runs: list[dict], out_dir: Path, margin: float | Non
 
     margin = MARGIN if margin is None else margin
     names = list(dict.fromkeys(r["policy"] for r in runs))
-    metrics = [m for t in ("color_shape", "shape", "color") for m in (f"{t}_top1", f"{t}_top1@heldout")
-               if any(m in r for r in runs)]
+    metrics = [m for t in ("color_shape", "shape", "color") for m in (f"{t}_top1", f"{t}_top1@heldout")]
+    metrics = [m for m in [*metrics, "color_shape_top1@synonyms"] if any(m in r for r in runs)]
     if len(names) < 2 or not metrics:
         return []
     worlds = sorted({pair_key(r)[0] for r in runs})

@@ -4,7 +4,8 @@ from __future__ import annotations
 from laclip_lite.constants import EXPERIMENT_PRESET
 
 HELP = ("run the paper's ablations (augment, num_rewrites, source, backbone, text_tower) and the controls "
-        "(leak, faithfulness, data_size, steps) over seeds; paired differences to CLIP with 95%% t-intervals")
+        "(leak, faithfulness, data_size, steps, data_epochs, policy, standin, rewrite_subsets) over worlds x seeds; "
+        "paired differences to CLIP and between settings with 95%% t-intervals")
 
 
 def add_arguments(p) -> None:
@@ -16,7 +17,8 @@ def add_arguments(p) -> None:
                    help="recompute contrasts.csv/.md from OUT/ablations.csv (committed per-seed results) and exit")
     p.add_argument("--ablations", default="all",
                    help="comma list of augment, num_rewrites, source, backbone, text_tower; 'all'; '' for none")
-    p.add_argument("--controls", default="", help="comma list of leak, faithfulness, data_size, steps; or 'all'")
+    p.add_argument("--controls", default="", help="comma list of leak, faithfulness, data_size, steps, "
+                                                   "data_epochs, policy, standin, rewrite_subsets; or 'all'")
     p.add_argument("--policy", default="laclip", choices=["laclip", "mt"], help="text policy of the augmented arms")
     p.add_argument("--preset", default=EXPERIMENT_PRESET,
                    help=f"preset every run starts from (default: {EXPERIMENT_PRESET}, compare's)")
