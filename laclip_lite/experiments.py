@@ -189,8 +189,9 @@ def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str 
     jobs = auto_jobs(build_config(preset, overrides).train.device, n_runs) if jobs <= 0 else \
         max(1, min(jobs, n_runs))
     threads = utils.threads_per_job(jobs)
+    keys = [(arm, w, seed) for w in worlds for arm in arms for seed in seeds]
     work = [(arm, seed, preset, with_world(overrides, w), out_dir / run_name(arm, w, seed), threads,
-             tuple(template_sets), tuple(tasks)) for w in worlds for arm in arms for seed in seeds]
+             tuple(template_sets), tuple(tasks)) for arm, w, seed in keys]
     from tqdm.auto import tqdm
 
     def cost(job):
@@ -198,7 +199,7 @@ def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str 
 
     results = list(tqdm(utils.parallel_map(_run_one, work, jobs, cost), total=len(work), desc="compare",
                         disable=not progress))
-    order = {(job[0].name, world_of(job[3]), job[1]): i for i, job in enumerate(work)}
+    order = {(arm.name, w, seed): i for i, (arm, w, seed) in enumerate(keys)}
     results.sort(key=lambda r: order[r[0], r[1], r[2]])                  # they come as they finish
     runs = [{"policy": name, "world": world, "seed": seed, **metrics} for name, world, seed, metrics in results]
     summary = summarise(runs)
@@ -212,14 +213,6 @@ def with_world(overrides: list[str] | dict | None, world: int) -> list[str] | di
     if isinstance(overrides, dict):
         return {**overrides, "data.world_seed": int(world)}
     return [*(overrides or []), f"data.world_seed={int(world)}"]
-
-
-def world_of(overrides: list[str] | dict | None) -> int:
-    """The `data.world_seed` the overrides set last (0 when none does)."""
-    if isinstance(overrides, dict):
-        return int(overrides.get("data.world_seed", 0))
-    found = [item.split("=", 1)[1] for item in overrides or [] if item.split("=", 1)[0].strip() == "data.world_seed"]
-    return int(found[-1]) if found else 0
 
 
 def run_name(arm: Arm, world: int, seed: int) -> str:
