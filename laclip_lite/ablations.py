@@ -451,6 +451,8 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
         text += "\n" + contrasts_text(found)
     if any(r["ablation"] == "leak" for r in rows):
         text += "\n" + leak_table(preset, overrides)
+    if any(r["ablation"] == "standin" for r in rows):
+        text += "\n" + standin_table(preset, overrides)
     (out_dir / "ablations.md").write_text(text)
     fig_rows = [{**r, "label": r["setting"]} for r in rows]
     for m, name in ((metric, "ablations.png"), (metric + HELDOUT, "ablations_heldout.png")):
@@ -491,6 +493,36 @@ def leak_table(preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | No
                      f"{unlicensed} |")
     return (f"Class names (shape and colour words of the zero-shot prompts) in the {len(captions)} training "
             "captions and their stand-in rewrites (one per source):\n\n" + "\n".join(lines) + "\n")
+
+
+def standin_table(preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None) -> str:
+    """What each `rewrite.standin` mode writes for the run's training captions (one rewrite per source): the
+    share stating exactly the caption's facts, texts with a class name, class names the caption did not write,
+    and distinct-2 of the first source's texts (as many as the captions: distinct-n falls with corpus size)."""
+    from laclip_lite.config import build_config
+    from laclip_lite.data.dataset import shapeworld_split
+    from laclip_lite.rewrite.quality import distinct_n
+    from laclip_lite.rewrite.shapes import class_name_leak, parse_caption, rewrite_shape_caption
+
+    cfg = build_config(preset, overrides)
+    captions = shapeworld_split(cfg, "train").captions
+    lines = ["| stand-in mode | same facts as the caption (%) | with a class name (%) | class name the caption "
+             "did not write (%) | distinct-2 |", "|---|---:|---:|---:|---:|",
+             f"| (original captions) | 100.0 | {class_name_leak(captions)['texts_with_class_name']:.1f} | - | "
+             f"{distinct_n(captions, 2):.3f} |"]
+    for mode in STANDIN_MODES:
+        texts, caps = [], []
+        for style in cfg.data.sources:
+            texts += [rewrite_shape_caption(c, style, cfg.rewrite.seed, mode=mode)[0] for c in captions]
+            caps += captions
+        same = 100.0 * sum(parse_caption(t) == parse_caption(c) for t, c in zip(texts, caps)) / len(texts)
+        leak = class_name_leak(caps, texts)
+        lines.append(f"| {mode} | {same:.1f} | {leak['rewrite_texts_with_class_name']:.1f} | {leak['unlicensed']:.1f} "
+                     f"| {distinct_n(texts[:len(captions)], 2):.3f} |")
+    return (f"The stand-in's modes on the {len(captions)} training captions (one rewrite per source, "
+            f"{len(captions) * len(cfg.data.sources)} texts each; facts as the stand-in's own parser reads them; "
+            f"distinct-2 over the first source's {len(captions)} texts, as many as the captions):"
+            "\n\n" + "\n".join(lines) + "\n")
 
 
 def gap_figure(summary: list[dict], control: str, metric: str = MAIN_METRIC):

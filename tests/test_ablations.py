@@ -194,3 +194,10 @@ def test_phase_figure_draws_one_panel_per_metric():
     fig = ablations.phase_figure(summary)
     assert len(fig.axes) == 4                                 # two panels, each with its colour bar
     assert "paper" in fig._suptitle.get_text()
+
+
+def test_standin_table_describes_every_mode():
+    text = ablations.standin_table("test")
+    for mode in ("full", "denoise", "structure", "random-lexicon", "partial"):
+        assert f"| {mode} |" in text
+    assert "| full | 100.0 |" in text and "| denoise | 100.0 |" in text and "| structure | 100.0 |" in text

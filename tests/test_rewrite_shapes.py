@@ -180,6 +180,7 @@ def test_standin_controls_take_it_apart(split):
         facts = parse_caption(c)
         den, why = rewrite_shape_caption(c, "chatgpt", 0, mode="denoise")
         assert why is None and set(den[:-1].lower().split()) <= set(re.findall(r"[\w-]+", c.lower())), (c, den)
+        assert parse_caption(den) == facts, (c, den)                       # filler gone, facts kept
         struct, why = rewrite_shape_caption(c, "bard", 0, mode="structure")
         if why is None:
             assert parse_caption(struct) == facts and struct != c

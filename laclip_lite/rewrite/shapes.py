@@ -552,7 +552,8 @@ STANDIN_MODES = ("full", "denoise", "structure", "random-lexicon", "partial")
 def denoise(caption: str) -> str:
     """The caption with its filler removed: its own fact words and the connectors between them, in order."""
     pieces = sorted([(m.start(), m.group(0)) for m in _PATTERN.finditer(caption)]
-                    + [(m.start(), m.group(0)) for m in _CONNECTOR.finditer(caption)])
+                    + [(m.start(), m.group(0)) for m in _CONNECTOR.finditer(caption)],
+                    key=lambda p: (p[0], -len(p[1])))          # "plus sign" (a shape) before "plus" (a connector)
     kept, end = [], -1
     for start, text in pieces:
         if start >= end:                 # a connector inside a phrase ("plus sign") is part of that phrase
