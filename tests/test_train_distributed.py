@@ -116,3 +116,49 @@ def test_two_ranks_on_a_dirty_csv_stay_equal_and_count_what_they_replaced(tmp_pa
     assert one["samples_read"] == two["samples_read"] == STEPS * 16
     assert two["samples_replaced"] == one["samples_replaced"] and sum(one["samples_replaced"].values()) >= 1
     print("2-rank dirty CSV:", two["samples_replaced"], "rewrites fallen back:", two["rewrites_fallen_back"])
+
+
+def _resume_worker(rank: int, world: int, port: int, out: str, cache: str, extra: list[str], mode: str) -> None:
+    """mode: "full" trains to the end; "crash" takes 3 steps, saves at step 2, then stops (a kill); "resume"."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), LACLIP_LITE_CACHE=cache)
+    torch.set_num_threads(1)
+    from laclip_lite import distributed as dist
+    from laclip_lite.train import Trainer, train
+    if mode != "crash":
+        train(build_config("test", extra), out, resume=mode == "resume", progress=False, evaluate_at_end=False)
+        return
+    trainer = Trainer(build_config("test", extra), out, progress=False, evaluate_at_end=False)
+    for _ in range(3):
+        trainer.train_step()
+        if trainer.step == 2:
+            trainer.save()
+    dist.cleanup()
+
+
+def test_two_ranks_on_tar_shards_with_a_rewrites_dir_resume_exactly(tmp_path, monkeypatch):
+    """Tar shards with rewrites from `laclip-lite rewrite` (data.rewrites_dir, matched by sample key) on 2 ranks:
+    4 steps straight equal a run killed after its step-2 checkpoint and resumed on 2 ranks (each rank streams its
+    own shard; a resumed stream replays to the saved step)."""
+    from pathlib import Path
+
+    from laclip_lite.cli import main
+
+    cache = str(tmp_path / "cache")
+    monkeypatch.setenv("LACLIP_LITE_CACHE", cache)
+    wds = Path(__file__).resolve().parents[1] / "data_samples" / "wds"
+    assert main(["rewrite", "--input", str(wds), "--out", str(tmp_path / "rw"), "--rewriter", "eda",
+                 "--no-progress"]) == 0
+    extra = [f"data.source={wds}", f"data.rewrites_dir={tmp_path / 'rw'}", "data.augment=eda", "train.policy=laclip",
+             "train.batch_size=8", "train.warmup_steps=1", "train.log_every=1", "train.device=cpu",
+             "train.ckpt_every=0", "train.steps=4"]
+    full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
+    for out, mode in ((full, "full"), (cut, "crash"), (cut, "resume")):
+        mp.spawn(_resume_worker, args=(2, _free_port(), out, cache, extra, mode), nprocs=2, join=True)
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4 and a["world_size"] == b["world_size"] == 2
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    record = json.loads((tmp_path / "cut" / "run.json").read_text())
+    assert record["texts"]["per_image"] == 5 and "keys.txt" in record["texts"]["origin_files"]["eda1"]
+    assert record["replanned"] == []
