@@ -85,7 +85,8 @@ def check_resume(state: dict, trainer, allow: list[str] | tuple = ()) -> list[st
     plan = state.get("plan") or {}
     now = recorded_plan(trainer)
     for key in ("global_batch", "tokenizer_hash", "data_fingerprint"):
-        if key in plan and plan[key] != now[key] and not (key == "global_batch" and replanned):
+        batch_given = any(k in allow for k in ("train.global_batch", "train.batch_size", "train.accum_steps"))
+        if key in plan and plan[key] != now[key] and not (key == "global_batch" and batch_given):
             extra = (f" ({plan.get('data_count')} -> {now.get('data_count')} captions)"
                      if key == "data_fingerprint" else "")
             problems.append(f"{key}: {plan[key]} -> {now[key]}{extra}")
