@@ -165,10 +165,10 @@ def run_folder(cfg: Config) -> str:
     """A run's folder name under runs/, from its whole configuration: two points that train the same model
     on the same data (CLIP at num_rewrites=0 and augment=none, ViT in the backbone ablation...) share one run.
     The hash covers `data.world_seed`; another world is also named (`-w<world>`)."""
-    from laclip_lite.utils import stable_hash
+    from laclip_lite.runs import config_hash
     t = cfg.train
     world = f"-w{cfg.data.world_seed}" if cfg.data.world_seed else ""      # world 0 keeps its earlier names
-    return f"{t.policy}-{cfg.data.augment}-{stable_hash(cfg.to_dict(), length=10)}{world}-s{t.seed}"
+    return f"{t.policy}-{cfg.data.augment}-{config_hash(cfg)[:10]}{world}-s{t.seed}"
 
 
 def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path, preset: str = EXPERIMENT_PRESET,

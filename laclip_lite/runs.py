@@ -47,10 +47,9 @@ def config_diff(recorded: dict, now: dict, skip=()) -> list[str]:
 
 
 def config_hash(cfg) -> str:
-    """The hash of a config as given (before training fills in anything), without `IGNORED` keys: `compare` and
-    `ablate` reuse a finished run only when it matches."""
-    d = {k: v for k, v in flat(cfg.to_dict()).items() if k not in IGNORED}
-    return stable_hash(d)
+    """The hash of a whole config as given (before training fills in anything): `ablate` names its run folders by
+    it (`ablations.run_folder`) and `compare` / `ablate` reuse a finished run only when it matches."""
+    return stable_hash(cfg.to_dict())
 
 
 def tokenizer_hash(tokenizer) -> str:
