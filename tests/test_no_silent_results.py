@@ -88,6 +88,15 @@ def test_a_rewrite_folder_made_from_other_captions_stops(tmp_path, capsys):
         build_train_data(build_config("test", over))
 
 
+def test_a_shapeworld_rewrites_dir_of_another_world_stops(tmp_path):
+    from laclip_lite.data.dataset import build_train_data
+
+    over = ["train.policy=laclip", "data.augment=shapes", f"data.rewrites_dir={tmp_path / 'rw'}"]
+    assert build_train_data(build_config("test", over)).variants        # writes the folder for world 0
+    with pytest.raises(DataError, match=r"rw: the rewrites were made from other captions: 64 of 64 samples differ"):
+        build_train_data(build_config("test", over + ["data.world_seed=1"]))
+
+
 # -- 2. refuse what would be a lie -----------------------------------------------------------------------------
 def _without_rewrites(layout: str, tmp_path: Path) -> Path:
     """The sample data of `layout` with its own rewrites taken out."""

@@ -152,8 +152,10 @@ def _shapeworld_train_data(cfg: Config, rank: int, world_size: int, tokenizer: T
             raise DataError(f"train.policy={cfg.train.policy} on ShapeWorld: no rewrite in use (data.augment="
                             f"{cfg.data.augment}, data.num_rewrites={cfg.data.num_rewrites}); set data.augment=shapes "
                             "(or eda / llm / backtranslate), or train with train.policy=clip")
-        records = ((i, _Texts(c, {v: rewrites[v][i] for v in variants})) for i, c in enumerate(captions))
-        census = rewrite_census(records, variants)
+        from laclip_lite.data.readers import Record, rewrites_dir_captions
+        records = ((i, Record(str(i), None, c, {v: rewrites[v][i] for v in variants})) for i, c in enumerate(captions))
+        job = rewrites_dir_captions(cfg.data.rewrites_dir) if cfg.data.rewrites_dir else None   # made for these?
+        census = rewrite_census(records, variants, job, where=cfg.data.rewrites_dir)
         check_identical(cfg, census, f"data.augment={cfg.data.augment} on ShapeWorld")
     tokenizer = tokenizer or build_tokenizer(cfg.data, cfg.model, tokenizer_corpus(cfg, captions, rewrites))
     rows = [texts_per_image(c, [rewrites[v][i] for v in variants]) for i, c in enumerate(captions)]
@@ -168,12 +170,6 @@ def _shapeworld_train_data(cfg: Config, rank: int, world_size: int, tokenizer: T
             "fingerprint": data_fingerprint([t for row in rows for t in row], variants, census),
             "fingerprint_count": len(captions)}
     return TrainData(pairs, tokenizer, variants, len(captions), info)
-
-
-@dataclass
-class _Texts:
-    caption: str
-    rewrites: dict
 
 
 def rewrite_census(records, variants: list[str], job_captions: list[str] | None = None,
