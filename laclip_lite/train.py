@@ -12,8 +12,9 @@ What the loop guarantees:
 * `train.epochs` > 0: steps and warm-up follow from the dataset size and the global batch (batch_size x
   processes x accum_steps; `train.global_batch` picks accum_steps for the GPUs at hand).
 * Gradient clipping (`grad_clip`, 0 = off), accumulation (a step takes batch_size x accum_steps images per
-  process in accum_steps micro-batches; accumulation does NOT enlarge the set of negatives - each micro-batch's
-  loss only contrasts its own samples), bf16 autocast on CUDA only (fp32 on CPU).
+  process in accum_steps micro-batches; `train.accum_mode`: `micro` = each micro-batch's loss contrasts its own
+  samples, `global` = one loss over the whole global batch, exactly the full batch's gradient;
+  laclip_lite.accumulate), bf16 autocast on CUDA only (fp32 on CPU).
 * Images are augmented once: in-memory data on the device here, file data in the DataLoader workers.
 * File data: an unreadable sample is replaced by a readable one (the same on every rank), so batches stay full;
   the replaced reads and fallen-back rewrites are counted over all ranks, written to data_info.json and
@@ -139,25 +140,50 @@ class Trainer:
                       f"{self.data.info['texts']}", file=sys.stderr)
 
     # -- one optimizer step -------------------------------------------------------------------------------
-    def _micro_loss(self, images_u8: torch.Tensor, tokens: torch.Tensor, step: int, micro: int,
-                    augmented: bool = False) -> torch.Tensor:
+    def _prepare(self, images_u8: torch.Tensor, step: int, augmented: bool = False) -> torch.Tensor:
+        """This process's images of one step on the device, cropped (in-memory data) and normalised. The whole
+        step's batch is cropped at once, as rows rank*B..(rank+1)*B of the global batch, so the crops do not
+        depend on how the step is split into micro-batches or processes."""
         cfg = self.cfg
         images = images_u8.to(self.device, non_blocking=True)
         n = images.shape[0]
         if not augmented:               # in-memory data; file data was cropped once, in the DataLoader workers
-            images = random_resized_crop(images, cfg.data.crop_scale, step_generator(cfg.train.seed, step, 3 + micro),
+            images = random_resized_crop(images, cfg.data.crop_scale, step_generator(cfg.train.seed, step, 3),
                                          hflip=cfg.data.hflip, offset=self.rank * n, total=n * self.world_size)
         images = normalize(images)
         if cfg.model.vision == "resnet":
             images = images.contiguous(memory_format=torch.channels_last)
-        tokens = trim_padding(tokens, cfg.model.pad_id).to(self.device, non_blocking=True)
+        return images
+
+    def _features(self, micro: tuple[torch.Tensor, torch.Tensor]):
+        """(prepared images [n,3,H,W], tokens [n,L] or [n,K,L]) -> fp32 (image [n,D], text [n,D] or [n,K,D], scale)."""
+        images, tokens = micro
+        tokens = trim_padding(tokens, self.cfg.model.pad_id).to(self.device, non_blocking=True)
         multi = tokens.dim() == 3
         flat = tokens.flatten(0, 1) if multi else tokens
         with autocast(self.amp, self.device):
             img, txt, scale = self.forward_model(images, flat)
-            if multi:
-                txt = txt.view(tokens.shape[0], tokens.shape[1], -1)
-            return self.loss_fn(img.float(), txt.float(), scale.float())
+        if multi:
+            txt = txt.view(tokens.shape[0], tokens.shape[1], -1)
+        return img.float(), txt.float(), scale.float()
+
+    def _accumulate(self, batch, step: int) -> float:
+        """Forward + backward of the step's micro-batches (`train.accum_mode`: laclip_lite.accumulate)."""
+        from laclip_lite.accumulate import accumulate
+
+        accum = self.cfg.train.accum_steps
+        micro = list(zip(self._prepare(batch.images, step, batch.augmented).chunk(accum), batch.tokens.chunk(accum)))
+
+        def no_sync(j: int):
+            return self.ddp_model.no_sync() if self.world_size > 1 and j < accum - 1 else _null()
+
+        def check(loss: torch.Tensor, j: int) -> None:
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss is {loss.item()} at step {step} (micro-batch {j}); lower train.lr, raise "
+                    f"train.warmup_steps, or check the data. Last good checkpoint: {self.out / CHECKPOINT}")
+
+        return accumulate(self.cfg.train.accum_mode, self._features, micro, self.loss_fn, no_sync, check, self.model)
 
     def train_step(self) -> dict:
         cfg, step = self.cfg, self.step
@@ -166,20 +192,7 @@ class Trainer:
         batch = self.data.pairs.batch(step)
         self.data_skipped.update(batch.skipped)
         t0 = time.perf_counter()
-        accum = cfg.train.accum_steps
-        images, tokens = batch.images.chunk(accum), batch.tokens.chunk(accum)
-        total = 0.0
-        for micro, (im, tk) in enumerate(zip(images, tokens)):
-            sync = self.world_size == 1 or micro == accum - 1
-            ctx = self.ddp_model.no_sync() if not sync else _null()
-            with ctx:
-                loss = self._micro_loss(im, tk, step, micro, batch.augmented) / accum
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"loss is {loss.item()} at step {step} (micro-batch {micro}); lower train.lr, raise "
-                        f"train.warmup_steps, or check the data. Last good checkpoint: {self.out / CHECKPOINT}")
-                loss.backward()
-            total += loss.item()
+        total = self._accumulate(batch, step)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip or float("inf"))
         self.optimizer.step()
         self.scheduler.step()
@@ -231,8 +244,10 @@ class Trainer:
         n = cfg.data.num_samples or max(self.data.num_images, 0)
         plan = plan_steps(cfg, self.world_size, n)
         apply_plan(cfg, plan)
-        self.data.info["steps"] = {"global_batch": plan.global_batch, "steps_per_epoch": plan.steps_per_epoch,
-                                   "steps": plan.steps, "warmup_steps": plan.warmup_steps}
+        self.data.info["steps"] = {"global_batch": plan.global_batch, "accum_mode": plan.accum_mode,
+                                   "negatives_per_loss": plan.negatives_per_loss,
+                                   "steps_per_epoch": plan.steps_per_epoch, "steps": plan.steps,
+                                   "warmup_steps": plan.warmup_steps}
         return plan
 
     def _all_ranks_skipped(self) -> dict:
