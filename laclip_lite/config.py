@@ -113,6 +113,7 @@ class TrainConfig:
     log_every: int = 25                 # steps between metrics.jsonl rows
     eval_every: int = 0                 # steps between zero-shot evaluations on the val split (0 = only at the end)
     ckpt_every: int = 250               # steps between checkpoints (0 = only at the end)
+    keep_checkpoints: int = 0           # > 0: every N-th periodic checkpoint is also kept as checkpoint_<step>.pt
     threads: int = 0                    # torch CPU threads (0 = torch default)
 
 
@@ -201,6 +202,8 @@ class Config:
             raise ConfigError(f"data.num_rewrites must be in 0..16, got {d.num_rewrites}")
         # laclip / mt with no rewrites (augment=none or num_rewrites=0) train on the original caption alone, as
         # CLIP does: allowed, it is the 0-rewrite point of the num_rewrites ablation.
+        if t.keep_checkpoints < 0:
+            raise ConfigError(f"train.keep_checkpoints must be >= 0, got {t.keep_checkpoints}")
         for key in ("train.steps", "train.batch_size", "train.accum_steps", "model.context_length"):
             if get_value(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {get_value(self, key)}")

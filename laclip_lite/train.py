@@ -21,8 +21,11 @@ What the loop guarantees:
   final_metrics.json ("data") and printed in one line at the end.
 * The logit scale is clamped to <= ln(100) after every optimizer step.
 * A non-finite loss stops the run with a message naming the step (and keeps the last good checkpoint).
-* Checkpoints every `ckpt_every` steps (atomic; `torch.load(weights_only=True)` loads them) and `resume=True`
-  continues exactly: model, optimizer, scheduler, RNG, and the data position (batches are a function of step).
+* Checkpoints every `ckpt_every` steps (atomic; `torch.load(weights_only=True)` loads them; every
+  `keep_checkpoints`-th also kept as checkpoint_<step>.pt) and `resume=True` continues exactly: model, optimizer,
+  scheduler, RNG, and the data position (batches are a function of step); `resume="auto"` starts a new run when
+  there is no checkpoint yet. SIGTERM / SIGUSR1 checkpoint the current step and raise Preempted (the CLI exits
+  with status 75): a requeued job with `--resume auto` continues to the same weights.
 * Under `torchrun` (WORLD_SIZE > 1): DDP, features gathered with gradient, local-loss form; rank 0 logs and
   saves. The resulting gradients equal one process on the combined batch.
 """
@@ -59,6 +62,67 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf."""
 
 
+EXIT_PREEMPTED = 75     # the CLI's exit status after a stop signal (EX_TEMPFAIL: "try again"; a requeue resumes)
+
+
+class Preempted(RuntimeError):
+    """Training stopped on SIGTERM / SIGUSR1 after writing a checkpoint; `--resume auto` continues it."""
+
+    def __init__(self, step: int, signal_name: str):
+        super().__init__(f"stopped by {signal_name} at step {step} (checkpoint saved)")
+        self.step, self.signal_name = step, signal_name
+
+
+class StopSignals:
+    """SIGTERM (Slurm's and torchrun's stop) and SIGUSR1 (`sbatch --signal=USR1@90`) set a flag that the loop
+    reads between steps; under torchrun every rank learns the flag of any rank (one all-reduce per step), so all
+    save the same step. The previous handlers come back with `restore()`. Outside the main thread (where Python
+    cannot set handlers) it does nothing."""
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.name = ""
+        self._previous: dict = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in self.SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+        self.name = signal.Signals(signum).name
+
+    def requested(self, world_size: int = 1) -> bool:
+        if world_size > 1:
+            from laclip_lite import distributed as dist
+            flag = dist.all_reduce_sum(torch.tensor([1.0 if self.name else 0.0]))
+            if flag.item() and not self.name:
+                self.name = "a stop signal on another rank"
+        return bool(self.name)
+
+    def restore(self) -> None:
+        import signal
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+
+def _check_launch() -> None:
+    """`srun` with several tasks per job but no torchrun would train one run twice into one folder: refuse."""
+    import os
+    tasks = int(os.environ.get("SLURM_NTASKS", "1") or 1)
+    if tasks > 1 and "WORLD_SIZE" not in os.environ:
+        raise RuntimeError(f"SLURM_NTASKS={tasks} but WORLD_SIZE is unset: {tasks} copies of this run would train "
+                           "into one folder. Start one torchrun per node (srun --ntasks-per-node=1 torchrun "
+                           "--nproc_per_node=GPUS ...), see docs/scale.md")
+
+
 def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device):
     from laclip_lite.models.clip import param_groups
 
@@ -73,7 +137,7 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device):
 class Trainer:
     """Holds the pieces of one run; `run()` trains to `train.steps` and returns the final metrics."""
 
-    def __init__(self, cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
+    def __init__(self, cfg: Config, out_dir: str | Path, resume: bool | str = False, progress: bool = True,
                  evaluate_at_end: bool = True):
         from laclip_lite import distributed as dist
         from laclip_lite.data.dataset import build_train_data
@@ -93,6 +157,9 @@ class Trainer:
             print("laclip-lite: train.precision=bf16 ignored on CPU (fp32 is ~100x faster here)", file=sys.stderr)
 
         ckpt_path = self.out / CHECKPOINT
+        _check_launch()
+        if resume == "auto":            # a requeued job: continue when a checkpoint exists, start otherwise
+            resume = ckpt_path.exists()
         if resume and not ckpt_path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
         if not resume and ckpt_path.exists():
@@ -223,6 +290,22 @@ class Trainer:
             "data_skipped": skipped,
         }
         torch_save_atomic(state, self.out / CHECKPOINT)
+        self._keep_checkpoint()
+
+    def _keep_checkpoint(self) -> None:
+        """`train.keep_checkpoints` = N > 0: every N-th periodic checkpoint is also kept as
+        checkpoint_<step>.pt (a hard link to checkpoint.pt when the file system allows, else a copy)."""
+        t = self.cfg.train
+        if not (t.keep_checkpoints and t.ckpt_every) or self.step % (t.keep_checkpoints * t.ckpt_every):
+            return
+        import os
+        import shutil
+        kept = self.out / f"checkpoint_{self.step:08d}.pt"
+        kept.unlink(missing_ok=True)
+        try:
+            os.link(self.out / CHECKPOINT, kept)
+        except OSError:
+            shutil.copyfile(self.out / CHECKPOINT, kept)
 
     def _load(self, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -286,19 +369,25 @@ class Trainer:
         started = time.perf_counter()
         bar = tqdm(total=cfg.train.steps, initial=self.step, disable=not (self.progress and self.is_main),
                    desc=f"train[{cfg.train.policy}]", dynamic_ncols=True, mininterval=1.0)
-        while self.step < cfg.train.steps:
-            self.window.append(self.train_step())
-            bar.update(1)
-            if self.step % cfg.train.log_every == 0 or self.step == cfg.train.steps:
-                summary = _summarise(self.window)
-                self.window = []
-                if cfg.train.eval_every and self.step % cfg.train.eval_every == 0:
-                    summary.update(self.evaluate("val"))
-                if self.is_main:
-                    append_jsonl(metrics_path, summary)
-                bar.set_postfix(loss=f"{summary['loss']:.3f}", scale=f"{summary['logit_scale']:.1f}")
-            if cfg.train.ckpt_every and self.step % cfg.train.ckpt_every == 0 and self.step < cfg.train.steps:
-                self.save()
+        stop = StopSignals()
+        try:
+            while self.step < cfg.train.steps:
+                if stop.requested(self.world_size):
+                    self._stop(stop, bar)
+                self.window.append(self.train_step())
+                bar.update(1)
+                if self.step % cfg.train.log_every == 0 or self.step == cfg.train.steps:
+                    summary = _summarise(self.window)
+                    self.window = []
+                    if cfg.train.eval_every and self.step % cfg.train.eval_every == 0:
+                        summary.update(self.evaluate("val"))
+                    if self.is_main:
+                        append_jsonl(metrics_path, summary)
+                    bar.set_postfix(loss=f"{summary['loss']:.3f}", scale=f"{summary['logit_scale']:.1f}")
+                if cfg.train.ckpt_every and self.step % cfg.train.ckpt_every == 0 and self.step < cfg.train.steps:
+                    self.save()
+        finally:
+            stop.restore()
         bar.close()
         self.save()
         final = {"step": self.step, "final_loss": _last_loss(metrics_path),
@@ -309,6 +398,15 @@ class Trainer:
         if self.is_main:
             atomic_write_text(self.out / "final_metrics.json", json.dumps(final, indent=1))
         return final
+
+    def _stop(self, stop: "StopSignals", bar) -> None:
+        """A stop signal arrived (on any rank): checkpoint this step on every rank's word, then raise Preempted."""
+        bar.close()
+        self.save()                     # the window of unlogged rows travels in the checkpoint
+        if self.is_main:
+            print(f"laclip-lite: {stop.name} at step {self.step}: checkpoint saved in {self.out / CHECKPOINT}; "
+                  "continue with --resume auto", file=sys.stderr)
+        raise Preempted(self.step, stop.name)
 
     def evaluate(self, split: str) -> dict:
         """What training reports: on ShapeWorld, the world's tasks on `split` ("val" every `train.eval_every`
@@ -381,9 +479,11 @@ def _last_loss(path: Path) -> float | None:
     return rows[-1]["loss"] if rows else None
 
 
-def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
+def train(cfg: Config, out_dir: str | Path, resume: bool | str = False, progress: bool = True,
           evaluate_at_end: bool = True) -> dict:
-    """Train one run into `out_dir` (config.yaml, checkpoint.pt, metrics.jsonl, final_metrics.json)."""
+    """Train one run into `out_dir` (config.yaml, checkpoint.pt, metrics.jsonl, final_metrics.json).
+    resume: True (continue; a checkpoint must exist), "auto" (continue if one exists), False (a new run).
+    SIGTERM / SIGUSR1 save a checkpoint and raise Preempted."""
     trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=evaluate_at_end)
     try:
         return trainer.run()
