@@ -111,6 +111,9 @@ class TrainConfig:
     seed: int = 0                       # seeds model init, data order, augmentation and text draws
     compile: bool = False               # torch.compile the model
     log_every: int = 25                 # steps between metrics.jsonl rows
+    log_to: list[str] = field(default_factory=lambda: ["jsonl"])  # sinks: jsonl (always), tensorboard, wandb
+                                        # (offline unless WANDB_MODE is set); laclip_lite.log_sinks
+    print_every_s: float = 30.0         # progress bars off: seconds between plain progress lines (0 = every row)
     eval_every: int = 0                 # steps between zero-shot evaluations on the val split (0 = only at the end)
     ckpt_every: int = 250               # steps between checkpoints (0 = only at the end)
     keep_checkpoints: int = 0           # > 0: every N-th periodic checkpoint is also kept as checkpoint_<step>.pt
@@ -194,6 +197,8 @@ class Config:
         _choice("train.precision", t.precision, ["auto", "fp32", "bf16"])
         _choice("train.decay_rule", t.decay_rule, ["kit", "release"])
         _choice("train.accum_mode", t.accum_mode, ["micro", "global"])
+        for sink in t.log_to:
+            _choice("train.log_to", sink, ["jsonl", "tensorboard", "wandb"])   # log_sinks.SINKS
         if t.epochs < 0 or t.warmup_epochs < 0 or t.global_batch < 0 or d.num_samples < 0:
             raise ConfigError("train.epochs, train.warmup_epochs, train.global_batch and data.num_samples must be >= 0")
         if t.epochs and t.warmup_epochs >= t.epochs:

@@ -186,6 +186,8 @@ class Trainer:
                                 world_size=self.world_size, multi_text=cfg.train.policy == "mt")
         self._eval_splits: dict = {}    # rendered ShapeWorld val/test splits, made on first use
         self.eval_specs = _open_eval_datasets(cfg) if self.is_main else []   # a bad eval set fails before training
+        from laclip_lite.log_sinks import check_sinks
+        check_sinks(cfg.train.log_to)   # a sink whose package is missing fails before training
         self.step = 0
         self.window: list[dict] = []    # per-step rows since the last metrics.jsonl row (kept in checkpoints)
         self.data_skipped: Counter = Counter()  # this rank's replaced reads / fallen-back rewrites (in checkpoints)
@@ -369,6 +371,7 @@ class Trainer:
         started = time.perf_counter()
         bar = tqdm(total=cfg.train.steps, initial=self.step, disable=not (self.progress and self.is_main),
                    desc=f"train[{cfg.train.policy}]", dynamic_ncols=True, mininterval=1.0)
+        sinks, plain = self._log_sinks()
         stop = StopSignals()
         try:
             while self.step < cfg.train.steps:
@@ -383,9 +386,15 @@ class Trainer:
                         summary.update(self.evaluate("val"))
                     if self.is_main:
                         append_jsonl(metrics_path, summary)
+                        sinks.log(summary)
+                        if plain:
+                            plain(summary, sinks.scalars(summary).get("samples_per_s"))
                     bar.set_postfix(loss=f"{summary['loss']:.3f}", scale=f"{summary['logit_scale']:.1f}")
                 if cfg.train.ckpt_every and self.step % cfg.train.ckpt_every == 0 and self.step < cfg.train.steps:
                     self.save()
+        except BaseException:
+            sinks.close()
+            raise
         finally:
             stop.restore()
         bar.close()
@@ -397,7 +406,18 @@ class Trainer:
             final.update(self.evaluate("test"))
         if self.is_main:
             atomic_write_text(self.out / "final_metrics.json", json.dumps(final, indent=1))
+            sinks.log({k: v for k, v in final.items() if "/" in k}, step=self.step)   # the end-of-run evaluation
+        sinks.close()
         return final
+
+    def _log_sinks(self):
+        """TensorBoard / W&B writers (rank 0; `train.log_to`) and, with progress bars off, plain log lines."""
+        from laclip_lite.log_sinks import LogSinks, PlainLines
+
+        t = self.cfg.train
+        sinks = LogSinks(t.log_to if self.is_main else [], self.out, self.cfg.to_dict(), self.plan.global_batch)
+        plain = PlainLines(t.print_every_s, t.steps) if self.is_main and not self.progress else None
+        return sinks, plain
 
     def _stop(self, stop: "StopSignals", bar) -> None:
         """A stop signal arrived (on any rank): checkpoint this step on every rank's word, then raise Preempted."""
