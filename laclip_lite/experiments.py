@@ -112,13 +112,16 @@ def run_cost(cfg: Config) -> float:
     return cfg.train.steps * cfg.train.batch_size * (image + texts * text) + 5.0 * cfg.data.train_size
 
 
-def auto_jobs(device: str = "auto", runs: int | None = None) -> int:
-    """Runs to train side by side (`--jobs 0`): one on CUDA (a run fills the GPU); on a CPU one per core, each
-    on one thread (two one-thread runs on 2 cores train ~1.5x faster than one two-thread run: the tiny models
-    scale poorly across threads). Never more than `runs`."""
+def auto_jobs(device: str = "auto", runs: int | None = None, gpus=()) -> int:
+    """Runs to train side by side (`--jobs 0`): one per GPU in `gpus` (each job gets its own); else one on CUDA
+    (a run fills the GPU); on a CPU one per core, each on one thread (two one-thread runs on 2 cores train ~1.5x
+    faster than one two-thread run: the tiny models scale poorly across threads). Never more than `runs`."""
     from laclip_lite.utils import resolve_device
 
-    jobs = 1 if resolve_device(device).type == "cuda" else max(1, os.cpu_count() or 1)
+    if gpus:
+        jobs = len(gpus)
+    else:
+        jobs = 1 if resolve_device(device).type == "cuda" else max(1, os.cpu_count() or 1)
     return max(1, min(jobs, runs or jobs))
 
 
@@ -133,10 +136,12 @@ def _run_one(job: tuple) -> tuple[str, int, dict]:
 
 def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str | Path = "runs/compare",
             preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None, augment: str = "shapes",
-            template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS, jobs: int = 1, progress: bool = True) -> list[dict]:
+            template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS, jobs: int = 1, progress: bool = True,
+            gpus=()) -> list[dict]:
     """Train every (policy, seed), evaluate, and write `runs.csv`, `summary.csv`, `summary.md`, `compare.png`.
 
-    `jobs` runs side by side (0: `auto_jobs`, what `laclip-lite compare` uses).
+    `jobs` runs side by side (0: `auto_jobs`, what `laclip-lite compare` uses); `gpus` (ids): each job trains on
+    one of them (`utils.parallel_map`).
 
     Returns the summary rows: one per policy with `<metric>` (mean) and `<metric>_std` columns.
     """
@@ -148,7 +153,7 @@ def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str 
         arm_config(arm, seeds[0], preset, overrides)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = auto_jobs(build_config(preset, overrides).train.device, len(arms) * len(seeds)) if jobs <= 0 else \
+    jobs = auto_jobs(build_config(preset, overrides).train.device, len(arms) * len(seeds), gpus) if jobs <= 0 else \
         max(1, min(jobs, len(arms) * len(seeds)))
     threads = utils.threads_per_job(jobs)
     work = [(arm, seed, preset, overrides, out_dir / f"{arm.name.replace(':', '-')}-s{seed}", threads,
@@ -158,7 +163,7 @@ def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str 
     def cost(job):
         return run_cost(arm_config(job[0], job[1], preset, overrides))
 
-    results = list(tqdm(utils.parallel_map(_run_one, work, jobs, cost), total=len(work), desc="compare",
+    results = list(tqdm(utils.parallel_map(_run_one, work, jobs, cost, gpus), total=len(work), desc="compare",
                         disable=not progress))
     order = {(arm.name, seed): i for i, (arm, seed, *_) in enumerate(work)}
     results.sort(key=lambda r: order[r[0], r[1]])                  # they come as they finish

@@ -208,9 +208,11 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 def run_sweep(notebook: str | Path, grid: str | Path | dict, out_dir: str | Path, jobs: int = 1,
-              shard_spec: str | None = None, kernel: str | None = None, progress: bool = True) -> SweepResult:
+              shard_spec: str | None = None, kernel: str | None = None, progress: bool = True,
+              gpus=()) -> SweepResult:
     """Run every point of `grid` (a YAML path or a parsed dict) in this shard; skip finished points; record
-    failures; aggregate the whole folder. See the module docstring for the layout."""
+    failures; aggregate the whole folder. See the module docstring for the layout. `gpus`: each of the `jobs`
+    workers (and so each notebook's kernel) sees one of them as its CUDA_VISIBLE_DEVICES."""
     notebook, out_dir = Path(notebook), Path(out_dir)
     if not notebook.is_file():
         raise ConfigError(f"notebook not found: {notebook}")
@@ -250,7 +252,7 @@ def run_sweep(notebook: str | Path, grid: str | Path | dict, out_dir: str | Path
     if progress:
         print(f"sweep: {len(points)} points, shard {index}/{count}: {len(mine)} here, {len(skipped)} already "
               f"finished, {len(todo)} to run", flush=True)
-    for name, error, seconds in parallel_map(_execute, work, jobs):
+    for name, error, seconds in parallel_map(_execute, work, jobs, gpus=gpus):
         ran.append(name)
         if error:
             failed[name] = error
@@ -450,16 +452,17 @@ def _run_config(job: tuple) -> tuple[str, dict]:
     return folder, run_experiment(Config.from_dict(cfg_dict), folder, progress=progress)
 
 
-def run_configs(runs: list[tuple[Path, Any]], jobs: int = 1, progress: bool = True) -> dict:
+def run_configs(runs: list[tuple[Path, Any]], jobs: int = 1, progress: bool = True, gpus=()) -> dict:
     """Train + evaluate each (folder, Config) with `experiments.run_experiment` (finished folders are reused);
-    -> {folder: metrics}. `jobs` > 1 runs them in worker processes, cores / jobs threads each."""
+    -> {folder: metrics}. `jobs` > 1 runs them in worker processes, cores / jobs threads each; `gpus`: one GPU
+    per worker (`utils.parallel_map`)."""
     from tqdm.auto import tqdm
 
     from laclip_lite.experiments import run_cost
 
     work = [(str(d), cfg.to_dict(), threads_per_job(jobs), False) for d, cfg in runs]
     costs = {str(d): run_cost(cfg) for d, cfg in runs}          # the dearest runs start first
-    results = list(tqdm(parallel_map(_run_config, work, jobs, lambda job: costs[job[0]]), total=len(work),
+    results = list(tqdm(parallel_map(_run_config, work, jobs, lambda job: costs[job[0]], gpus), total=len(work),
                         desc=f"runs ({jobs} at a time)", disable=not progress))
     return {Path(d): m for d, m in results}
 

@@ -18,13 +18,19 @@ def add_arguments(p) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", required=True, help="output folder (one sub-folder per run; finished runs are skipped)")
     p.add_argument("--jobs", type=int, default=0,
-                   help="runs in parallel, each with cores/jobs threads (0: auto, one per core on a CPU, 1 on CUDA)")
+                   help="runs in parallel, each with cores/jobs threads (0: auto: one per GPU of --gpus, else one "
+                        "per core on a CPU)")
+    p.add_argument("--gpus", default="auto", metavar="IDS",
+                   help="GPUs to share out, one per job via CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 (default auto: "
+                        "every visible GPU; none on a CPU; 'none': do not assign)")
 
 
 def run(args) -> int:
     from laclip_lite.experiments import compare
+    from laclip_lite.utils import parse_gpus
 
-    compare(args.policies, args.seeds, args.out, args.preset, args.overrides, args.augment, jobs=args.jobs)
+    compare(args.policies, args.seeds, args.out, args.preset, args.overrides, args.augment, jobs=args.jobs,
+            gpus=parse_gpus(args.gpus))
     from pathlib import Path
     print((Path(args.out) / "summary.md").read_text())
     return 0
