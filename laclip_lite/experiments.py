@@ -78,18 +78,26 @@ NO_EVAL_NOTE = ("trained on file data with no eval.datasets: only the training l
 
 
 def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
-                   progress: bool = True) -> dict:
-    """Train one run (resuming if it was interrupted) and evaluate it; `out_dir/result.json` marks it done."""
+                   progress: bool = True, nproc_per_node: int = 1) -> dict:
+    """Train one run (resuming if it was interrupted) and evaluate it; `out_dir/result.json` marks it done.
+    nproc_per_node > 1: the training runs under `torchrun` in that many processes (`train_with_torchrun`), and
+    the run folder is read back here to evaluate."""
     from laclip_lite.train import CHECKPOINT, Trainer
 
     out_dir = Path(out_dir)
     done = out_dir / RESULT
     if done.exists():
         return json.loads(done.read_text())
-    resume = (out_dir / CHECKPOINT).exists()
-    trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=False)
-    final = trainer.run()
-    scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks, progress=progress)
+    if nproc_per_node > 1:
+        from laclip_lite.evaluate import load_run
+        final = train_with_torchrun(cfg, out_dir, nproc_per_node, progress)
+        model, tokenizer, cfg = load_run(out_dir, cfg.train.device)
+    else:
+        trainer = Trainer(cfg, out_dir, resume=(out_dir / CHECKPOINT).exists(), progress=progress,
+                          evaluate_at_end=False)
+        final = trainer.run()
+        model, tokenizer = trainer.model, trainer.data.tokenizer
+    scores = evaluate_model(model, tokenizer, cfg, template_sets, tasks, progress=progress)
     metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores}
     if "data" in final:             # file data: sample reads replaced (by reason), rewrites fallen back
         metrics["data"] = final["data"]
@@ -98,6 +106,31 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     from laclip_lite.utils import atomic_write_text
     atomic_write_text(done, json.dumps(metrics, indent=1))
     return metrics
+
+
+def train_with_torchrun(cfg: Config, out_dir: str | Path, nproc_per_node: int, progress: bool = False) -> dict:
+    """`torchrun --standalone --nproc_per_node N -m laclip_lite.cli train` on `cfg` (written to
+    out_dir/launch.yaml), continuing the run in out_dir if it has a checkpoint (`--resume auto`); -> its
+    final_metrics.json. One process per GPU on CUDA, gloo processes on a CPU. The launcher's output goes to
+    out_dir/torchrun.log; a failed launch raises with the log's last lines."""
+    import subprocess
+    import sys
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    launch = out_dir / "launch.yaml"
+    cfg.save(launch)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
+           "-m", "laclip_lite.cli", "train", "--config", str(launch), "--out", str(out_dir), "--resume", "auto"]
+    if not progress:
+        cmd.append("--no-progress")
+    log = out_dir / "torchrun.log"
+    with open(log, "w") as f:
+        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"torchrun ({nproc_per_node} processes) failed with status {code}; {log}:\n{tail}")
+    return json.loads((out_dir / "final_metrics.json").read_text())
 
 
 def run_cost(cfg: Config) -> float:
@@ -126,22 +159,23 @@ def auto_jobs(device: str = "auto", runs: int | None = None, gpus=()) -> int:
 
 
 def _run_one(job: tuple) -> tuple[str, int, dict]:
-    arm, seed, preset, overrides, out_dir, threads, template_sets, tasks = job
+    arm, seed, preset, overrides, out_dir, threads, template_sets, tasks, nproc = job
     import torch
     if threads:
         torch.set_num_threads(threads)
     cfg = arm_config(arm, seed, preset, overrides)
-    return arm.name, seed, run_experiment(cfg, out_dir, template_sets, tasks, progress=False)
+    return arm.name, seed, run_experiment(cfg, out_dir, template_sets, tasks, progress=False, nproc_per_node=nproc)
 
 
 def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str | Path = "runs/compare",
             preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None, augment: str = "shapes",
             template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS, jobs: int = 1, progress: bool = True,
-            gpus=()) -> list[dict]:
+            gpus=(), nproc_per_node: int = 1) -> list[dict]:
     """Train every (policy, seed), evaluate, and write `runs.csv`, `summary.csv`, `summary.md`, `compare.png`.
 
     `jobs` runs side by side (0: `auto_jobs`, what `laclip-lite compare` uses); `gpus` (ids): each job trains on
-    one of them (`utils.parallel_map`).
+    one of them (`utils.parallel_map`). nproc_per_node > 1: each run trains under torchrun in that many processes
+    (GPUs, or gloo processes on a CPU), one run at a time.
 
     Returns the summary rows: one per policy with `<metric>` (mean) and `<metric>_std` columns.
     """
@@ -155,9 +189,11 @@ def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = auto_jobs(build_config(preset, overrides).train.device, len(arms) * len(seeds), gpus) if jobs <= 0 else \
         max(1, min(jobs, len(arms) * len(seeds)))
+    if nproc_per_node > 1:          # a run takes the whole node: one at a time, in this process
+        jobs, gpus = 1, ()
     threads = utils.threads_per_job(jobs)
     work = [(arm, seed, preset, overrides, out_dir / f"{arm.name.replace(':', '-')}-s{seed}", threads,
-             tuple(template_sets), tuple(tasks)) for arm in arms for seed in seeds]
+             tuple(template_sets), tuple(tasks), nproc_per_node) for arm in arms for seed in seeds]
     from tqdm.auto import tqdm
 
     def cost(job):

@@ -68,3 +68,25 @@ def test_runs_start_dearest_first_and_results_keep_their_order():
     long.train.steps *= 2
     assert run_cost(base) < run_cost(mt) < run_cost(long)       # MT's 5 texts: ~1.7x; twice the steps: 2x
     assert run_cost(resnet) > 2 * run_cost(base)
+
+
+def test_run_experiment_under_torchrun_reads_the_run_folder_back(tmp_path, monkeypatch):
+    """nproc_per_node=2: the training runs as 2 gloo processes under torchrun, the scores come from the run
+    folder it wrote; the same run in one process trains to the same weights (the gathered loss is exact)."""
+    import torch
+
+    from laclip_lite.config import build_config
+    from laclip_lite.experiments import run_experiment
+
+    monkeypatch.setenv("LACLIP_LITE_CACHE", str(tmp_path / "cache"))
+    cfg = build_config("test", ["train.device=cpu", "train.batch_size=8", "train.policy=mt", "data.augment=shapes"])
+    two = run_experiment(cfg, tmp_path / "two", template_sets=("default",), progress=False, nproc_per_node=2)
+    state = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
+    assert state["world_size"] == 2 and state["step"] == 4 and "color_shape_top1" in two
+    assert (tmp_path / "two" / "torchrun.log").exists()
+    one_cfg = build_config("test", ["train.device=cpu", "train.batch_size=16", "train.policy=mt",
+                                    "data.augment=shapes"])
+    one = run_experiment(one_cfg, tmp_path / "one", template_sets=("default",), progress=False)
+    ref = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["model"]
+    assert max((ref[k] - v).abs().max().item() for k, v in state["model"].items()) < 1e-4
+    assert one.keys() == two.keys()
