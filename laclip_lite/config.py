@@ -115,6 +115,8 @@ class TrainConfig:
                                         # (offline unless WANDB_MODE is set); laclip_lite.log_sinks
     print_every_s: float = 30.0         # progress bars off: seconds between plain progress lines (0 = every row)
     eval_every: int = 0                 # steps between zero-shot evaluations on the val split (0 = only at the end)
+    best_metric: str = ""               # a validation metric (e.g. val/color_shape_top1, imagenet/top1; higher is
+                                        # better): checkpoint_best.pt keeps the step that scored best ("" = off)
     ckpt_every: int = 250               # steps between checkpoints (0 = only at the end)
     keep_checkpoints: int = 0           # > 0: every N-th periodic checkpoint is also kept as checkpoint_<step>.pt
     threads: int = 0                    # torch CPU threads (0 = torch default)
@@ -207,6 +209,12 @@ class Config:
             raise ConfigError(f"data.num_rewrites must be in 0..16, got {d.num_rewrites}")
         # laclip / mt with no rewrites (augment=none or num_rewrites=0) train on the original caption alone, as
         # CLIP does: allowed, it is the 0-rewrite point of the num_rewrites ablation.
+        if t.best_metric and not t.eval_every:
+            raise ConfigError(f"train.best_metric={t.best_metric} needs train.eval_every > 0 (it is chosen on the "
+                              "validation evaluations during training)")
+        if t.best_metric.startswith("test/"):
+            raise ConfigError(f"train.best_metric={t.best_metric}: choices are made on validation metrics (val/...), "
+                              "never on the test split")
         if t.keep_checkpoints < 0:
             raise ConfigError(f"train.keep_checkpoints must be >= 0, got {t.keep_checkpoints}")
         for key in ("train.steps", "train.batch_size", "train.accum_steps", "model.context_length"):

@@ -56,6 +56,7 @@ from laclip_lite.utils import (
 )
 
 CHECKPOINT = "checkpoint.pt"
+BEST_CHECKPOINT = "checkpoint_best.pt"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -189,6 +190,7 @@ class Trainer:
         from laclip_lite.log_sinks import check_sinks
         check_sinks(cfg.train.log_to)   # a sink whose package is missing fails before training
         self.step = 0
+        self.best: dict = {}            # train.best_metric: {metric, value, step} of checkpoint_best.pt
         self.window: list[dict] = []    # per-step rows since the last metrics.jsonl row (kept in checkpoints)
         self.data_skipped: Counter = Counter()  # this rank's replaced reads / fallen-back rewrites (in checkpoints)
         if resume:
@@ -279,7 +281,11 @@ class Trainer:
         skipped = self._all_ranks_skipped() if self.world_size > 1 else dict(self.data_skipped)  # every rank joins
         if not self.is_main:
             return
-        state = {
+        torch_save_atomic(self._state(skipped), self.out / CHECKPOINT)
+        self._keep_checkpoint()
+
+    def _state(self, skipped: dict) -> dict:
+        return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -290,9 +296,24 @@ class Trainer:
             "world_size": self.world_size,
             "window": self.window,
             "data_skipped": skipped,
+            "best": self.best,
         }
-        torch_save_atomic(state, self.out / CHECKPOINT)
-        self._keep_checkpoint()
+
+    def _keep_best(self, row: dict) -> None:
+        """`train.best_metric`: after a validation evaluation, checkpoint_best.pt keeps the best step so far (rank 0;
+        higher is better; the record travels in every checkpoint, so a resumed run keeps comparing to it)."""
+        name = self.cfg.train.best_metric
+        if not name or not self.is_main:
+            return
+        if name not in row:
+            from laclip_lite.config import ConfigError
+            found = sorted(k for k in row if "/" in k)
+            raise ConfigError(f"train.best_metric={name} is not among the validation metrics: {', '.join(found)}")
+        value = float(row[name])
+        if self.best and value <= self.best["value"]:
+            return
+        self.best = {"metric": name, "value": value, "step": self.step}
+        torch_save_atomic(self._state(dict(self.data_skipped)), self.out / BEST_CHECKPOINT)
 
     def _keep_checkpoint(self) -> None:
         """`train.keep_checkpoints` = N > 0: every N-th periodic checkpoint is also kept as
@@ -316,6 +337,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         self.window = list(state.get("window", []))
+        self.best = dict(state.get("best") or {})
         # every rank saw its share of the saved counts; rank 0 keeps the total, the others start from 0
         self.data_skipped = Counter(state.get("data_skipped", {}) if self.is_main else {})
         torch.set_rng_state(state["rng_cpu"])
@@ -384,6 +406,7 @@ class Trainer:
                     self.window = []
                     if cfg.train.eval_every and self.step % cfg.train.eval_every == 0:
                         summary.update(self.evaluate("val"))
+                        self._keep_best(summary)
                     if self.is_main:
                         append_jsonl(metrics_path, summary)
                         sinks.log(summary)
@@ -402,6 +425,8 @@ class Trainer:
         final = {"step": self.step, "final_loss": _last_loss(metrics_path),
                  "train_seconds": round(time.perf_counter() - started, 1)}
         final.update(self._data_report())
+        if self.best:
+            final["best"] = self.best
         if self.evaluate_at_end:
             final.update(self.evaluate("test"))
         if self.is_main:
