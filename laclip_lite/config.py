@@ -139,6 +139,11 @@ class RewriteConfig:
     error_rate: float = 0.0             # shapes (control): chance a rewrite states one fact wrong (drop/swap/add)
     prompt_format: str = "kit"          # llm: "kit" (this kit's one-line-per-pair prompt) or "laclip" (the release's)
     device: str = "auto"                # llm/backtranslate: "auto" (LOCAL_RANK / shard -> its GPU), "cpu", "cuda:N"
+    backend: str = "auto"               # llm: "auto" (vLLM when installed and CUDA is present, else hf), "hf", "vllm"
+    vllm_gpu_memory: float = 0.9        # llm, vLLM backend: share of the GPU's memory vLLM may take (its
+                                        # gpu_memory_utilization; lower it to share the GPU)
+    threads: int = 0                    # torch CPU threads of the rewriting process (0 = torch default)
+    print_every_s: float = 30.0         # progress bar off: seconds between plain progress lines
 
 
 @dataclass
