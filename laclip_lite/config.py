@@ -137,6 +137,7 @@ class RewriteConfig:
     trust_remote_code: bool = False     # llm: allow custom model code from the model folder
     leak_free: bool = False             # shapes (control): never write a zero-shot class name the caption did not
     error_rate: float = 0.0             # shapes (control): chance a rewrite states one fact wrong (drop/swap/add)
+    standin: str = "full"               # shapes (control): full | denoise | structure | random-lexicon | partial
     prompt_format: str = "kit"          # llm: "kit" (this kit's one-line-per-pair prompt) or "laclip" (the release's)
     device: str = "auto"                # llm/backtranslate: "auto" (LOCAL_RANK / shard -> its GPU), "cpu", "cuda:N"
     backend: str = "auto"               # llm: "auto" (vLLM when installed and CUDA is present, else hf), "hf", "vllm"

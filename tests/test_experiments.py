@@ -70,6 +70,22 @@ def test_runs_start_dearest_first_and_results_keep_their_order():
     assert run_cost(resnet) > 2 * run_cost(base)
 
 
+def test_compare_over_worlds_pairs_by_world_and_seed_and_writes_contrasts(tmp_path, monkeypatch):
+    monkeypatch.setenv("LACLIP_LITE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "cmp"
+    compare("clip,laclip", "0,1", out, preset="test", template_sets=("default", "heldout"), progress=False,
+            worlds="0,1")
+    assert (out / "laclip-s1").is_dir() and (out / "laclip-w1-s1").is_dir()        # world 0 keeps its old names
+    runs = list(csv.DictReader(open(out / "runs.csv")))
+    assert sorted((r["policy"], r["world"], r["seed"]) for r in runs)[:2] == [("clip", "0", "0"), ("clip", "0", "1")]
+    assert "val/color_shape_top1" in runs[0]                                   # scored on validation too
+    rows = list(csv.DictReader(open(out / "contrasts.csv")))
+    assert [(r["world"], r["contrast"], r["pairs"]) for r in rows] == [
+        ("0", "laclip − clip", "2"), ("1", "laclip − clip", "2"), ("pooled", "laclip − clip", "4")]
+    text = (out / "summary.md").read_text()
+    assert "Per world" in text and "clip (world 1)" in text and "| pooled | laclip − clip | 4 |" in text
+
+
 def test_run_experiment_under_torchrun_reads_the_run_folder_back(tmp_path, monkeypatch):
     """nproc_per_node=2: the training runs as 2 gloo processes under torchrun, the scores come from the run
     folder it wrote; the same run in one process trains to the same weights (the gathered loss is exact)."""

@@ -29,6 +29,9 @@ def add_arguments(p) -> None:
     p.add_argument("--sources", default=",".join(SOURCES),
                    help="llm/shapes: meta-pair sources, comma-separated (coco = mscoco; name=pairs.jsonl or "
                         "name=pairs.tsv for your own)")
+    p.add_argument("--meta-pairs-dir", default="", metavar="PATH",
+                   help="llm: read every source's meta pairs from a local checkout of the LaCLIP release "
+                        "(its rewrite/utils.py; parsed, never run, never copied)")
     p.add_argument("--prompt-format", choices=["kit", "laclip"], default="kit",
                    help="llm: kit = this kit's prompt (one line per pair, the default); laclip = the layout of the "
                         "LaCLIP release's llama_rewrite.py (its instruction line, blank-line-separated pairs)")
@@ -63,6 +66,8 @@ def rewrite_config(args):
     r = cfg.rewrite
     r.rewriter, r.model, r.batch_size, r.seed = args.rewriter, args.model, args.batch_size, args.seed
     r.sources = [s for s in args.sources.split(",") if s.strip()]
+    if getattr(args, "meta_pairs_dir", ""):
+        r.sources = [s if "=" in s else f"{s}={args.meta_pairs_dir}" for s in r.sources]
     r.num_variants, r.max_new_tokens = args.num_variants, args.max_new_tokens
     r.prompt_format, r.device = args.prompt_format, args.device
     r.threads, r.backend = args.threads, args.backend

@@ -113,10 +113,11 @@ def tokenizer_corpus(cfg: Config, captions: list[str], rewrites: dict[str, list[
     """
     if cfg.model.text == "hf" or cfg.data.tokenizer != "bpe":
         return captions
-    if cfg.data.augment != "shapes" or cfg.rewrite.leak_free or cfg.rewrite.error_rate:
+    if cfg.data.augment != "shapes" or cfg.rewrite.leak_free or cfg.rewrite.error_rate or \
+            cfg.rewrite.standin != "full":
         world = copy.deepcopy(cfg)        # the plain stand-in's rewrites (the controls change only the training text)
         world.data.augment, world.data.rewrites_dir = "shapes", ""
-        world.rewrite.leak_free, world.rewrite.error_rate = False, 0.0
+        world.rewrite.leak_free, world.rewrite.error_rate, world.rewrite.standin = False, 0.0, "full"
         rewrites = shapeworld_rewrites(world, captions)
     return captions + [t for v in sorted(rewrites) for t in rewrites[v]]
 

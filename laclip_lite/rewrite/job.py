@@ -81,6 +81,11 @@ def job_settings(rcfg: RewriteConfig) -> dict:
             raise ConfigError(f"rewrite.error_rate must be in [0, 1], got {rcfg.error_rate}")
         # the controls enter the fingerprint only when on, so caches of the plain stand-in stay valid
         s.update({k: v for k, v in (("leak_free", rcfg.leak_free), ("error_rate", rcfg.error_rate)) if v})
+        from laclip_lite.rewrite.shapes import STANDIN_MODES
+        if rcfg.standin not in STANDIN_MODES:
+            raise ConfigError(f"rewrite.standin must be one of {', '.join(STANDIN_MODES)}, got {rcfg.standin!r}")
+        if rcfg.standin != "full":
+            s["standin"] = rcfg.standin
     elif rcfg.rewriter == "eda":
         from laclip_lite.rewrite.eda import _wordnet
         s.update(wordnet=_wordnet() is not None)   # WordNet, when installed, adds synonyms
@@ -113,7 +118,8 @@ def build_rewriter(rcfg: RewriteConfig, shard: tuple[int, int] | None = None) ->
         device = rewrite_device(rcfg.device, shard)[0]
     if rcfg.rewriter == "shapes":
         from laclip_lite.rewrite.shapes import ShapeWorldRewriter
-        return ShapeWorldRewriter(rcfg.sources, leak_free=rcfg.leak_free, error_rate=rcfg.error_rate)
+        return ShapeWorldRewriter(rcfg.sources, leak_free=rcfg.leak_free, error_rate=rcfg.error_rate,
+                                  mode=rcfg.standin)
     if rcfg.rewriter == "eda":
         from laclip_lite.rewrite.eda import EDARewriter
         return EDARewriter(num_variants=rcfg.num_variants)
