@@ -310,12 +310,40 @@ def aggregate(out_dir: str | Path, points: list[Point] | None = None) -> list[di
             row["status"] = "pending"
         rows.append(row)
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out_dir / "sweep.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    atomic_write_text(out_dir / "sweep.md", sweep_markdown(rows))
+    atomic_write_text(out_dir / "sweep.csv", _csv_text(rows, keys))    # shards may aggregate at the same time
+    text = sweep_markdown(rows)
+    over_seeds = seed_summary(rows, list(dict.fromkeys(k for p in points for k in p.axes)))
+    if over_seeds:
+        from laclip_lite.experiments import summary_markdown
+        metrics = [k for k in over_seeds[0] if k not in ("setting", "seeds") and not k.endswith("_std")]
+        atomic_write_text(out_dir / "sweep_seeds.csv", _csv_text(over_seeds, list(over_seeds[0])))
+        text += ("\n\nOver the seed axis (mean ± std of the finished points; every column in sweep_seeds.csv):\n\n"
+                 + summary_markdown(over_seeds, metrics[:8], group="setting"))
+    atomic_write_text(out_dir / "sweep.md", text)
     return rows
+
+
+def _csv_text(rows: list[dict], keys: list[str]) -> str:
+    import io
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def seed_summary(rows: list[dict], axes: list[str]) -> list[dict]:
+    """A grid with a `seed` axis (among `axes`, the grid's varying parameters): one row per setting of the other
+    axes, each metric's mean and std over its finished seeds (`experiments.summarise`); [] without a seed axis
+    or finished points."""
+    done = [r for r in rows if r.get("status") == "done"]
+    if not done or "seed" not in axes or len({r.get("seed") for r in done}) < 2:
+        return []
+    from laclip_lite.experiments import summarise
+    axes = [k for k in axes if k != "seed"]
+    runs = [{"setting": ", ".join(f"{k}={r.get(k)}" for k in axes) or "all",
+             **{k: v for k, v in r.items() if k not in ("point", "status", *axes)}} for r in done]
+    return summarise(runs, group="setting")
 
 
 def _cell(v: Any) -> Any:
