@@ -173,7 +173,7 @@ def run_folder(cfg: Config) -> str:
 
 def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path, preset: str = EXPERIMENT_PRESET,
              overrides: list[str] | dict | None = None, jobs: int = 0, progress: bool = True,
-             worlds: list[int] = (0,)) -> list[dict]:
+             worlds: list[int] = (0,), gpus=()) -> list[dict]:
     """Train every distinct run of the grid and its baselines (finished runs are reused) -> one row per
     (point, world, seed): ablation, setting, world, seed, every metric, `run` (its folder under runs/), and
     `baseline/<key>` of its CLIP run (the same world and seed)."""
@@ -191,7 +191,7 @@ def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path,
             configs.update({run_folder(c): c for c in cfgs})
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     results = run_configs([(out_dir / "runs" / name, cfg) for name, cfg in configs.items()],
-                          jobs=jobs or auto_jobs(runs=len(configs)), progress=progress)
+                          jobs=jobs or auto_jobs(runs=len(configs), gpus=gpus), progress=progress, gpus=gpus)
     metrics = {name: results[out_dir / "runs" / name] for name in configs}
     rows = []
     for i, pt in enumerate(points):
@@ -603,15 +603,17 @@ def _hatch(j: int, i: int):
 def ablate(seeds: list[int], out_dir: str | Path, ablations: list[str] | str = "all",
            controls: list[str] | str = (), preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None,
            policy: str = "laclip", llm_model: str = "", bt_models: str = "", jobs: int = 0,
-           progress: bool = True, command: str = "", skip: list[str] = (), worlds: list[int] = (0,)) -> list[dict]:
-    """Run the grid over `worlds` x `seeds` and write the outputs (see the module docstring) -> the summary rows."""
+           progress: bool = True, command: str = "", skip: list[str] = (), worlds: list[int] = (0,),
+           gpus=()) -> list[dict]:
+    """Run the grid over `worlds` x `seeds` and write the outputs (see the module docstring) -> the summary rows.
+    `gpus`: one GPU per job (`utils.parallel_map`)."""
     points, skipped = full_grid(policy, llm_model, bt_models, ablations, controls, skip)
     if not points:
         raise ConfigError("ablate: nothing to run (no ablation and no control named)")
     for a, v, why in skipped:
         print(f"ablate: {a}={v} skipped: {why}", flush=True)
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
-    rows = run_grid(points, seeds, out_dir, preset, overrides, jobs, progress, worlds)
+    rows = run_grid(points, seeds, out_dir, preset, overrides, jobs, progress, worlds, gpus)
     return write_outputs(rows, out_dir, time.perf_counter() - t0, _cpu_seconds() - cpu0, command,
                          preset=preset, overrides=overrides)
 

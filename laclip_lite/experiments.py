@@ -78,11 +78,13 @@ NO_EVAL_NOTE = ("trained on file data with no eval.datasets: only the training l
 
 
 def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, nproc_per_node: int = 1) -> dict:
     """Train one run (resuming if it was interrupted) and evaluate it; `out_dir/result.json` marks it done.
 
     A finished run is reused only when its config hash (`runs.config_hash`, kept in result.json) matches `cfg`;
-    a folder holding a run of another config stops with a ConfigError naming the keys that differ."""
+    a folder holding a run of another config stops with a ConfigError naming the keys that differ.
+    nproc_per_node > 1: the training runs under `torchrun` in that many processes (`train_with_torchrun`), and
+    the run folder is read back here to evaluate."""
     from laclip_lite.runs import config_hash
     from laclip_lite.train import CHECKPOINT, Trainer
 
@@ -95,13 +97,18 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
             raise ConfigError(f"{out_dir} holds a finished run of another config ({_changed(out_dir, cfg)}); "
                               "use another --out, or delete that folder")
         return result
-    resume = (out_dir / CHECKPOINT).exists()
-    trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=False)
-    final = trainer.run()
-    scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks, progress=progress)
+    if nproc_per_node > 1:
+        from laclip_lite.evaluate import load_run
+        final = train_with_torchrun(cfg, out_dir, nproc_per_node, progress)
+        model, tokenizer, cfg = load_run(out_dir, cfg.train.device)
+    else:
+        trainer = Trainer(cfg, out_dir, resume=(out_dir / CHECKPOINT).exists(), progress=progress,
+                          evaluate_at_end=False)
+        final = trainer.run()
+        model, tokenizer = trainer.model, trainer.data.tokenizer
+    scores = evaluate_model(model, tokenizer, cfg, template_sets, tasks, progress=progress)
     metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores,
-               **validation_scores(trainer.model, trainer.data.tokenizer, cfg, tasks),
-               **synonym_scores(trainer.model, trainer.data.tokenizer, cfg, tasks),
+               **validation_scores(model, tokenizer, cfg, tasks), **synonym_scores(model, tokenizer, cfg, tasks),
                "config_hash": wanted, **arm_facts(out_dir)}
     if "data" in final:             # file data: sample reads replaced (by reason), rewrites fallen back
         metrics["data"] = final["data"]
@@ -149,6 +156,31 @@ def _changed(out_dir: Path, cfg: Config) -> str:
     return "; ".join(diff[:6]) + (" ..." if len(diff) > 6 else "") if diff else "no config hash recorded"
 
 
+def train_with_torchrun(cfg: Config, out_dir: str | Path, nproc_per_node: int, progress: bool = False) -> dict:
+    """`torchrun --standalone --nproc_per_node N -m laclip_lite.cli train` on `cfg` (written to
+    out_dir/launch.yaml), continuing the run in out_dir if it has a checkpoint (`--resume auto`); -> its
+    final_metrics.json. One process per GPU on CUDA, gloo processes on a CPU. The launcher's output goes to
+    out_dir/torchrun.log; a failed launch raises with the log's last lines."""
+    import subprocess
+    import sys
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    launch = out_dir / "launch.yaml"
+    cfg.save(launch)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
+           "-m", "laclip_lite.cli", "train", "--config", str(launch), "--out", str(out_dir), "--resume", "auto"]
+    if not progress:
+        cmd.append("--no-progress")
+    log = out_dir / "torchrun.log"
+    with open(log, "w") as f:
+        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"torchrun ({nproc_per_node} processes) failed with status {code}; {log}:\n{tail}")
+    return json.loads((out_dir / "final_metrics.json").read_text())
+
+
 def validation_scores(model, tokenizer, cfg: Config, tasks=EVAL_TASKS) -> dict:
     """`val/<metric>`: the ShapeWorld validation split with the default templates, what any choice (a preset, a
     step count, a best setting: `stats.choose`) is made on; the test split is for reporting. {} off ShapeWorld."""
@@ -176,7 +208,6 @@ def synonym_scores(model, tokenizer, cfg: Config, tasks=EVAL_TASKS) -> dict:
                                                   "default", image_features=features)["top1"], 2)
             for t in tasks if t in ("shape", "color", "color_shape")}
 
-
 def run_cost(cfg: Config) -> float:
     """A rough relative cost of one run on a CPU, to start the dearest runs first (`utils.parallel_map`); not a
     prediction of time. Per sample of a step: the image tower (tiny ViT = 1; the ResNet scales with its stem width
@@ -189,35 +220,41 @@ def run_cost(cfg: Config) -> float:
     return cfg.train.steps * cfg.train.batch_size * (image + texts * text) + 5.0 * cfg.data.train_size
 
 
-def auto_jobs(device: str = "auto", runs: int | None = None) -> int:
-    """Runs to train side by side (`--jobs 0`): one on CUDA (a run fills the GPU); on a CPU one per core, each
-    on one thread (two one-thread runs on 2 cores train ~1.5x faster than one two-thread run: the tiny models
-    scale poorly across threads). Never more than `runs`."""
+def auto_jobs(device: str = "auto", runs: int | None = None, gpus=()) -> int:
+    """Runs to train side by side (`--jobs 0`): one per GPU in `gpus` (each job gets its own); else one on CUDA
+    (a run fills the GPU); on a CPU one per core, each on one thread (two one-thread runs on 2 cores train ~1.5x
+    faster than one two-thread run: the tiny models scale poorly across threads). Never more than `runs`."""
     from laclip_lite.utils import resolve_device
 
-    jobs = 1 if resolve_device(device).type == "cuda" else max(1, os.cpu_count() or 1)
+    if gpus:
+        jobs = len(gpus)
+    else:
+        jobs = 1 if resolve_device(device).type == "cuda" else max(1, os.cpu_count() or 1)
     return max(1, min(jobs, runs or jobs))
 
 
 def _run_one(job: tuple) -> tuple[str, int, int, dict]:
-    arm, seed, preset, overrides, out_dir, threads, template_sets, tasks = job
+    arm, seed, preset, overrides, out_dir, threads, template_sets, tasks, nproc = job
     import torch
     if threads:
         torch.set_num_threads(threads)
     cfg = arm_config(arm, seed, preset, overrides)
-    return arm.name, cfg.data.world_seed, seed, run_experiment(cfg, out_dir, template_sets, tasks, progress=False)
+    return arm.name, cfg.data.world_seed, seed, run_experiment(cfg, out_dir, template_sets, tasks, progress=False,
+                                                               nproc_per_node=nproc)
 
 
 def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str | Path = "runs/compare",
             preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None, augment: str = "shapes",
             template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS, jobs: int = 1, progress: bool = True,
-            worlds=None) -> list[dict]:
+            worlds=None, gpus=(), nproc_per_node: int = 1) -> list[dict]:
     """Train every (policy, world, seed), evaluate, and write `runs.csv`, `summary.csv`, `summary.md`,
     `compare.png`, and the paired contrasts of the arms (`contrasts.csv` / `.md`, per world and pooled).
 
     `jobs` runs side by side (0: `auto_jobs`, what `laclip-lite compare` uses). `worlds`: values of
     `data.world_seed` (new images, captions, rewrites, val and test sets; None: the preset's and overrides'
-    one); runs pair by (world, seed).
+    one); runs pair by (world, seed). `gpus` (ids): each job trains on one of them (`utils.parallel_map`).
+    nproc_per_node > 1: each run trains under torchrun in that many processes (GPUs, or gloo processes on a
+    CPU), one run at a time.
 
     Returns the summary rows: one per policy with `<metric>` (mean) and `<metric>_std` columns.
     """
@@ -233,18 +270,20 @@ def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_runs = len(arms) * len(seeds) * len(worlds)
-    jobs = auto_jobs(build_config(preset, overrides).train.device, n_runs) if jobs <= 0 else \
+    jobs = auto_jobs(build_config(preset, overrides).train.device, n_runs, gpus) if jobs <= 0 else \
         max(1, min(jobs, n_runs))
+    if nproc_per_node > 1:          # a run takes the whole node: one at a time, in this process
+        jobs, gpus = 1, ()
     threads = utils.threads_per_job(jobs)
     keys = [(arm, w, seed) for w in worlds for arm in arms for seed in seeds]
     work = [(arm, seed, preset, with_world(overrides, w), out_dir / run_name(arm, w, seed), threads,
-             tuple(template_sets), tuple(tasks)) for arm, w, seed in keys]
+             tuple(template_sets), tuple(tasks), nproc_per_node) for arm, w, seed in keys]
     from tqdm.auto import tqdm
 
     def cost(job):
         return run_cost(arm_config(job[0], job[1], preset, job[3]))
 
-    results = list(tqdm(utils.parallel_map(_run_one, work, jobs, cost), total=len(work), desc="compare",
+    results = list(tqdm(utils.parallel_map(_run_one, work, jobs, cost, gpus), total=len(work), desc="compare",
                         disable=not progress))
     order = {(arm.name, w, seed): i for i, (arm, w, seed) in enumerate(keys)}
     results.sort(key=lambda r: order[r[0], r[1], r[2]])                  # they come as they finish

@@ -149,7 +149,7 @@ def run_record(trainer, replanned: list[str] | None = None) -> dict:
     """run.json: what the run really trains on and how (the plan table prints the same facts)."""
     cfg, info, plan = trainer.cfg, trainer.data.info, trainer.plan
     t = cfg.train
-    micro = t.batch_size * trainer.world_size      # images one loss contrasts (accumulation adds none)
+    per_loss = plan.negatives_per_loss              # images one loss contrasts (train.accum_mode)
     texts = info.get("texts_per_image", 1)
     counted = info.get("fingerprint_count") or 0        # samples with a caption, counted without decoding images
     n = info.get("images") if (info.get("images") or -1) > 0 else (plan.num_samples or counted)
@@ -169,7 +169,8 @@ def run_record(trainer, replanned: list[str] | None = None) -> dict:
                       "hash": tokenizer_hash(trainer.data.tokenizer)},
         "batch": {"world_size": trainer.world_size, "per_gpu": t.batch_size, "accum_steps": t.accum_steps,
                   "global": plan.global_batch,
-                  "negatives_per_loss": micro - 1 if t.policy != "mt" else f"{micro - 1} images x {texts} texts"},
+                  "accum_mode": t.accum_mode,
+                  "negatives_per_loss": per_loss - 1 if t.policy != "mt" else f"{per_loss - 1} images x {texts} texts"},
         "schedule": {"steps": plan.steps, "warmup_steps": plan.warmup_steps, "steps_per_epoch": plan.steps_per_epoch,
                      "epochs": round(plan.steps * plan.global_batch / n, 2) if n > 0 else None},
         "eval": {"sets": evals, "every_steps": t.eval_every or "end only", "log_every": t.log_every},

@@ -112,6 +112,8 @@ def get_templates(name_or_path: str | Path | list[str] | None = None) -> list[st
             raise DataError(f"templates must be a non-empty list of strings with one '{{}}' each; bad: {bad!r}")
         return [str(t).replace("{c}", "{}") for t in name_or_path]
     name = str(name_or_path)
+    if name.startswith(CLIP_BENCHMARK_PREFIX):
+        return clip_benchmark_templates(name[len(CLIP_BENCHMARK_PREFIX):])
     if name in template_sets():
         return load_templates(TEMPLATE_DIR / f"{name}.txt")
     if Path(name).is_file():
@@ -121,6 +123,36 @@ def get_templates(name_or_path: str | Path | list[str] | None = None) -> list[st
         return load_templates(file, dataset)
     raise FileNotFoundError(f"templates {name!r} is neither a named set ({', '.join(template_sets())}) "
                             f"nor an existing file")
+
+
+CLIP_BENCHMARK_PREFIX = "clip_benchmark:"       # templates "clip_benchmark:imagenet1k" -> the installed package's
+
+
+def clip_benchmark_templates(dataset: str, language: str = "en") -> list[str]:
+    """The zero-shot templates CLIP_benchmark uses for `dataset` (e.g. imagenet1k: CLIP's 80 ImageNet templates),
+    read from the installed `clip-benchmark` package's `datasets/<language>_zeroshot_classification_templates.json`
+    (the package is not imported, only located; `pip install clip-benchmark`). CLIP_benchmark's `wds/` and `vtab/`
+    prefixes are dropped. A missing package, file or dataset name raises one line saying which."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.find_spec("clip_benchmark")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"templates {CLIP_BENCHMARK_PREFIX}{dataset}: the clip-benchmark package is not "
+                                "installed (pip install clip-benchmark), or give a template file")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "datasets"
+    path = folder / f"{language}_zeroshot_classification_templates.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"templates {CLIP_BENCHMARK_PREFIX}{dataset}: no {path.name} in the installed "
+                                f"clip-benchmark ({path.parent})")
+    table = json.loads(path.read_text(encoding="utf-8"))
+    key = dataset
+    for prefix in ("wds/", "wds_", "vtab/"):
+        key = key[len(prefix):] if key.startswith(prefix) else key
+    if key not in table:
+        raise DataError(f"{path}: no templates for dataset {dataset!r} (it has: {', '.join(sorted(table))})")
+    templates = [str(t).replace("{c}", "{}") for t in table[key]]
+    return get_templates(templates)
 
 
 def fill(template: str, classname: str) -> str:

@@ -29,7 +29,10 @@ def add_arguments(p) -> None:
                                                    "(empty: that value is skipped)")
     p.add_argument("--skip", default="", metavar="ABLATION=VALUE,...",
                    help="grid values to leave out, e.g. text_tower=minilm-unlocked (~1 h a run on one CPU thread)")
-    p.add_argument("--jobs", type=int, default=0, help="runs in parallel (0: auto, from the cores and device)")
+    p.add_argument("--jobs", type=int, default=0, help="runs in parallel (0: auto, from --gpus, the cores and device)")
+    p.add_argument("--gpus", default="auto", metavar="IDS",
+                   help="GPUs to share out, one per job via CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 (default auto: "
+                        "every visible GPU; none on a CPU; 'none': do not assign)")
     p.add_argument("--list", action="store_true", help="print the grid's points and exit")
 
 
@@ -43,6 +46,7 @@ def run(args) -> int:
     import sys
 
     from laclip_lite.ablations import ablate, full_grid, label
+    from laclip_lite.utils import parse_gpus
 
     ablations, controls = _names(args.ablations), _names(args.controls)
     skip = [t.strip() for t in args.skip.split(",") if t.strip()]
@@ -67,6 +71,7 @@ def run(args) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     worlds = [int(w) for w in args.worlds.split(",") if w.strip()]
     ablate(seeds, args.out, ablations, controls, args.preset, args.overrides, args.policy, args.llm_model,
-           args.bt_models, args.jobs, command="laclip-lite " + shlex.join(sys.argv[1:]), skip=skip, worlds=worlds)
+           args.bt_models, args.jobs, command="laclip-lite " + shlex.join(sys.argv[1:]), skip=skip, worlds=worlds,
+           gpus=parse_gpus(args.gpus))
     print((Path(args.out) / "ablations.md").read_text())
     return 0

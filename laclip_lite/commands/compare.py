@@ -23,13 +23,18 @@ def add_arguments(p) -> None:
     p.add_argument("--contrasts-only", action="store_true",
                    help="recompute contrasts.csv/.md from OUT/runs.csv (committed per-seed results) and exit")
     p.add_argument("--jobs", type=int, default=0,
-                   help="runs in parallel, each with cores/jobs threads (0: auto, one per core on a CPU, 1 on CUDA)")
+                   help="runs in parallel, each with cores/jobs threads (0: auto: one per GPU of --gpus, else one "
+                        "per core on a CPU)")
+    p.add_argument("--gpus", default="auto", metavar="IDS",
+                   help="GPUs to share out, one per job via CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 (default auto: "
+                        "every visible GPU; none on a CPU; 'none': do not assign)")
 
 
 def run(args) -> int:
     from pathlib import Path
 
     from laclip_lite.experiments import compare
+    from laclip_lite.utils import parse_gpus
 
     if args.contrasts_only:
         from laclip_lite.experiments import write_compare_contrasts
@@ -43,6 +48,6 @@ def run(args) -> int:
         return 0
 
     compare(args.policies, args.seeds, args.out, args.preset, args.overrides, args.augment, jobs=args.jobs,
-            worlds=args.worlds)
+            worlds=args.worlds, gpus=parse_gpus(args.gpus))
     print((Path(args.out) / "summary.md").read_text())
     return 0

@@ -52,7 +52,12 @@ def add_arguments(p) -> None:
                    help="any RewriteConfig field, e.g. --set k_shot=2 --set temperature=0.7")
     p.add_argument("--report", action="store_true",
                    help="also write quality.json + quality.md (diversity, faithfulness)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (a plain line every rewrite.print_every_s seconds instead)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads for generation (0: torch default)")
+    p.add_argument("--backend", choices=["auto", "hf", "vllm"], default="auto",
+                   help="llm: generation backend (auto: vLLM when installed and CUDA is present, else hf); "
+                        "vLLM's GPU memory share: --set rewrite.vllm_gpu_memory=0.5")
 
 
 def rewrite_config(args):
@@ -68,6 +73,7 @@ def rewrite_config(args):
         r.sources = [s if "=" in s else f"{s}={args.meta_pairs_dir}" for s in r.sources]
     r.num_variants, r.max_new_tokens = args.num_variants, args.max_new_tokens
     r.prompt_format, r.device = args.prompt_format, args.device
+    r.threads, r.backend = args.threads, args.backend
     apply_overrides(cfg, [o if o.startswith("rewrite.") else f"rewrite.{o}" for o in args.overrides])
     job_settings(r)  # unknown sources, bad sizes: fail now, before reading or loading anything
     return r

@@ -19,7 +19,9 @@ def add_arguments(p) -> None:
                    help="override any config field, e.g. --set train.policy=laclip --set model.vision=resnet")
     p.add_argument("--policy", choices=POLICIES, default=None, help="shortcut for --set train.policy=...")
     p.add_argument("--out", default=None, help="run folder (required unless --dry-run)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", nargs="?", const="yes", default="no", choices=["yes", "auto"],
+                   help="continue the run in --out from its last checkpoint; '--resume auto': continue when a "
+                        "checkpoint exists, else start the run (for requeued / preempted jobs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true",
                    help="print the steps the run would take (epochs -> steps, global batch, lr schedule) and stop")
@@ -62,11 +64,15 @@ def run(args) -> int:
     overrides = list(args.overrides) + ([f"train.policy={args.policy}"] if args.policy else [])
     if not args.out and not args.dry_run:
         raise ConfigError("train needs --out DIR (the run folder), or --dry-run")
-    replan: list[str] = []
-    if args.resume:
-        from pathlib import Path
+    from pathlib import Path
 
-        from laclip_lite.config import apply_overrides, parse_key_value
+    from laclip_lite.config import apply_overrides, parse_key_value
+
+    replan: list[str] = []
+    resume = {"yes": True, "no": False, "auto": "auto"}[args.resume]
+    if resume == "auto":
+        resume = "auto" if args.out and (Path(args.out) / "checkpoint.pt").exists() else False
+    if resume:
         saved = Path(args.out) / "config.yaml"
         if not saved.exists():
             raise FileNotFoundError(f"--resume: no run at {args.out} (missing {saved})")
@@ -81,8 +87,12 @@ def run(args) -> int:
         return 0
     import os
 
-    from laclip_lite.train import train
-    final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, replan=replan)
+    from laclip_lite.train import EXIT_PREEMPTED, Preempted, train
+
+    try:
+        final = train(cfg, args.out, resume=resume, progress=not args.no_progress, replan=replan)
+    except Preempted:
+        return EXIT_PREEMPTED           # the checkpoint is written and the message printed
     if int(os.environ.get("RANK", "0")) == 0:      # under torchrun only rank 0 prints the result
         print(json.dumps(final))
     return 0

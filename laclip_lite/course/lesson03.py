@@ -159,7 +159,7 @@ def train_policies(lesson: Lesson) -> Comparison:
     for arm in _arms(lesson):
         common.warm_rewrite_cache(lesson.config({"data.augment": arm.augment}), lesson.progress)
     summary = compare(order, seeds(lesson), out, p["preset"], lesson.overrides(), augment(lesson),
-                      jobs=n_jobs, progress=lesson.progress)
+                      jobs=n_jobs, progress=lesson.progress, nproc_per_node=p["nproc_per_node"])
     names = [a.name for a in _arms(lesson)]
     summary = sorted(summary, key=lambda r: names.index(r["policy"]))
     with open(out / "runs.csv", newline="") as f:

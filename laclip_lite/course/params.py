@@ -115,6 +115,8 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "jobs": Param(0, "int", "runs in parallel, cores/jobs threads each; 0: auto (2 on a CPU, 1 on CUDA)"),
         "eval_datasets": Param([], "paths", "evaluation sets (eval.datasets): ImageFolder / CLIP_benchmark folders; "
                                             "[]: ShapeWorld's tasks (on file data: the final loss only)"),
+        "nproc_per_node": Param(1, "int", "processes per run: > 1 trains each run with torchrun (one per GPU; gloo "
+                                          "processes on a CPU), one run at a time"),
     },
     "04_ablations": {
         **_common(300, "optimizer steps per run (None: the preset's); kept small so the grid fits a CPU"),
