@@ -47,12 +47,13 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     torch_save_atomic({**state, CHECKSUM: tensor_checksum(state)}, path)
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def load_checkpoint(path: str | Path, verify: bool = True, mmap: bool = False) -> dict:
     """A checkpoint written by `save_checkpoint` (or a bare state dict), loaded with weights_only=True on the CPU.
-    DataError when the file is not a checkpoint or its tensors do not match their checksum."""
+    DataError when the file is not a checkpoint or (verify) its tensors do not match their checksum. mmap=True
+    with verify=False reads only what is used (a checkpoint's recorded config, without its weights)."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Exception as e:      # torch raises RuntimeError, UnpicklingError, EOFError, ValueError, ... for a bad file
@@ -62,7 +63,7 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(state, dict):
         raise DataError(f"{path} is not a checkpoint (it holds a {type(state).__name__}, not a dict of tensors)")
     saved = state.pop(CHECKSUM, None)
-    if saved is not None and tensor_checksum(state) != saved:
+    if verify and saved is not None and tensor_checksum(state) != saved:
         raise DataError(f"{path} is corrupt: its tensors do not match the checksum saved with them (a damaged "
                         "copy or disk); use another copy or retrain")
     return state

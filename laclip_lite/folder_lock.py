@@ -4,7 +4,8 @@ compare, ablate or sweep. A second writer stops at once with one line naming the
 The lock belongs to the open file, so it goes away with the process that holds it (kill -9 included): a rerun
 after a crash never has to clean anything up. The lock file itself stays (it only holds the last holder's pid).
 Under torchrun only rank 0 takes it (every rank writes through rank 0). Locks are re-entrant within a process
-(`compare` holds its folder while the runs it starts in this process lock their own sub-folders).
+and its subprocesses (`run_experiment` holds a run folder while the `torchrun` it starts trains into it): a held
+lock is named in the environment (LACLIP_LITE_HELD_LOCKS) that child processes inherit.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from laclip_lite.files import write_error
 from laclip_lite.utils import parse_shard
 
 LOCK_NAME = ".lock"
+HELD_ENV = "LACLIP_LITE_HELD_LOCKS"     # lock files held by this process or an ancestor (os.pathsep-separated)
 ORPHAN_WAIT_S = 30.0            # how long a rerun waits for a killed holder's forked children to let the lock go
 _held: dict[Path, int] = {}     # lock files this process holds -> nesting depth
 
@@ -37,6 +39,9 @@ def folder_lock(folder: str | Path, shard: tuple[int, int] | None = None) -> Ite
     key = folder / name
     if int(os.environ.get("RANK", "0")) != 0:
         yield folder
+        return
+    if key not in _held and str(key) in os.environ.get(HELD_ENV, "").split(os.pathsep):
+        yield folder                # held by the process that started this one (it waits for us)
         return
     if key in _held:
         _held[key] += 1
@@ -59,12 +64,19 @@ def folder_lock(folder: str | Path, shard: tuple[int, int] | None = None) -> Ite
         except OSError as e:
             raise write_error(e, path) from e
         _held[key] = 1
+        _name_in_env(key, True)
         try:
             yield folder
         finally:
             _held.pop(key, None)
+            _name_in_env(key, False)
     finally:
         os.close(fd)        # closing the file releases the lock
+
+
+def _name_in_env(key: Path, held: bool) -> None:
+    names = [n for n in os.environ.get(HELD_ENV, "").split(os.pathsep) if n and n != str(key)]
+    os.environ[HELD_ENV] = os.pathsep.join(names + ([str(key)] if held else []))
 
 
 def _acquire(fd: int, folder: Path, path: Path) -> None:
