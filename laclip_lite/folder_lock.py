@@ -51,6 +51,7 @@ def folder_lock(folder: str | Path, shard: tuple[int, int] | None = None) -> Ite
             _held[key] -= 1
         return
     path = key
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -70,8 +71,19 @@ def folder_lock(folder: str | Path, shard: tuple[int, int] | None = None) -> Ite
         finally:
             _held.pop(key, None)
             _name_in_env(key, False)
+            if created:
+                _remove_if_unused(folder, path)
     finally:
         os.close(fd)        # closing the file releases the lock
+
+
+def _remove_if_unused(folder: Path, path: Path) -> None:
+    """A folder this lock created that holds nothing else (the job stopped before writing anything): removed, so a
+    run that stops before step 0 leaves no folder behind. Done while the lock is still held."""
+    with contextlib.suppress(OSError):
+        if [p.name for p in folder.iterdir()] == [path.name]:
+            path.unlink()
+            folder.rmdir()
 
 
 def _name_in_env(key: Path, held: bool) -> None:
