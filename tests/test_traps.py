@@ -168,6 +168,8 @@ CASES = [
     ("train-all-shards-corrupt", ["train", *FAST, "--set", "data.source={dir}", "--set", "data.format=wds",
                                   "--out", "{tmp}/r"], _corrupt_shards, 2, "no readable captions"),
     ("train-resume-nothing", ["train", *FAST, "--resume", "--out", "{tmp}/none"], _nothing, 2, "no run at"),
+    ("train-resume-not-a-checkpoint", ["train", "--no-progress", "--resume", "--out", "{dir}"], _random_checkpoint, 2,
+     "is not a checkpoint"),
     ("train-unknown-key", ["train", *FAST, "--set", "train.stpes=5", "--out", "{tmp}/r"], _nothing, 2,
      "train.stpes"),
     # recovered, and said: exit 0
