@@ -250,12 +250,11 @@ class Config:
 _AT_LEAST: dict[str, float] = {
     "train.log_every": 1, "train.ckpt_every": 0, "train.eval_every": 0, "train.warmup_steps": 0,
     "train.threads": 0, "train.weight_decay": 0, "train.grad_clip": 0, "train.lr_start": 0, "train.lr_end": 0,
-    "train.dist_timeout": 0,
-    "data.train_size": 1, "data.val_size": 1, "data.test_size": 1, "data.num_workers": 0,
+    "train.dist_timeout": 0, "train.keep_checkpoints": 0,
+    "data.train_size": 1, "data.val_size": 0, "data.test_size": 1, "data.num_workers": 0,
     "data.bpe_vocab_size": 1, "data.max_member_bytes": 1, "model.image_size": 1, "model.patch_size": 1,
-    "model.vision_width": 1,
-    "model.vision_layers": 0, "model.vision_heads": 1, "model.text_width": 1, "model.text_layers": 1,
-    "model.text_heads": 1, "model.text_buckets": 1, "model.embed_dim": 1,
+    "model.vision_width": 1, "model.vision_layers": 0, "model.vision_heads": 1, "model.text_width": 1,
+    "model.text_layers": 1, "model.text_heads": 1, "model.text_buckets": 1, "model.embed_dim": 1,
     "eval.batch_size": 1, "eval.num_workers": 0,
 }
 
@@ -272,6 +271,8 @@ def _check_ranges(cfg: Config) -> None:
         raise ConfigError(f"train.lr must be a finite number > 0, got {t.lr}")
     if t.eps <= 0:
         raise ConfigError(f"train.eps must be > 0, got {t.eps}")
+    if d.is_shapeworld and t.eval_every and not d.val_size:
+        raise ConfigError(f"train.eval_every={t.eval_every} scores the validation split: data.val_size must be >= 1")
     if d.is_shapeworld and t.batch_size > d.train_size:
         raise ConfigError(f"train.batch_size={t.batch_size} is larger than the data (data.train_size="
                           f"{d.train_size}): lower train.batch_size or raise data.train_size")

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from laclip_lite import cli
-from laclip_lite.config import build_config
+from laclip_lite.config import ConfigError, build_config
 from laclip_lite.data.export import export_clip_benchmark
 from laclip_lite.data.shapeworld import ShapeWorld
 from laclip_lite.data.vocab import classnames
@@ -296,3 +296,17 @@ def test_classify_tells_the_verdicts_apart():
     assert classify(2, "x", 2, "laclip-lite t: error: something else\n", None) == "other"
     assert classify(0, "note", 0, "a note here\n", None) == "handled"
     assert classify(0, "note", 0, "nothing said\n", None) == "silent"
+
+
+@pytest.mark.parametrize("overrides", [{"train.ckpt_every": 0, "train.eval_every": 0}, {"data.val_size": 0},
+                                       {"train.warmup_steps": 0, "train.grad_clip": 0}, {"train.batch_size": 64}])
+def test_range_checks_pass_the_values_that_mean_off_or_fit(overrides):
+    build_config("test", overrides)                   # 0 = off for cadences, a batch of exactly the data
+
+
+@pytest.mark.parametrize("overrides, fragment", [({"data.val_size": 0, "train.eval_every": 2}, "data.val_size"),
+                                                 ({"train.lr": float("inf")}, "train.lr"),
+                                                 ({"model.embed_dim": 0}, "model.embed_dim")])
+def test_range_checks_stop_the_values_that_break_a_run(overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        build_config("test", overrides)
