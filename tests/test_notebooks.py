@@ -156,7 +156,7 @@ def test_papermill_reads_every_declared_parameter(name):
     assert list(found) == list(P.NOTEBOOKS[name])
     for pname, info in found.items():
         assert ast.literal_eval(info["default"]) == P.NOTEBOOKS[name][pname].default
-        assert info["inferred_type_name"] == P.ANNOTATIONS[P.NOTEBOOKS[name][pname].kind]   # --help-notebook types
+        assert info["inferred_type_name"] == P.annotation(P.NOTEBOOKS[name][pname])   # --help-notebook types
 
 
 # --- running them ------------------------------------------------------------------------------------

@@ -236,6 +236,16 @@ def warm_rewrite_cache(cfg: Config, progress: bool) -> None:
         rewrite_captions(captions, rewrite_cache_dir(c, captions), rewrite_config(c), progress=progress)
 
 
+def shapeworld_metrics() -> list[str]:
+    """The columns a ShapeWorld run reports (`experiments.evaluate_model`): zero-shot top-1 per task and template
+    set, retrieval recall@1/5/10 both ways, and the final training loss."""
+    from laclip_lite.constants import EVAL_TASKS
+    from laclip_lite.experiments import TEMPLATE_SETS
+
+    zero_shot = [f"{task}_top1" + ("" if s == "default" else f"@{s}") for task in EVAL_TASKS for s in TEMPLATE_SETS]
+    return zero_shot + [f"{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)] + ["final_loss"]
+
+
 def seeds(lesson: Lesson) -> list[int]:
     return list(lesson.params["seeds"] or [lesson.params["seed"]])
 

@@ -31,6 +31,15 @@ def _check(lesson: Lesson) -> None:
     if lesson.params["data"] != "shapeworld":
         raise common.ParameterError("data: notebook 01 teaches on ShapeWorld (it needs its labels for zero-shot); "
                                     "train on your own data with notebook 03")
+    from laclip_lite.templates import get_templates, template_sets
+
+    try:
+        get_templates(lesson.params["templates"])
+    except FileNotFoundError:
+        raise common.ParameterError(f"templates: {lesson.params['templates']!r} is neither a template set "
+                                    f"(allowed: {', '.join(template_sets())}) nor an existing file") from None
+    except ValueError as e:                          # DataError: a file line without '{}'
+        raise common.ParameterError(f"templates: {e}") from None
     lesson.config()                                  # a bad override key or value fails here
 
 

@@ -19,7 +19,18 @@ NOTEBOOK = "03_laclip_training"
 
 def start(namespace: dict) -> Lesson:
     """Check the parameters cell (a typo or a wrong type stops here) and make `out_dir`."""
-    return common.start(NOTEBOOK, namespace, check=lambda lesson: lesson.config())
+    return common.start(NOTEBOOK, namespace, check=_check)
+
+
+def _check(lesson: Lesson) -> None:
+    from laclip_lite.constants import AUGMENTS, POLICIES
+
+    for text in lesson.params["policies"]:
+        policy, _, augment = text.partition(":")
+        if policy not in POLICIES or (augment and augment not in AUGMENTS):
+            raise common.ParameterError(f"policies: {text!r} is not a text policy: allowed {', '.join(POLICIES)}, "
+                                        f"each optionally with :augment ({', '.join(AUGMENTS)}), e.g. laclip:eda")
+    lesson.config()                                  # a bad override key or value fails here
 
 
 finish = common.finish

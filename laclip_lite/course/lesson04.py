@@ -25,7 +25,13 @@ def _check(lesson: Lesson) -> None:
 
     p = lesson.params
     ablation_points(p["ablations"], p["values"], p["policy"], p["llm_model"], p["bt_models"])   # names, values
-    lesson.config()                                  # a bad override key or value fails here
+    cfg = lesson.config()                            # a bad override key or value fails here
+    if cfg.data.is_shapeworld and p["metric"] not in common.shapeworld_metrics():
+        import difflib
+        close = difflib.get_close_matches(p["metric"], common.shapeworld_metrics(), n=1)
+        raise common.ParameterError(f"metric: {p['metric']!r} is not a metric the runs report"
+                                    + (f" (did you mean {close[0]}?)" if close else "")
+                                    + f"; allowed: {', '.join(common.shapeworld_metrics())}")
 
 
 finish = common.finish
