@@ -128,6 +128,26 @@ def test_lessons_write_the_concepts_out_and_check_them(name):
             assert callable(getattr(lib, fn, None)), f"{name}: {module}.{fn} does not exist"
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_no_private_helper_or_rng_plumbing_in_a_notebook_cell(name):
+    """Cells read like the paper: public calls only (no `lessonNN._helper`), and no seed arithmetic a student
+    would have to copy to match the library (`seed_for(`, `step_generator(`, `stream=`)."""
+    import re
+    for cell in _read(name).cells:
+        if cell.cell_type != "code":
+            continue
+        private = re.findall(r"\blesson\d\d\._\w+", cell.source)
+        assert not private, f"{name}: a cell calls a private helper {private}:\n{cell.source}"
+        for plumbing in ("seed_for(", "step_generator(", "stream="):
+            assert plumbing not in cell.source, f"{name}: RNG plumbing {plumbing!r} in a cell:\n{cell.source}"
+
+
+def test_the_private_helper_check_can_fail():
+    import re
+    assert re.findall(r"\blesson\d\d\._\w+", "x = lesson04._ablation_runs(lesson, [pt])[0]") == \
+        ["lesson04._ablation_runs"]
+
+
 def _is_plumbing(source: str, module: str) -> bool:
     """A cell that is a single call into the lesson module (data, training, figures)."""
     body = ast.parse(source).body

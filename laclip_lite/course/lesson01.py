@@ -354,6 +354,19 @@ def zero_shot_figures(lesson: Lesson, run: Run, world: World, classifier, n_imag
     return {"ensemble": ensemble, "single": dict(single), "sets": dict(sets)}
 
 
+def distinct_texts(text_features):
+    """Indices of the first pair of each distinct text embedding. Repeated captions (the test split has a few)
+    embed identically and tie with each other; `evaluate.retrieval` scores a tie by its expectation under random
+    tie-breaking, a count of "captions scoring above" does not. On these pairs there are no ties, so the two agree
+    exactly."""
+    import torch
+
+    _, inverse = torch.unique(text_features, dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), len(inverse), dtype=torch.long)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(inverse)), reduce="amin")
+    return first.sort().values
+
+
 def show_retrieval(lesson: Lesson, image_features, text_features) -> dict:
     """Image -> text and text -> image recall@K of the test split (`evaluate.retrieval`), against chance K/N."""
     from matplotlib.figure import Figure

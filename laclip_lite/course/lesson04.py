@@ -60,21 +60,28 @@ def ablation_grid(lesson: Lesson):
     return points
 
 
-def _ablation_runs(lesson: Lesson, points) -> list[list[tuple[Path, Config]]]:
-    """Per point, per seed: (run folder, config). Identical configurations share a folder."""
+def run_config(lesson: Lesson, point, seed: int | None = None) -> tuple[Path, Config]:
+    """(run folder, config) of one grid point's run for `seed` (default: the notebook's `seed`). The folder is
+    named after the arm, the seed and a hash of the whole configuration, so identical configurations (augment=none
+    and num_rewrites=0, say) share one folder, and so one training."""
     from laclip_lite.experiments import Arm, arm_config
     from laclip_lite.utils import stable_hash
 
-    out = []
-    for pt in points:
-        arm = Arm.parse(pt.arm, "shapes")
-        per_seed = []
-        for seed in seeds(lesson):
-            cfg = arm_config(arm, seed, lesson.params["preset"], lesson.overrides(pt.overrides))
-            key = stable_hash(cfg.to_dict(), length=8)
-            per_seed.append((lesson.out_dir / "runs" / f"{arm.name.replace(':', '-')}-s{seed}-{key}", cfg))
-        out.append(per_seed)
-    return out
+    seed = lesson.params["seed"] if seed is None else seed
+    arm = Arm.parse(point.arm, "shapes")
+    cfg = arm_config(arm, seed, lesson.params["preset"], lesson.overrides(point.overrides))
+    key = stable_hash(cfg.to_dict(), length=8)
+    return lesson.out_dir / "runs" / f"{arm.name.replace(':', '-')}-s{seed}-{key}", cfg
+
+
+def run_folder(lesson: Lesson, point, seed: int | None = None) -> Path:
+    """The folder one grid point's run trains into (see `run_config`): equal folders, one training."""
+    return run_config(lesson, point, seed)[0]
+
+
+def _ablation_runs(lesson: Lesson, points) -> list[list[tuple[Path, Config]]]:
+    """Per point, per seed: (run folder, config). Identical configurations share a folder."""
+    return [[run_config(lesson, pt, seed) for seed in seeds(lesson)] for pt in points]
 
 
 def run_ablations(lesson: Lesson, points) -> list[dict]:
