@@ -13,6 +13,9 @@ from pathlib import Path
 
 from laclip_lite.course import common, lesson01
 from laclip_lite.course.common import HEADLINE, Lesson, hwc, number, over_seeds_caption, seeds, table
+from laclip_lite.course.heartbeat import heartbeat
+
+HEARTBEAT_S = 30.0    # seconds between progress lines of the trainings (worker processes report nowhere else)
 
 NOTEBOOK = "03_laclip_training"
 
@@ -154,13 +157,17 @@ def train_policies(lesson: Lesson) -> Comparison:
     # In parallel, start the slowest arm (MT) first, so the others fill the other worker meanwhile.
     order = sorted(p["policies"], key=lambda a: not a.startswith("mt")) if n_jobs > 1 else list(p["policies"])
     n_runs = len(p["policies"]) * len(seeds(lesson))
-    if n_jobs > 1:
-        common.display_markdown(f"Training {n_runs} runs, {n_jobs} at a time in worker processes (no progress bar "
-                                f"until they finish; each run's `metrics.jsonl` in `{out}` grows as it trains).")
+    common.display_markdown(f"Training {n_runs} run(s), {n_jobs} at a time"
+                            + (" in worker processes" if n_jobs > 1 else "") + f"; a progress line every "
+                            f"{HEARTBEAT_S:.0f} s (each run's `metrics.jsonl` in `{out}` grows as it trains).")
     for arm in _arms(lesson):
         common.warm_rewrite_cache(lesson.config({"data.augment": arm.augment}), lesson.progress)
-    summary = compare(order, seeds(lesson), out, p["preset"], lesson.overrides(), p["augment"],
-                      jobs=n_jobs, progress=lesson.progress)
+    steps = lesson.config().train.steps
+    runs = {f"{a.name}-s{s}": (out / f"{a.name.replace(':', '-')}-s{s}", steps) for a in _arms(lesson)
+            for s in seeds(lesson)}
+    with heartbeat(runs, every_s=HEARTBEAT_S):
+        summary = compare(order, seeds(lesson), out, p["preset"], lesson.overrides(), p["augment"],
+                          jobs=n_jobs, progress=lesson.progress)
     names = [a.name for a in _arms(lesson)]
     summary = sorted(summary, key=lambda r: names.index(r["policy"]))
     with open(out / "runs.csv", newline="") as f:

@@ -11,6 +11,9 @@ from pathlib import Path
 from laclip_lite.config import Config
 from laclip_lite.course import common
 from laclip_lite.course.common import Lesson, over_seeds_caption, seeds, table
+from laclip_lite.course.heartbeat import heartbeat
+
+HEARTBEAT_S = 30.0    # seconds between progress lines of the trainings (worker processes report nowhere else)
 
 NOTEBOOK = "04_ablations"
 
@@ -92,7 +95,11 @@ def run_ablations(lesson: Lesson, points) -> list[dict]:
     unique = {d: cfg for per_seed in runs for d, cfg in per_seed}
     for cfg in unique.values():
         common.warm_rewrite_cache(cfg, lesson.progress)
-    results = run_configs(list(unique.items()), jobs=common.jobs(lesson), progress=lesson.progress)
+    runs_steps = {d.name: (d, cfg.train.steps) for d, cfg in unique.items()}
+    common.display_markdown(f"Training {len(unique)} distinct run(s), {common.jobs(lesson)} at a time; a progress "
+                            f"line every {HEARTBEAT_S:.0f} s.")
+    with heartbeat(runs_steps, every_s=HEARTBEAT_S):
+        results = run_configs(list(unique.items()), jobs=common.jobs(lesson), progress=lesson.progress)
     rows = []
     for pt, per_seed in zip(points, runs):
         for d, cfg in per_seed:
