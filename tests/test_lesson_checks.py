@@ -359,3 +359,47 @@ def test_clip_loss_check_names_numerical_stability_at_a_large_scale():
                                                 + (s * i @ t.T).softmax(0).log().diagonal().mean()) / 2, hidden=hidden)
         C.check_clip_loss(_log_softmax_loss, hidden=hidden)
         C.check_clip_loss(_logsumexp_loss, hidden=hidden)
+
+
+# --- lesson 01: the training step, written out -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def _world(tmp_path_factory):
+    from laclip_lite.course import lesson01
+    from laclip_lite.course import params as P
+
+    out = tmp_path_factory.mktemp("lesson01")
+    with mock.patch.dict("os.environ", {"LACLIP_LITE_CACHE": str(out / "cache")}):
+        lesson = lesson01.start({**P.defaults("01_clip_basics"), "preset": "test", "steps": 6, "out_dir": str(out)})
+        world = lesson01.show_world(lesson)
+        lesson01.tokenizer_walkthrough(lesson, world)                # builds the rewrite cache the trainer reads
+        yield lesson, world
+
+
+def _step_ns(lesson, world):
+    from laclip_lite.course import lesson01
+    from laclip_lite.evaluate import encode_images, encode_texts
+
+    return {"lesson": lesson, "world": world, "lesson01": lesson01, "torch": torch, "math": math,
+            "encode_images": encode_images, "encode_texts": encode_texts, "images": world.test.images[:6],
+            "captions": world.test.captions[:6], "similarity": torch.randn(6, 6)}
+
+
+def test_01_training_step_cells_match_the_trainer_and_can_fail(_world):
+    lesson, world = _world
+
+    def run(swap=()):
+        ns = _run("01_clip_basics", "cell-19a", _step_ns(lesson, world), swap)
+        return _run("01_clip_basics", "cell-19b", ns)
+
+    ns = run()
+    assert ns["trainer"].step == 3 and len(ns["trainer"].window) == 3
+    run([("loss = clip_loss(image_features, text_features, scale)",          # the loss written out (textbook)
+          "logits = scale * image_features @ text_features.T\n"
+          "    labels = torch.arange(len(logits))\n"
+          "    loss = (torch.nn.functional.cross_entropy(logits, labels)\n"
+          "            + torch.nn.functional.cross_entropy(logits.T, labels)) / 2")])
+    for wrong in ("    scheduler.step()                                               # warm-up, then cosine decay",
+                  "    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)  # no step larger than the norm "
+                  "allows"):
+        with pytest.raises(AssertionError, match="weights differ"):
+            run([(wrong, "    pass")])

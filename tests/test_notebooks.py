@@ -100,7 +100,8 @@ def _calls_into(module: str, source: str) -> list[str]:
 CONCEPTS = {
     "01_clip_basics": ["text_features @ image_features.T", "s * image_features @ text_features.T",
                        "F.cross_entropy(logits.T, labels)", "math.log(N)", "zero_shot_classifier(",
-                       "(beaten_by < k)"],
+                       "(beaten_by < k)", "loss.backward()", "optimizer.step()", "model.logit_scale.clamp_(",
+                       "trainer.train_step()"],
     "02_text_rewriting": ["rng.sample(examples", "build_prompt(", "random_deletion("],
     "03_laclip_training": ["torch.randint(0, K, (B,), generator=g)", "draw_text_index(", "multi_text_loss("],
     "04_ablations": ["pd.read_csv(", ".groupby(", ".plot.bar("],

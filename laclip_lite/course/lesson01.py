@@ -149,6 +149,12 @@ def show_similarity(lesson: Lesson, similarity, images, captions, title: str = "
     name = "similarity_" + title.replace(" ", "_")
     lesson.figure(similarity_heatmap(similarity, images, captions, title=f"Cosine similarity, {title}"), name,
                   f"Similarity matrix {title}", key=True)
+    spread = similarity.detach().float().std(dim=1).mean().item()
+    lesson.markdown(f"Stripes: {stripes(similarity):.0f}% of this matrix's variance is its row means (how much "
+                    f"the caption alone decides the score); within a row the scores vary by {spread:.3f} on "
+                    f"average (standard deviation), across rows they span "
+                    f"{similarity.detach().float().mean(dim=1).min().item():.2f} to "
+                    f"{similarity.detach().float().mean(dim=1).max().item():.2f}.")
 
 
 def show_loss(lesson: Lesson, logits, loss) -> None:
@@ -163,17 +169,92 @@ def show_loss(lesson: Lesson, logits, loss) -> None:
     lesson.metrics["loss_untrained_batch"] = round(float(loss), 4)
 
 
-def train_clip(lesson: Lesson, world: World) -> Run:
-    """Train CLIP on the world (or reuse a finished run with the same settings) and show its learning curves."""
+def _run_dir(lesson: Lesson):
+    from laclip_lite.utils import stable_hash
+
+    cfg = lesson.config({"train.policy": "clip", "data.augment": "none"})
+    return cfg, lesson.out_dir / f"clip-{stable_hash(cfg.to_dict(), length=8)}"
+
+
+def start_training(lesson: Lesson, world: World):
+    """The library's `Trainer` for this lesson's run (data, model, AdamW, warm-up + cosine schedule), before its
+    first step, or where an interrupted run stopped. When the run already finished (a rerun of the notebook), a
+    fresh Trainer in `out_dir/first_steps` instead, for the written-out steps; `train_clip` then reuses the run."""
+    import shutil
+
+    import torch
+
+    from laclip_lite.train import CHECKPOINT, Trainer
+
+    cfg, run_dir = _run_dir(lesson)
+    if (run_dir / "final_metrics.json").exists():
+        run_dir = lesson.out_dir / "first_steps"
+        shutil.rmtree(run_dir, ignore_errors=True)
+    common.warm_rewrite_cache(cfg, lesson.progress)
+    threads = torch.get_num_threads()
+    try:
+        trainer = Trainer(cfg, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=lesson.progress)
+    finally:
+        torch.set_num_threads(threads)                      # the trainer sets it process-wide
+    if trainer.cfg.train.accum_steps != 1 or trainer.world_size != 1:
+        raise common.ParameterError("the written-out training step needs one process and no gradient "
+                                    "accumulation (train.accum_steps=1)")
+    return trainer
+
+
+def copy_of(trainer):
+    """(model, optimizer, scheduler): an exact copy of the trainer's, in the same state, for a hand-written step."""
+    import copy
+
+    from laclip_lite.train import build_optimizer
+
+    model = copy.deepcopy(trainer.model)
+    optimizer, scheduler = build_optimizer(model, trainer.cfg, trainer.device)
+    optimizer.load_state_dict(trainer.optimizer.state_dict())
+    scheduler.load_state_dict(trainer.scheduler.state_dict())
+    return model.train(), optimizer, scheduler
+
+
+def step_inputs(trainer, step: int):
+    """(images, tokens) of training step `step`, made as `Trainer.train_step` makes them: the loader's batch for
+    that step (a function of seed and step), random crops seeded by (seed, step), normalised; padding trimmed."""
+    import torch
+
+    from laclip_lite.data.transforms import normalize, random_resized_crop
+    from laclip_lite.models.text import trim_padding
+    from laclip_lite.utils import step_generator
+
+    cfg = trainer.cfg
+    batch = trainer.data.pairs.batch(step)
+    images = batch.images.to(trainer.device)
+    if not batch.augmented:
+        images = random_resized_crop(images, cfg.data.crop_scale, step_generator(cfg.train.seed, step, 3),
+                                     hflip=cfg.data.hflip, total=images.shape[0])
+    images = normalize(images)
+    if cfg.model.vision == "resnet":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, trim_padding(batch.tokens, cfg.model.pad_id).to(trainer.device)
+
+
+def stripes(similarity) -> float:
+    """How much of a [captions, images] similarity matrix is horizontal stripes: the share (%) of its variance
+    that the row means explain. An untrained image tower maps every image to nearly the same vector, so each
+    caption scores every image alike (rows nearly constant: ~100%); training spreads the images apart."""
+    sim = similarity.detach().float()
+    total = sim.var(unbiased=False).item()
+    return 100.0 * sim.mean(dim=1).var(unbiased=False).item() / total if total > 0 else 100.0
+
+
+def train_clip(lesson: Lesson, world: World, trainer=None) -> Run:
+    """Train CLIP on the world: continue `trainer` (`start_training`, after the written-out steps) to the end, or
+    reuse a finished run with the same settings; show its learning curves."""
     import torch
 
     from laclip_lite.evaluate import load_run
     from laclip_lite.plots import learning_curves
     from laclip_lite.train import CHECKPOINT, train
-    from laclip_lite.utils import stable_hash
 
-    cfg = lesson.config({"train.policy": "clip", "data.augment": "none"})
-    run_dir = lesson.out_dir / f"clip-{stable_hash(cfg.to_dict(), length=8)}"
+    cfg, run_dir = _run_dir(lesson)
     done = run_dir / "final_metrics.json"
     if done.exists():
         final = json.loads(done.read_text())
@@ -182,7 +263,11 @@ def train_clip(lesson: Lesson, world: World) -> Run:
         common.warm_rewrite_cache(cfg, lesson.progress)
         threads = torch.get_num_threads()
         try:
-            final = train(cfg, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=lesson.progress)
+            if trainer is not None and trainer.out == run_dir:
+                lesson.markdown(f"The library trains the rest: steps {trainer.step + 1} to {cfg.train.steps}.")
+                final = trainer.run()
+            else:
+                final = train(cfg, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=lesson.progress)
         finally:
             torch.set_num_threads(threads)                  # the trainer sets it process-wide
     model, tok, run_cfg = load_run(run_dir, device=lesson.params["device"])
@@ -226,7 +311,8 @@ def similarity_before_after(lesson: Lesson, before, run: Run, world: World) -> d
         off = (sim.sum() - diag.sum()) / (n * n - n)
         hits = (sim.argmax(dim=1) == np.arange(n)).float().mean().item() * 100
         rows.append({"model": name, "matching pairs (diagonal)": diag.mean().item(), "other pairs": off.item(),
-                     "captions whose best image is their own (%)": hits})
+                     "captions whose best image is their own (%)": hits, "stripes (% variance in row means)":
+                     stripes(sim)})
     lesson.figure(similarity_heatmap(sims["after"], images, captions, title="Cosine similarity, after training"),
                   "similarity_after_training", "Similarity matrix after training", key=True)
     lesson.markdown(table(rows), "Similarity before vs after", key=True)
