@@ -60,11 +60,18 @@ class Lesson:
 
     def figure(self, fig, name: str, title: str = "", key: bool = False) -> Path:
         """Save `fig` as `figures/<name>.png`, show it, and remember it for the report."""
+        from PIL import Image
+
+        from laclip_lite.plots import smallest_text_pt
+
         path = self.out_dir / "figures" / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100, bbox_inches="tight")
         display_png(path.read_bytes())
-        self.report.append({"title": title or name, "figure": str(path.relative_to(self.out_dir)), "key": key})
+        with Image.open(path) as png:
+            width = png.size[0]
+        self.report.append({"title": title or name, "figure": str(path.relative_to(self.out_dir)), "key": key,
+                            "smallest_text_pt": round(smallest_text_pt(fig, width), 1)})   # as shown (plots.py)
         return path
 
     def markdown(self, text: str, title: str = "", key: bool = False) -> None:

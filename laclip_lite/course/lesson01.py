@@ -62,7 +62,7 @@ class Run:
     final: dict
 
 
-def show_world(lesson: Lesson, n: int = 16) -> World:
+def show_world(lesson: Lesson, n: int = 8) -> World:
     """Render ShapeWorld's training and test splits and show the first `n` training images with captions."""
     from laclip_lite.data.dataset import shapeworld_split
     from laclip_lite.plots import show_images
@@ -75,7 +75,7 @@ def show_world(lesson: Lesson, n: int = 16) -> World:
         f"{cfg.model.image_size} pixels; each has **one** caption written like web alt-text. Training for "
         f"{cfg.train.steps:,} steps of {cfg.train.batch_size} shows every image about {epochs:.0f} times, always "
         f"with the same caption.")
-    lesson.figure(show_images(world.train.images, world.train.captions, n=n, ncols=8,
+    lesson.figure(show_images(world.train.images, world.train.captions, n=n, ncols=4,
                               title="ShapeWorld: training images and their captions"), "world", "The world")
     return world
 
@@ -335,13 +335,14 @@ def temperature_demo(lesson: Lesson, run: Run, world: World, n_batch: int = 256)
     txt = encode_texts(run.model, run.tokenizer, world.test.captions[:m])
     learned = run.model.logit_scale.exp().item()
     scales = sorted({1.0, round(1 / 0.07, 2), round(learned, 2), 100.0})
-    fig = Figure(figsize=(3.2 * len(scales) + 3.5, 3.4), layout="constrained")
-    axes = fig.subplots(1, len(scales) + 1, width_ratios=[1] * len(scales) + [1.4])
+    fig = Figure(figsize=(9.6, 6.4), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.1])
+    axes = list(top.subplots(1, len(scales))) + [bottom.subplots()]
     for ax, s in zip(axes, scales):
         p = (s * img[:n] @ txt[:n].T).softmax(dim=1)
         ax.imshow(p, vmin=0, vmax=1, cmap="magma")
         tag = " (learned)" if s == round(learned, 2) else " (init)" if s == round(1 / 0.07, 2) else ""
-        ax.set_title(f"scale {s:g}{tag}\nmean p(own caption) {p.diagonal().mean():.2f}", fontsize=9)
+        ax.set_title(f"scale {s:g}{tag}\np(own) {p.diagonal().mean():.2f}", fontsize=10)
         ax.set_xlabel("caption")
         ax.set_ylabel("image")
     grid = np.geomspace(0.5, 200, 60)
@@ -353,8 +354,9 @@ def temperature_demo(lesson: Lesson, run: Run, world: World, n_batch: int = 256)
     ax.axvline(100, color="tab:red", ls=":", label="clamp 100")
     ax.set_xscale("log")
     ax.set_xlabel("logit scale = 1 / temperature")
-    ax.set_title(f"CLIP loss of {m} test pairs vs scale", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_ylabel("loss")
+    ax.set_title(f"CLIP loss of {m} test pairs vs scale", fontsize=10)
+    ax.legend(fontsize=9)
     lesson.figure(fig, "temperature", "The temperature", key=False)
     best = float(grid[int(np.argmin(losses))])
     lesson.markdown(f"The scale starts at s = 1/0.07 = {1 / 0.07:.1f} (CLIP stores log s = ln(1/0.07) = "
@@ -394,7 +396,7 @@ def zero_shot_figures(lesson: Lesson, run: Run, world: World, classifier, n_imag
     feats = encode_images(run.model, world.test.images)
     templates = get_templates(tset)
     probs = class_probabilities(feats, classifier)
-    lesson.figure(topk_images(world.test.images, probs, names, k=5, n=n_images, labels=labels, ncols=3),
+    lesson.figure(topk_images(world.test.images, probs, names, k=5, n=n_images, labels=labels, ncols=2),
                   "zero_shot_topk", "Zero-shot predictions (true class in green)", key=True)
 
     def acc(tmpls) -> float:
@@ -405,24 +407,25 @@ def zero_shot_figures(lesson: Lesson, run: Run, world: World, classifier, n_imag
     sets = [(s, acc(get_templates(s))) for s in template_sets()]
     chance = 100.0 / len(names)
     baseline, baseline_name = single_attribute_baseline(task)
-    fig = Figure(figsize=(11, max(2.8, 0.32 * max(len(single), len(sets)) + 1.2)), layout="constrained")
+    fig = Figure(figsize=(9.6, max(3.2, 0.3 * max(len(single), len(sets)) + 1.6)), layout="constrained")
     a1, a2 = fig.subplots(1, 2)
     y = np.arange(len(single) + 1)
     a1.barh(y, [v for _, v in single] + [ensemble], color=["tab:gray"] * len(single) + ["tab:blue"])
-    a1.set_yticks(y, [textwrap.shorten(t, 34) for t, _ in single] + [f"ensemble of {len(single)}"], fontsize=8)
+    a1.set_yticks(y, [textwrap.shorten(t, 30) for t, _ in single] + [f"ensemble of {len(single)}"], fontsize=9)
     a1.invert_yaxis()
-    a1.set_title(f"'{tset}' templates, {task}: each alone vs averaged", fontsize=9)
+    a1.set_title(f"'{tset}' templates, {task}:\neach alone vs averaged", fontsize=10)
     y2 = np.arange(len(sets))
     a2.barh(y2, [v for _, v in sets], color=["tab:orange" if s == "heldout" else "tab:blue" for s, _ in sets])
-    a2.set_yticks(y2, [s for s, _ in sets], fontsize=8)
+    a2.set_yticks(y2, [s for s, _ in sets], fontsize=9)
     a2.invert_yaxis()
-    a2.set_title("every named template set (ensembles)", fontsize=9)
+    a2.set_title("every named template set\n(ensembles)", fontsize=10)
     for ax in (a1, a2):
         ax.axvline(chance, color="tab:red", ls=":", label=f"chance {chance:.1f}%")
         if baseline_name != "chance":
             ax.axvline(baseline, color="tab:purple", ls="--", label=f"{baseline_name} {baseline:.1f}%")
         ax.set_xlabel("top-1 accuracy (%)")
-        ax.legend(fontsize=7)
+        ax.set_xlim(0, 100)
+    fig.legend(*a1.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9)   # below the bars
     lesson.figure(fig, "templates", "Templates and template ensembles", key=True)
     versus = f"; a model that knows only {baseline_name.split()[0]} would score {baseline:.1f}%" \
         if baseline_name != "chance" else ""
@@ -471,7 +474,7 @@ def show_retrieval(lesson: Lesson, image_features, text_features) -> dict:
     ax.set_xlabel("K")
     ax.set_ylabel("recall@K (%)")
     ax.set_title(f"Retrieval among {n:,} test pairs")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     ax.grid(alpha=0.3)
     lesson.figure(fig, "retrieval", "Retrieval recall@K", key=True)
     rows = [{"direction": d, **{f"R@{k}": r[f"{p}_R@{k}"] for k in ks if k in (1, 5, 10)}}
@@ -488,7 +491,7 @@ EXAMPLE_PROMPTS = ["a red circle", "a small blue star", "a green heart on a blac
 def _text_to_images_fig(query_feats, queries, img_feats, images, k: int = 5):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(1.5 * k + 2.6, 1.6 * len(queries)), layout="constrained")
+    fig = Figure(figsize=(1.3 * k + 2.4, 1.5 * len(queries)), layout="constrained")
     axes = fig.subplots(len(queries), k + 1, squeeze=False, width_ratios=[2.2] + [1] * k)
     for row, (q, f) in enumerate(zip(queries, query_feats)):
         scores = img_feats @ f
@@ -497,7 +500,7 @@ def _text_to_images_fig(query_feats, queries, img_feats, images, k: int = 5):
         axes[row, 0].set_axis_off()
         for col, i in enumerate(top.tolist(), 1):
             axes[row, col].imshow(hwc(images[i]), interpolation="nearest")
-            axes[row, col].set_title(f"{scores[i]:.2f}", fontsize=8)
+            axes[row, col].set_title(f"{scores[i]:.2f}", fontsize=9)
             axes[row, col].set_axis_off()
     fig.suptitle("prompt → the test images most similar to it", fontsize=10)
     return fig
@@ -513,11 +516,11 @@ def _image_to_captions_fig(indices, img_feats, txt_feats, images, captions, k: i
         top = scores.argsort(descending=True)[:k].tolist()
         axes[row, 0].imshow(hwc(images[i]), interpolation="nearest")
         axes[row, 0].set_axis_off()
-        lines = [f"{'✔' if j == i else ' '} {scores[j]:.2f}  {textwrap.shorten(captions[j], 70)}" for j in top]
+        lines = [f"{'✔' if j == i else ' '} {scores[j]:.2f}  {textwrap.shorten(captions[j], 64)}" for j in top]
         if i not in top:
             lines.append(f"  (its own caption ranks {int((scores > scores[i]).sum()) + 1}: "
                          f"{textwrap.shorten(captions[i], 50)})")
-        axes[row, 1].text(0, 0.5, "\n".join(lines), va="center", fontsize=8, family="monospace")
+        axes[row, 1].text(0, 0.5, "\n".join(lines), va="center", fontsize=9, family="monospace")
         axes[row, 1].set_axis_off()
     fig.suptitle("image → the test captions most similar to it (✔ = its own caption)", fontsize=10)
     return fig

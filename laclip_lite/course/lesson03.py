@@ -101,7 +101,9 @@ def training_plan(lesson: Lesson) -> Plan:
         f"**Scarce on purpose.** {len(split):,} training images, {cfg.train.steps:,} steps of "
         f"{cfg.train.batch_size}: each image comes around about **{plan.epochs:.0f} times**. CLIP sees the same "
         "image with the same caption every time, so its text tower can memorise those exact words; this is the "
-        "regime where LaCLIP's rewrites help (the paper's largest gains are on its smallest dataset). With fresh "
+        "regime LaCLIP's rewrites are for (in the paper, zero-shot ImageNet gains +5.7 points on CC3M, its "
+        "smallest dataset and the largest gain relative to CLIP's 15.8%; +8.2 on CC12M, the largest in points; "
+        "+2.4 on LAION-400M). With fresh "
         "images every step (lesson 01's data-rich world) there would be nothing to memorise.")
     with_rw = next((c for c in cfgs.values() if c.data.augment != "none"), None)
     common.warm_rewrite_cache(with_rw or cfg, lesson.progress)
