@@ -26,7 +26,6 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-
 MIN_FONT_PT = 9.0     # the smallest text a figure may show, as seen in the notebook
 DISPLAY_PX = 1000     # JupyterLab shows a wider PNG shrunk to its output area (~1000 px in a 1280-px window)
 
