@@ -191,6 +191,9 @@ def test_notebook_runs_headless_with_tiny_parameters(name, tmp_path):
     assert metrics["metrics"], "no numbers recorded"
     figures = [item["figure"] for item in metrics["report"] if "figure" in item]
     assert figures and all((tmp_path / f).is_file() for f in figures)
+    small = {i["figure"]: i["smallest_text_pt"] for i in metrics["report"] if "figure" in i
+             and i["smallest_text_pt"] < 9}
+    assert not small, f"text under 9 pt as JupyterLab shows these figures: {small}"
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     shown = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]

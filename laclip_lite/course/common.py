@@ -294,7 +294,7 @@ def bars(rows: list[dict], metrics: list[str], group: str, title: str = "", ncol
     names = list(dict.fromkeys(str(r[group]) for r in rows))
     ncols = min(ncols, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
-    fig = Figure(figsize=(max(3.2, 0.75 * len(names) + 1.4) * ncols, 3.0 * nrows), layout="constrained")
+    fig = Figure(figsize=(min(9.8, max(3.2, 0.75 * len(names) + 1.4) * ncols), 3.0 * nrows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax in axes[len(metrics):]:
         ax.set_axis_off()
@@ -303,10 +303,11 @@ def bars(rows: list[dict], metrics: list[str], group: str, title: str = "", ncol
         xs, means = mean_std_bars(ax, vals)
         for x, mean in zip(xs, means):
             ax.annotate(f"{mean:.1f}" if abs(mean) >= 10 else f"{mean:.2f}", (x, mean), xytext=(0, 3),
-                        textcoords="offset points", ha="center", fontsize=7)
+                        textcoords="offset points", ha="center", fontsize=9)
         ax.set_xticks(xs, names, rotation=30 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center",
-                      fontsize=8)
-        ax.set_title(m, fontsize=9)
+                      fontsize=9)
+        ax.tick_params(axis="y", labelsize=9)
+        ax.set_title(m, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -279,18 +279,26 @@ def similarity_by_policy(lesson: Lesson, comparison: Comparison, world_split: st
         sims[arm] = lesson01._pairs_similarity(model, tok, split.images[:n], split.captions[:n])
     lo = min(float(v.min()) for v in sims.values())
     hi = max(float(v.max()) for v in sims.values())
-    fig = Figure(figsize=(3.3 * len(sims), 4.0), layout="constrained")
-    gs = fig.add_gridspec(2, len(sims) * n, height_ratios=[1, n])
+    # The key on the left: image i's thumbnail and its caption (row i / column i of every matrix).
+    fig = Figure(figsize=(9.8, 0.62 * n + 1.3), layout="constrained")
+    gs = fig.add_gridspec(n, 2 + len(sims), width_ratios=[0.75, 3.3] + [2.3] * len(sims))
+    for i in range(n):
+        thumb = fig.add_subplot(gs[i, 0])
+        thumb.imshow(hwc(split.images[i]), interpolation="nearest")
+        thumb.set_axis_off()
+        text = fig.add_subplot(gs[i, 1])
+        text.text(0, 0.5, f"{i}: " + textwrap.shorten(split.captions[i], 44), va="center", fontsize=9)
+        text.set_axis_off()
     for a, (arm, sim) in enumerate(sims.items()):
-        common.thumbs_row(fig, [gs[0, a * n + i] for i in range(n)], split.images[:n])
-        ax = fig.add_subplot(gs[1, a * n:(a + 1) * n])
+        ax = fig.add_subplot(gs[:, 2 + a])
         mappable = ax.imshow(sim, vmin=lo, vmax=hi, cmap="viridis")
-        diag = sim.diagonal().mean().item()
-        ax.set_title(f"{arm}: diagonal {diag:.2f}, rest {(sim.sum() - sim.diagonal().sum()).item() / (n * n - n):.2f}",
-                     fontsize=9)
+        rest = (sim.sum() - sim.diagonal().sum()).item() / (n * n - n)
+        ax.set_title(f"{arm}\ndiagonal {sim.diagonal().mean().item():.2f}, rest {rest:.2f}", fontsize=10)
+        ax.set_xticks(range(n), [str(i) for i in range(n)], fontsize=9)
+        ax.set_yticks(range(n), [str(i) for i in range(n)], fontsize=9)
         ax.set_xlabel("image")
         ax.set_ylabel("caption")
-    fig.colorbar(mappable, ax=fig.axes[-1], shrink=0.7)
+    fig.colorbar(mappable, ax=fig.axes[-1], shrink=0.6)
     lesson.figure(fig, "similarity_by_policy", "Similarity matrices by policy", key=True)
     return sims
 
@@ -355,7 +363,7 @@ def _curves_at(curves: dict, step: int):
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title("At step " + f"{step}: " + ", ".join(f"{k} {v:.2f}" for k, v in at.items()), fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     ax.grid(alpha=0.3)
     return fig
 
