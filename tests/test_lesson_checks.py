@@ -96,6 +96,20 @@ def test_01_zero_shot_classifier_cell():
                         [("columns.append(mean / mean.norm())", "columns.append(F.normalize(mean, dim=0))")]])
 
 
+def _accuracy_ns():
+    feats, classifier = _unit(50, 8, seed=7), _unit(5, 8, seed=8).T          # [M, D], [D, C] unit columns
+    labels = (feats @ classifier + 0.3 * torch.randn(50, 5, generator=torch.Generator().manual_seed(9))).argmax(1)
+    world = SimpleNamespace(test=SimpleNamespace(images=None, labels={"color": labels}))
+    return {"encode_images": lambda *a: feats, "run": mock.Mock(), "world": world, "classifier": classifier,
+            "task": "color", "names": ["a", "b", "c", "d", "e"], "lesson": mock.Mock(), "torch": torch}
+
+
+def test_01_zero_shot_accuracy_cell():
+    _both_ways("01_clip_basics", "cell-27", _accuracy_ns,
+               wrong=[(".argmax(dim=1)", ".argmin(dim=1)")],
+               correct=[(), [(".argmax(dim=1)", ".topk(1, dim=1).indices[:, 0]")]])
+
+
 def _retrieval_ns(with_ties: bool = True):
     feats = _unit(30, 8, seed=3)
     txt = F.normalize(feats + 0.8 * _unit(30, 8, seed=4), dim=-1)
