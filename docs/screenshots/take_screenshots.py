@@ -63,6 +63,9 @@ def shoot(out: Path, names: list[str], base: str = "http://127.0.0.1:8899/lab/tr
             page.goto(base + f"{name}.ipynb?reset", wait_until="domcontentloaded")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
             time.sleep(5)                                   # the kernel starts
+            news = page.locator(".jp-Notification-Toast button", has_text="No")   # JupyterLab's news prompt
+            if news.count():
+                news.first.click()
             page.locator(".jp-Notebook:visible").first.click()
             page.keyboard.press("Escape")
             page.click("text=Run", timeout=30_000)          # Run > Run All Cells

@@ -281,24 +281,27 @@ def similarity_by_policy(lesson: Lesson, comparison: Comparison, world_split: st
     hi = max(float(v.max()) for v in sims.values())
     # The key on the left: image i's thumbnail and its caption (row i / column i of every matrix).
     fig = Figure(figsize=(9.8, 0.62 * n + 1.3), layout="constrained")
-    gs = fig.add_gridspec(n, 2 + len(sims), width_ratios=[0.75, 3.3] + [2.3] * len(sims))
+    gs = fig.add_gridspec(n, 2 + len(sims), width_ratios=[0.75, 2.9] + [2.0] * len(sims))
     for i in range(n):
         thumb = fig.add_subplot(gs[i, 0])
         thumb.imshow(hwc(split.images[i]), interpolation="nearest")
         thumb.set_axis_off()
         text = fig.add_subplot(gs[i, 1])
-        text.text(0, 0.5, f"{i}: " + textwrap.shorten(split.captions[i], 44), va="center", fontsize=9)
+        text.text(0, 0.5, f"{i}: " + textwrap.shorten(split.captions[i], 36), va="center", fontsize=9)
         text.set_axis_off()
+    maps = []
     for a, (arm, sim) in enumerate(sims.items()):
         ax = fig.add_subplot(gs[:, 2 + a])
+        maps.append(ax)
         mappable = ax.imshow(sim, vmin=lo, vmax=hi, cmap="viridis")
         rest = (sim.sum() - sim.diagonal().sum()).item() / (n * n - n)
-        ax.set_title(f"{arm}\ndiagonal {sim.diagonal().mean().item():.2f}, rest {rest:.2f}", fontsize=10)
+        ax.set_title(f"{arm}\ndiagonal {sim.diagonal().mean().item():.2f}\nrest {rest:.2f}", fontsize=10)
         ax.set_xticks(range(n), [str(i) for i in range(n)], fontsize=9)
         ax.set_yticks(range(n), [str(i) for i in range(n)], fontsize=9)
         ax.set_xlabel("image")
-        ax.set_ylabel("caption")
-    fig.colorbar(mappable, ax=fig.axes[-1], shrink=0.6)
+        if a == 0:
+            ax.set_ylabel("caption")
+    fig.colorbar(mappable, ax=maps, shrink=0.5, location="right")
     lesson.figure(fig, "similarity_by_policy", "Similarity matrices by policy", key=True)
     return sims
 
