@@ -105,7 +105,7 @@ def similarity_heatmap(sim, images=None, texts: Sequence[str] | None = None, vmi
         raise ValueError(f"similarity_heatmap: {len(images)} images for {n_img} columns")
     if texts is not None and len(texts) != n_txt:
         raise ValueError(f"similarity_heatmap: {len(texts)} texts for {n_txt} rows")
-    fig = Figure(figsize=(max(5.0, 0.8 * n_img + 4.2), max(3.5, 0.6 * n_txt + 2.0)), layout="constrained")
+    fig = Figure(figsize=(min(9.6, max(5.0, 0.7 * n_img + 4.0)), max(3.5, 0.6 * n_txt + 2.0)), layout="constrained")
     ax = fig.add_subplot()
     mappable = ax.imshow(s, vmin=vmin, vmax=vmax, cmap="viridis")
     ax.set_yticks(range(n_txt), [textwrap.shorten(str(t), 48) for t in texts] if texts is not None
