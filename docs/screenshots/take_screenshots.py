@@ -59,7 +59,7 @@ def shoot(out: Path, names: list[str], base: str = "http://127.0.0.1:8899/lab/tr
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS, headless=True)
         for name in names:
-            page = browser.new_page(viewport={"width": 1200, "height": 1400})
+            page = browser.new_page(viewport={"width": 1440, "height": 1400})   # a common laptop window
             page.goto(base + f"{name}.ipynb?reset", wait_until="domcontentloaded")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
             time.sleep(5)                                   # the kernel starts
