@@ -68,6 +68,8 @@ class DataConfig:
     rewrites_dir: str = ""              # folder of line-aligned rewrite files (<variant>.txt); "" = the run's own cache
     sources: list[str] = field(default_factory=lambda: list(SOURCES))  # meta-pair sources used (llm / shapes)
     num_rewrites: int = 4               # how many rewrites per caption take part (0..M)
+    max_identical: float = 0.5          # laclip / mt stop before step 0 when more than this share of a variant's
+                                        # rewrites equal their caption (a stand-in that found nothing to say)
     tokenizer: str = "bpe"              # "bpe" (trained on the captions, cached), "clip" (CLIP's BPE), or HF path/name
     clip_bpe_path: str = ""             # tokenizer=clip: bpe_simple_vocab_16e6.txt.gz ("" = installed open_clip's)
     bpe_vocab_size: int = 1000          # vocabulary size of the trained BPE tokenizer
@@ -90,7 +92,9 @@ class TrainConfig:
                                         # original+rewrites), "mt" (all texts, multi-text loss)
     steps: int = 1000                   # optimizer steps
     batch_size: int = 256               # images per micro-batch per process ("per GPU")
-    accum_steps: int = 1                # micro-batches per step (each its own loss: does not enlarge the negatives)
+    accum_steps: int = 1                # micro-batches per step
+    accum_mode: str = "micro"           # "micro": each micro-batch's loss contrasts its own samples; "global": one
+                                        # loss over the global batch (features cached, each micro-batch recomputed)
     global_batch: int = 0               # images per step, all processes; > 0 picks accum_steps for the GPUs at hand
     epochs: float = 0                   # > 0: steps = epochs x (dataset size // global batch) (laclip_lite.schedule)
     warmup_epochs: float = 0            # with epochs > 0: train.warmup_steps = warmup_epochs x steps per epoch
@@ -109,8 +113,14 @@ class TrainConfig:
     seed: int = 0                       # seeds model init, data order, augmentation and text draws
     compile: bool = False               # torch.compile the model
     log_every: int = 25                 # steps between metrics.jsonl rows
+    log_to: list[str] = field(default_factory=lambda: ["jsonl"])  # sinks: jsonl (always), tensorboard, wandb
+                                        # (offline unless WANDB_MODE is set); laclip_lite.log_sinks
+    print_every_s: float = 30.0         # progress bars off: seconds between plain progress lines (0 = every row)
     eval_every: int = 0                 # steps between zero-shot evaluations on the val split (0 = only at the end)
+    best_metric: str = ""               # a validation metric (e.g. val/color_shape_top1, imagenet/top1; higher is
+                                        # better): checkpoint_best.pt keeps the step that scored best ("" = off)
     ckpt_every: int = 250               # steps between checkpoints (0 = only at the end)
+    keep_checkpoints: int = 0           # > 0: every N-th periodic checkpoint is also kept as checkpoint_<step>.pt
     threads: int = 0                    # torch CPU threads (0 = torch default)
 
 
@@ -129,8 +139,14 @@ class RewriteConfig:
     trust_remote_code: bool = False     # llm: allow custom model code from the model folder
     leak_free: bool = False             # shapes (control): never write a zero-shot class name the caption did not
     error_rate: float = 0.0             # shapes (control): chance a rewrite states one fact wrong (drop/swap/add)
+    standin: str = "full"               # shapes (control): full | denoise | structure | random-lexicon | partial
     prompt_format: str = "kit"          # llm: "kit" (this kit's one-line-per-pair prompt) or "laclip" (the release's)
     device: str = "auto"                # llm/backtranslate: "auto" (LOCAL_RANK / shard -> its GPU), "cpu", "cuda:N"
+    backend: str = "auto"               # llm: "auto" (vLLM when installed and CUDA is present, else hf), "hf", "vllm"
+    vllm_gpu_memory: float = 0.9        # llm, vLLM backend: share of the GPU's memory vLLM may take (its
+                                        # gpu_memory_utilization; lower it to share the GPU)
+    threads: int = 0                    # torch CPU threads of the rewriting process (0 = torch default)
+    print_every_s: float = 30.0         # progress bar off: seconds between plain progress lines
 
 
 @dataclass
@@ -190,14 +206,33 @@ class Config:
         _choice("train.policy", t.policy, POLICIES)
         _choice("train.precision", t.precision, ["auto", "fp32", "bf16"])
         _choice("train.decay_rule", t.decay_rule, ["kit", "release"])
+        _choice("train.accum_mode", t.accum_mode, ["micro", "global"])
+        for sink in t.log_to:
+            _choice("train.log_to", sink, ["jsonl", "tensorboard", "wandb"])   # log_sinks.SINKS
         if t.epochs < 0 or t.warmup_epochs < 0 or t.global_batch < 0 or d.num_samples < 0:
             raise ConfigError("train.epochs, train.warmup_epochs, train.global_batch and data.num_samples must be >= 0")
         if t.epochs and t.warmup_epochs >= t.epochs:
             raise ConfigError(f"train.warmup_epochs={t.warmup_epochs} must be below train.epochs={t.epochs}")
         if not 0 <= d.num_rewrites <= 16:
             raise ConfigError(f"data.num_rewrites must be in 0..16, got {d.num_rewrites}")
-        # laclip / mt with no rewrites (augment=none or num_rewrites=0) train on the original caption alone, as
-        # CLIP does: allowed, it is the 0-rewrite point of the num_rewrites ablation.
+        # laclip / mt with no rewrite in use would train plain CLIP under another name: refused here where the
+        # config alone shows it (num_rewrites=0; ShapeWorld with augment=none), else by the data path before step 0
+        # (laclip_lite.data.dataset). The 0-rewrite point of the num_rewrites ablation is a CLIP run.
+        if t.policy in ("laclip", "mt") and (d.num_rewrites == 0 or (d.is_shapeworld and d.augment == "none")):
+            why = "data.num_rewrites=0" if d.num_rewrites == 0 else "data.augment=none on ShapeWorld"
+            raise ConfigError(f"train.policy={t.policy} needs rewrites, but {why} leaves one text per image (that "
+                              "is train.policy=clip); set data.augment (shapes, eda, llm, backtranslate) and "
+                              "data.num_rewrites >= 1, or train with train.policy=clip")
+        if not 0.0 <= d.max_identical <= 1.0:
+            raise ConfigError(f"data.max_identical must be in [0, 1], got {d.max_identical}")
+        if t.best_metric and not t.eval_every:
+            raise ConfigError(f"train.best_metric={t.best_metric} needs train.eval_every > 0 (it is chosen on the "
+                              "validation evaluations during training)")
+        if t.best_metric.startswith("test/"):
+            raise ConfigError(f"train.best_metric={t.best_metric}: choices are made on validation metrics (val/...), "
+                              "never on the test split")
+        if t.keep_checkpoints < 0:
+            raise ConfigError(f"train.keep_checkpoints must be >= 0, got {t.keep_checkpoints}")
         for key in ("train.steps", "train.batch_size", "train.accum_steps", "model.context_length"):
             if get_value(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {get_value(self, key)}")
@@ -353,6 +388,8 @@ _LACLIP_RELEASE: dict[str, Any] = {
     "data.hflip": False,
     "data.num_workers": 10,             # release train.py: --workers 10 per process
     "train.batch_size": 256,            # paper: 256 per GPU (release: --batch-size is per GPU)
+    "train.global_batch": 8192,         # paper: 8,192 per step (32 GPUs x 256); fewer GPUs accumulate to reach it
+    "train.accum_mode": "global",       # ... keeping all 8,192 samples in every loss (laclip_lite.accumulate)
     "train.epochs": 35,                 # paper (issue 12): 35 epochs
     "train.warmup_epochs": 1,           # paper; release train.py --warmup-epochs default 1
     "train.lr": 1e-3,                   # paper (release default 3e-3)
@@ -369,14 +406,16 @@ _LACLIP_RELEASE: dict[str, Any] = {
 # LAION-400M-style ViT-B/32: open_clip's ViT-B-32 recipe of laion/scaling-laws-openclip (trained_models_info:
 # ViT-B-32, 400M, lr 5e-4, warm-up 2000, 32 epochs, 128 GPUs x 256 = 32,768 per step) with open_clip's defaults
 # for ViT (params.py: betas 0.9/0.98, eps 1e-6; --wd 0.2; aug RandomResizedCrop scale (0.9, 1.0); no clipping;
-# the same no-decay rule as the release). open_clip's LAION-400M B/32 weights are ViT-B-32-quickgelu.
+# the same no-decay rule as the release). open_clip's LAION-400M B/32 weights are ViT-B-32-quickgelu. Fewer GPUs
+# reach 32,768 by accum_mode=global accumulation (every loss contrasts all 32,768, as open_clip's --accum-freq).
 _LAION_VIT_B32: dict[str, Any] = {
     "model.vision": "vit", "model.image_size": 224, "model.patch_size": 32, "model.vision_width": 768,
     "model.vision_layers": 12, "model.vision_heads": 12, "model.text_width": 512, "model.text_layers": 12,
     "model.text_heads": 8, "model.context_length": 77, "model.embed_dim": 512,
     "model.vision_act": "quickgelu", "model.text_act": "quickgelu",
     "data.tokenizer": "clip", "data.crop_scale": [0.9, 1.0], "data.hflip": False, "data.num_workers": 8,
-    "train.batch_size": 256, "train.global_batch": 32_768, "train.epochs": 32, "train.warmup_steps": 2000,
+    "train.batch_size": 256, "train.global_batch": 32_768, "train.accum_mode": "global",
+    "train.epochs": 32, "train.warmup_steps": 2000,
     "train.lr": 5e-4, "train.weight_decay": 0.2, "train.betas": [0.9, 0.98], "train.eps": 1e-6,
     "train.decay_rule": "release", "train.grad_clip": 0.0, "train.log_every": 100, "train.ckpt_every": 5000,
 }

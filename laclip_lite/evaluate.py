@@ -479,7 +479,8 @@ def load_run(run_dir: str | Path, device: str = "auto"):
     """A run folder (or its checkpoint.pt) -> (model in eval mode on `device`, tokenizer, cfg).
 
     Reads `config.yaml`, the tokenizer the run saved, and the weights in `checkpoint.pt` (`["model"]`),
-    loaded with `torch.load(weights_only=True)`. Works on a run still training (its latest checkpoint).
+    loaded with `torch.load(weights_only=True)`. Works on a run still training (its latest checkpoint). A
+    config.yaml or tokenizer that is not what the checkpoint recorded stops with a DataError (`laclip_lite.runs`).
     """
     path = Path(run_dir)
     ckpt_path = path if path.suffix == ".pt" else path / "checkpoint.pt"
@@ -501,8 +502,11 @@ def load_run(run_dir: str | Path, device: str = "auto"):
     tokenizer = load_tokenizer(run_dir, cfg.model.context_length)
     if cfg.model.vocab_size == 0:  # a config saved before the tokenizer filled these in
         cfg.model.vocab_size, cfg.model.pad_id = tokenizer.vocab_size, tokenizer.pad_id
-    model = build_model(cfg.model)
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    from laclip_lite.runs import check_recorded_config, check_tokenizer
+    check_recorded_config(run_dir, cfg, checkpoint)      # a cut config.yaml would score the defaults' test set
+    check_tokenizer(run_dir, tokenizer, checkpoint)
+    model = build_model(cfg.model)
     state = checkpoint["model"] if isinstance(checkpoint, dict) and "model" in checkpoint else checkpoint
     try:
         model.load_state_dict(_strip_prefixes(state))

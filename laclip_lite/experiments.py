@@ -78,19 +78,38 @@ NO_EVAL_NOTE = ("trained on file data with no eval.datasets: only the training l
 
 
 def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
-                   progress: bool = True) -> dict:
-    """Train one run (resuming if it was interrupted) and evaluate it; `out_dir/result.json` marks it done."""
+                   progress: bool = True, nproc_per_node: int = 1) -> dict:
+    """Train one run (resuming if it was interrupted) and evaluate it; `out_dir/result.json` marks it done.
+
+    A finished run is reused only when its config hash (`runs.config_hash`, kept in result.json) matches `cfg`;
+    a folder holding a run of another config stops with a ConfigError naming the keys that differ.
+    nproc_per_node > 1: the training runs under `torchrun` in that many processes (`train_with_torchrun`), and
+    the run folder is read back here to evaluate."""
+    from laclip_lite.runs import config_hash
     from laclip_lite.train import CHECKPOINT, Trainer
 
     out_dir = Path(out_dir)
     done = out_dir / RESULT
+    wanted = config_hash(cfg)
     if done.exists():
-        return json.loads(done.read_text())
-    resume = (out_dir / CHECKPOINT).exists()
-    trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=False)
-    final = trainer.run()
-    scores = evaluate_model(trainer.model, trainer.data.tokenizer, cfg, template_sets, tasks, progress=progress)
-    metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores}
+        result = json.loads(done.read_text())
+        if result.get("config_hash") != wanted:
+            raise ConfigError(f"{out_dir} holds a finished run of another config ({_changed(out_dir, cfg)}); "
+                              "use another --out, or delete that folder")
+        return result
+    if nproc_per_node > 1:
+        from laclip_lite.evaluate import load_run
+        final = train_with_torchrun(cfg, out_dir, nproc_per_node, progress)
+        model, tokenizer, cfg = load_run(out_dir, cfg.train.device)
+    else:
+        trainer = Trainer(cfg, out_dir, resume=(out_dir / CHECKPOINT).exists(), progress=progress,
+                          evaluate_at_end=False)
+        final = trainer.run()
+        model, tokenizer = trainer.model, trainer.data.tokenizer
+    scores = evaluate_model(model, tokenizer, cfg, template_sets, tasks, progress=progress)
+    metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores,
+               **validation_scores(model, tokenizer, cfg, tasks), **synonym_scores(model, tokenizer, cfg, tasks),
+               "config_hash": wanted, **arm_facts(out_dir)}
     if "data" in final:             # file data: sample reads replaced (by reason), rewrites fallen back
         metrics["data"] = final["data"]
     if not scores:
@@ -99,6 +118,95 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     atomic_write_text(done, json.dumps(metrics, indent=1))
     return metrics
 
+
+def arm_facts(run_dir: Path) -> dict:
+    """What distinguishes one arm's training from another's, from its run.json, as `plan.*` columns of runs.csv /
+    ablations.csv: the texts drawn, the largest share of rewrites identical to their caption, global batch, steps,
+    epochs."""
+    from laclip_lite.runs import RUN_JSON
+    try:
+        record = json.loads((Path(run_dir) / RUN_JSON).read_text())
+    except (OSError, ValueError):
+        return {}
+    shares = [c["share"] for c in record["texts"]["identical_to_caption"].values()]
+    return {"plan.texts": record["texts"]["drawn"], "plan.identical_max": max(shares) if shares else "-",
+            "plan.global_batch": record["batch"]["global"], "plan.steps": record["schedule"]["steps"],
+            "plan.epochs": record["schedule"]["epochs"]}
+
+
+def arms_markdown(runs: list[dict], group: str = "policy") -> str:
+    """One row per arm (its first seed's run.json): what it really trained on."""
+    first = {}
+    for r in runs:
+        first.setdefault(r[group], r)
+    cols = ["plan.texts", "plan.identical_max", "plan.global_batch", "plan.steps", "plan.epochs"]
+    rows = [{group: name, **{c.removeprefix("plan."): r.get(c, "-") for c in cols}} for name, r in first.items()]
+    return utils.markdown_table(rows, [group, *[c.removeprefix("plan.") for c in cols]], cell=str)
+
+
+def _changed(out_dir: Path, cfg: Config) -> str:
+    """The keys a finished run's config.yaml differs in from `cfg` (values the trainer fills in left out)."""
+    from laclip_lite.runs import config_diff
+    try:
+        saved = Config.load(out_dir / "config.yaml").to_dict()
+    except (OSError, ValueError):
+        return "its config.yaml is unreadable"
+    filled = ("model.vocab_size", "model.pad_id", "train.accum_steps")
+    diff = config_diff(saved, cfg.to_dict(), skip=filled)
+    return "; ".join(diff[:6]) + (" ..." if len(diff) > 6 else "") if diff else "no config hash recorded"
+
+
+def train_with_torchrun(cfg: Config, out_dir: str | Path, nproc_per_node: int, progress: bool = False) -> dict:
+    """`torchrun --standalone --nproc_per_node N -m laclip_lite.cli train` on `cfg` (written to
+    out_dir/launch.yaml), continuing the run in out_dir if it has a checkpoint (`--resume auto`); -> its
+    final_metrics.json. One process per GPU on CUDA, gloo processes on a CPU. The launcher's output goes to
+    out_dir/torchrun.log; a failed launch raises with the log's last lines."""
+    import subprocess
+    import sys
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    launch = out_dir / "launch.yaml"
+    cfg.save(launch)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
+           "-m", "laclip_lite.cli", "train", "--config", str(launch), "--out", str(out_dir), "--resume", "auto"]
+    if not progress:
+        cmd.append("--no-progress")
+    log = out_dir / "torchrun.log"
+    with open(log, "w") as f:
+        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"torchrun ({nproc_per_node} processes) failed with status {code}; {log}:\n{tail}")
+    return json.loads((out_dir / "final_metrics.json").read_text())
+
+
+def validation_scores(model, tokenizer, cfg: Config, tasks=EVAL_TASKS) -> dict:
+    """`val/<metric>`: the ShapeWorld validation split with the default templates, what any choice (a preset, a
+    step count, a best setting: `stats.choose`) is made on; the test split is for reporting. {} off ShapeWorld."""
+    if not cfg.data.is_shapeworld or not cfg.data.val_size:
+        return {}
+    from laclip_lite.data.dataset import shapeworld_split
+    from laclip_lite.evaluate import evaluate_shapeworld, flat_shapeworld
+
+    return flat_shapeworld(evaluate_shapeworld(model, tokenizer, shapeworld_split(cfg, "val"), list(tasks),
+                                               ("default",), with_retrieval=False), prefix="val/")
+
+
+def synonym_scores(model, tokenizer, cfg: Config, tasks=EVAL_TASKS) -> dict:
+    """`<task>_top1@synonyms`: zero-shot on the test split (default templates) with every class named by a
+    synonym, never by its class name (`rewrite.shapes.synonym_classnames`); report-only. {} off ShapeWorld."""
+    if not cfg.data.is_shapeworld:
+        return {}
+    from laclip_lite.data.dataset import shapeworld_split
+    from laclip_lite.evaluate import encode_images, zero_shot
+    from laclip_lite.rewrite.shapes import synonym_classnames
+
+    split = shapeworld_split(cfg, "test")
+    features = encode_images(model, split.images)
+    return {f"{t}_top1@synonyms": round(zero_shot(model, tokenizer, None, split.labels[t], synonym_classnames(t),
+                                                  "default", image_features=features)["top1"], 2)
+            for t in tasks if t in ("shape", "color", "color_shape")}
 
 def run_cost(cfg: Config) -> float:
     """A rough relative cost of one run on a CPU, to start the dearest runs first (`utils.parallel_map`); not a
@@ -112,31 +220,41 @@ def run_cost(cfg: Config) -> float:
     return cfg.train.steps * cfg.train.batch_size * (image + texts * text) + 5.0 * cfg.data.train_size
 
 
-def auto_jobs(device: str = "auto", runs: int | None = None) -> int:
-    """Runs to train side by side (`--jobs 0`): one on CUDA (a run fills the GPU); on a CPU one per core, each
-    on one thread (two one-thread runs on 2 cores train ~1.5x faster than one two-thread run: the tiny models
-    scale poorly across threads). Never more than `runs`."""
+def auto_jobs(device: str = "auto", runs: int | None = None, gpus=()) -> int:
+    """Runs to train side by side (`--jobs 0`): one per GPU in `gpus` (each job gets its own); else one on CUDA
+    (a run fills the GPU); on a CPU one per core, each on one thread (two one-thread runs on 2 cores train ~1.5x
+    faster than one two-thread run: the tiny models scale poorly across threads). Never more than `runs`."""
     from laclip_lite.utils import resolve_device
 
-    jobs = 1 if resolve_device(device).type == "cuda" else max(1, os.cpu_count() or 1)
+    if gpus:
+        jobs = len(gpus)
+    else:
+        jobs = 1 if resolve_device(device).type == "cuda" else max(1, os.cpu_count() or 1)
     return max(1, min(jobs, runs or jobs))
 
 
-def _run_one(job: tuple) -> tuple[str, int, dict]:
-    arm, seed, preset, overrides, out_dir, threads, template_sets, tasks = job
+def _run_one(job: tuple) -> tuple[str, int, int, dict]:
+    arm, seed, preset, overrides, out_dir, threads, template_sets, tasks, nproc = job
     import torch
     if threads:
         torch.set_num_threads(threads)
     cfg = arm_config(arm, seed, preset, overrides)
-    return arm.name, seed, run_experiment(cfg, out_dir, template_sets, tasks, progress=False)
+    return arm.name, cfg.data.world_seed, seed, run_experiment(cfg, out_dir, template_sets, tasks, progress=False,
+                                                               nproc_per_node=nproc)
 
 
 def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str | Path = "runs/compare",
             preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None, augment: str = "shapes",
-            template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS, jobs: int = 1, progress: bool = True) -> list[dict]:
-    """Train every (policy, seed), evaluate, and write `runs.csv`, `summary.csv`, `summary.md`, `compare.png`.
+            template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS, jobs: int = 1, progress: bool = True,
+            worlds=None, gpus=(), nproc_per_node: int = 1) -> list[dict]:
+    """Train every (policy, world, seed), evaluate, and write `runs.csv`, `summary.csv`, `summary.md`,
+    `compare.png`, and the paired contrasts of the arms (`contrasts.csv` / `.md`, per world and pooled).
 
-    `jobs` runs side by side (0: `auto_jobs`, what `laclip-lite compare` uses).
+    `jobs` runs side by side (0: `auto_jobs`, what `laclip-lite compare` uses). `worlds`: values of
+    `data.world_seed` (new images, captions, rewrites, val and test sets; None: the preset's and overrides'
+    one); runs pair by (world, seed). `gpus` (ids): each job trains on one of them (`utils.parallel_map`).
+    nproc_per_node > 1: each run trains under torchrun in that many processes (GPUs, or gloo processes on a
+    CPU), one run at a time.
 
     Returns the summary rows: one per policy with `<metric>` (mean) and `<metric>_std` columns.
     """
@@ -144,34 +262,102 @@ def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str 
         policies = policies.split(",")
     arms = [Arm.parse(p, augment) for p in policies]
     seeds = [int(s) for s in (seeds.split(",") if isinstance(seeds, str) else seeds)]
+    if worlds is None:
+        worlds = [build_config(preset, overrides).data.world_seed]
+    worlds = [int(w) for w in (worlds.split(",") if isinstance(worlds, str) else worlds)]
     for arm in arms:               # fail on a bad parameter before any run starts
         arm_config(arm, seeds[0], preset, overrides)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = auto_jobs(build_config(preset, overrides).train.device, len(arms) * len(seeds)) if jobs <= 0 else \
-        max(1, min(jobs, len(arms) * len(seeds)))
+    n_runs = len(arms) * len(seeds) * len(worlds)
+    jobs = auto_jobs(build_config(preset, overrides).train.device, n_runs, gpus) if jobs <= 0 else \
+        max(1, min(jobs, n_runs))
+    if nproc_per_node > 1:          # a run takes the whole node: one at a time, in this process
+        jobs, gpus = 1, ()
     threads = utils.threads_per_job(jobs)
-    work = [(arm, seed, preset, overrides, out_dir / f"{arm.name.replace(':', '-')}-s{seed}", threads,
-             tuple(template_sets), tuple(tasks)) for arm in arms for seed in seeds]
+    keys = [(arm, w, seed) for w in worlds for arm in arms for seed in seeds]
+    work = [(arm, seed, preset, with_world(overrides, w), out_dir / run_name(arm, w, seed), threads,
+             tuple(template_sets), tuple(tasks), nproc_per_node) for arm, w, seed in keys]
     from tqdm.auto import tqdm
 
     def cost(job):
-        return run_cost(arm_config(job[0], job[1], preset, overrides))
+        return run_cost(arm_config(job[0], job[1], preset, job[3]))
 
-    results = list(tqdm(utils.parallel_map(_run_one, work, jobs, cost), total=len(work), desc="compare",
+    results = list(tqdm(utils.parallel_map(_run_one, work, jobs, cost, gpus), total=len(work), desc="compare",
                         disable=not progress))
-    order = {(arm.name, seed): i for i, (arm, seed, *_) in enumerate(work)}
-    results.sort(key=lambda r: order[r[0], r[1]])                  # they come as they finish
-    runs = [{"policy": name, "seed": seed, **metrics} for name, seed, metrics in results]
+    order = {(arm.name, w, seed): i for i, (arm, w, seed) in enumerate(keys)}
+    results.sort(key=lambda r: order[r[0], r[1], r[2]])                  # they come as they finish
+    runs = [{"policy": name, "world": world, "seed": seed, **metrics} for name, world, seed, metrics in results]
     summary = summarise(runs)
     write_tables(runs, summary, out_dir, tasks)
+    write_compare_contrasts(runs, out_dir)
     return summary
+
+
+def with_world(overrides: list[str] | dict | None, world: int) -> list[str] | dict:
+    """The overrides with `data.world_seed=world` last (a dict stays a dict)."""
+    if isinstance(overrides, dict):
+        return {**overrides, "data.world_seed": int(world)}
+    return [*(overrides or []), f"data.world_seed={int(world)}"]
+
+
+def run_name(arm: Arm, world: int, seed: int) -> str:
+    """A compare run's folder: the arm, the world and the seed, so a run on another world is never reused
+    (world 0, every run made before worlds were an axis, keeps the name it had: `laclip-s1`)."""
+    return f"{arm.name.replace(':', '-')}{f'-w{world}' if world else ''}-s{seed}"
+
+
+def compare_plan(names: list[str]) -> list[tuple[str, str, str]]:
+    """The contrasts of a comparison: every arm against every earlier one (LaCLIP − CLIP, MT − CLIP, MT − LaCLIP)."""
+    return [(b, a, f"{b} − {a}") for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+def write_compare_contrasts(runs: list[dict], out_dir: Path, margin: float | None = None,
+                            append_summary: bool = True) -> list[dict]:
+    """`contrasts.csv` / `contrasts.md` of a comparison, per world and pooled over every (world, seed) pair,
+    and per-world means in `summary.md` when several worlds ran -> the contrast rows."""
+    from laclip_lite.stats import MARGIN, contrast_markdown, contrast_rows, pair_key
+
+    margin = MARGIN if margin is None else margin
+    names = list(dict.fromkeys(r["policy"] for r in runs))
+    metrics = [m for t in ("color_shape", "shape", "color") for m in (f"{t}_top1", f"{t}_top1@heldout")]
+    metrics = [m for m in [*metrics, "color_shape_top1@synonyms"] if any(m in r for r in runs)]
+    if len(names) < 2 or not metrics:
+        return []
+    worlds = sorted({pair_key(r)[0] for r in runs})
+    scopes = [(str(w), [r for r in runs if pair_key(r)[0] == w]) for w in worlds] if len(worlds) > 1 else []
+    scopes.append(("pooled" if len(worlds) > 1 else str(worlds[0]), runs))
+    rows = []
+    for scope, mine in scopes:
+        groups = {n: [r for r in mine if r["policy"] == n] for n in names}
+        rows += contrast_rows(groups, compare_plan(names), metrics, margin, world=scope)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out_dir / "contrasts.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    text = (f"Paired contrasts (a − b, points of zero-shot top-1 on the test split), mean and 95% t-interval over "
+            f"the (world, seed) pairs: worlds {worlds}; `pooled` treats every (world, seed) pair as one replicate. "
+            "A one-world interval conditions on that world and its test set. \"reads as\" (colour+shape, default "
+            f"templates): a > b / a < b where the interval excludes 0, \"level within ±{margin:g}\" where the "
+            f"equivalence test says so (TOST at alpha 0.05: the 90% interval inside ±{margin:g} points), otherwise "
+            "\"not distinguishable with N pairs\". Shape and colour apart.\n\n"
+            + contrast_markdown(rows, metrics, keys=("world",)))
+    (out_dir / "contrasts.md").write_text(text)
+    if not append_summary:
+        return rows
+    with open(out_dir / "summary.md", "a") as f:
+        if len(worlds) > 1:
+            per = summarise([{**r, "policy": f"{r['policy']} (world {r['world']})"} for r in runs])
+            f.write("\n\nPer world (mean ± std over its seeds):\n\n" + summary_markdown(per, metrics))
+        f.write("\n\n" + text)
+    return rows
 
 
 def summarise(runs: list[dict], group: str = "policy") -> list[dict]:
     """Mean and sample std over seeds of every numeric metric, one row per `group` value (first-seen order)."""
     order = list(dict.fromkeys(r[group] for r in runs))
-    metrics = [k for k in runs[0] if k not in (group, "seed") and isinstance(runs[0][k], (int, float))]
+    metrics = [k for k in runs[0] if k not in (group, "seed", "world") and isinstance(runs[0][k], (int, float))]
     rows = []
     for name in order:
         mine = [r for r in runs if r[group] == name]
@@ -240,7 +426,9 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVA
                    "and had no evaluation sets: give them `eval.datasets` (an ImageFolder, a CLIP_benchmark "
                    "folder, a captions CSV or a Karpathy JSON) to score zero-shot and retrieval.")
         main, unit = "final_loss", ""
-    (out_dir / "summary.md").write_text(caption + "\n\n" + summary_markdown(summary, headline, group))
+    arms = ("\n\nWhat each arm trained on (its run.json; identical_max: the largest share of a rewrite variant "
+            "equal to its caption):\n\n" + arms_markdown(runs, group)) if any("plan.texts" in r for r in runs) else ""
+    (out_dir / "summary.md").write_text(caption + "\n\n" + summary_markdown(summary, headline, group) + arms)
     for metric, name in ((main, "compare.png"), (f"{main}@heldout", "compare_heldout.png")):
         if metric in summary[0]:
             fig = bar_with_errors(runs, metric, group=group, ylabel=f"{metric} ({unit})" if unit else metric)

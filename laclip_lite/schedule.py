@@ -10,7 +10,8 @@ of optimizer steps follows from the dataset size and the number of GPUs,
 With `train.warmup_epochs` = 0 the warm-up stays `train.warmup_steps` (open_clip counts it in steps).
 (The release: DistributedSampler gives each GPU ceil(N / GPUs) samples, its DataLoader drops the last partial
 batch, and `update_freq` divides the batches: the same numbers for every realistic N). `train.global_batch`
-asks for a global batch instead and picks `accum_steps` for the GPUs at hand.
+asks for a global batch instead and picks `accum_steps` for the GPUs at hand; with `train.accum_mode=global` each
+loss then contrasts the whole global batch (with `micro`, one micro-batch on every process).
 """
 from __future__ import annotations
 
@@ -30,16 +31,34 @@ class StepPlan:
     steps_per_epoch: int        # 0 when the run is not counted in epochs
     steps: int                  # optimizer steps of the whole run
     warmup_steps: int           # warm-up steps
+    accum_mode: str = "micro"   # train.accum_mode: what one contrastive loss contrasts (laclip_lite.accumulate)
+
+    @property
+    def negatives_per_loss(self) -> int:
+        """Samples one contrastive loss contrasts: the global batch (`global`) or one micro-batch on every
+        process (`micro`)."""
+        return negatives_per_loss(self.accum_mode, self.batch_size, self.world_size, self.accum_steps)
 
     def lines(self) -> list[str]:
+        per_loss = self.negatives_per_loss
+        why = ("the global batch" if per_loss == self.global_batch else
+               f"one micro-batch x {self.world_size} process(es); accum_mode=global would contrast all "
+               f"{self.global_batch}")
         out = [f"processes (GPUs)        {self.world_size}",
-               f"batch per process       {self.batch_size} x {self.accum_steps} micro-batch(es)",
-               f"global batch            {self.global_batch}"]
+               f"batch per process       {self.batch_size} x {self.accum_steps} micro-batch(es) "
+               f"(accum_mode {self.accum_mode})",
+               f"global batch            {self.global_batch}",
+               f"negatives per loss      {per_loss - 1:,} per sample ({per_loss:,} samples in each loss: {why})"]
         if self.steps_per_epoch:
             out += [f"training samples        {self.num_samples:,}",
                     f"steps per epoch         {self.steps_per_epoch:,} (= {self.num_samples:,} // {self.global_batch})"]
         out += [f"optimizer steps         {self.steps:,}", f"warm-up steps           {self.warmup_steps:,}"]
         return out
+
+
+def negatives_per_loss(mode: str, batch_size: int, world_size: int, accum_steps: int) -> int:
+    """Samples one contrastive loss contrasts under `train.accum_mode` (each image's negatives: this minus one)."""
+    return batch_size * world_size * (accum_steps if mode == "global" else 1)
 
 
 def resolve_accum(cfg: Config, world_size: int) -> int:
@@ -61,7 +80,8 @@ def plan_steps(cfg: Config, world_size: int, num_samples: int) -> StepPlan:
     accum = resolve_accum(cfg, world_size)
     global_batch = t.batch_size * world_size * accum
     if t.epochs <= 0:
-        return StepPlan(num_samples, world_size, t.batch_size, accum, global_batch, 0, t.steps, t.warmup_steps)
+        return StepPlan(num_samples, world_size, t.batch_size, accum, global_batch, 0, t.steps, t.warmup_steps,
+                        t.accum_mode)
     if num_samples <= 0:
         raise ConfigError("train.epochs needs the dataset size: tar shards cannot be counted without reading "
                           "them, so set data.num_samples (the number of training samples)")
@@ -70,7 +90,8 @@ def plan_steps(cfg: Config, world_size: int, num_samples: int) -> StepPlan:
         raise ConfigError(f"{num_samples} training samples cannot fill one global batch of {global_batch}")
     steps = max(1, round(t.epochs * per_epoch))
     warmup = round(t.warmup_epochs * per_epoch) if t.warmup_epochs else t.warmup_steps   # epochs or steps
-    return StepPlan(num_samples, world_size, t.batch_size, accum, global_batch, per_epoch, steps, warmup)
+    return StepPlan(num_samples, world_size, t.batch_size, accum, global_batch, per_epoch, steps, warmup,
+                    t.accum_mode)
 
 
 def apply_plan(cfg: Config, plan: StepPlan) -> None:

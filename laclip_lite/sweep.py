@@ -208,9 +208,11 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 def run_sweep(notebook: str | Path, grid: str | Path | dict, out_dir: str | Path, jobs: int = 1,
-              shard_spec: str | None = None, kernel: str | None = None, progress: bool = True) -> SweepResult:
+              shard_spec: str | None = None, kernel: str | None = None, progress: bool = True,
+              gpus=()) -> SweepResult:
     """Run every point of `grid` (a YAML path or a parsed dict) in this shard; skip finished points; record
-    failures; aggregate the whole folder. See the module docstring for the layout."""
+    failures; aggregate the whole folder. See the module docstring for the layout. `gpus`: each of the `jobs`
+    workers (and so each notebook's kernel) sees one of them as its CUDA_VISIBLE_DEVICES."""
     notebook, out_dir = Path(notebook), Path(out_dir)
     if not notebook.is_file():
         raise ConfigError(f"notebook not found: {notebook}")
@@ -250,7 +252,7 @@ def run_sweep(notebook: str | Path, grid: str | Path | dict, out_dir: str | Path
     if progress:
         print(f"sweep: {len(points)} points, shard {index}/{count}: {len(mine)} here, {len(skipped)} already "
               f"finished, {len(todo)} to run", flush=True)
-    for name, error, seconds in parallel_map(_execute, work, jobs):
+    for name, error, seconds in parallel_map(_execute, work, jobs, gpus=gpus):
         ran.append(name)
         if error:
             failed[name] = error
@@ -308,12 +310,40 @@ def aggregate(out_dir: str | Path, points: list[Point] | None = None) -> list[di
             row["status"] = "pending"
         rows.append(row)
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out_dir / "sweep.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    atomic_write_text(out_dir / "sweep.md", sweep_markdown(rows))
+    atomic_write_text(out_dir / "sweep.csv", _csv_text(rows, keys))    # shards may aggregate at the same time
+    text = sweep_markdown(rows)
+    over_seeds = seed_summary(rows, list(dict.fromkeys(k for p in points for k in p.axes)))
+    if over_seeds:
+        from laclip_lite.experiments import summary_markdown
+        metrics = [k for k in over_seeds[0] if k not in ("setting", "seeds") and not k.endswith("_std")]
+        atomic_write_text(out_dir / "sweep_seeds.csv", _csv_text(over_seeds, list(over_seeds[0])))
+        text += ("\n\nOver the seed axis (mean ± std of the finished points; every column in sweep_seeds.csv):\n\n"
+                 + summary_markdown(over_seeds, metrics[:8], group="setting"))
+    atomic_write_text(out_dir / "sweep.md", text)
     return rows
+
+
+def _csv_text(rows: list[dict], keys: list[str]) -> str:
+    import io
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def seed_summary(rows: list[dict], axes: list[str]) -> list[dict]:
+    """A grid with a `seed` axis (among `axes`, the grid's varying parameters): one row per setting of the other
+    axes, each metric's mean and std over its finished seeds (`experiments.summarise`); [] without a seed axis
+    or finished points."""
+    done = [r for r in rows if r.get("status") == "done"]
+    if not done or "seed" not in axes or len({r.get("seed") for r in done}) < 2:
+        return []
+    from laclip_lite.experiments import summarise
+    axes = [k for k in axes if k != "seed"]
+    runs = [{"setting": ", ".join(f"{k}={r.get(k)}" for k in axes) or "all",
+             **{k: v for k, v in r.items() if k not in ("point", "status", *axes)}} for r in done]
+    return summarise(runs, group="setting")
 
 
 def _cell(v: Any) -> Any:
@@ -450,16 +480,17 @@ def _run_config(job: tuple) -> tuple[str, dict]:
     return folder, run_experiment(Config.from_dict(cfg_dict), folder, progress=progress)
 
 
-def run_configs(runs: list[tuple[Path, Any]], jobs: int = 1, progress: bool = True) -> dict:
+def run_configs(runs: list[tuple[Path, Any]], jobs: int = 1, progress: bool = True, gpus=()) -> dict:
     """Train + evaluate each (folder, Config) with `experiments.run_experiment` (finished folders are reused);
-    -> {folder: metrics}. `jobs` > 1 runs them in worker processes, cores / jobs threads each."""
+    -> {folder: metrics}. `jobs` > 1 runs them in worker processes, cores / jobs threads each; `gpus`: one GPU
+    per worker (`utils.parallel_map`)."""
     from tqdm.auto import tqdm
 
     from laclip_lite.experiments import run_cost
 
     work = [(str(d), cfg.to_dict(), threads_per_job(jobs), False) for d, cfg in runs]
     costs = {str(d): run_cost(cfg) for d, cfg in runs}          # the dearest runs start first
-    results = list(tqdm(parallel_map(_run_config, work, jobs, lambda job: costs[job[0]]), total=len(work),
+    results = list(tqdm(parallel_map(_run_config, work, jobs, lambda job: costs[job[0]], gpus), total=len(work),
                         desc=f"runs ({jobs} at a time)", disable=not progress))
     return {Path(d): m for d, m in results}
 

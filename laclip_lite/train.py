@@ -12,16 +12,20 @@ What the loop guarantees:
 * `train.epochs` > 0: steps and warm-up follow from the dataset size and the global batch (batch_size x
   processes x accum_steps; `train.global_batch` picks accum_steps for the GPUs at hand).
 * Gradient clipping (`grad_clip`, 0 = off), accumulation (a step takes batch_size x accum_steps images per
-  process in accum_steps micro-batches; accumulation does NOT enlarge the set of negatives - each micro-batch's
-  loss only contrasts its own samples), bf16 autocast on CUDA only (fp32 on CPU).
+  process in accum_steps micro-batches; `train.accum_mode`: `micro` = each micro-batch's loss contrasts its own
+  samples, `global` = one loss over the whole global batch, exactly the full batch's gradient;
+  laclip_lite.accumulate), bf16 autocast on CUDA only (fp32 on CPU).
 * Images are augmented once: in-memory data on the device here, file data in the DataLoader workers.
 * File data: an unreadable sample is replaced by a readable one (the same on every rank), so batches stay full;
   the replaced reads and fallen-back rewrites are counted over all ranks, written to data_info.json and
   final_metrics.json ("data") and printed in one line at the end.
 * The logit scale is clamped to <= ln(100) after every optimizer step.
 * A non-finite loss stops the run with a message naming the step (and keeps the last good checkpoint).
-* Checkpoints every `ckpt_every` steps (atomic; `torch.load(weights_only=True)` loads them) and `resume=True`
-  continues exactly: model, optimizer, scheduler, RNG, and the data position (batches are a function of step).
+* Checkpoints every `ckpt_every` steps (atomic; `torch.load(weights_only=True)` loads them; every
+  `keep_checkpoints`-th also kept as checkpoint_<step>.pt) and `resume=True` continues exactly: model, optimizer,
+  scheduler, RNG, and the data position (batches are a function of step); `resume="auto"` starts a new run when
+  there is no checkpoint yet. SIGTERM / SIGUSR1 checkpoint the current step and raise Preempted (the CLI exits
+  with status 75): a requeued job with `--resume auto` continues to the same weights.
 * Under `torchrun` (WORLD_SIZE > 1): DDP, features gathered with gradient, local-loss form; rank 0 logs and
   saves. The resulting gradients equal one process on the combined batch.
 """
@@ -52,10 +56,72 @@ from laclip_lite.utils import (
 )
 
 CHECKPOINT = "checkpoint.pt"
+BEST_CHECKPOINT = "checkpoint_best.pt"
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf."""
+
+
+EXIT_PREEMPTED = 75     # the CLI's exit status after a stop signal (EX_TEMPFAIL: "try again"; a requeue resumes)
+
+
+class Preempted(RuntimeError):
+    """Training stopped on SIGTERM / SIGUSR1 after writing a checkpoint; `--resume auto` continues it."""
+
+    def __init__(self, step: int, signal_name: str):
+        super().__init__(f"stopped by {signal_name} at step {step} (checkpoint saved)")
+        self.step, self.signal_name = step, signal_name
+
+
+class StopSignals:
+    """SIGTERM (Slurm's and torchrun's stop) and SIGUSR1 (`sbatch --signal=USR1@90`) set a flag that the loop
+    reads between steps; under torchrun every rank learns the flag of any rank (one all-reduce per step), so all
+    save the same step. The previous handlers come back with `restore()`. Outside the main thread (where Python
+    cannot set handlers) it does nothing."""
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.name = ""
+        self._previous: dict = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in self.SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+        self.name = signal.Signals(signum).name
+
+    def requested(self, world_size: int = 1) -> bool:
+        if world_size > 1:
+            from laclip_lite import distributed as dist
+            flag = dist.all_reduce_sum(torch.tensor([1.0 if self.name else 0.0]))
+            if flag.item() and not self.name:
+                self.name = "a stop signal on another rank"
+        return bool(self.name)
+
+    def restore(self) -> None:
+        import signal
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+
+def _check_launch() -> None:
+    """`srun` with several tasks per job but no torchrun would train one run twice into one folder: refuse."""
+    import os
+    tasks = int(os.environ.get("SLURM_NTASKS", "1") or 1)
+    if tasks > 1 and "WORLD_SIZE" not in os.environ:
+        raise RuntimeError(f"SLURM_NTASKS={tasks} but WORLD_SIZE is unset: {tasks} copies of this run would train "
+                           "into one folder. Start one torchrun per node (srun --ntasks-per-node=1 torchrun "
+                           "--nproc_per_node=GPUS ...), see docs/scale.md")
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device):
@@ -72,8 +138,8 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device):
 class Trainer:
     """Holds the pieces of one run; `run()` trains to `train.steps` and returns the final metrics."""
 
-    def __init__(self, cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
-                 evaluate_at_end: bool = True):
+    def __init__(self, cfg: Config, out_dir: str | Path, resume: bool | str = False, progress: bool = True,
+                 evaluate_at_end: bool = True, replan: list[str] | tuple = ()):
         from laclip_lite import distributed as dist
         from laclip_lite.data.dataset import build_train_data
         from laclip_lite.losses import ClipLoss
@@ -92,6 +158,9 @@ class Trainer:
             print("laclip-lite: train.precision=bf16 ignored on CPU (fp32 is ~100x faster here)", file=sys.stderr)
 
         ckpt_path = self.out / CHECKPOINT
+        _check_launch()
+        if resume == "auto":            # a requeued job: continue when a checkpoint exists, start otherwise
+            resume = ckpt_path.exists()
         if resume and not ckpt_path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
         if not resume and ckpt_path.exists():
@@ -102,7 +171,7 @@ class Trainer:
         if self.world_size > 1 and not self.is_main:
             dist.barrier()              # rank 0 builds the tokenizer and rewrite caches first
         cfg.train.accum_steps = resolve_accum(cfg, self.world_size)
-        self.data = build_train_data(cfg, self.rank, self.world_size)
+        self.data = build_train_data(cfg, self.rank, self.world_size, tokenizer=_own_tokenizer(self.out, resume))
         if self.world_size > 1 and self.is_main:
             dist.barrier()
         self.plan = self._plan_steps()
@@ -118,10 +187,16 @@ class Trainer:
                                 world_size=self.world_size, multi_text=cfg.train.policy == "mt")
         self._eval_splits: dict = {}    # rendered ShapeWorld val/test splits, made on first use
         self.eval_specs = _open_eval_datasets(cfg) if self.is_main else []   # a bad eval set fails before training
+        from laclip_lite.log_sinks import check_sinks
+        check_sinks(cfg.train.log_to)   # a sink whose package is missing fails before training
         self.step = 0
+        self.best: dict = {}            # train.best_metric: {metric, value, step} of checkpoint_best.pt
         self.window: list[dict] = []    # per-step rows since the last metrics.jsonl row (kept in checkpoints)
         self.data_skipped: Counter = Counter()  # this rank's replaced reads / fallen-back rewrites (in checkpoints)
-        if resume:
+        self.replanned: list[str] = []
+        if resume:                      # the checkpoint's recorded plan against this one, before anything is written
+            from laclip_lite.runs import check_resume
+            self.replanned = check_resume(_recorded(ckpt_path), self, replan)
             self._load(ckpt_path)
         self.ddp_model = self.model
         if self.world_size > 1:
@@ -132,32 +207,70 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             cfg.save(self.out / "config.yaml")
-            self.data.tokenizer.save(self.out)
+            if not resume:                      # a resumed run keeps (and was checked against) its own tokenizer
+                self.data.tokenizer.save(self.out)
             atomic_write_text(self.out / "data_info.json", json.dumps(self.data.info, indent=1))
-            if not cfg.data.is_shapeworld:      # what the text policy really draws from, before step 0
-                print(f"laclip-lite: {cfg.data.source}: {self.data.num_images} images; texts: "
-                      f"{self.data.info['texts']}", file=sys.stderr)
+            self._write_run_json()
+
+    def _write_run_json(self) -> None:
+        """run.json (what really runs, `laclip_lite.runs`) and, before step 0, the same facts as a plan table."""
+        from laclip_lite.runs import plan_lines, write_run_json
+
+        record = write_run_json(self, self.replanned)
+        if not self.cfg.data.is_shapeworld:      # what the text policy really draws from, before step 0
+            print(f"laclip-lite: {self.cfg.data.source}: {record['source']['images']} images; texts: "
+                  f"{self.data.info['texts']}", file=sys.stderr)
+        if self.replanned:
+            print(f"laclip-lite: resume re-plans (given on the command line): {'; '.join(self.replanned)}",
+                  file=sys.stderr)
+        if self.progress:
+            print("\n".join(plan_lines(record)), file=sys.stderr)
 
     # -- one optimizer step -------------------------------------------------------------------------------
-    def _micro_loss(self, images_u8: torch.Tensor, tokens: torch.Tensor, step: int, micro: int,
-                    augmented: bool = False) -> torch.Tensor:
+    def _prepare(self, images_u8: torch.Tensor, step: int, augmented: bool = False) -> torch.Tensor:
+        """This process's images of one step on the device, cropped (in-memory data) and normalised. The whole
+        step's batch is cropped at once, as rows rank*B..(rank+1)*B of the global batch, so the crops do not
+        depend on how the step is split into micro-batches or processes."""
         cfg = self.cfg
         images = images_u8.to(self.device, non_blocking=True)
         n = images.shape[0]
         if not augmented:               # in-memory data; file data was cropped once, in the DataLoader workers
-            images = random_resized_crop(images, cfg.data.crop_scale, step_generator(cfg.train.seed, step, 3 + micro),
+            images = random_resized_crop(images, cfg.data.crop_scale, step_generator(cfg.train.seed, step, 3),
                                          hflip=cfg.data.hflip, offset=self.rank * n, total=n * self.world_size)
         images = normalize(images)
         if cfg.model.vision == "resnet":
             images = images.contiguous(memory_format=torch.channels_last)
-        tokens = trim_padding(tokens, cfg.model.pad_id).to(self.device, non_blocking=True)
+        return images
+
+    def _features(self, micro: tuple[torch.Tensor, torch.Tensor]):
+        """(prepared images [n,3,H,W], tokens [n,L] or [n,K,L]) -> fp32 (image [n,D], text [n,D] or [n,K,D], scale)."""
+        images, tokens = micro
+        tokens = trim_padding(tokens, self.cfg.model.pad_id).to(self.device, non_blocking=True)
         multi = tokens.dim() == 3
         flat = tokens.flatten(0, 1) if multi else tokens
         with autocast(self.amp, self.device):
             img, txt, scale = self.forward_model(images, flat)
-            if multi:
-                txt = txt.view(tokens.shape[0], tokens.shape[1], -1)
-            return self.loss_fn(img.float(), txt.float(), scale.float())
+        if multi:
+            txt = txt.view(tokens.shape[0], tokens.shape[1], -1)
+        return img.float(), txt.float(), scale.float()
+
+    def _accumulate(self, batch, step: int) -> float:
+        """Forward + backward of the step's micro-batches (`train.accum_mode`: laclip_lite.accumulate)."""
+        from laclip_lite.accumulate import accumulate
+
+        accum = self.cfg.train.accum_steps
+        micro = list(zip(self._prepare(batch.images, step, batch.augmented).chunk(accum), batch.tokens.chunk(accum)))
+
+        def no_sync(j: int):
+            return self.ddp_model.no_sync() if self.world_size > 1 and j < accum - 1 else _null()
+
+        def check(loss: torch.Tensor, j: int) -> None:
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss is {loss.item()} at step {step} (micro-batch {j}); lower train.lr, raise "
+                    f"train.warmup_steps, or check the data. Last good checkpoint: {self.out / CHECKPOINT}")
+
+        return accumulate(self.cfg.train.accum_mode, self._features, micro, self.loss_fn, no_sync, check, self.model)
 
     def train_step(self) -> dict:
         cfg, step = self.cfg, self.step
@@ -166,20 +279,7 @@ class Trainer:
         batch = self.data.pairs.batch(step)
         self.data_skipped.update(batch.skipped)
         t0 = time.perf_counter()
-        accum = cfg.train.accum_steps
-        images, tokens = batch.images.chunk(accum), batch.tokens.chunk(accum)
-        total = 0.0
-        for micro, (im, tk) in enumerate(zip(images, tokens)):
-            sync = self.world_size == 1 or micro == accum - 1
-            ctx = self.ddp_model.no_sync() if not sync else _null()
-            with ctx:
-                loss = self._micro_loss(im, tk, step, micro, batch.augmented) / accum
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"loss is {loss.item()} at step {step} (micro-batch {micro}); lower train.lr, raise "
-                        f"train.warmup_steps, or check the data. Last good checkpoint: {self.out / CHECKPOINT}")
-                loss.backward()
-            total += loss.item()
+        total = self._accumulate(batch, step)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip or float("inf"))
         self.optimizer.step()
         self.scheduler.step()
@@ -188,7 +288,7 @@ class Trainer:
         self.step += 1
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        return {"step": self.step, "loss": total, "lr": self.scheduler.get_last_lr()[0],
+        return {"step": self.step, "loss": self._global_loss(total), "lr": self.scheduler.get_last_lr()[0],
                 "logit_scale": self.model.logit_scale.detach().exp().item(), "grad_norm": float(grad_norm),
                 "data_time": batch.data_time, "step_time": time.perf_counter() - t0 + batch.data_time}
 
@@ -197,7 +297,11 @@ class Trainer:
         skipped = self._all_ranks_skipped() if self.world_size > 1 else dict(self.data_skipped)  # every rank joins
         if not self.is_main:
             return
-        state = {
+        torch_save_atomic(self._state(skipped), self.out / CHECKPOINT)
+        self._keep_checkpoint()
+
+    def _state(self, skipped: dict) -> dict:
+        return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -206,10 +310,46 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "config": self.cfg.to_dict(),
             "world_size": self.world_size,
+            "plan": self._recorded_plan(),
             "window": self.window,
             "data_skipped": skipped,
+            "best": self.best,
         }
-        torch_save_atomic(state, self.out / CHECKPOINT)
+
+    def _keep_best(self, row: dict) -> None:
+        """`train.best_metric`: after a validation evaluation, checkpoint_best.pt keeps the best step so far (rank 0;
+        higher is better; the record travels in every checkpoint, so a resumed run keeps comparing to it)."""
+        name = self.cfg.train.best_metric
+        if not name or not self.is_main:
+            return
+        if name not in row:
+            from laclip_lite.config import ConfigError
+            found = sorted(k for k in row if "/" in k)
+            raise ConfigError(f"train.best_metric={name} is not among the validation metrics: {', '.join(found)}")
+        value = float(row[name])
+        if self.best and value <= self.best["value"]:
+            return
+        self.best = {"metric": name, "value": value, "step": self.step}
+        torch_save_atomic(self._state(dict(self.data_skipped)), self.out / BEST_CHECKPOINT)
+
+    def _keep_checkpoint(self) -> None:
+        """`train.keep_checkpoints` = N > 0: every N-th periodic checkpoint is also kept as
+        checkpoint_<step>.pt (a hard link to checkpoint.pt when the file system allows, else a copy)."""
+        t = self.cfg.train
+        if not (t.keep_checkpoints and t.ckpt_every) or self.step % (t.keep_checkpoints * t.ckpt_every):
+            return
+        import os
+        import shutil
+        kept = self.out / f"checkpoint_{self.step:08d}.pt"
+        kept.unlink(missing_ok=True)
+        try:
+            os.link(self.out / CHECKPOINT, kept)
+        except OSError:
+            shutil.copyfile(self.out / CHECKPOINT, kept)
+
+    def _recorded_plan(self) -> dict:
+        from laclip_lite.runs import recorded_plan
+        return recorded_plan(self)
 
     def _load(self, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -218,6 +358,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         self.window = list(state.get("window", []))
+        self.best = dict(state.get("best") or {})
         # every rank saw its share of the saved counts; rank 0 keeps the total, the others start from 0
         self.data_skipped = Counter(state.get("data_skipped", {}) if self.is_main else {})
         torch.set_rng_state(state["rng_cpu"])
@@ -231,8 +372,10 @@ class Trainer:
         n = cfg.data.num_samples or max(self.data.num_images, 0)
         plan = plan_steps(cfg, self.world_size, n)
         apply_plan(cfg, plan)
-        self.data.info["steps"] = {"global_batch": plan.global_batch, "steps_per_epoch": plan.steps_per_epoch,
-                                   "steps": plan.steps, "warmup_steps": plan.warmup_steps}
+        self.data.info["steps"] = {"global_batch": plan.global_batch, "accum_mode": plan.accum_mode,
+                                   "negatives_per_loss": plan.negatives_per_loss,
+                                   "steps_per_epoch": plan.steps_per_epoch, "steps": plan.steps,
+                                   "warmup_steps": plan.warmup_steps}
         return plan
 
     def _all_ranks_skipped(self) -> dict:
@@ -271,29 +414,87 @@ class Trainer:
         started = time.perf_counter()
         bar = tqdm(total=cfg.train.steps, initial=self.step, disable=not (self.progress and self.is_main),
                    desc=f"train[{cfg.train.policy}]", dynamic_ncols=True, mininterval=1.0)
-        while self.step < cfg.train.steps:
-            self.window.append(self.train_step())
-            bar.update(1)
-            if self.step % cfg.train.log_every == 0 or self.step == cfg.train.steps:
-                summary = _summarise(self.window)
-                self.window = []
-                if cfg.train.eval_every and self.step % cfg.train.eval_every == 0:
-                    summary.update(self.evaluate("val"))
-                if self.is_main:
-                    append_jsonl(metrics_path, summary)
-                bar.set_postfix(loss=f"{summary['loss']:.3f}", scale=f"{summary['logit_scale']:.1f}")
-            if cfg.train.ckpt_every and self.step % cfg.train.ckpt_every == 0 and self.step < cfg.train.steps:
-                self.save()
+        sinks, plain = self._log_sinks()
+        stop = StopSignals()
+        try:
+            while self.step < cfg.train.steps:
+                if stop.requested(self.world_size):
+                    self._stop(stop, bar)
+                self.window.append(self.train_step())
+                bar.update(1)
+                row = self._log_row()
+                if row is not None:
+                    if self.is_main:
+                        append_jsonl(metrics_path, row)
+                        sinks.log(row)
+                        if plain and "loss" in row:
+                            plain(row, sinks.scalars(row).get("samples_per_s"))
+                    if "loss" in row:
+                        bar.set_postfix(loss=f"{row['loss']:.3f}", scale=f"{row['logit_scale']:.1f}")
+                if cfg.train.ckpt_every and self.step % cfg.train.ckpt_every == 0 and self.step < cfg.train.steps:
+                    self.save()
+        except BaseException:
+            sinks.close()
+            raise
+        finally:
+            stop.restore()
         bar.close()
         self.save()
         final = {"step": self.step, "final_loss": _last_loss(metrics_path),
                  "train_seconds": round(time.perf_counter() - started, 1)}
         final.update(self._data_report())
+        if self.best:
+            final["best"] = self.best
         if self.evaluate_at_end:
             final.update(self.evaluate("test"))
         if self.is_main:
             atomic_write_text(self.out / "final_metrics.json", json.dumps(final, indent=1))
+            sinks.log({k: v for k, v in final.items() if "/" in k}, step=self.step)   # the end-of-run evaluation
+        sinks.close()
         return final
+
+    def _log_row(self) -> dict | None:
+        """The metrics.jsonl row of this step, or None: the training summary every `log_every` steps (and at the
+        last), the val evaluation every `eval_every` steps, each on its own cadence (one row when both fall due)."""
+        t, step = self.cfg.train, self.step
+        log_now = step % t.log_every == 0 or step == t.steps
+        eval_now = bool(t.eval_every) and step % t.eval_every == 0
+        if not (log_now or eval_now):
+            return None
+        row = {"step": step}
+        if log_now:
+            row = _summarise(self.window)
+            self.window = []
+        if eval_now:
+            row.update(self.evaluate("val"))
+            self._keep_best(row)
+        return row
+
+    def _global_loss(self, local: float) -> float:
+        """The step's loss over the global batch: every rank's local-loss-form loss averaged (an all-reduce), so
+        the logged curve does not depend on the number of processes."""
+        if self.world_size == 1:
+            return local
+        from laclip_lite import distributed as dist
+        return float(dist.all_reduce_mean(float(local)))
+
+    def _log_sinks(self):
+        """TensorBoard / W&B writers (rank 0; `train.log_to`) and, with progress bars off, plain log lines."""
+        from laclip_lite.log_sinks import LogSinks, PlainLines
+
+        t = self.cfg.train
+        sinks = LogSinks(t.log_to if self.is_main else [], self.out, self.cfg.to_dict(), self.plan.global_batch)
+        plain = PlainLines(t.print_every_s, t.steps) if self.is_main and not self.progress else None
+        return sinks, plain
+
+    def _stop(self, stop: "StopSignals", bar) -> None:
+        """A stop signal arrived (on any rank): checkpoint this step on every rank's word, then raise Preempted."""
+        bar.close()
+        self.save()                     # the window of unlogged rows travels in the checkpoint
+        if self.is_main:
+            print(f"laclip-lite: {stop.name} at step {self.step}: checkpoint saved in {self.out / CHECKPOINT}; "
+                  "continue with --resume auto", file=sys.stderr)
+        raise Preempted(self.step, stop.name)
 
     def evaluate(self, split: str) -> dict:
         """What training reports: on ShapeWorld, the world's tasks on `split` ("val" every `train.eval_every`
@@ -316,6 +517,20 @@ class Trainer:
                                         num_workers=e.num_workers, progress=False, seed=self.cfg.train.seed)
             out.update(flat_dataset_metrics(results))
         return out
+
+
+def _own_tokenizer(out: Path, resume: bool):
+    """A resumed run's own tokenizer (never retrained from data that may have changed); None for a new run."""
+    if not resume:
+        return None
+    from laclip_lite.data.tokenizer import load_tokenizer
+    return load_tokenizer(out)
+
+
+def _recorded(path: Path) -> dict:
+    """A checkpoint's recorded config, world size and plan (memory-mapped: the weights are not read)."""
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return {k: state.get(k) for k in ("config", "world_size", "plan")}
 
 
 def data_summary(report: dict) -> str:
@@ -362,14 +577,17 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 def _last_loss(path: Path) -> float | None:
     from laclip_lite.utils import read_jsonl
-    rows = read_jsonl(path)
+    rows = [r for r in read_jsonl(path) if "loss" in r]       # an eval-only row has no loss
     return rows[-1]["loss"] if rows else None
 
 
-def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
-          evaluate_at_end: bool = True) -> dict:
-    """Train one run into `out_dir` (config.yaml, checkpoint.pt, metrics.jsonl, final_metrics.json)."""
-    trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=evaluate_at_end)
+def train(cfg: Config, out_dir: str | Path, resume: bool | str = False, progress: bool = True,
+          evaluate_at_end: bool = True, replan: list[str] | tuple = ()) -> dict:
+    """Train one run into `out_dir` (config.yaml, checkpoint.pt, metrics.jsonl, final_metrics.json, run.json).
+    resume: True (continue; a checkpoint must exist), "auto" (continue if one exists), False (a new run).
+    `replan`: config keys a resume may change from what the checkpoint recorded (given on the command line).
+    SIGTERM / SIGUSR1 save a checkpoint and raise Preempted."""
+    trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=evaluate_at_end, replan=replan)
     try:
         return trainer.run()
     finally:

@@ -186,8 +186,39 @@ def threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
 
 
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may use, as CUDA_VISIBLE_DEVICES names them ([] without CUDA): the ids to
+    share out one per job (`--gpus` default)."""
+    if not torch.cuda.is_available():
+        return []
+    listed = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    return listed[:torch.cuda.device_count()] if listed else [str(i) for i in range(torch.cuda.device_count())]
+
+
+def parse_gpus(text: str | Sequence[str] | None) -> list[str]:
+    """`--gpus`: "auto" / None = every visible GPU (none on a CPU), "" or "none" = do not assign GPUs, "0,1" = those
+    ids (as CUDA_VISIBLE_DEVICES names them: physical ids unless the parent set its own list)."""
+    if text is None or text == "auto":
+        return visible_gpus()
+    if not isinstance(text, str):
+        return [str(g) for g in text]
+    if text.strip() in ("", "none"):
+        return []
+    gpus = [g.strip() for g in text.split(",") if g.strip()]
+    bad = [g for g in gpus if not g.isdigit() and not g.startswith(("GPU-", "MIG-"))]
+    if bad:
+        from laclip_lite.config import ConfigError
+        raise ConfigError(f"--gpus: {', '.join(bad)} is not a GPU index (e.g. --gpus 0,1) or UUID")
+    return gpus
+
+
+def _claim_gpu(queue) -> None:
+    """Pool-worker initializer: take one GPU id for the whole life of this worker (before any CUDA call)."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = queue.get()
+
+
 def parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], jobs: int = 1,
-                 cost: Callable[[Any], float] | None = None) -> Iterator[Any]:
+                 cost: Callable[[Any], float] | None = None, gpus: Sequence[str] = ()) -> Iterator[Any]:
     """fn(item) for each item, yielded as they are ready: in the order of `items`, or with `cost` in the order
     they finish (so a progress bar moves; each result must then say which item it is).
 
@@ -195,14 +226,23 @@ def parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], jobs: int = 1,
     must be picklable (a module-level function and plain data). An exception in a worker is raised here.
     `cost(item)` (a rough relative cost) starts the dearest items first: longest-first keeps the pool full to
     the end instead of leaving one long item running alone at the end.
+    `gpus`: worker i sees only GPU gpus[i % len(gpus)] (its CUDA_VISIBLE_DEVICES, set before it starts work), so
+    each job trains on its own device as cuda:0; with gpus even one job runs in a worker process.
     """
-    if jobs <= 1:
+    if jobs <= 1 and not gpus:
         yield from map(fn, items)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+    ctx = mp.get_context("spawn")
+    init: dict = {}
+    if gpus:
+        queue = ctx.Queue()
+        for i in range(max(1, jobs)):
+            queue.put(str(gpus[i % len(gpus)]))
+        init = {"initializer": _claim_gpu, "initargs": (queue,)}
+    with ProcessPoolExecutor(max(1, jobs), mp_context=ctx, **init) as pool:
         if cost is None:
             yield from pool.map(fn, items)
             return

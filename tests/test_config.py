@@ -30,7 +30,7 @@ def test_bad_overrides_name_the_key(override, words):
 
 
 def test_yaml_round_trip(tmp_path):
-    cfg = build_config("vit-b16", ["train.policy=mt"])
+    cfg = build_config("vit-b16", ["train.policy=mt", "data.augment=shapes"])
     cfg.save(tmp_path / "c.yaml")
     assert Config.load(tmp_path / "c.yaml") == cfg
 

@@ -61,9 +61,12 @@ def test_one_csv_rule_for_training_and_rewriting(tmp_path):
     path.write_bytes(b'a.jpg,ok\nb.jpg,"never closed\nc.jpg,x\n')
     with pytest.raises(DataError, match=r"x\.csv:2: a quoted field"):
         laclip_csv.row_index(path)
-    path.write_bytes(b"a.jpg,ok\nb.jpg\n")
-    with pytest.raises(DataError, match=r"x\.csv:2: expected 'image_path,caption'"):
-        read_captions(path)
+    # a row training skips (no caption; a .gif) keeps its line, empty, and is counted: rewriting never stops
+    from laclip_lite.rewrite.inputs import read_input
+    path.write_bytes(b"a.jpg,ok\nb.jpg\nc.gif,an animation\nd.jpg,fine\n")
+    read = read_input(path)
+    assert read.texts == ["ok", "", "", "fine"] and read.skipped == {"bad_row": 2}
+    assert "2 sample(s) training skips, kept as empty lines" in read.note()
 
 
 def _same_image_csv(folder: Path, n: int) -> Path:
@@ -105,9 +108,13 @@ def test_augment_without_rewrite_files_runs_the_cache_or_stops_before_training(t
     from laclip_lite.data.dataset import build_train_data
 
     csv_path = _same_image_csv(tmp_path, 16)
-    eda = build_train_data(build_config("test", [f"data.source={csv_path}", "train.policy=laclip",
-                                                 "data.augment=eda", "train.batch_size=8"]))
+    over = [f"data.source={csv_path}", "train.policy=laclip", "data.augment=eda", "train.batch_size=8"]
+    # EDA finds little to change in three-word captions: 10 of 16 eda2 rewrites equal their caption
+    with pytest.raises(DataError, match=r"identical to their caption: eda2 10/16 \(62%\).*data.max_identical=0.5"):
+        build_train_data(build_config("test", over))
+    eda = build_train_data(build_config("test", over + ["data.max_identical=0.7"]))
     assert eda.variants == ["eda1", "eda2", "eda3", "eda4"] and "rewrites" in eda.info["rewrites_from"]
+    assert eda.info["identical_to_caption"]["eda2"] == {"n": 16, "identical": 10, "share": 0.625}
     with pytest.raises(DataError, match="data.augment=llm .*no llm rewrites found.*chatgpt.txt.*laclip-lite rewrite"):
         build_train_data(build_config("test", [f"data.source={csv_path}", "train.policy=laclip",
                                                "data.augment=llm", "train.batch_size=8"]))

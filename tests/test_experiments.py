@@ -68,3 +68,41 @@ def test_runs_start_dearest_first_and_results_keep_their_order():
     long.train.steps *= 2
     assert run_cost(base) < run_cost(mt) < run_cost(long)       # MT's 5 texts: ~1.7x; twice the steps: 2x
     assert run_cost(resnet) > 2 * run_cost(base)
+
+
+def test_compare_over_worlds_pairs_by_world_and_seed_and_writes_contrasts(tmp_path, monkeypatch):
+    monkeypatch.setenv("LACLIP_LITE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "cmp"
+    compare("clip,laclip", "0,1", out, preset="test", template_sets=("default", "heldout"), progress=False,
+            worlds="0,1")
+    assert (out / "laclip-s1").is_dir() and (out / "laclip-w1-s1").is_dir()        # world 0 keeps its old names
+    runs = list(csv.DictReader(open(out / "runs.csv")))
+    assert sorted((r["policy"], r["world"], r["seed"]) for r in runs)[:2] == [("clip", "0", "0"), ("clip", "0", "1")]
+    assert "val/color_shape_top1" in runs[0]                                   # scored on validation too
+    rows = list(csv.DictReader(open(out / "contrasts.csv")))
+    assert [(r["world"], r["contrast"], r["pairs"]) for r in rows] == [
+        ("0", "laclip − clip", "2"), ("1", "laclip − clip", "2"), ("pooled", "laclip − clip", "4")]
+    text = (out / "summary.md").read_text()
+    assert "Per world" in text and "clip (world 1)" in text and "| pooled | laclip − clip | 4 |" in text
+
+
+def test_run_experiment_under_torchrun_reads_the_run_folder_back(tmp_path, monkeypatch):
+    """nproc_per_node=2: the training runs as 2 gloo processes under torchrun, the scores come from the run
+    folder it wrote; the same run in one process trains to the same weights (the gathered loss is exact)."""
+    import torch
+
+    from laclip_lite.config import build_config
+    from laclip_lite.experiments import run_experiment
+
+    monkeypatch.setenv("LACLIP_LITE_CACHE", str(tmp_path / "cache"))
+    cfg = build_config("test", ["train.device=cpu", "train.batch_size=8", "train.policy=mt", "data.augment=shapes"])
+    two = run_experiment(cfg, tmp_path / "two", template_sets=("default",), progress=False, nproc_per_node=2)
+    state = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
+    assert state["world_size"] == 2 and state["step"] == 4 and "color_shape_top1" in two
+    assert (tmp_path / "two" / "torchrun.log").exists()
+    one_cfg = build_config("test", ["train.device=cpu", "train.batch_size=16", "train.policy=mt",
+                                    "data.augment=shapes"])
+    one = run_experiment(one_cfg, tmp_path / "one", template_sets=("default",), progress=False)
+    ref = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["model"]
+    assert max((ref[k] - v).abs().max().item() for k, v in state["model"].items()) < 1e-4
+    assert one.keys() == two.keys()

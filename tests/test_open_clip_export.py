@@ -66,3 +66,27 @@ def test_export_cli_writes_config_and_weights(tmp_path, capsys):
     assert main(["export", "--format", "open_clip", "--checkpoint", str(tmp_path / "conv"),
                  "--out", str(tmp_path / "oc2")]) == 2
     assert "vision_stem='conv'" in capsys.readouterr().err
+
+
+def test_the_docs_say_which_presets_export():
+    """docs/evaluation.md's table of presets matches what the exporter accepts (every preset named once)."""
+    import re
+    from pathlib import Path
+
+    from laclip_lite.config import PRESETS, preset
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text()
+    table = doc[doc.index("| preset | exports to open_clip |"):].split("\n\n")[0].splitlines()[2:]
+    said = {}
+    for row in table:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for name in re.findall(r"`([^`]+)`", cells[0]):
+            said[name] = cells[1] == "yes"
+    assert sorted(said) == sorted(PRESETS)
+    for name, exports in said.items():
+        try:
+            open_clip_config(preset(name).model, eos_id=1)
+            accepted = True
+        except DataError:
+            accepted = False
+        assert accepted == exports, name

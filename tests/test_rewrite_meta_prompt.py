@@ -85,3 +85,29 @@ def test_meta_pairs_from_tsv(tmp_path):
     (tmp_path / "bad.tsv").write_text("dog pic\tA dog.\njust one field\n")
     with pytest.raises(DataError, match=r"bad.tsv:2: expected 'input<TAB>output'"):
         load_meta_pairs(f"x={tmp_path / 'bad.tsv'}")
+
+
+def test_release_meta_pairs_read_from_a_local_checkout(tmp_path):
+    """The release keeps its pairs as Python lists in rewrite/utils.py: parsed (never run) from a checkout."""
+    from laclip_lite.cli import build_parser
+    from laclip_lite.commands.rewrite import rewrite_config
+
+    checkout = tmp_path / "LaCLIP"
+    (checkout / "rewrite").mkdir(parents=True)
+    (checkout / "rewrite" / "utils.py").write_text(
+        "raise SystemExit('this file must never run')\n"
+        "coco_caption_list = [\n['A dog runs.', 'A dog running on grass.', 'Dog outside.'],\n]\n"
+        "human_source_caption_list = ['happy dog time', 'cat pic']\n"
+        "human_target_caption_list = ['A happy dog plays in a sunny garden with its owner.', 'A cat.']\n")
+    pairs = load_meta_pairs(f"human={checkout}")
+    assert pairs == [MetaPair("happy dog time", "A happy dog plays in a sunny garden with its owner."),
+                     MetaPair("cat pic", "A cat.")]
+    (coco,) = load_meta_pairs(f"coco={checkout / 'rewrite' / 'utils.py'}")
+    assert {coco.source, coco.target} <= {"A dog runs.", "A dog running on grass.", "Dog outside."}
+    with pytest.raises(DataError, match="chatgpt_source_caption_list"):
+        load_meta_pairs(f"chatgpt={checkout}")
+    with pytest.raises(DataError, match="not a LaCLIP checkout"):
+        load_meta_pairs(f"human={tmp_path}")
+    args = build_parser().parse_args(["rewrite", "--rewriter", "llm", "--model", "m", "--sources", "human,coco",
+                                      "--meta-pairs-dir", str(checkout), "--out", str(tmp_path / "o")])
+    assert rewrite_config(args).sources == [f"human={checkout}", f"coco={checkout}"]

@@ -167,3 +167,48 @@ def test_the_controls_change_the_training_text_not_the_world_bpe():
         rewrites = shapeworld_rewrites(cfg, captions)
         assert rewrites != shapeworld_rewrites(plain, captions)           # its own cache, other rewrites
         assert tokenizer_corpus(cfg, captions, rewrites) == corpus         # the same BPE as every other arm
+
+
+def test_standin_controls_take_it_apart(split):
+    """denoise keeps the caption's own fact words; structure writes new frames with the caption's words;
+    random-lexicon writes random classes; partial reads unknown synonyms as a fixed wrong class."""
+    from laclip_lite.rewrite.shapes import _PATTERN, _TABLE, _caption_phrases, _phrase_key, class_words, partial_lexicon
+
+    caps = split.captions[:200]
+    changed = {m: 0 for m in ("random-lexicon", "partial")}
+    for c in caps:
+        facts = parse_caption(c)
+        den, why = rewrite_shape_caption(c, "chatgpt", 0, mode="denoise")
+        assert why is None and set(den[:-1].lower().split()) <= set(re.findall(r"[\w-]+", c.lower())), (c, den)
+        assert parse_caption(den) == facts, (c, den)                       # filler gone, facts kept
+        struct, why = rewrite_shape_caption(c, "bard", 0, mode="structure")
+        if why is None:
+            assert parse_caption(struct) == facts and struct != c
+            used = {_phrase_key(m.group(0)) for m in _PATTERN.finditer(struct)}
+            assert used <= _caption_phrases(c), (c, struct)               # the caption's words, verbatim
+        for mode in changed:
+            text, _ = rewrite_shape_caption(c, "chatgpt", 0, mode=mode)
+            changed[mode] += parse_caption(text) != facts
+    assert 0.5 * len(caps) < changed["random-lexicon"] and 0.2 * len(caps) < changed["partial"] < len(caps)
+    table, known = partial_lexicon()
+    wrong = [p for p in table if table[p] != _TABLE[p]]
+    assert wrong and all(table[p][0] == _TABLE[p][0] for p in wrong)      # the same kind, another class
+    assert "circle" in known and "red" in known and not class_words("") and "circle" not in wrong
+    sample = next(c for c in split.captions if any(_phrase_key(m.group(0)) in wrong for m in _PATTERN.finditer(c)))
+    a = rewrite_shape_caption(sample, "mscoco", 0, mode="partial")[0]
+    b = rewrite_shape_caption(sample, "mscoco", 7, mode="partial")[0]
+    assert parse_caption(a) == parse_caption(b) != parse_caption(sample)   # systematic: the same error each time
+    with pytest.raises(Exception, match="standin"):
+        rewrite_shape_caption(sample, "mscoco", 0, mode="nope")
+    assert rewrite_shape_caption(sample, "mscoco", 0)[0] == rewrite_shape_caption(sample, "mscoco", 0, mode="full")[0]
+
+
+def test_synonym_classnames_write_no_class_name():
+    from laclip_lite.data.vocab import classnames
+    from laclip_lite.rewrite.shapes import class_words, synonym_classnames
+
+    for task in ("shape", "color", "color_shape"):
+        names = synonym_classnames(task)
+        assert len(names) == len(classnames(task)) and not set(names) & set(classnames(task))
+        assert all(class_words(n) <= {"heart"} for n in names)      # only heart has no synonym without its name
+    assert synonym_classnames("color_shape")[0] == f"{synonym_classnames('color')[0]} {synonym_classnames('shape')[0]}"

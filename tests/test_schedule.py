@@ -13,14 +13,15 @@ CC3M, CC12M = 2_900_000, 12_423_374     # issue 12's CC3M count; CC12M's publish
 
 
 @pytest.mark.parametrize("preset,n,gpus,per_epoch", [
-    ("laclip-cc3m", CC3M, 8, 1416),      # 2,900,000 // (256 x 8 = 2,048)  = 1,416 (1,416.02)
-    ("laclip-cc3m", CC3M, 32, 354),      # 2,900,000 // (256 x 32 = 8,192) =   354 (354.00)
-    ("laclip-cc12m", CC12M, 8, 6066),    # 12,423,374 // 2,048 = 6,066 (6,066.1)
-    ("laclip-cc12m", CC12M, 32, 1516),   # 12,423,374 // 8,192 = 1,516 (1,516.5)
+    ("laclip-cc3m", CC3M, 8, 354),       # 2,900,000 // 8,192 = 354 (354.00): 256 x 8 GPUs x 4 micro-batches
+    ("laclip-cc3m", CC3M, 32, 354),      # 256 x 32 GPUs x 1
+    ("laclip-cc12m", CC12M, 8, 1516),    # 12,423,374 // 8,192 = 1,516 (1,516.5)
+    ("laclip-cc12m", CC12M, 32, 1516),
 ])
 def test_steps_from_epochs_match_a_hand_computation(preset, n, gpus, per_epoch):
     plan = plan_steps(build_config(preset), gpus, n)
-    assert plan.global_batch == 256 * gpus and plan.steps_per_epoch == per_epoch
+    assert plan.global_batch == 8192 and plan.accum_steps == 32 // gpus and plan.steps_per_epoch == per_epoch
+    assert plan.negatives_per_loss == 8192                                     # accum_mode=global
     assert plan.steps == 35 * per_epoch and plan.warmup_steps == per_epoch      # 35 epochs, 1 warm-up epoch
 
 
@@ -28,11 +29,18 @@ def test_cli_dry_run_prints_the_derived_steps():
     out = subprocess.run([sys.executable, "-m", "laclip_lite.cli", "train", "--preset", "laclip-cc3m", "--dry-run",
                           "--world-size", "8", "--samples", str(CC3M)], check=True, capture_output=True,
                          text=True).stdout
-    assert "global batch            2048" in out and "steps per epoch         1,416" in out
-    assert "optimizer steps         49,560" in out and "warm-up steps           1,416" in out
+    assert "global batch            8192" in out and "steps per epoch         354" in out
+    assert "negatives per loss      8,191 per sample (8,192 samples in each loss: the global batch)" in out
+    assert "optimizer steps         12,390" in out and "warm-up steps           354" in out
+    micro = subprocess.run([sys.executable, "-m", "laclip_lite.cli", "train", "--preset", "laclip-cc3m",
+                            "--dry-run", "--world-size", "8", "--samples", str(CC3M), "--set",
+                            "train.accum_mode=micro"], check=True, capture_output=True, text=True).stdout
+    assert "negatives per loss      2,047 per sample (2,048 samples in each loss: one micro-batch x 8" in micro
 
 
 def test_global_batch_picks_the_accumulation_and_rejects_a_remainder():
+    cfg = build_config("laclip-cc3m", ["train.global_batch=16384"])
+    assert plan_steps(cfg, 8, CC3M).accum_steps == 8 and plan_steps(cfg, 64, CC3M).accum_steps == 1
     cfg = build_config("laclip-cc3m", ["train.global_batch=8192"])
     assert plan_steps(cfg, 8, CC3M).accum_steps == 4 and plan_steps(cfg, 32, CC3M).accum_steps == 1
     with pytest.raises(ConfigError, match="not a multiple"):
@@ -78,6 +86,7 @@ def test_release_presets_say_what_the_release_does():
     cfg = build_config("laclip-cc3m")
     t = cfg.train
     assert (t.lr, t.weight_decay, t.eps, t.epochs, t.warmup_epochs, t.batch_size) == (1e-3, 0.5, 1e-8, 35, 1, 256)
+    assert (t.global_batch, t.accum_mode) == (8192, "global")          # the paper's batch, its negatives kept
     assert (t.lr_start, t.lr_end, t.grad_clip, t.decay_rule, tuple(t.betas)) == (1e-6, 1e-5, 0, "release", (0.9, 0.98))
     assert cfg.data.crop_scale == [0.5, 1.0] and cfg.data.tokenizer == "clip"
     assert (cfg.model.text_act, cfg.model.vision_act) == ("quickgelu", "gelu")

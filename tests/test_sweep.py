@@ -239,3 +239,24 @@ def test_the_ablation_grid_as_a_sweep_of_notebook_03_is_valid():
     assert expanded[-1].params["overrides"] == ["data.train_size=1500"]          # source=all: all four, M = 4
     assert expanded[0].params == {"policies": "clip", "overrides": ["data.train_size=1500"], "preset": "tiny",
                                   "steps": 300, "data": "shapeworld", "seed": 0}
+
+
+def test_a_seed_axis_gets_mean_and_std_columns(tmp_path):
+    """aggregate() on finished point folders of a grid with a seed axis: sweep_seeds.csv and a section of
+    sweep.md with each metric's mean ± std per setting of the other axes; no such table without a seed axis."""
+    import csv
+
+    scores = {(1, 0): 10.0, (1, 1): 14.0, (2, 0): 30.0, (2, 1): 20.0}
+    for (x, seed), score in scores.items():
+        folder = tmp_path / f"x-{x}__seed-{seed}"
+        folder.mkdir()
+        (folder / sweep.PARAMS).write_text(json.dumps({"x": x, "seed": seed}))
+        (folder / sweep.DONE).write_text("{}")
+        (folder / sweep.METRICS).write_text(json.dumps({"metrics": {"score": score}}))
+    sweep.aggregate(tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "sweep_seeds.csv")))
+    assert [(r["setting"], float(r["score"]), float(r["score_std"]), r["seeds"]) for r in rows] == [
+        ("x=1", 12.0, 2.83, "2"), ("x=2", 25.0, 7.07, "2")]
+    assert "Over the seed axis" in (tmp_path / "sweep.md").read_text() and "12.0 ± 2.8" in (
+        tmp_path / "sweep.md").read_text()
+    assert sweep.seed_summary([{"point": "a", "x": 1, "status": "done", "score": 1.0}], ["x"]) == []

@@ -129,10 +129,10 @@ def test_logit_scale_clamped_and_no_decay_groups(tmp_path):
     assert all(p.ndim >= 2 for g in trainer.optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"])
 
 
-def test_accumulation_matches_full_batch_for_mean_gradients(tmp_path):
-    """accum_steps=2 (a backward per micro-batch, each loss / 2) gives the gradient of one backward over the full
-    batch of the mean micro-batch loss. Each micro-batch's contrastive loss has its own negatives, so the
-    objective is the mean of the two micro-batch losses, not one loss over the whole batch."""
+def test_micro_accumulation_matches_the_mean_of_the_micro_batch_losses(tmp_path):
+    """accum_mode=micro, accum_steps=2 (a backward per micro-batch, each loss / 2) gives the gradient of the mean
+    of the two micro-batch losses: each micro-batch's contrastive loss has its own negatives. (accum_mode=global,
+    one loss over the whole batch: tests/test_accumulate.py.)"""
     cfg = _cfg("train.accum_steps=2", "train.grad_clip=0")
     accumulating = Trainer(cfg, tmp_path / "accum", progress=False, evaluate_at_end=False)
     reference = Trainer(cfg, tmp_path / "full", progress=False, evaluate_at_end=False)
@@ -144,8 +144,8 @@ def test_accumulation_matches_full_batch_for_mean_gradients(tmp_path):
     row = accumulating.train_step()
     batch = reference.data.pairs.batch(0)
     reference.model.train()
-    micro = [reference._micro_loss(im, tk, 0, i) for i, (im, tk) in
-             enumerate(zip(batch.images.chunk(2), batch.tokens.chunk(2)))]
+    images = reference._prepare(batch.images, 0, batch.augmented)
+    micro = [reference.loss_fn(*reference._features(x)) for x in zip(images.chunk(2), batch.tokens.chunk(2))]
     full = torch.stack(micro).mean()
     full.backward()                                                    # one backward over the full batch
     assert row["step"] == 1 and row["loss"] == pytest.approx(full.item(), rel=1e-5)

@@ -4,15 +4,21 @@ from __future__ import annotations
 from laclip_lite.constants import EXPERIMENT_PRESET
 
 HELP = ("run the paper's ablations (augment, num_rewrites, source, backbone, text_tower) and the controls "
-        "(leak, faithfulness, data_size, steps) over seeds; paired differences to CLIP with 95%% t-intervals")
+        "(leak, faithfulness, data_size, steps, data_epochs, policy, standin, rewrite_subsets) over worlds x seeds; "
+        "paired differences to CLIP and between settings with 95%% t-intervals")
 
 
 def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output folder (runs/ inside; finished runs are reused)")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds (3 or more for intervals)")
+    p.add_argument("--worlds", default="0", help="comma list of data.world_seed values: runs pair by (world, seed); "
+                                                 "tables per world and pooled")
+    p.add_argument("--contrasts-only", action="store_true",
+                   help="recompute contrasts.csv/.md from OUT/ablations.csv (committed per-seed results) and exit")
     p.add_argument("--ablations", default="all",
                    help="comma list of augment, num_rewrites, source, backbone, text_tower; 'all'; '' for none")
-    p.add_argument("--controls", default="", help="comma list of leak, faithfulness, data_size, steps; or 'all'")
+    p.add_argument("--controls", default="", help="comma list of leak, faithfulness, data_size, steps, "
+                                                   "data_epochs, policy, standin, rewrite_subsets; or 'all'")
     p.add_argument("--policy", default="laclip", choices=["laclip", "mt"], help="text policy of the augmented arms")
     p.add_argument("--preset", default=EXPERIMENT_PRESET,
                    help=f"preset every run starts from (default: {EXPERIMENT_PRESET}, compare's)")
@@ -23,7 +29,10 @@ def add_arguments(p) -> None:
                                                    "(empty: that value is skipped)")
     p.add_argument("--skip", default="", metavar="ABLATION=VALUE,...",
                    help="grid values to leave out, e.g. text_tower=minilm-unlocked (~1 h a run on one CPU thread)")
-    p.add_argument("--jobs", type=int, default=0, help="runs in parallel (0: auto, from the cores and device)")
+    p.add_argument("--jobs", type=int, default=0, help="runs in parallel (0: auto, from --gpus, the cores and device)")
+    p.add_argument("--gpus", default="auto", metavar="IDS",
+                   help="GPUs to share out, one per job via CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 (default auto: "
+                        "every visible GPU; none on a CPU; 'none': do not assign)")
     p.add_argument("--list", action="store_true", help="print the grid's points and exit")
 
 
@@ -37,6 +46,7 @@ def run(args) -> int:
     import sys
 
     from laclip_lite.ablations import ablate, full_grid, label
+    from laclip_lite.utils import parse_gpus
 
     ablations, controls = _names(args.ablations), _names(args.controls)
     skip = [t.strip() for t in args.skip.split(",") if t.strip()]
@@ -47,9 +57,21 @@ def run(args) -> int:
         for a, v, why in skipped:
             print(f"{a}\t{v}\tskipped: {why}")
         return 0
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    ablate(seeds, args.out, ablations, controls, args.preset, args.overrides, args.policy, args.llm_model,
-           args.bt_models, args.jobs, command="laclip-lite " + shlex.join(sys.argv[1:]), skip=skip)
     from pathlib import Path
+
+    if args.contrasts_only:
+        from laclip_lite.ablations import read_rows, write_contrasts
+
+        source = Path(args.out) / "ablations.csv"
+        if not source.is_file():
+            raise FileNotFoundError(f"--contrasts-only: {source} not found (run ablate into --out first)")
+        write_contrasts(read_rows(source), args.out)
+        print((Path(args.out) / "contrasts.md").read_text())
+        return 0
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    worlds = [int(w) for w in args.worlds.split(",") if w.strip()]
+    ablate(seeds, args.out, ablations, controls, args.preset, args.overrides, args.policy, args.llm_model,
+           args.bt_models, args.jobs, command="laclip-lite " + shlex.join(sys.argv[1:]), skip=skip, worlds=worlds,
+           gpus=parse_gpus(args.gpus))
     print((Path(args.out) / "ablations.md").read_text())
     return 0

@@ -12,19 +12,42 @@ def add_arguments(p) -> None:
                         "(augment defaults to --augment)")
     p.add_argument("--augment", default="shapes", help=f"rewrite cache for laclip/mt arms: {', '.join(REWRITERS)}")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
+    p.add_argument("--worlds", default=None, help="comma list of data.world_seed values (new images, captions, "
+                                                 "val and test sets; default: the preset's); runs pair by "
+                                                 "(world, seed)")
     p.add_argument("--preset", default=EXPERIMENT_PRESET,
                    help=f"preset every run starts from (default: {EXPERIMENT_PRESET}, the data-scarce regime sized "
                         "so 3 policies x 3 seeds fit 10 minutes on 2 cores)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", required=True, help="output folder (one sub-folder per run; finished runs are skipped)")
+    p.add_argument("--contrasts-only", action="store_true",
+                   help="recompute contrasts.csv/.md from OUT/runs.csv (committed per-seed results) and exit")
     p.add_argument("--jobs", type=int, default=0,
-                   help="runs in parallel, each with cores/jobs threads (0: auto, one per core on a CPU, 1 on CUDA)")
+                   help="runs in parallel, each with cores/jobs threads (0: auto: one per GPU of --gpus, else one "
+                        "per core on a CPU)")
+    p.add_argument("--gpus", default="auto", metavar="IDS",
+                   help="GPUs to share out, one per job via CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 (default auto: "
+                        "every visible GPU; none on a CPU; 'none': do not assign)")
 
 
 def run(args) -> int:
-    from laclip_lite.experiments import compare
-
-    compare(args.policies, args.seeds, args.out, args.preset, args.overrides, args.augment, jobs=args.jobs)
     from pathlib import Path
+
+    from laclip_lite.experiments import compare
+    from laclip_lite.utils import parse_gpus
+
+    if args.contrasts_only:
+        from laclip_lite.experiments import write_compare_contrasts
+        from laclip_lite.stats import read_rows
+
+        source = Path(args.out) / "runs.csv"
+        if not source.is_file():
+            raise FileNotFoundError(f"--contrasts-only: {source} not found (run compare into --out first)")
+        write_compare_contrasts(read_rows(source), Path(args.out), append_summary=False)
+        print((Path(args.out) / "contrasts.md").read_text())
+        return 0
+
+    compare(args.policies, args.seeds, args.out, args.preset, args.overrides, args.augment, jobs=args.jobs,
+            worlds=args.worlds, gpus=parse_gpus(args.gpus))
     print((Path(args.out) / "summary.md").read_text())
     return 0

@@ -8,7 +8,12 @@ def add_arguments(p) -> None:
     p.add_argument("notebook", help="the notebook to run, e.g. notebooks/03_laclip_training.ipynb")
     p.add_argument("--grid", required=True, help="grid YAML: axes as lists, optional 'fixed:' and 'points:'")
     p.add_argument("--out", required=True, help="output folder: one sub-folder per point, sweep.csv, sweep.md")
-    p.add_argument("--jobs", type=int, default=1, help="points run in parallel (each kernel gets cores/jobs threads)")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="points run in parallel, each kernel with cores/jobs threads (0: one per GPU of --gpus, "
+                        "else 1)")
+    p.add_argument("--gpus", default="auto", metavar="IDS",
+                   help="GPUs to share out, one per job via CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 (default auto: "
+                        "every visible GPU; none on a CPU; 'none': do not assign)")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="run only points whose grid index is I modulo N (0-based), to spread a grid over machines")
     p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's kernelspec)")
@@ -20,7 +25,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from laclip_lite import sweep
-    from laclip_lite.utils import parse_shard
+    from laclip_lite.utils import parse_gpus, parse_shard
 
     if args.aggregate:
         sweep.aggregate(args.out)
@@ -32,8 +37,9 @@ def run(args) -> int:
         for p in sweep.shard(sweep.expand(fixed, axes, points), index, count):
             print(p.name, p.params)
         return 0
-    result = sweep.run_sweep(args.notebook, args.grid, args.out, jobs=args.jobs, shard_spec=args.shard,
-                             kernel=args.kernel)
+    gpus = parse_gpus(args.gpus)
+    result = sweep.run_sweep(args.notebook, args.grid, args.out, jobs=args.jobs or len(gpus) or 1,
+                             shard_spec=args.shard, kernel=args.kernel, gpus=gpus)
     print((Path(args.out) / "sweep.md").read_text())
     for name, error in result.failed.items():
         print(f"FAILED {name}: {error} (see {Path(args.out) / name / sweep.ERROR})")

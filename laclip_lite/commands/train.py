@@ -19,7 +19,9 @@ def add_arguments(p) -> None:
                    help="override any config field, e.g. --set train.policy=laclip --set model.vision=resnet")
     p.add_argument("--policy", choices=POLICIES, default=None, help="shortcut for --set train.policy=...")
     p.add_argument("--out", default=None, help="run folder (required unless --dry-run)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", nargs="?", const="yes", default="no", choices=["yes", "auto"],
+                   help="continue the run in --out from its last checkpoint; '--resume auto': continue when a "
+                        "checkpoint exists, else start the run (for requeued / preempted jobs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true",
                    help="print the steps the run would take (epochs -> steps, global batch, lr schedule) and stop")
@@ -62,21 +64,55 @@ def run(args) -> int:
     overrides = list(args.overrides) + ([f"train.policy={args.policy}"] if args.policy else [])
     if not args.out and not args.dry_run:
         raise ConfigError("train needs --out DIR (the run folder), or --dry-run")
-    if args.resume:
-        from pathlib import Path
+    from pathlib import Path
+
+    from laclip_lite.config import apply_overrides, parse_key_value
+
+    replan: list[str] = []
+    resume = {"yes": True, "no": False, "auto": "auto"}[args.resume]
+    if resume == "auto":
+        resume = "auto" if args.out and (Path(args.out) / "checkpoint.pt").exists() else False
+    if resume:
         saved = Path(args.out) / "config.yaml"
         if not saved.exists():
             raise FileNotFoundError(f"--resume: no run at {args.out} (missing {saved})")
-        cfg = Config.load(saved)
-        from laclip_lite.config import apply_overrides
-        apply_overrides(cfg, overrides).validate()
+        cfg = apply_overrides(Config.load(saved), overrides)
+        replan = [parse_key_value(o)[0] for o in overrides]      # what the command line may change
+        _check_saved_config(Path(args.out), cfg, replan)
+        cfg.validate()
     else:
         cfg = build_config(args.preset, overrides, args.config)
     if args.dry_run:
         print("\n".join(dry_run(cfg, args.world_size, args.samples)))
         return 0
-    from laclip_lite.train import train
+    import os
 
-    final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
-    print(json.dumps(final))
+    from laclip_lite.train import EXIT_PREEMPTED, Preempted, train
+
+    try:
+        final = train(cfg, args.out, resume=resume, progress=not args.no_progress, replan=replan)
+    except Preempted:
+        return EXIT_PREEMPTED           # the checkpoint is written and the message printed
+    if int(os.environ.get("RANK", "0")) == 0:      # under torchrun only rank 0 prints the result
+        print(json.dumps(final))
     return 0
+
+
+def _check_saved_config(run_dir, cfg, replan: list[str]) -> None:
+    """--resume: config.yaml (+ the command line's keys) must say what the checkpoint recorded, checked before any
+    data is read (a config.yaml cut short would otherwise train with defaults)."""
+    ckpt = run_dir / "checkpoint.pt"
+    if not ckpt.exists():
+        return                                   # the trainer names the missing checkpoint
+    import torch
+
+    from laclip_lite.errors import DataError
+    from laclip_lite.runs import config_diff
+    state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    derived = ("train.steps", "train.warmup_steps", "train.accum_steps")   # re-planned by the trainer, checked there
+    diff = config_diff(state.get("config") or {}, cfg.to_dict(), skip=(*replan, *derived, "model.vocab_size",
+                                                                         "model.pad_id"))
+    if diff:
+        raise DataError(f"--resume {run_dir}: config.yaml differs from the config checkpoint.pt recorded (checkpoint "
+                        f"-> config.yaml): {'; '.join(diff[:8])}{' ...' if len(diff) > 8 else ''}; restore config.yaml "
+                        "or pass the intended values with --set")

@@ -47,9 +47,19 @@ class Comparison:
     run_dirs: dict      # "<arm>-s<seed>" -> folder
 
 
+def augment(lesson: Lesson) -> str:
+    """The `augment` parameter resolved: "auto" is the stand-in on ShapeWorld and, on file data, "none" - the
+    rewrites the data carries (data.rewrites_dir, files beside the CSV, tar JSON, HF columns), never the stand-in,
+    which finds nothing to rewrite in captions outside ShapeWorld."""
+    value = lesson.params["augment"]
+    if value != "auto":
+        return value
+    return "shapes" if lesson.params.get("data", "shapeworld") == "shapeworld" else "none"
+
+
 def _arms(lesson: Lesson):
     from laclip_lite.experiments import Arm
-    return [Arm.parse(p, lesson.params["augment"]) for p in lesson.params["policies"]]
+    return [Arm.parse(p, augment(lesson)) for p in lesson.params["policies"]]
 
 
 
@@ -72,7 +82,7 @@ def training_plan(lesson: Lesson) -> Plan:
     for arm in _arms(lesson):
         cfg = arm_config(arm, seeds(lesson)[0], lesson.params["preset"], lesson.overrides())
         cfgs[arm.name] = cfg
-        k = 1 + (cfg.data.num_rewrites if arm.augment != "none" else 0)
+        k = 1 + (cfg.data.num_rewrites if arm.policy != "clip" else 0)   # file data: at most; run.json says
         texts = {"clip": "1 (the original)", "laclip": f"1 drawn from {k}", "mt": f"all {k}"}[arm.policy]
         rows.append({"arm": arm.name, "texts per image per step": texts, "rewrites": arm.augment,
                      "steps": cfg.train.steps, "batch": cfg.train.batch_size, "image tower": cfg.model.vision,
@@ -88,7 +98,7 @@ def training_plan(lesson: Lesson) -> Plan:
                            "**No `eval_datasets` given**, so the arms are compared by their final training loss "
                            "only (a loss says little about what a model learned: pass an ImageFolder or "
                            "CLIP_benchmark folder with `-p eval_datasets PATH`)."))
-        plan.names, plan.texts = _first_record_texts(next((c for c in cfgs.values() if c.data.augment != "none"), cfg))
+        plan.names, plan.texts = _first_record_texts(next((c for c in cfgs.values() if c.train.policy != "clip"), cfg))
         if plan.texts:
             lesson.markdown("The first training image's texts (what the policies draw from):\n\n"
                             + table([{"text": n, "": t} for n, t in zip(plan.names, plan.texts)]))
@@ -127,7 +137,7 @@ def _first_record_texts(cfg) -> tuple[list[str], list[str]]:
     record = next((r for r in open_source(cfg.data) if r is not None), None)
     if record is None:
         return [], []
-    variants = select_variants(list(record.rewrites), cfg) if record.rewrites and cfg.data.augment != "none" else []
+    variants = select_variants(list(record.rewrites), cfg) if record.rewrites and cfg.train.policy != "clip" else []
     return ["original", *variants], texts_of(record, variants)
 
 
@@ -168,8 +178,8 @@ def train_policies(lesson: Lesson) -> Comparison:
     runs = {f"{a.name}-s{s}": (out / f"{a.name.replace(':', '-')}-s{s}", steps) for a in _arms(lesson)
             for s in seeds(lesson)}
     with heartbeat(runs, every_s=HEARTBEAT_S):
-        summary = compare(order, seeds(lesson), out, p["preset"], lesson.overrides(), p["augment"],
-                          jobs=n_jobs, progress=lesson.progress)
+        summary = compare(order, seeds(lesson), out, p["preset"], lesson.overrides(), augment(lesson),
+                          jobs=n_jobs, progress=lesson.progress, nproc_per_node=p["nproc_per_node"])
     names = [a.name for a in _arms(lesson)]
     summary = sorted(summary, key=lambda r: names.index(r["policy"]))
     with open(out / "runs.csv", newline="") as f:
@@ -316,7 +326,7 @@ def features_with_all_texts(lesson: Lesson, comparison: Comparison, n: int = 8):
     from laclip_lite.evaluate import encode_images, encode_texts, load_run
 
     cfg = lesson.config()
-    if not cfg.data.is_shapeworld or lesson.params["augment"] not in ("shapes", "eda"):
+    if not cfg.data.is_shapeworld or augment(lesson) not in ("shapes", "eda"):
         g = torch.Generator().manual_seed(lesson.params["seed"])
         k = 1 + cfg.data.num_rewrites
         lesson.markdown(f"(A random toy batch of {n} images × {k} texts: the real texts are read on ShapeWorld.)")
@@ -328,7 +338,7 @@ def features_with_all_texts(lesson: Lesson, comparison: Comparison, n: int = 8):
     run_dir = next((by_arm[a] for a in ("mt", "laclip") if a in by_arm), next(iter(by_arm.values())))
     lesson.markdown(f"Features from the `{run_dir.name}` model.")
     model, tok, run_cfg = load_run(run_dir, device=lesson.params["device"])
-    arm_cfg = lesson.config({"data.augment": lesson.params["augment"]})
+    arm_cfg = lesson.config({"data.augment": augment(lesson)})
     split = shapeworld_split(arm_cfg, "train")
     rewrites = shapeworld_rewrites(arm_cfg, list(split.captions))
     variants = select_variants(list(rewrites), arm_cfg)

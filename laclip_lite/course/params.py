@@ -110,12 +110,15 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "policies": Param(list(POLICIES), "strs", "text policies to compare; policy:augment for "
                                                             "another rewrite cache (e.g. laclip:eda)"),
         "seeds": Param(None, "ints?", "seeds per policy (None: [seed])"),
-        "augment": Param("shapes", "str", "rewrites laclip/mt draw from: shapes, eda, backtranslate, llm",
-                         REWRITERS),
+        "augment": Param("auto", "str", "rewrites laclip/mt draw from: auto (ShapeWorld: shapes; file data: "
+                                        "the rewrites the data carries), shapes, eda, backtranslate, llm",
+                         ("auto", *REWRITERS)),
         "overrides": Param([], "overrides", "config overrides, written as for the CLI's --set (a list of strings)"),
         "jobs": Param(0, "int", "runs in parallel, cores/jobs threads each; 0: auto (2 on a CPU, 1 on CUDA)", low=0),
         "eval_datasets": Param([], "paths", "evaluation sets (eval.datasets): ImageFolder / CLIP_benchmark folders; "
                                             "[]: ShapeWorld's tasks (on file data: the final loss only)"),
+        "nproc_per_node": Param(1, "int", "processes per run: > 1 trains each run with torchrun (one per GPU; gloo "
+                                          "processes on a CPU), one run at a time"),
     },
     "04_ablations": {
         **_common(300, "optimizer steps per run (None: the preset's); kept small so the grid fits a CPU"),

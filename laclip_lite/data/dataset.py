@@ -4,8 +4,14 @@
   (`data.augment` picks the rewriter; the cache is made once and shared by every run with the same captions).
 * Files (LaCLIP CSV + rewrite files, webdataset shards, a Hugging Face dataset): records are read by
   `laclip_lite.data.readers`, decoded and augmented in DataLoader workers. A `clip` run reads the original
-  captions only; `laclip` / `mt` use the rewrites shipped with the data when present, else (CSV) the rewrite
-  job's cache for `data.augment`, else stop before training naming what is missing (`_file_rewrites`).
+  captions only; `laclip` / `mt` use `data.rewrites_dir` when set, else the rewrites shipped with the data
+  (readers' one rule: by CSV row, tar sample key, HF row), else (CSV) the rewrite job's cache for
+  `data.augment`, else stop before training naming the source and the ways to get rewrites (`_file_rewrites`).
+
+No silent CLIP under another name: before step 0 a `laclip` / `mt` run with no rewrite in use stops, and so does
+one where more than `data.max_identical` of a variant's rewrites equal their caption (`rewrite_census`: the
+stand-in on captions outside ShapeWorld copies every caption). A rewrite folder made from other captions (the CSV
+edited since) stops naming the first row that differs.
 
 `data.sources` and `data.num_rewrites` select which rewrites take part, so the paper's "meta-pair source" and
 "number of augmented texts" ablations are one parameter each.
@@ -113,36 +119,100 @@ def tokenizer_corpus(cfg: Config, captions: list[str], rewrites: dict[str, list[
     """
     if cfg.model.text == "hf" or cfg.data.tokenizer != "bpe":
         return captions
-    if cfg.data.augment != "shapes" or cfg.rewrite.leak_free or cfg.rewrite.error_rate:
+    if cfg.data.augment != "shapes" or cfg.rewrite.leak_free or cfg.rewrite.error_rate or \
+            cfg.rewrite.standin != "full":
         world = copy.deepcopy(cfg)        # the plain stand-in's rewrites (the controls change only the training text)
         world.data.augment, world.data.rewrites_dir = "shapes", ""
-        world.rewrite.leak_free, world.rewrite.error_rate = False, 0.0
+        world.rewrite.leak_free, world.rewrite.error_rate, world.rewrite.standin = False, 0.0, "full"
         rewrites = shapeworld_rewrites(world, captions)
     return captions + [t for v in sorted(rewrites) for t in rewrites[v]]
 
 
-def build_train_data(cfg: Config, rank: int = 0, world_size: int = 1) -> TrainData:
+def build_train_data(cfg: Config, rank: int = 0, world_size: int = 1, tokenizer: Tokenizer | None = None) -> TrainData:
     """Batches of `train.batch_size x train.accum_steps` images per process per step (the trainer splits each
-    into `accum_steps` micro-batches)."""
+    into `accum_steps` micro-batches). `tokenizer`: use this one (a resumed run's own) instead of building one.
+    `info["fingerprint"]` identifies the data (captions, rewrites in use and their census): resume compares it."""
     if cfg.data.is_shapeworld:
-        return _shapeworld_train_data(cfg, rank, world_size)
-    return _file_train_data(cfg, rank, world_size)
+        return _shapeworld_train_data(cfg, rank, world_size, tokenizer)
+    return _file_train_data(cfg, rank, world_size, tokenizer)
 
 
-def _shapeworld_train_data(cfg: Config, rank: int, world_size: int) -> TrainData:
+def data_fingerprint(captions: list[str], variants: list[str], census: dict) -> str:
+    return stable_hash(list(captions), variants, census)
+
+
+def _shapeworld_train_data(cfg: Config, rank: int, world_size: int, tokenizer: Tokenizer | None = None) -> TrainData:
     split = shapeworld_split(cfg, "train")
     captions = list(split.captions)
     rewrites = shapeworld_rewrites(cfg, captions)
     variants = select_variants(list(rewrites), cfg) if rewrites else []
-    tokenizer = build_tokenizer(cfg.data, cfg.model, tokenizer_corpus(cfg, captions, rewrites))
+    census = {}
+    if cfg.train.policy != "clip":
+        if not variants:
+            raise DataError(f"train.policy={cfg.train.policy} on ShapeWorld: no rewrite in use (data.augment="
+                            f"{cfg.data.augment}, data.num_rewrites={cfg.data.num_rewrites}); set data.augment=shapes "
+                            "(or eda / llm / backtranslate), or train with train.policy=clip")
+        from laclip_lite.data.readers import Record, rewrites_dir_captions
+        records = ((i, Record(str(i), None, c, {v: rewrites[v][i] for v in variants})) for i, c in enumerate(captions))
+        job = rewrites_dir_captions(cfg.data.rewrites_dir) if cfg.data.rewrites_dir else None   # made for these?
+        census = rewrite_census(records, variants, job, where=cfg.data.rewrites_dir)
+        check_identical(cfg, census, f"data.augment={cfg.data.augment} on ShapeWorld")
+    tokenizer = tokenizer or build_tokenizer(cfg.data, cfg.model, tokenizer_corpus(cfg, captions, rewrites))
     rows = [texts_per_image(c, [rewrites[v][i] for v in variants]) for i, c in enumerate(captions)]
     k = 1 + len(variants)
     tokens = tokenizer([t for row in rows for t in row]).view(len(rows), k, -1)
     pairs = InMemoryPairs(split.images, tokens, cfg.train.policy, step_batch(cfg), cfg.train.seed,
                           rank, world_size)
+    where = str(rewrite_cache_dir(cfg, captions)) if rewrites and variants else ""
     info = {"source": "shapeworld", "images": len(captions), "texts_per_image": k, "variants": variants,
-            "rewrites_dir": str(rewrite_cache_dir(cfg, captions)) if rewrites else ""}
+            "rewrites_dir": where, "rewrite_files": {v: f"{where}/{v}.txt" for v in variants},
+            "identical_to_caption": census, "texts": describe_texts(cfg.train.policy, variants, where),
+            "fingerprint": data_fingerprint([t for row in rows for t in row], variants, census),
+            "fingerprint_count": len(captions)}
     return TrainData(pairs, tokenizer, variants, len(captions), info)
+
+
+def rewrite_census(records, variants: list[str], job_captions: list[str] | None = None,
+                   key_line: dict | None = None, where: str = "") -> dict:
+    """Per variant in use: {"n", "identical", "share"}: how many samples' rewrites equal their caption (or are
+    missing, so the caption is used: `readers.texts_of`). `records` yields (row index or sample key, record with
+    .caption / .rewrites). With `job_captions` (the captions the rewrite job rewrote), every sample's caption must
+    be the one its rewrite line was made from, else a DataError names the first that differs."""
+    n, same = 0, dict.fromkeys(variants, 0)
+    bad, first = 0, ""
+    for pos, rec in records:
+        n += 1
+        caption = rec.caption.strip()
+        for v in variants:
+            text = (rec.rewrites.get(v) or "").strip()
+            if not text or text == caption:
+                same[v] += 1
+        if job_captions is not None:
+            line = key_line.get(pos) if key_line is not None else pos
+            if line is None or line >= len(job_captions) or job_captions[line].strip() != caption:
+                bad += 1
+                if not first:
+                    made = "no line (key not in keys.txt)" if line is None or line >= len(job_captions) else \
+                        f"line {line + 1} was made from {job_captions[line][:60]!r}"
+                    first = f"sample {pos}: caption {rec.caption[:60]!r}, {made}"
+    if bad:
+        raise DataError(f"{where}: the rewrites were made from other captions: {bad} of {n} samples differ "
+                        f"({first}); the data changed since `laclip-lite rewrite` ran - rewrite it again")
+    return {v: {"n": n, "identical": same[v], "share": round(same[v] / n, 4) if n else 0.0} for v in variants}
+
+
+def check_identical(cfg: Config, census: dict, what: str) -> None:
+    """Stop when a variant's share of rewrites equal to their caption exceeds `data.max_identical`."""
+    limit = cfg.data.max_identical
+    over = {v: c for v, c in census.items() if c["share"] > limit}
+    if over:
+        parts = ", ".join(f"{v} {c['identical']}/{c['n']} ({c['share']:.0%})" for v, c in over.items())
+        hint = (" - the ShapeWorld stand-in finds nothing to rewrite in captions outside ShapeWorld; make real "
+                "rewrites with laclip-lite rewrite --rewriter llm and set data.rewrites_dir" if cfg.data.augment ==
+                "shapes" and not cfg.data.is_shapeworld else "")
+        raise DataError(f"{what}: rewrites identical to their caption: {parts}, above data.max_identical={limit:g}; "
+                        f"train.policy={cfg.train.policy} would train CLIP under another name{hint} (or train with "
+                        "train.policy=clip, or raise data.max_identical)")
 
 
 def step_batch(cfg: Config) -> int:
@@ -156,7 +226,7 @@ _KIND = {"llm": re.compile(rf"^({'|'.join(SOURCES)}|coco|rewrite\d*)$"),
          "eda": re.compile(r"^eda\d+$"), "backtranslate": re.compile(r"^bt\d+$")}
 
 
-def _file_train_data(cfg: Config, rank: int, world_size: int) -> TrainData:
+def _file_train_data(cfg: Config, rank: int, world_size: int, tokenizer: Tokenizer | None = None) -> TrainData:
     from laclip_lite.data import readers
     from laclip_lite.data.loader import ShardPairs
     from laclip_lite.data.transforms import PilTransform
@@ -164,10 +234,13 @@ def _file_train_data(cfg: Config, rank: int, world_size: int) -> TrainData:
     wants = cfg.train.policy != "clip" and cfg.data.num_rewrites > 0   # clip reads the original caption only
     source = readers.open_source(cfg.data, split="train", rank=rank, world_size=world_size, rewrites=wants)
     streaming = not hasattr(source, "__len__")
-    variants, rewrites_from = [], ""
+    variants, rewrites_from, census = [], "", {}
     if wants:
         source, variants, rewrites_from = _file_rewrites(cfg, source, rank, world_size)
-    tokenizer = build_tokenizer(cfg.data, cfg.model, _file_corpus(cfg, source))
+        census = _file_census(cfg, source, variants, rewrites_from)
+    captions = list(source.captions())        # CSV / HF rows, or every tar shard's .txt members; no image decoded
+    if tokenizer is None:
+        tokenizer = build_tokenizer(cfg.data, cfg.model, _file_corpus(cfg, captions))
     transform = PilTransform(cfg.model.image_size, train=True, crop_scale=cfg.data.crop_scale, hflip=cfg.data.hflip,
                              seed=cfg.train.seed)
     kind = ShardPairs if streaming else MapPairs
@@ -178,8 +251,10 @@ def _file_train_data(cfg: Config, rank: int, world_size: int) -> TrainData:
                  num_texts=1 + len(variants), pin_memory=torch.cuda.is_available())
     n = -1 if streaming else len(dataset)
     info = {"source": cfg.data.source, "images": n, "texts_per_image": 1 + len(variants), "variants": variants,
-            "rewrites_from": rewrites_from, "texts": describe_texts(cfg.train.policy, variants, rewrites_from),
-            "streaming": streaming}
+            "rewrites_from": rewrites_from, "rewrite_files": _origin_files(source, variants),
+            "identical_to_caption": census, "texts": describe_texts(cfg.train.policy, variants, rewrites_from),
+            "streaming": streaming, "fingerprint": data_fingerprint(captions, variants, census),
+            "fingerprint_count": len(captions)}
     return TrainData(pairs, tokenizer, variants, n, info)
 
 
@@ -205,14 +280,18 @@ def _file_rewrites(cfg: Config, source, rank: int, world_size: int):
     usable = [v for v in shipped if augment == "none" or _KIND[augment].match(v)]
     where = _describe_source(source)
     if usable:
-        return source, select_variants(usable, cfg), where
-    if augment == "none":
-        return source, [], ""
-    if not isinstance(source, readers.LaclipCsvSource):
-        raise DataError(f"data.augment={augment} on {cfg.data.source}: the data carries no {augment} rewrites "
-                        f"(found: {shipped or 'none'}); tar shards need them in each sample's JSON "
-                        "({'rewrites': {...}}), HF datasets as columns. Write them in, or train with "
-                        "data.augment=none / train.policy=clip")
+        variants = select_variants(usable, cfg)
+        if variants:
+            return source, variants, where
+    if augment == "none" or cfg.data.rewrites_dir or not isinstance(source, readers.LaclipCsvSource):
+        found = f"found: {', '.join(shipped)}" if shipped else "found none"
+        kind = "" if augment == "none" else f"{augment} "
+        raise DataError(
+            f"train.policy={cfg.train.policy} on {cfg.data.source}: no {kind}rewrites in use ({found} in "
+            f"{cfg.data.rewrites_dir or where}); get rewrites: laclip-lite rewrite --input {cfg.data.source} --out "
+            "DIR --rewriter llm --model MODEL, then --set data.rewrites_dir=DIR (or ship them: <variant>.txt beside "
+            "a CSV, {'rewrites': {...}} in each tar sample's JSON, HF columns; a CSV also takes data.augment=eda), "
+            "or train with train.policy=clip")
     captions = list(source.captions())
     out_dir = rewrite_cache_dir(cfg, captions)
     from laclip_lite.rewrite.job import load_rewrites, rewrite_captions
@@ -231,7 +310,55 @@ def _file_rewrites(cfg: Config, source, rank: int, world_size: int):
     rewrites = load_rewrites(out_dir)
     files = {v: out_dir / f"{v}.txt" for v in rewrites}
     source = readers.open_source(cfg.data, "train", rank, world_size, rewrite_files=files)
-    return source, select_variants(list(rewrites), cfg), str(out_dir)
+    variants = select_variants(list(rewrites), cfg)
+    if not variants:
+        raise DataError(f"train.policy={cfg.train.policy} on {source.csv_path}: data.sources={cfg.data.sources} "
+                        f"selects none of the rewrites in {out_dir} ({', '.join(rewrites)})")
+    return source, variants, str(out_dir)
+
+
+def _rewrites_folder(source) -> str:
+    """The rewrite folder whose job captions a source's rewrites must match ("" when they came with the data)."""
+    table = getattr(source, "rewrite_table", None)
+    if table:
+        return table["dir"]
+    if getattr(source, "rewrites_dir", ""):
+        return source.rewrites_dir
+    files = list((getattr(source, "rewrite_files", None) or {}).values())
+    return str(Path(files[0]).parent) if files and (Path(files[0]).parent / "report.json").exists() else ""
+
+
+def _file_census(cfg: Config, source, variants: list[str], where: str) -> dict:
+    """`rewrite_census` over every sample of a file source (no image decoded), checked against the rewrite job's
+    captions when the rewrites come from a rewrite folder, then the identical-share limit."""
+    from laclip_lite.data import readers
+
+    folder = _rewrites_folder(source)
+    job = readers.rewrites_dir_captions(folder) if folder else None
+    table = getattr(source, "rewrite_table", None)
+    key_line = table["keys"] if table else None
+    census = rewrite_census(source.text_records(), variants, job, key_line, where=folder or str(cfg.data.source))
+    check_identical(cfg, census, f"train.policy={cfg.train.policy} on {cfg.data.source} (rewrites from {where})")
+    return census
+
+
+def _origin_files(source, variants: list[str]) -> dict:
+    """variant -> the file (or place) its texts come from, for run.json."""
+    files = getattr(source, "rewrite_files", None) or {}
+    table = getattr(source, "rewrite_table", None)
+    out = {}
+    for v in variants:
+        if v in files:
+            out[v] = str(files[v])
+        elif table:
+            out[v] = f"{table['dir']}/{v}.txt (by key: {table['dir']}/keys.txt)"
+        elif getattr(source, "rewrites_dir", ""):
+            out[v] = f"{source.rewrites_dir}/{v}.txt (by row)"
+        elif hasattr(source, "shards"):
+            out[v] = "each sample's JSON"
+        else:
+            out[v] = f"column {v!r}"
+    return out
 
 
 def _cache_complete(out_dir: Path, captions: list[str], rcfg) -> bool:
@@ -252,14 +379,19 @@ def _describe_source(source) -> str:
     files = getattr(source, "rewrite_files", None)
     if files:
         return ", ".join(str(p) for p in files.values())
+    folder = _rewrites_folder(source)
+    if folder:
+        return folder
+    if hasattr(source, "csv_path"):
+        return f"rewrite files beside {source.csv_path}"
     if hasattr(source, "shards"):
         return "the shards' JSON"
     return "the dataset's columns"
 
 
-def _file_corpus(cfg: Config, source) -> list[str] | None:
+def _file_corpus(cfg: Config, captions: list[str]) -> list[str] | None:
     """The original captions for the BPE, read without decoding a single image. Rewrites are left out, so every
     text policy on the same data gets the same tokenizer (a comparison changes only the texts trained on)."""
     if cfg.model.text == "hf" or cfg.data.tokenizer != "bpe":
         return None
-    return list(source.captions())        # CSV / HF rows, or every tar shard's .txt members
+    return captions

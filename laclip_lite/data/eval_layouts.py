@@ -61,7 +61,18 @@ class EvalSpec:
 
     @property
     def label(self) -> str:
-        return self.name or (Path(self.path).stem if Path(self.path).suffix else Path(self.path).name) or "dataset"
+        """The metric prefix: `name`, else the file / folder name; a derived name that is one of the kit's own
+        prefixes (RESERVED_PREFIXES: `test`, `val`, `train`) becomes `eval_<name>` (a captions CSV named test.csv
+        logs as `eval_test/...`, never as the ShapeWorld test split's `test/...`)."""
+        if self.name:
+            return self.name
+        p = Path(self.path)
+        derived = (p.stem if p.suffix else p.name) or "dataset"
+        return f"eval_{derived}" if derived in RESERVED_PREFIXES else derived
+
+
+# Metric prefixes the kit writes itself (ShapeWorld's splits, the training loss): no eval set may log under them.
+RESERVED_PREFIXES = ("test", "val", "train")
 
 
 def parse_spec(entry, where: str = "eval.datasets") -> EvalSpec:
@@ -87,6 +98,9 @@ def parse_spec(entry, where: str = "eval.datasets") -> EvalSpec:
         raise ConfigError(f"{where}: split {spec.split!r} of {spec.path} is not one of: {', '.join(SPLITS)}")
     if spec.k < 1:
         raise ConfigError(f"{where}: k must be >= 1 for {spec.path}, got {spec.k}")
+    if spec.name in RESERVED_PREFIXES:
+        raise ConfigError(f"{where}: name {spec.name!r} of {spec.path} is one of the kit's own metric prefixes "
+                          f"({', '.join(RESERVED_PREFIXES)}); choose another")
     return spec
 
 

@@ -9,8 +9,8 @@
   quote) is rejected naming the line it starts on.
 * A header row is tolerated: when the first row's first field is not an image path (`filepath,title`), it is
   not a sample. Rewrite files are line-aligned with the data rows (the header excluded), as in the release.
-* Any other row without an image path or caption is a bad row: training replaces it (and counts it), rewriting
-  stops naming its line.
+* Any other row without an image path or caption is a bad row: training replaces it (and counts it); `rewrite
+  --input` keeps its line empty (so line i stays row i) and counts it.
 
 Nothing is loaded into memory: `row_index(path)` builds byte spans of the rows once (numpy over the newlines;
 the `csv` module only looks at lines holding a quote), then each row is one seek + read.
@@ -134,20 +134,3 @@ def row_index(path: str | Path) -> RowIndex:
         if header:
             spans, lines = spans[1:], lines[1:]
     return RowIndex(spans, lines, header)
-
-
-def read_captions(path: str | Path) -> list[str]:
-    """Every data row's caption in order (for `laclip-lite rewrite --input x.csv`); a bad row stops with its line."""
-    path = Path(path)
-    index = row_index(path)
-    out = []
-    with open(path, "rb") as f:
-        for (start, end), line in zip(index.spans, index.lines, strict=True):
-            f.seek(int(start))
-            try:
-                out.append(split_row(parse_row(f.read(int(end - start)).decode("utf-8")))[1])
-            except BadRow as e:
-                raise DataError(f"{path}:{line}: {e} (LaCLIP CSV rows are image_path,caption)") from None
-            except UnicodeDecodeError as e:
-                raise DataError(f"{path}:{line}: not UTF-8 ({e})") from None
-    return out

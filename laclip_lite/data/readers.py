@@ -15,6 +15,13 @@ and reported in one warning at the end of a pass - never fatal: web-scale data a
   `{key}.json` with `{"rewrites": {...}}`).
 * `HFDiskSource`     - `datasets.load_from_disk` (a folder) or `datasets.load_dataset(name)` (needs network).
 
+**How a sample finds its rewrites (one rule, every layout).** With `data.rewrites_dir` set (the folder
+`laclip-lite rewrite --input SOURCE --out DIR` writes), rewrites come from there and nowhere else: line i of
+`DIR/<variant>.txt` belongs to CSV data row i (header excluded, bad rows included), to HF row i, or to the tar
+sample whose key is line i of `DIR/keys.txt` (written by `rewrite --input` for shards). Without it, a sample's
+rewrites are the data's own: line-aligned `<variant>.txt` / `<prefix>_<variant>.txt` files beside the CSV, the
+`{"rewrites": {...}}` of a tar sample's JSON, or HF columns named like variants (`chatgpt`, `eda1`, `rewrite2`...).
+
 `open_source(cfg.data)` picks one from `data.source` / `data.format`. For training, `RecordDataset` (map-style,
 CSV/HF: an unreadable sample is replaced by a readable one drawn from (seed, index)) and `IterableRecordDataset`
 (shards: skipped) turn records into `(augmented uint8 image, [caption, *rewrites], skip reasons)`.
@@ -126,6 +133,36 @@ def discover_rewrite_files(csv_path: str | Path, folder: str | Path | None = Non
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
+def rewrites_dir_files(folder: str | Path) -> dict[str, Path]:
+    """`<variant>.txt` files of a rewrite folder (`data.rewrites_dir`), the paper's order first; a DataError when the
+    folder is missing or holds none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"data.rewrites_dir not found: {folder}")
+    files = discover_rewrite_files(folder / "_.csv", folder)
+    if not files:
+        raise DataError(f"data.rewrites_dir {folder} holds no rewrite files (<variant>.txt, e.g. chatgpt.txt)")
+    return files
+
+
+def _lines(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def rewrites_dir_captions(folder: str | Path) -> list[str] | None:
+    """The captions a rewrite folder's job rewrote (line-aligned with its files), or None when it does not say
+    (rewrite files written by hand): `report.json`'s fingerprint -> `cache/<fingerprint>/captions.json`."""
+    folder = Path(folder)
+    try:
+        fp = json.loads((folder / "report.json").read_text()).get("fingerprint")
+        return json.loads((folder / "cache" / str(fp) / "captions.json").read_text())
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 class _MapSource:
     """Map-style sources (len + [i] -> Record | None): iterating yields the readable records, then warns
     with the skip counts."""
@@ -200,6 +237,16 @@ class LaclipCsvSource(_MapSource):
             except laclip_csv.BadRow:
                 yield ""
 
+    def text_records(self) -> Iterator[tuple[int, Record]]:
+        """(row index, Record without image) of every well-formed row: caption and rewrites, no image decoded."""
+        for i in range(len(self)):
+            try:
+                rel, caption = self._row(i)
+            except laclip_csv.BadRow:
+                continue
+            rewrites = {v: self._read(v, p, self._lines[v], i).rstrip("\r\n") for v, p in self.rewrite_files.items()}
+            yield i, Record(rel, None, caption, rewrites)
+
     def rows(self) -> Iterator[tuple[str, str]]:
         """(image path as written, caption) of every well-formed row in order, by the same CSV rule, no image
         decoded (e.g. to group an evaluation CSV's captions by image); a bad row is counted and left out."""
@@ -269,6 +316,7 @@ class TarShardSource:
         self.rank, self.world_size = rank, world_size
         self.stats = ReadStats(f"{len(self.shards)} tar shard(s) from {self.shards[0]}")
         self._variants: list[str] | None = None
+        self.rewrite_table: dict | None = None   # attach_rewrites_dir: {"dir", "keys": {key: line}, "texts": {v: [..]}}
 
     def my_shards(self) -> list[str]:
         info = torch.utils.data.get_worker_info()
@@ -281,6 +329,9 @@ class TarShardSource:
         if self._variants is None:
             self._variants = []
             if not self.read_rewrites:
+                return self._variants
+            if self.rewrite_table is not None:
+                self._variants = list(self.rewrite_table["texts"])
                 return self._variants
             for rec in self._samples(self.shards[0], ReadStats("peek"), decode=False):
                 if rec.rewrites:
@@ -299,11 +350,21 @@ class TarShardSource:
             for rec in self._samples(shard, ReadStats("captions"), decode=False):
                 yield rec.caption
 
+    def text_records(self) -> Iterator[tuple[str, Record]]:
+        """(sample key, Record without image) of every sample in every shard that training would read."""
+        for shard in self.shards:
+            for rec in self._samples(shard, ReadStats("texts"), decode=False):
+                yield rec.key, rec
+
     def _samples(self, shard: str, stats: ReadStats, decode: bool = True) -> Iterator[Record]:
+        table = self.rewrite_table if self.read_rewrites else None
         try:
             for key, group in tar_samples(shard):
-                rec = self._record(shard, key, group, stats, decode, self.read_rewrites)
+                rec = self._record(shard, key, group, stats, decode, self.read_rewrites and table is None)
                 if rec is not None:
+                    if table is not None and key in table["keys"]:
+                        line = table["keys"][key]
+                        rec.rewrites = {v: texts[line] for v, texts in table["texts"].items()}
                     yield rec
         except DataError as e:
             stats.skip("corrupt_shard", str(e))
@@ -374,11 +435,26 @@ class HFDiskSource(_MapSource):
         self.name, self.root = name, Path(name) if Path(name).is_dir() else None
         self.ds, self.image_column, self.caption_column = ds, image_column, caption_column
         self.rewrite_columns = list(rewrite_columns)
+        self.rewrite_texts: dict[str, list[str]] = {}   # attach_rewrites_dir: variant -> one line per row
+        self.rewrites_dir = ""
         self.stats = ReadStats(f"HF dataset {name}")
 
     @property
     def variants(self) -> list[str]:
-        return list(self.rewrite_columns)
+        return list(self.rewrite_texts or self.rewrite_columns)
+
+    def text_records(self) -> Iterator[tuple[int, Record]]:
+        """(row index, Record without image) of every row: caption and rewrites, no image decoded."""
+        cols = [self.caption_column] + ([] if self.rewrite_texts else self.rewrite_columns)
+        i = 0
+        for batch in self.ds.select_columns(cols).iter(batch_size=1024):
+            for j, caption in enumerate(batch[self.caption_column]):
+                if self.rewrite_texts:
+                    rw = {v: t[i] for v, t in self.rewrite_texts.items()}
+                else:
+                    rw = {c: batch[c][j] for c in self.rewrite_columns if batch[c][j] is not None}
+                yield i, Record(str(i), None, caption if caption is not None else "", rw)
+                i += 1
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -407,8 +483,11 @@ class HFDiskSource(_MapSource):
         if image is None:
             return None
         self.stats.read += 1
-        return Record(key, image, row[self.caption_column],
-                      {c: row[c] for c in self.rewrite_columns if row[c] is not None})
+        if self.rewrite_texts:
+            rewrites = {v: t[i] for v, t in self.rewrite_texts.items()}
+        else:
+            rewrites = {c: row[c] for c in self.rewrite_columns if row[c] is not None}
+        return Record(key, image, row[self.caption_column], rewrites)
 
 
 
@@ -471,11 +550,45 @@ def open_source(data_cfg, split: str = "train", rank: int = 0, world_size: int =
             rewrite_files = discover_rewrite_files(csv_path, data_cfg.rewrites_dir or None) if rewrites else {}
         return LaclipCsvSource(csv_path, image_root=data_cfg.image_root or None, rewrite_files=rewrite_files)
     if fmt == "wds":
-        return TarShardSource(source, rank=rank, world_size=world_size, read_rewrites=rewrites)
-    if fmt == "hf":
-        return HFDiskSource(source, data_cfg.image_column, data_cfg.caption_column, split=split,
-                            rewrite_columns=None if rewrites else [])
-    raise DataError(f"data.format={fmt!r} is not one of auto, laclip, wds, hf")
+        src = TarShardSource(source, rank=rank, world_size=world_size, read_rewrites=rewrites)
+    elif fmt == "hf":
+        src = HFDiskSource(source, data_cfg.image_column, data_cfg.caption_column, split=split,
+                           rewrite_columns=None if rewrites and not data_cfg.rewrites_dir else [])
+    else:
+        raise DataError(f"data.format={fmt!r} is not one of auto, laclip, wds, hf")
+    if rewrites and data_cfg.rewrites_dir:
+        attach_rewrites_dir(src, data_cfg.rewrites_dir)
+    return src
+
+
+def attach_rewrites_dir(source, folder: str | Path) -> None:
+    """Rewrites from a rewrite folder onto tar shards (by sample key, `keys.txt`) or an HF dataset (by row), in
+    place of the data's own (the module docstring's rule). Line counts are checked now."""
+    folder = Path(folder)
+    files = rewrites_dir_files(folder)
+    texts = {v: _lines(p) for v, p in files.items()}
+    counts = {v: len(t) for v, t in texts.items()}
+    if len(set(counts.values())) > 1:
+        raise DataError(f"data.rewrites_dir {folder}: rewrite files have different line counts: {counts}")
+    n = next(iter(counts.values()))
+    if isinstance(source, TarShardSource):
+        keys_path = folder / "keys.txt"
+        if not keys_path.is_file():
+            raise DataError(f"data.rewrites_dir {folder} has no keys.txt: tar shards find their rewrites by sample "
+                            f"key; make the folder with laclip-lite rewrite --input {source.shards[0]} --out {folder}")
+        keys = _lines(keys_path)
+        if len(keys) != n:
+            raise DataError(f"data.rewrites_dir {folder}: keys.txt has {len(keys)} lines but the rewrite files "
+                            f"have {n}")
+        source.rewrite_table = {"dir": str(folder), "keys": {k: i for i, k in enumerate(keys)}, "texts": texts}
+        source._variants = None
+    elif isinstance(source, HFDiskSource):
+        if n != len(source):
+            raise DataError(f"data.rewrites_dir {folder}: rewrite files have {n} lines but the dataset "
+                            f"{source.name} has {len(source)} rows; they must be line-aligned with the rows")
+        source.rewrite_texts, source.rewrites_dir = texts, str(folder)
+    else:
+        raise DataError(f"data.rewrites_dir: cannot attach rewrites to {type(source).__name__}")
 
 
 # -- torch datasets -------------------------------------------------------------------------------------------

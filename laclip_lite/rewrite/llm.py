@@ -112,7 +112,7 @@ class LLMRewriter(Rewriter):
     def __init__(self, model: str, sources: list[str] | None = None, k_shot: int = 3, temperature: float = 0.9,
                  top_p: float = 0.95, max_new_tokens: int = 77, batch_size: int = 32, device: str = "auto",
                  dtype: str = "auto", trust_remote_code: bool = False, backend: str = "auto",
-                 fmt: PromptFormat = DEFAULT_FORMAT):
+                 fmt: PromptFormat = DEFAULT_FORMAT, vllm_gpu_memory: float = 0.9):
         specs = list(sources or SOURCES)
         self.variants = canonical_sources(specs)
         self.pairs: dict[str, list[MetaPair]] = {v: load_meta_pairs(s) for v, s in zip(self.variants, specs)}
@@ -123,6 +123,8 @@ class LLMRewriter(Rewriter):
         self._hf = None       # (model, tokenizer, stop token ids: newline or EOS) once loaded
         self._vllm = None
         self.calls = 0        # generate() calls made (one per chunk of at most batch_size prompts)
+        self.generated_tokens = 0   # tokens sampled so far (each row's stop token included): tokens/s in reports
+        self.vllm_gpu_memory = vllm_gpu_memory   # vLLM's gpu_memory_utilization (its share of the GPU)
 
     # --- prompts and parsing ---------------------------------------------------------------------------
     def prompt(self, caption: str, variant: str, seed: int = 0) -> str:
@@ -223,6 +225,7 @@ class LLMRewriter(Rewriter):
                 positions = positions[:, -1:] + 1
                 res = model(input_ids=token[:, None], attention_mask=mask, use_cache=True, **extras(positions, cache))
         self.calls += 1
+        self.generated_tokens += sum(len(row) for row in out)
         return tok.batch_decode(out, skip_special_tokens=True)
 
     def _sample(self, logits, gen):
@@ -262,8 +265,10 @@ class LLMRewriter(Rewriter):
         if self._vllm is None:
             check_model_name(self.model_name)
             self._vllm = LLM(model=self.model_name, trust_remote_code=self.trust_remote_code, dtype="auto",
-                             seed=seed)
+                             seed=seed, gpu_memory_utilization=self.vllm_gpu_memory)
         params = SamplingParams(temperature=self.temperature, top_p=self.top_p if self.temperature > 0 else 1.0,
                                 max_tokens=self.max_new_tokens, stop=["\n"], seed=seed)
         self.calls += 1
-        return [r.outputs[0].text for r in self._vllm.generate(prompts, params, use_tqdm=False)]
+        results = self._vllm.generate(prompts, params, use_tqdm=False)
+        self.generated_tokens += sum(len(r.outputs[0].token_ids) for r in results)
+        return [r.outputs[0].text for r in results]

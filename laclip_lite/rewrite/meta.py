@@ -12,6 +12,21 @@ are not the paper's). Inputs read like noisy web alt-text (CC3M). A line is eith
 ``{"input": "...", "output": "..."}`` or, as the COCO source is built, a group of captions of one scene
 ``{"group": "name", "captions": ["...", "...", ...]}`` from which one ordered pair is drawn (fixed per group).
 
+What each source is, here and in the release (the two are not the same thing):
+
+* the kit's ``human`` pairs are terse edits (the output shorter than the input); the release's human targets
+  are long descriptive re-captions that add content the input does not state ("happy corgi time" ->
+  "Delighted corgi stands in the hallway, looking at its owner");
+* the kit's ``chatgpt`` / ``bard`` pairs imitate the two chatbots' registers; the release's were written by the
+  chatbots themselves (ChatGPT, Bard) from CC3M captions;
+* ``mscoco``: in both, two human captions of one COCO image (the release keeps 5 per image, 18 images).
+
+The release's own pairs can be read from a local checkout of it (never copied into this repository): a
+source spec ``name=path/to/LaCLIP`` (the checkout folder, or its ``rewrite/utils.py``) reads that source's lists
+(``chatgpt_source_caption_list`` / ``chatgpt_target_caption_list``, ..., ``coco_caption_list``) with
+`ast.literal_eval` (the file is parsed, never run). `laclip-lite rewrite --meta-pairs-dir PATH` does that for
+every source.
+
 Any source can be replaced by your own file: a source spec ``name=path/to/pairs.jsonl`` (or ``.tsv``) loads
 that file under ``name`` (also in `RewriteConfig.sources` and `--sources`). A TSV file holds one pair per line,
 ``input<TAB>output``; a line with three or more fields is a caption group (captions of one image, as above); a
@@ -64,9 +79,57 @@ def canonical_sources(specs: list[str]) -> list[str]:
     return names
 
 
+RELEASE_FILE = "rewrite/utils.py"          # where the LaCLIP release keeps its meta pairs (Python lists)
+RELEASE_LISTS = {"chatgpt": ("chatgpt_source_caption_list", "chatgpt_target_caption_list"),
+                 "bard": ("bard_source_caption_list", "bard_target_caption_list"),
+                 "human": ("human_source_caption_list", "human_target_caption_list"),
+                 "mscoco": ("coco_caption_list",)}
+
+
+def release_file(path: Path) -> Path | None:
+    """The release's pair file for a spec path: a checkout folder (-> its rewrite/utils.py) or a .py file."""
+    if path.is_dir():
+        for candidate in (path / RELEASE_FILE, path / "utils.py"):
+            if candidate.is_file():
+                return candidate
+        raise DataError(f"{path}: not a LaCLIP checkout (no {RELEASE_FILE} or utils.py with the meta-pair lists)")
+    return path if path.suffix == ".py" else None
+
+
+def release_pairs(name: str, path: Path) -> list[MetaPair]:
+    """The LaCLIP release's meta pairs of source `name` from its `rewrite/utils.py` (parsed with ast, not run)."""
+    import ast
+
+    if name not in RELEASE_LISTS:
+        raise ConfigError(f"{path}: the release has pairs for {', '.join(RELEASE_LISTS)} (alias coco), not {name!r}")
+    if not path.is_file():
+        raise DataError(f"meta-pair file not found: {path}")
+    found = {}
+    for node in ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id in RELEASE_LISTS[name]:
+                try:
+                    found[node.targets[0].id] = ast.literal_eval(node.value)
+                except ValueError as e:
+                    raise DataError(f"{path}:{node.lineno}: {node.targets[0].id} is not a literal list") from e
+    missing = [n for n in RELEASE_LISTS[name] if n not in found]
+    if missing:
+        raise DataError(f"{path}: no {', '.join(missing)} (the release's meta-pair lists)")
+    if name == "mscoco":
+        return [_pair({"captions": group}, f"{path}:coco_caption_list[{i}]")
+                for i, group in enumerate(found["coco_caption_list"])]
+    src, tgt = (found[n] for n in RELEASE_LISTS[name])
+    if len(src) != len(tgt):
+        raise DataError(f"{path}: {len(src)} {name} source captions for {len(tgt)} targets")
+    return [_pair({"input": a, "output": b}, f"{path}:{name}[{i}]") for i, (a, b) in enumerate(zip(src, tgt))]
+
+
 def load_meta_pairs(spec: str) -> list[MetaPair]:
-    """The pairs of one source spec (a packaged source name or name=path)."""
+    """The pairs of one source spec (a packaged source name, name=pairs file, or name=a LaCLIP checkout)."""
     name, path = split_spec(spec)
+    release = release_file(path) if path is not None else None
+    if release is not None:
+        return release_pairs(name, release)
     path = path or PAIRS_DIR / f"{name}.jsonl"
     pairs = [_pair(row, f"{path}:{lineno}") for lineno, row in _rows(path)]
     if not pairs:

@@ -24,6 +24,7 @@ word at all is returned unchanged and counted (`no_object_found`). Its phrasing 
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import random
 import re
@@ -124,17 +125,22 @@ class ShapeFacts:
         return out
 
 
-def _lookup(text: str) -> tuple[str, str]:
+def _phrase_key(text: str) -> str:
+    """The lexicon entry a matched phrase is ("Circles" -> "circle")."""
     key = " ".join(text.lower().split())
     if key in _TABLE:
-        return _TABLE[key]
+        return key
     for suffix in ("es", "s"):  # plural shape
         if key.endswith(suffix) and key[: -len(suffix)] in _TABLE:
-            return _TABLE[key[: -len(suffix)]]
+            return key[: -len(suffix)]
     raise KeyError(text)
 
 
-def parse_caption(text: str) -> ShapeFacts:
+def _lookup(text: str, table: dict | None = None) -> tuple[str, str]:
+    return (table or _TABLE)[_phrase_key(text)]
+
+
+def parse_caption(text: str, table: dict | None = None) -> ShapeFacts:
     """Read the facts a caption states, from its text alone.
 
     Objects are anchored on shape words and generic nouns ("object", "figure"). A colour or size word
@@ -144,8 +150,9 @@ def parse_caption(text: str) -> ShapeFacts:
     A repeated shape word with no conflicting attribute is the same object ("red circle clipart, circle icon"
     is one red circle). Colour or size words with no anchor are not an object ("golden retriever on green
     grass" states no ShapeWorld object at all).
+    `table` (phrase -> (kind, value)) reads the words with another lexicon (the partial-knowledge stand-in's).
     """
-    mentions = [(m.start(), m.end(), *_lookup(m.group(0))) for m in _PATTERN.finditer(text)]
+    mentions = [(m.start(), m.end(), *_lookup(m.group(0), table)) for m in _PATTERN.finditer(text)]
     spans = [(m[0], m[1]) for m in mentions]
     cuts = [c.start() for c in _CONNECTOR.finditer(text)     # sorted; bisect -> which side of the connectors
             if not any(a <= c.start() < b for a, b in spans)]  # "plus" in "plus sign" joins nothing
@@ -207,12 +214,16 @@ class _Words:
     other class name are not offered (None: every phrase may be used).
     """
 
-    def __init__(self, rng: random.Random, plain: float, allowed: frozenset[str] | None = None):
+    def __init__(self, rng: random.Random, plain: float, allowed: frozenset[str] | None = None,
+                 phrases: frozenset[str] | None = None):
         self.rng, self.plain, self.allowed = rng, plain, allowed
+        self.phrases = phrases          # only these lexicon phrases may be written (None: any)
 
     def pick(self, options: list[str]) -> str:
         if self.allowed is not None:
             options = [o for o in options if _phrase_class_words(o) <= self.allowed] or options
+        if self.phrases is not None:
+            options = [o for o in options if o in self.phrases] or options
         return options[0] if self.rng.random() < self.plain else self.rng.choice(options)
 
     def noun(self, o: ShapeObject, article: str | None = "a", extra_adjs: list[str] | None = None) -> str:
@@ -233,11 +244,18 @@ class _Words:
     def position(self, value: str, leading: bool = False) -> str:
         options = POSITION_WORDS[value]
         if leading:
-            options = [p for p in options if p.startswith(PREPOSITIONS)] or options
+            lead = [p for p in options if p.startswith(PREPOSITIONS)]
+            if self.phrases is not None and not any(p in self.phrases for p in lead):
+                lead = []                    # the caption's own words come first (structure-only control)
+            options = lead or options
         return self.pick(options)
 
     def background(self, value: str, article: str = "a") -> str:
         options = [b for b in BACKGROUND_WORDS[value] if not b.startswith("on ")]
+        if self.phrases is not None and not any(b in self.phrases for b in options):
+            own = [b for b in BACKGROUND_WORDS[value] if b in self.phrases]
+            if own:                          # the caption wrote "on white": copied as it is
+                return own[0]
         phrase = self.pick(options)
         art = "the " if article == "the" else _article(phrase, "a")
         return art + phrase
@@ -260,7 +278,7 @@ def _others(w: _Words, facts: ShapeFacts, adjs: list[str] | None = None) -> str:
 # --- the four styles --------------------------------------------------------------------------------------
 def _chatgpt(facts: ShapeFacts, r: random.Random, allowed: frozenset[str] | None = None) -> str:
     """Vivid, one sentence, under 30 words (the chatbot meta-pair style)."""
-    w = _Words(r, plain=0.3, allowed=allowed)
+    w = _Words(r, plain=0.3, allowed=allowed, phrases=_PHRASES.get())
     main = facts.objects[0]
     P = w.position(facts.positions[0]) if facts.positions else ""
     B = w.background(facts.backgrounds[0]) if facts.backgrounds else ""
@@ -290,7 +308,7 @@ def _chatgpt(facts: ShapeFacts, r: random.Random, allowed: frozenset[str] | None
 
 def _bard(facts: ShapeFacts, r: random.Random, allowed: frozenset[str] | None = None) -> str:
     """Florid and descriptive; may run past 30 words (the second chatbot's style)."""
-    w = _Words(r, plain=0.2, allowed=allowed)
+    w = _Words(r, plain=0.2, allowed=allowed, phrases=_PHRASES.get())
     main = facts.objects[0]
     P = w.position(facts.positions[0]) if facts.positions else ""
     B = w.background(facts.backgrounds[0], r.choice(["a", "the"])) if facts.backgrounds else ""
@@ -321,7 +339,7 @@ def _bard(facts: ShapeFacts, r: random.Random, allowed: frozenset[str] | None = 
 
 def _mscoco(facts: ShapeFacts, r: random.Random, allowed: frozenset[str] | None = None) -> str:
     """Plain, like a human-written COCO caption: mostly class-name words, simple clauses."""
-    w = _Words(r, plain=0.7, allowed=allowed)
+    w = _Words(r, plain=0.7, allowed=allowed, phrases=_PHRASES.get())
     main = facts.objects[0]
     P = w.position(facts.positions[0]) if facts.positions else ""
     B = w.background(facts.backgrounds[0]) if facts.backgrounds else ""
@@ -346,11 +364,11 @@ def _mscoco(facts: ShapeFacts, r: random.Random, allowed: frozenset[str] | None 
 
 def _human(facts: ShapeFacts, r: random.Random, allowed: frozenset[str] | None = None) -> str:
     """A terse human edit: the facts, few words, little grammar."""
-    w = _Words(r, plain=0.5, allowed=allowed)
+    w = _Words(r, plain=0.5, allowed=allowed, phrases=_PHRASES.get())
     main = facts.objects[0]
     P = w.position(facts.positions[0]) if facts.positions else ""
     bg = facts.backgrounds[0] if facts.backgrounds else None
-    if bg in BG_TERSE and r.random() < 0.35:
+    if bg in BG_TERSE and r.random() < 0.35 and (w.phrases is None or BG_TERSE[bg] in w.phrases):
         B = BG_TERSE[bg]
     elif bg:
         B = w.background(bg).split(" ", 1)[1]  # no article
@@ -384,11 +402,13 @@ def _plain(facts: ShapeFacts) -> str:
 
 
 _STYLE_FNS = {"chatgpt": _chatgpt, "bard": _bard, "mscoco": _mscoco, "human": _human}
+# The lexicon phrases the rewrite being written may use (structure-only / partial-knowledge controls; None: all).
+_PHRASES: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar("shapes_phrases", default=None)
 
 
 def rewrite_shape_caption(caption: str, style: str, seed: int = 0, max_tries: int = 8,
                           stats: Counter | None = None, leak_free: bool = False,
-                          error_rate: float = 0.0) -> tuple[str, str | None]:
+                          error_rate: float = 0.0, mode: str = "full") -> tuple[str, str | None]:
     """One rewrite of one caption in one style -> (text, fallback reason or None).
 
     Reasons: "no_object_found" (no shape word or generic noun: the original is returned),
@@ -402,10 +422,23 @@ def rewrite_shape_caption(caption: str, style: str, seed: int = 0, max_tries: in
     * `error_rate`: with this probability, the rewrite states the facts of `corrupt(facts)` instead: one
       stated attribute dropped, swapped for a wrong value, or one the caption did not state added (its value
       drawn at random: like an LLM, the stand-in never sees the image), a third of the time each.
+
+    `mode` (`STANDIN_MODES`) takes the stand-in apart: "full" (the stand-in), "denoise" (the caption with its
+    filler removed, nothing rewritten), "structure" (new sentence frames, the caption's own attribute words
+    copied verbatim), "random-lexicon" (the same frames, every attribute written with the synonyms of a random
+    class), "partial" (knows the class name and half the other synonyms of each class; reads the rest as a
+    fixed plausible wrong class, so its errors are systematic, and writes only words it knows).
     """
+    if mode not in STANDIN_MODES:
+        from laclip_lite.config import ConfigError
+        raise ConfigError(f"rewrite.standin must be one of {', '.join(STANDIN_MODES)}, got {mode!r}")
     facts = parse_caption(caption)
     if not facts.objects:
         return caption, "no_object_found"
+    if mode == "denoise":
+        return denoise(caption), None
+    if mode in ("structure", "partial", "random-lexicon"):
+        return _control_rewrite(caption, facts, style, seed, mode, max_tries, stats)
     rng = random.Random(seed_for(seed, style, caption))
     allowed = frozenset(class_words(caption)) if leak_free else None
     target, kind = facts, None
@@ -512,6 +545,98 @@ def corrupt(facts: ShapeFacts, rng: random.Random) -> tuple[ShapeFacts, str]:
     return facts, "none"
 
 
+# --- the controls that take the stand-in apart (rewrite.standin) -------------------------------------------
+STANDIN_MODES = ("full", "denoise", "structure", "random-lexicon", "partial")
+
+
+def denoise(caption: str) -> str:
+    """The caption with its filler removed: its own fact words and the connectors between them, in order."""
+    pieces = sorted([(m.start(), m.group(0)) for m in _PATTERN.finditer(caption)]
+                    + [(m.start(), m.group(0)) for m in _CONNECTOR.finditer(caption)],
+                    key=lambda p: (p[0], -len(p[1])))          # "plus sign" (a shape) before "plus" (a connector)
+    kept, end = [], -1
+    for start, text in pieces:
+        if start >= end:                 # a connector inside a phrase ("plus sign") is part of that phrase
+            kept.append(text)
+            end = start + len(text)
+    return _cap(" ".join(kept)) + "." if kept else caption
+
+
+def _known(phrase: str, value: str, first: str) -> bool:
+    """The partial-knowledge stand-in knows a class's name and about half of its other synonyms (fixed)."""
+    return phrase == first or seed_for("partial-knows", value, phrase) % 2 == 0
+
+
+@functools.lru_cache(maxsize=1)
+def partial_lexicon() -> tuple[dict, frozenset[str]]:
+    """(table, known phrases): how the partial-knowledge stand-in reads every lexicon phrase. A phrase it does
+    not know is read, always, as one fixed other class of the same kind (a plausible wrong class)."""
+    kinds = {"shape": SHAPE_WORDS, "color": COLOR_WORDS, "size": SIZE_WORDS, "position": POSITION_WORDS,
+             "background": BACKGROUND_WORDS}
+    table, known = dict(_TABLE), set(GENERIC_NOUNS)
+    for kind, words in kinds.items():
+        for value, phrases in words.items():
+            others = [v for v in words if v != value]
+            for phrase in phrases:
+                if _TABLE.get(phrase) != (kind, value):
+                    continue                 # a phrase of two classes keeps its table entry
+                if _known(phrase, value, phrases[0]):
+                    known.add(phrase)
+                else:
+                    table[phrase] = (kind, others[seed_for("partial-wrong", phrase) % len(others)])
+    return table, frozenset(known)
+
+
+def _caption_phrases(caption: str) -> frozenset[str]:
+    return frozenset(_phrase_key(m.group(0)) for m in _PATTERN.finditer(caption))
+
+
+def _random_classes(facts: ShapeFacts, rng: random.Random) -> ShapeFacts:
+    """Every stated attribute given a class drawn at random (the random-lexicon control's target)."""
+    def draw(key: str, v):
+        return rng.choice(_VALUES[key]) if v else v
+    objects = tuple(ShapeObject(draw("shape", o.shape), draw("color", o.color), draw("size", o.size))
+                    for o in facts.objects)
+    return ShapeFacts(objects, tuple(draw("position", p) for p in facts.positions),
+                      tuple(draw("background", b) for b in facts.backgrounds))
+
+
+def _control_rewrite(caption: str, facts: ShapeFacts, style: str, seed: int, mode: str, max_tries: int,
+                     stats: Counter | None) -> tuple[str, str | None]:
+    rng = random.Random(seed_for(seed, style, caption, mode))
+    phrases = None
+    if mode == "structure":
+        target, phrases = facts, _caption_phrases(caption)
+    elif mode == "partial":
+        table, phrases = partial_lexicon()
+        target = parse_caption(caption, table)
+    else:
+        target = _random_classes(facts, rng)
+    token = _PHRASES.set(phrases)
+    try:
+        return _styled(target, style, rng, None, max_tries, stats)
+    finally:
+        _PHRASES.reset(token)
+
+
+def synonym_classnames(task: str) -> list[str]:
+    """Zero-shot class names written with a synonym instead of the class name (the last of the world's words
+    for each class that writes no class name: circle -> "dot", red -> "cherry"; heart has none, so "valentine
+    heart"), in label order: the prompts then hold no class-name token,
+    so a gain that rides on rewrites writing class names (the leak) shows up as a smaller gain here."""
+    def pick(words: list[str]) -> str:
+        return next((w for w in reversed(words) if not class_words(w)), words[-1])
+    shapes = {k: pick(v) for k, v in vocab.SHAPES.items()}
+    colors = {k: pick(words) for k, (_, words) in vocab.COLORS.items()}
+    if task == "shape":
+        return list(shapes.values())
+    if task == "color":
+        return list(colors.values())
+    if task == "color_shape":
+        return [f"{c} {s}" for c in colors.values() for s in shapes.values()]
+    raise ValueError(f"synonym_classnames: no synonyms for task {task!r} (shape, color, color_shape)")
+
+
 def shape_styles(sources: list[str]) -> list[str]:
     """Source specs -> the stand-in's styles; it imitates the four packaged sources and reads no pair files."""
     from laclip_lite.config import ConfigError
@@ -530,19 +655,24 @@ class ShapeWorldRewriter(Rewriter):
 
     name = "shapes"
 
-    def __init__(self, sources: list[str] | None = None, leak_free: bool = False, error_rate: float = 0.0):
+    def __init__(self, sources: list[str] | None = None, leak_free: bool = False, error_rate: float = 0.0,
+                 mode: str = "full"):
         if not 0.0 <= error_rate <= 1.0:
             from laclip_lite.config import ConfigError
             raise ConfigError(f"rewrite.error_rate must be in [0, 1], got {error_rate}")
         self.variants = shape_styles(sources or list(SOURCES))
+        if mode not in STANDIN_MODES:
+            from laclip_lite.config import ConfigError
+            raise ConfigError(f"rewrite.standin must be one of {', '.join(STANDIN_MODES)}, got {mode!r}")
         self.leak_free, self.error_rate = leak_free, error_rate   # the controls (see rewrite_shape_caption)
+        self.mode = mode
         self.stats: Counter = Counter()   # "rejected": styled candidates discarded because a fact changed
 
     def rewrite_variant(self, captions: list[str], variant: str, seed: int) -> tuple[list[str], Counter]:
         out, reasons = [], Counter()
         for c in captions:
             text, why = rewrite_shape_caption(c, variant, seed, stats=self.stats, leak_free=self.leak_free,
-                                              error_rate=self.error_rate)
+                                              error_rate=self.error_rate, mode=self.mode)
             out.append(text)
             if why:
                 reasons[why] += 1
