@@ -255,7 +255,7 @@ def test_run_json_says_what_really_ran(tmp_path, capsys):
     assert all(Path(p).name == f"{v}.txt" for v, p in record["texts"]["origin_files"].items())
     assert record["texts"]["identical_to_caption"]["chatgpt"]["share"] < 0.5
     assert record["batch"] == {"world_size": 1, "per_gpu": 16, "accum_steps": 1, "global": 16,
-                               "negatives_per_loss": 15}
+                               "accum_mode": "micro", "negatives_per_loss": 15}
     assert record["schedule"]["steps"] == 4 and record["schedule"]["epochs"] == 1.0
     assert record["eval"]["every_steps"] == 2 and record["tokenizer"]["kind"] == "bpe"
     assert record["versions"]["torch"] == torch.__version__
