@@ -417,3 +417,21 @@ def test_01_training_step_cells_match_the_trainer_and_can_fail(_world):
                   "allows"):
         with pytest.raises(AssertionError, match="weights differ"):
             run([(wrong, "    pass")])
+
+
+def test_04_plot_from_the_dataframe_cell(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    base = _pandas_ns(tmp_path)
+    checked = _run("04_ablations", "cell-12", dict(base))
+    _run("04_ablations", "cell-14", checked)
+
+    def plot(swap):
+        import matplotlib.pyplot as plt
+        plt.close("all")                                   # as the notebook's inline backend does after a cell
+        _run("04_ablations", "cell-16", dict(checked), swap)
+
+    with pytest.raises(AssertionError, match="not the seed means"):
+        plot([(".groupby(\"label\", sort=False)[shown].mean()", ".groupby(\"label\", sort=False)[shown].max()")])
+    plot(())
+    plot([(".groupby(\"label\", sort=False)[shown].mean()", ".groupby(\"label\", sort=False)[shown].agg(\"mean\")")])
