@@ -223,6 +223,8 @@ def _first_code_after_parameters(nb):
 @pytest.mark.parametrize("bad, message", [
     ({"stpes": 3}, "stpes: unknown parameter (did you mean steps"),
     ({"steps": "ten"}, "steps: expects an int or None, got 'ten' (str)"),
+    ({"templates": "defualt"}, "templates: 'defualt' is neither a template set (allowed: "),   # values too
+    ({"n_show": 0}, "n_show: 0 is out of range: allowed values are 2 to 32"),
 ])
 def test_bad_parameter_stops_in_the_first_cell_after_the_parameters(tmp_path, bad, message):
     import papermill as pm
