@@ -185,9 +185,18 @@ def start_training(lesson: Lesson, world: World):
     import torch
 
     from laclip_lite.train import CHECKPOINT, Trainer
+    from laclip_lite.utils import autocast_dtype, resolve_device
 
     cfg, run_dir = _run_dir(lesson)
-    if (run_dir / "final_metrics.json").exists():
+    inexact = [what for what, on in (("bf16 autocast", autocast_dtype(cfg.train.precision, resolve_device(
+        cfg.train.device)) is not None), ("torch.compile", cfg.train.compile)) if on]
+    if (run_dir / "final_metrics.json").exists() or inexact:
+        if inexact:                 # the written-out step is fp32 eager; compare it with an fp32 eager Trainer
+            lesson.markdown(f"This run trains with {' and '.join(inexact)}; the written-out steps are compared "
+                            "with a separate fp32, uncompiled Trainer in `first_steps/`, and `train_clip` trains "
+                            "the run itself.")
+            cfg = lesson.config({"train.policy": "clip", "data.augment": "none", "train.precision": "fp32",
+                                 "train.compile": False})
         run_dir = lesson.out_dir / "first_steps"
         shutil.rmtree(run_dir, ignore_errors=True)
     common.warm_rewrite_cache(cfg, lesson.progress)
