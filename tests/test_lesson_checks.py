@@ -435,3 +435,18 @@ def test_04_plot_from_the_dataframe_cell(tmp_path):
         plot([(".groupby(\"label\", sort=False)[shown].mean()", ".groupby(\"label\", sort=False)[shown].max()")])
     plot(())
     plot([(".groupby(\"label\", sort=False)[shown].mean()", ".groupby(\"label\", sort=False)[shown].agg(\"mean\")")])
+
+
+def test_01_written_out_steps_use_an_exact_trainer_when_the_run_compiles(_world, monkeypatch):
+    """bf16 autocast or torch.compile would make a hand-written fp32 step differ: the steps are then compared with
+    a separate fp32 eager Trainer (said in the notebook), and the run itself trains as configured."""
+    from laclip_lite.course import lesson01
+
+    lesson, world = _world
+    config = lesson.config
+    monkeypatch.setattr(lesson, "config", lambda extra=None: config({"train.compile": True, **(extra or {})}))
+    said = []
+    monkeypatch.setattr(lesson, "markdown", lambda text, *a, **k: said.append(text))
+    trainer = lesson01.start_training(lesson, world)
+    assert trainer.out.name == "first_steps" and trainer.cfg.train.compile is False
+    assert any("torch.compile" in s and "separate fp32, uncompiled Trainer" in s for s in said)
