@@ -201,7 +201,7 @@ CASES = [
     ("demo-only-unknown", ["demo", "--only", "nope", "--out", "{tmp}/d"], _nothing, 2, "unknown notebook"),
     ("demo-p-misspelt", ["demo", "-p", "stpes=5", "--out", "{tmp}/d"], _nothing, 2, "did you mean steps"),
     ("demo-p-negative-count", ["demo", "--only", "02_text_rewriting", "-p", "n_captions=-1", "--out", "{tmp}/d"],
-     _nothing, 2, "n_captions: must be >= 1"),
+     _nothing, 2, "n_captions: -1 is out of range"),
     ("demo-p-no-equals", ["demo", "-p", "steps", "--out", "{tmp}/d"], _nothing, 2, "key=value"),
     # export / rewrite
     ("export-split-unknown", ["export", "--format", "laclip", "--split", "nope", "--out", "{tmp}/x"], _nothing, 2,
