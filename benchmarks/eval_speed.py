@@ -34,7 +34,7 @@ def build(args):
     """(model, tokenizer, cfg): a run's, or an untrained tiny-preset model with a tokenizer of ShapeWorld captions
     (speed does not depend on the weights)."""
     from laclip_lite.config import build_config
-    from laclip_lite.evaluate import load_run
+    from laclip_lite.runs import load_run
 
     if args.checkpoint:
         return load_run(args.checkpoint, device="cpu")

@@ -29,10 +29,27 @@ import torch
 
 from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.data import vocab
-from laclip_lite.data.eval_layouts import EvalSpec, Skipped, batches, open_eval_set, parse_spec, parse_specs, \
-    resolve_task
-from laclip_lite.metrics import _model_device, encode_images, encode_texts, few_shot, linear_probe, \
-    mean_per_class_recall, retrieval, topk_accuracy, zero_shot, zero_shot_classifier
+from laclip_lite.data.eval_layouts import (
+    EvalSpec,
+    Skipped,
+    batches,
+    open_eval_set,
+    parse_spec,
+    parse_specs,
+    resolve_task,
+)
+from laclip_lite.metrics import (
+    _model_device,
+    encode_images,
+    encode_texts,
+    few_shot,
+    linear_probe,
+    mean_per_class_recall,
+    retrieval,
+    topk_accuracy,
+    zero_shot,
+    zero_shot_classifier,
+)
 from laclip_lite.rewrite.shapes import synonym_classnames
 from laclip_lite.templates import get_templates
 
@@ -83,15 +100,16 @@ def resolve_tasks(tasks: str | Sequence[str]) -> list[str]:
 
 def zero_shot_tasks(model, tokenizer, split, tasks: str | Sequence[str] = "all",
                     templates: Sequence[str] | str | None = None, batch_size: int = 256, device=None,
-                    image_features: torch.Tensor | None = None) -> dict[str, dict[str, float]]:
+                    image_features: torch.Tensor | None = None,
+                    classnames=vocab.classnames) -> dict[str, dict[str, float]]:
     """Zero-shot accuracy on ShapeWorld tasks of a split: {task: {"top1": %, "top5": %}}.
 
-    The images are encoded once and shared by every task.
+    The images are encoded once and shared by every task; `classnames(task)` names the classes in label order.
     """
     if image_features is None:
         image_features = encode_images(model, split.images, batch_size, device)
     templates = get_templates(templates)
-    return {task: zero_shot(model, tokenizer, None, split.labels[task], vocab.classnames(task), templates,
+    return {task: zero_shot(model, tokenizer, None, split.labels[task], classnames(task), templates,
                             device=device, image_features=image_features)
             for task in resolve_tasks(tasks)}
 
@@ -125,10 +143,9 @@ class ShapeWorldSet:
         for tset in self.template_sets:
             label = template_label(tset)
             suffix = ("" if label == "default" else f"@{label}") + ("@synonyms" if self.synonyms else "")
-            templates = get_templates(tset)
-            for task in tasks:
-                acc = zero_shot(model, tokenizer, None, self.data.labels[task], names(task), templates,
-                                device=device, image_features=feats)
+            per_task = zero_shot_tasks(model, tokenizer, self.data, tasks, tset, batch_size, device,
+                                       image_features=feats, classnames=names)
+            for task, acc in per_task.items():
                 out[f"{task}_top1{suffix}"] = acc["top1"]
                 if self.top5:
                     out[f"{task}_top5{suffix}"] = acc["top5"]

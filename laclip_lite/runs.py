@@ -255,7 +255,8 @@ def load_run(run_dir: str | Path, device: str = "auto"):
 
     Reads `config.yaml`, the tokenizer the run saved, and the weights in `checkpoint.pt` (`["model"]`),
     loaded with `torch.load(weights_only=True)`. Works on a run still training (its latest checkpoint). A
-    config.yaml or tokenizer that is not what the checkpoint recorded stops with a DataError (`check_recorded_config`, `check_tokenizer`).
+    config.yaml or tokenizer that is not what the checkpoint recorded stops with a DataError
+    (`check_recorded_config`, `check_tokenizer`).
     """
     path = Path(run_dir)
     ckpt_path = path if path.suffix == ".pt" else path / "checkpoint.pt"

@@ -27,6 +27,7 @@ import torch
 
 from laclip_lite.data.transforms import CLIP_MEAN, CLIP_STD
 from laclip_lite.errors import DataError
+from laclip_lite.runs import load_run
 
 WEIGHTS = "open_clip_pytorch_model.bin"
 LOCAL_CONFIG = "open_clip_config.json"
@@ -113,8 +114,6 @@ def copy_weights(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
 def export_open_clip(run_dir: str | Path, out_dir: str | Path, name: str | None = None) -> dict[str, Path]:
     """A run folder -> an open_clip model folder (see the module docstring); -> {"config", "local_config",
     "weights"} paths. `name` (default `laclip-lite-<run folder name>`) is the model name open_clip registers."""
-    from laclip_lite.evaluate import load_run
-
     model, tokenizer, cfg = load_run(run_dir, device="cpu")
     config = open_clip_config(cfg.model, tokenizer.eot_id)
     name = name or f"laclip-lite-{Path(run_dir).resolve().name}"
