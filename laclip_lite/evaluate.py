@@ -135,6 +135,11 @@ class ShapeWorldSet:
     linear_probe: bool = False              # `<task>_linear_probe_top1` / `_C`
     few_shot: int = 0                       # k > 0: `<task>_few_shot_top1` / `_std` / `_k` / `_episodes`
 
+    def __post_init__(self):
+        resolve_tasks(self.tasks)                                   # an unknown task stops before any encoding
+        if (self.linear_probe or self.few_shot) and self.probe_train is None:
+            raise ValueError("ShapeWorldSet: linear_probe / few_shot need probe_train, the split they train on")
+
     def scores(self, model, tokenizer, batch_size: int = 256, device=None, seed: int = 0, **_) -> dict:
         tasks = resolve_tasks(self.tasks)
         names = synonym_classnames if self.synonyms else vocab.classnames
@@ -154,8 +159,6 @@ class ShapeWorldSet:
             scores = retrieval(feats, texts, ks=self.retrieval_ks)
             out.update({f"{side}_R@{k}": scores[f"{side}_R@{k}"] for k in self.retrieval_ks for side in ("i2t", "t2i")})
         if self.linear_probe or self.few_shot:
-            if self.probe_train is None:
-                raise ValueError("ShapeWorldSet: probes need probe_train, the split they train on")
             train = self.probe_train
             train_feats = encode_images(model, train.images, batch_size, device)
             for task in tasks if self.linear_probe else ():

@@ -385,6 +385,10 @@ def test_shapeworld_set_on_a_handmade_run(handmade_run):
     assert not any("linear_probe" in k for k in out)
     with pytest.raises(ValueError, match="two evaluation sets write"):
         ev.evaluate(loaded, loaded_tok, [s, s])
+    with pytest.raises(ValueError, match="need probe_train"):
+        ev.ShapeWorldSet(test, linear_probe=True)
+    with pytest.raises(ValueError, match="unknown zero-shot task"):
+        ev.ShapeWorldSet(test, tasks=["texture"])
 
 
 @pytest.fixture(scope="module")
