@@ -26,6 +26,22 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+MIN_FONT_PT = 9.0     # the smallest text a figure may show, as seen in the notebook
+DISPLAY_PX = 1000     # JupyterLab shows a wider PNG shrunk to its output area (~1000 px in a 1280-px window)
+
+
+def smallest_text_pt(fig: Figure, width_px: float | None = None, display_px: float = DISPLAY_PX) -> float:
+    """The smallest visible text of `fig`, in points as a student sees it: its font size, times the factor by
+    which the notebook shrinks a saved PNG wider than `display_px` (`width_px`: the saved width; default: the
+    figure's width at its dpi). inf when the figure has no text."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    if not sizes:
+        return math.inf
+    width = width_px if width_px is not None else fig.get_figwidth() * fig.dpi
+    return min(sizes) * min(1.0, display_px / width)
+
 
 def _array(x) -> np.ndarray:
     """torch tensor / list / array -> numpy (detached, on the CPU)."""
@@ -57,18 +73,18 @@ def _grid(n: int, ncols: int | None, width: float, height: float) -> tuple[Figur
     return fig, axes[:n]
 
 
-def show_images(images, captions: Sequence[str] | None = None, n: int = 16, ncols: int | None = None,
-                title: str | None = None, wrap: int = 22) -> Figure:
+def show_images(images, captions: Sequence[str] | None = None, n: int = 16, ncols: int | None = 4,
+                title: str | None = None, wrap: int = 26) -> Figure:
     """A grid of the first `n` images, each titled with its caption (wrapped at `wrap` characters)."""
     n = min(n, len(images))
     if n == 0:
         raise ValueError("show_images got no images")
-    fig, axes = _grid(n, ncols, 1.7, 2.3 if captions is not None else 1.7)
+    fig, axes = _grid(n, ncols, 2.3, 2.9 if captions is not None else 2.3)
     for i, ax in enumerate(axes):
         ax.imshow(_image(images[i]), interpolation="nearest")
         ax.set_axis_off()
         if captions is not None:
-            ax.set_title(textwrap.fill(str(captions[i]), wrap), fontsize=7)
+            ax.set_title(textwrap.fill(str(captions[i]), wrap), fontsize=MIN_FONT_PT)
     if title:
         fig.suptitle(title)
     return fig
@@ -89,11 +105,11 @@ def similarity_heatmap(sim, images=None, texts: Sequence[str] | None = None, vmi
         raise ValueError(f"similarity_heatmap: {len(images)} images for {n_img} columns")
     if texts is not None and len(texts) != n_txt:
         raise ValueError(f"similarity_heatmap: {len(texts)} texts for {n_txt} rows")
-    fig = Figure(figsize=(max(5.0, 0.9 * n_img + 4.0), max(3.5, 0.55 * n_txt + 2.0)), layout="constrained")
+    fig = Figure(figsize=(min(9.6, max(5.0, 0.7 * n_img + 4.0)), max(3.5, 0.6 * n_txt + 2.0)), layout="constrained")
     ax = fig.add_subplot()
     mappable = ax.imshow(s, vmin=vmin, vmax=vmax, cmap="viridis")
     ax.set_yticks(range(n_txt), [textwrap.shorten(str(t), 48) for t in texts] if texts is not None
-                  else [f"text {t}" for t in range(n_txt)], fontsize=8)
+                  else [f"text {t}" for t in range(n_txt)], fontsize=MIN_FONT_PT)
     ax.set_xticks([] if images is not None else range(n_img))
     if images is not None:
         for i, img in enumerate(images):
@@ -103,7 +119,7 @@ def similarity_heatmap(sim, images=None, texts: Sequence[str] | None = None, vmi
         for y in range(n_txt):
             for x in range(n_img):
                 dark = s[y, x] < (lo + hi) / 2
-                ax.text(x, y, f"{s[y, x]:.2f}", ha="center", va="center", fontsize=7,
+                ax.text(x, y, f"{s[y, x]:.2f}", ha="center", va="center", fontsize=MIN_FONT_PT,
                         color="white" if dark else "black")
     for side in ("left", "top", "right", "bottom"):
         ax.spines[side].set_visible(False)
@@ -119,10 +135,11 @@ def _draw_topk(ax, probs: np.ndarray, classnames: Sequence[str], k: int, label: 
     y = np.arange(len(top))
     colors = ["tab:green" if label is not None and c == label else "tab:blue" for c in top]
     ax.barh(y, probs[top], color=colors)
-    ax.set_yticks(y, [classnames[c] for c in top], fontsize=8)
+    ax.set_yticks(y, [classnames[c] for c in top], fontsize=MIN_FONT_PT)
+    ax.tick_params(axis="x", labelsize=MIN_FONT_PT)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel("probability", fontsize=8)
+    ax.set_xlabel("probability", fontsize=MIN_FONT_PT)
 
 
 def zero_shot_topk(probs, classnames: Sequence[str], image=None, k: int = 5, label: int | None = None,
@@ -153,7 +170,7 @@ def topk_images(images, probs, classnames: Sequence[str], k: int = 5, n: int = 8
     if n == 0:
         raise ValueError("topk_images got no images")
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(ncols * 5.5, nrows * 1.9), layout="constrained")
+    fig = Figure(figsize=(ncols * 4.8, nrows * 1.9), layout="constrained")
     axes = fig.subplots(nrows, 2 * ncols, squeeze=False, width_ratios=[1, 2] * ncols)
     for slot in range(nrows * ncols):
         img_ax, bar_ax = axes[slot // ncols, 2 * (slot % ncols)], axes[slot // ncols, 2 * (slot % ncols) + 1]
@@ -201,7 +218,7 @@ def learning_curves(runs, keys: Sequence[str] = ("loss",), x: str = "step", titl
         ax.set_title(key)
         ax.grid(alpha=0.3)
         if len(named) > 1:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=MIN_FONT_PT)
     if title:
         fig.suptitle(title)
     return fig
@@ -244,7 +261,8 @@ def bar_with_errors(table_rows, metric: str, group: str = "policy", ylabel: str 
     xs, means = mean_std_bars(ax, [values[g] for g in names])
     for x, g, mean in zip(xs, names, means):
         ax.annotate(f"{mean:.1f} (n={len(values[g])})", (x, 0), xytext=(0, 3),
-                    textcoords="offset points", ha="center", fontsize=7, color="white")
+                    textcoords="offset points", ha="center", fontsize=MIN_FONT_PT, color="black",
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.8, "linewidth": 0})
     ax.set_xticks(xs, names)
     ax.set_xlabel(group)
     ax.set_ylabel(ylabel or metric)
@@ -291,7 +309,7 @@ def loss_matrix_walkthrough(image_features, text_features=None, logit_scale: flo
     rows, cols = np.exp(_log_softmax(logits, axis=1)), np.exp(_log_softmax(logits, axis=0))
     loss_i2t = float(-np.diag(_log_softmax(logits, axis=1)).mean())   # cross-entropy, targets = the diagonal
     loss_t2i = float(-np.diag(_log_softmax(logits, axis=0)).mean())
-    fig = Figure(figsize=(12.0, 4.2), layout="constrained")
+    fig = Figure(figsize=(9.8, 3.8), layout="constrained")
     axes = fig.subplots(1, 3)
     panels = [(logits, "logits = scale · img @ txt.T", None),
               (rows, f"softmax over texts (rows)\nimage→text loss = {loss_i2t:.3f}", (0, 1)),
@@ -300,17 +318,17 @@ def loss_matrix_walkthrough(image_features, text_features=None, logit_scale: flo
         im = ax.imshow(m, cmap="magma", vmin=limits[0] if limits else None, vmax=limits[1] if limits else None)
         for i in range(n):
             ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="tab:green", linewidth=2))
-        if n <= 8:
+        if n <= 6:                                   # larger: the colours say it; numbers would overprint
             mid = (m.min() + m.max()) / 2
             for y in range(n):
                 for x in range(n):
-                    ax.text(x, y, f"{m[y, x]:.2f}", ha="center", va="center", fontsize=7,
+                    ax.text(x, y, f"{m[y, x]:.2f}", ha="center", va="center", fontsize=MIN_FONT_PT,
                             color="black" if m[y, x] > mid else "white")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("text")
         ax.set_ylabel("image")
         if texts is not None and n <= 12:
-            ax.set_xticks(range(n), [textwrap.shorten(str(t), 18) for t in texts], rotation=60, fontsize=7,
+            ax.set_xticks(range(n), [textwrap.shorten(str(t), 18) for t in texts], rotation=60, fontsize=MIN_FONT_PT,
                           ha="right")
         fig.colorbar(im, ax=ax, shrink=0.7)
     fig.suptitle(f"CLIP loss = (image→text + text→image) / 2 = {(loss_i2t + loss_t2i) / 2:.3f}  "

@@ -514,11 +514,12 @@ def ablation_figure(rows: list[dict], metric: str):
                   for lab in labels]
         xs, means = mean_std_bars(ax, vals, color=colors, alpha=0.8)
         for x, mean in zip(xs, means):
-            ax.annotate(f"{mean:.1f}", (x, mean), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8)
+            ax.annotate(f"{mean:.1f}", (x, mean), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=9)
         base = [mean for lab, mean in zip(labels, means) if lab in ("none", "0")]
         if base:
             ax.axhline(base[0], color="tab:gray", ls="--", lw=1)
-        ax.set_xticks(xs, labels, rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(xs, labels, rotation=30, ha="right", fontsize=9)
+        ax.tick_params(axis="y", labelsize=9)
         ax.set_title(a, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel(metric)

@@ -100,7 +100,8 @@ def _calls_into(module: str, source: str) -> list[str]:
 CONCEPTS = {
     "01_clip_basics": ["text_features @ image_features.T", "s * image_features @ text_features.T",
                        "F.cross_entropy(logits.T, labels)", "math.log(N)", "zero_shot_classifier(",
-                       "(beaten_by < k)"],
+                       "(beaten_by < k)", "loss.backward()", "optimizer.step()", "model.logit_scale.clamp_(",
+                       "trainer.train_step()"],
     "02_text_rewriting": ["rng.sample(examples", "build_prompt(", "random_deletion("],
     "03_laclip_training": ["torch.randint(0, K, (B,), generator=g)", "draw_text_index(", "multi_text_loss("],
     "04_ablations": ["pd.read_csv(", ".groupby(", ".plot.bar("],
@@ -126,6 +127,26 @@ def test_lessons_write_the_concepts_out_and_check_them(name):
     for c in code:
         for fn in _calls_into(module, c.source):
             assert callable(getattr(lib, fn, None)), f"{name}: {module}.{fn} does not exist"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_private_helper_or_rng_plumbing_in_a_notebook_cell(name):
+    """Cells read like the paper: public calls only (no `lessonNN._helper`), and no seed arithmetic a student
+    would have to copy to match the library (`seed_for(`, `step_generator(`, `stream=`)."""
+    import re
+    for cell in _read(name).cells:
+        if cell.cell_type != "code":
+            continue
+        private = re.findall(r"\blesson\d\d\._\w+", cell.source)
+        assert not private, f"{name}: a cell calls a private helper {private}:\n{cell.source}"
+        for plumbing in ("seed_for(", "step_generator(", "stream="):
+            assert plumbing not in cell.source, f"{name}: RNG plumbing {plumbing!r} in a cell:\n{cell.source}"
+
+
+def test_the_private_helper_check_can_fail():
+    import re
+    assert re.findall(r"\blesson\d\d\._\w+", "x = lesson04._ablation_runs(lesson, [pt])[0]") == \
+        ["lesson04._ablation_runs"]
 
 
 def _is_plumbing(source: str, module: str) -> bool:
@@ -156,7 +177,7 @@ def test_papermill_reads_every_declared_parameter(name):
     assert list(found) == list(P.NOTEBOOKS[name])
     for pname, info in found.items():
         assert ast.literal_eval(info["default"]) == P.NOTEBOOKS[name][pname].default
-        assert info["inferred_type_name"] == P.ANNOTATIONS[P.NOTEBOOKS[name][pname].kind]   # --help-notebook types
+        assert info["inferred_type_name"] == P.annotation(P.NOTEBOOKS[name][pname])   # --help-notebook types
 
 
 # --- running them ------------------------------------------------------------------------------------
@@ -170,6 +191,9 @@ def test_notebook_runs_headless_with_tiny_parameters(name, tmp_path):
     assert metrics["metrics"], "no numbers recorded"
     figures = [item["figure"] for item in metrics["report"] if "figure" in item]
     assert figures and all((tmp_path / f).is_file() for f in figures)
+    small = {i["figure"]: i["smallest_text_pt"] for i in metrics["report"] if "figure" in i
+             and i["smallest_text_pt"] < 9}
+    assert not small, f"text under 9 pt as JupyterLab shows these figures: {small}"
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     shown = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
@@ -199,6 +223,8 @@ def _first_code_after_parameters(nb):
 @pytest.mark.parametrize("bad, message", [
     ({"stpes": 3}, "stpes: unknown parameter (did you mean steps"),
     ({"steps": "ten"}, "steps: expects an int or None, got 'ten' (str)"),
+    ({"templates": "defualt"}, "templates: 'defualt' is neither a template set (allowed: "),   # values too
+    ({"n_show": 0}, "n_show: 0 is out of range: allowed values are 2 to 32"),
 ])
 def test_bad_parameter_stops_in_the_first_cell_after_the_parameters(tmp_path, bad, message):
     import papermill as pm

@@ -113,3 +113,19 @@ def test_mean_std_bars_and_the_ablation_panels():
     rows += [{"ablation": "source", "label": "chatgpt", "m": 40.0}]
     fig = _draws(ablation_figure(rows, "m"))
     assert {"augment", "source", "20.0", "32.0", "40.0"} <= set(_texts(fig))
+
+
+def test_smallest_text_counts_the_shrinking_of_a_wide_figure():
+    from matplotlib.figure import Figure
+
+    from laclip_lite.plots import DISPLAY_PX, smallest_text_pt
+
+    fig = Figure(figsize=(5, 3), dpi=100)
+    ax = fig.add_subplot()
+    ax.set_title("title", fontsize=12)
+    ax.text(0.5, 0.5, "label", fontsize=9)
+    ax.tick_params(labelsize=10)
+    assert smallest_text_pt(fig) == 9                              # 500 px: shown as saved
+    ax.text(0.1, 0.1, "tiny", fontsize=7)
+    assert smallest_text_pt(fig) == 7                              # a small label fails the 9 pt floor
+    assert smallest_text_pt(fig, width_px=2 * DISPLAY_PX) == 3.5   # shown at half size in the notebook

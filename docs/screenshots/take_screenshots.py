@@ -9,7 +9,8 @@ system chromium is used through `executable_path`). Then, from the checkout:
     /tmp/pw/bin/python docs/screenshots/take_screenshots.py shoot /tmp/shots docs/screenshots
 
 `prepare` writes copies of the four lessons with small parameters and `interactive = True`; `shoot` opens each in
-JupyterLab, runs all cells, waits for the widget and saves its cell as `<lesson>_widget.png`.
+JupyterLab, runs all cells, waits for the widget and saves its cell as `<lesson>_widget.png`, and the cell of the
+lesson's key figure (`KEY_FIGURES`) as `<lesson>_figure.png`, as a student sees them at JupyterLab's default zoom.
 """
 from __future__ import annotations
 
@@ -24,6 +25,12 @@ SETTINGS = {   # parameter -> value (source text) for each copy; small enough fo
     "02_text_rewriting": {"n_captions": "24", "embed": "False"},
     "03_laclip_training": {"preset": "'test'", "steps": "150", "jobs": "1"},
     "04_ablations": {"preset": "'test'", "steps": "20", "overrides": "[]", "jobs": "1"},
+}
+KEY_FIGURES = {   # lesson -> the call whose cell holds its key figure
+    "01_clip_basics": "lesson01.zero_shot_figures(",
+    "02_text_rewriting": "lesson02.quality_lesson(",
+    "03_laclip_training": "lesson03.similarity_by_policy(",
+    "04_ablations": "lesson04.ablation_figures(",
 }
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -52,10 +59,13 @@ def shoot(out: Path, names: list[str], base: str = "http://127.0.0.1:8899/lab/tr
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS, headless=True)
         for name in names:
-            page = browser.new_page(viewport={"width": 1200, "height": 1400})
+            page = browser.new_page(viewport={"width": 1440, "height": 1400})   # a common laptop window
             page.goto(base + f"{name}.ipynb?reset", wait_until="domcontentloaded")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
             time.sleep(5)                                   # the kernel starts
+            news = page.locator(".jp-Notification-Toast button", has_text="No")   # JupyterLab's news prompt
+            if news.count():
+                news.first.click()
             page.locator(".jp-Notebook:visible").first.click()
             page.keyboard.press("Escape")
             page.click("text=Run", timeout=30_000)          # Run > Run All Cells
@@ -68,6 +78,11 @@ def shoot(out: Path, names: list[str], base: str = "http://127.0.0.1:8899/lab/tr
             time.sleep(2)
             cell.screenshot(path=str(out / f"{name}_widget.png"))
             print("wrote", out / f"{name}_widget.png", flush=True)
+            key = page.locator(".jp-Notebook:visible .jp-Cell", has_text=KEY_FIGURES[name]).last
+            key.scroll_into_view_if_needed()
+            time.sleep(2)
+            key.screenshot(path=str(out / f"{name}_figure.png"))
+            print("wrote", out / f"{name}_figure.png", flush=True)
             page.close()
         browser.close()
 

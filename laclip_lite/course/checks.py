@@ -104,6 +104,11 @@ def _not_the_reference(student: Callable, reference: Callable, name: str) -> Non
 # Exercise: the symmetric contrastive (InfoNCE) loss
 
 
+OVERFLOW = ("At logit_scale=100 the logits reach ~100 and exp(100) overflows float32 (exp(89) is already inf), so "
+            "-log(exp(z_ii) / sum_j exp(z_ij)) and log(softmax(z)) give inf, nan or a wrong gradient. Write it with "
+            "F.cross_entropy, F.log_softmax or torch.logsumexp, which subtract each row's maximum before exp().")
+
+
 def _sym_ce(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     labels = torch.arange(logits.shape[0])
     return F.cross_entropy(logits, labels), F.cross_entropy(logits.T, labels)
@@ -134,12 +139,13 @@ def check_clip_loss(clip_loss: Callable, hidden: bool = False) -> None:
     from laclip_lite import losses
 
     g = torch.Generator().manual_seed(101 if hidden else 0)
-    cases = [(6, 8, 7.0), (4, 16, 3.5), (9, 5, 10.0)]
+    # (N, D, scale, noise): at scale 100 (CLIP's clamp) with well-matched pairs (low noise) exp() overflows float32
+    cases = [(6, 8, 7.0, 0.6), (4, 16, 3.5, 0.6), (9, 5, 10.0, 0.6), (8, 16, 100.0, 0.1)]
     if hidden:
         _not_the_reference(clip_loss, losses.clip_loss, "clip_loss")
-        cases += [(1, 4, 5.0), (32, 24, 100.0), (17, 3, 1.0)]
-    for n, d, s in cases:
-        img, txt = _paired(n, d, g)
+        cases += [(1, 4, 5.0, 0.6), (32, 24, 100.0, 0.6), (17, 3, 1.0, 0.6)]
+    for n, d, s, noise in cases:
+        img, txt = _paired(n, d, g, noise)
         img.requires_grad_(True)
         scale = torch.tensor(s)
         setting = f"a batch of N={n} pairs, D={d}, logit_scale={s}"
@@ -147,6 +153,10 @@ def check_clip_loss(clip_loss: Callable, hidden: bool = False) -> None:
             out = _scalar(_call(clip_loss, "clip_loss", setting, img, txt, scale), "clip_loss",
                           "average the cross-entropies (F.cross_entropy does by default)")
         want = losses.clip_loss(img.detach(), txt, scale)
+        grad = torch.autograd.grad(out, img, allow_unused=True)[0] if out.requires_grad else None
+        if not torch.isfinite(out).all() or (grad is not None and not torch.isfinite(grad).all()):
+            what = f"loss is {out.item()}" if not torch.isfinite(out).all() else "gradient is not finite"
+            raise CheckFailed(f"clip_loss: on {setting}: your {what}: numerical stability. {OVERFLOW}")
         if not _close(out, want):
             raise _diagnose("clip_loss", setting, out, want, _clip_loss_mistakes(img.detach(), txt, scale),
                             "build logits = logit_scale * image_features @ text_features.T (N x N); the right "
@@ -155,12 +165,12 @@ def check_clip_loss(clip_loss: Callable, hidden: bool = False) -> None:
             if not out.requires_grad:
                 raise CheckFailed(f"clip_loss: on {setting}: the loss carries no gradient to the features "
                                   "(no .item(), .numpy() or torch.no_grad() inside the loss)")
-            grad, = torch.autograd.grad(out, img)
             ref_img = img.detach().clone().requires_grad_(True)
             ref_grad, = torch.autograd.grad(losses.clip_loss(ref_img, txt, scale), ref_img)
-            if not _close(grad, ref_grad):
+            if grad is None or not _close(grad, ref_grad):
                 raise CheckFailed(f"clip_loss: on {setting}: the value is right but the gradient is not: "
-                                  "is part of the computation detached?")
+                                  + ("numerical stability? " + OVERFLOW if s >= 50 else
+                                     "is part of the computation detached?"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -518,3 +528,62 @@ def check_random_swap(random_swap: Callable, hidden: bool = False) -> None:
             out = _call(random_swap, name, f"words={short}, n=2", list(short), 2, random.Random(0))
         if out != short:
             raise CheckFailed(f"{name}: words={short}, n=2 should come back unchanged (nothing to swap), got {out}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Lesson 01, Exercise 3: text -> image recall@K
+
+
+def _recall_mistakes(sim: torch.Tensor, k: int) -> dict[str, float]:
+    own = sim.diagonal()
+    by_col = (sim > own[None, :]).sum(dim=0)
+    by_row = (sim > own[:, None]).sum(dim=1)
+    return {
+        "rows instead of columns: that is image -> text; a caption is a COLUMN of sim[i, t], compare each column "
+        "with its diagonal entry (or use sim.T)": 100 * (by_row < k).float().mean().item(),
+        "off by one: a caption is found at K when FEWER than K images score above its own (beaten_by < k)":
+            100 * (by_col <= k).float().mean().item(),
+        "the caption's own image was counted against it: count images scoring strictly ABOVE the right one (>)":
+            100 * ((sim >= own[None, :]).sum(dim=0) < k).float().mean().item(),
+        "a fraction, not a percentage: multiply by 100": (by_col < k).float().mean().item(),
+    }
+
+
+def check_text_to_image_recall(text_to_image_recall: Callable, sim: torch.Tensor | None = None) -> None:
+    """text_to_image_recall(sim [M images, M captions], k) -> % of captions whose own image ranks in their top k,
+    against `metrics.retrieval`'s `t2i_R@K` for K = 1, 5, 10 on `sim` (the lesson's tie-free matrix) and on two
+    random tie-free matrices. Any correct formulation passes (counting, topk, argsort ranks)."""
+    from laclip_lite.metrics import retrieval
+
+    name = "text_to_image_recall"
+    g = torch.Generator().manual_seed(3)
+    mats = [("the lesson's similarity matrix", sim)] if sim is not None else []
+    for m in (12, 40):
+        img, txt = _paired(m, 16, g, noise=1.0)
+        mats.append((f"a random {m} x {m} similarity matrix", img @ txt.T))
+    for where, s in mats:
+        s = s.detach().float()
+        if s.dim() != 2 or s.shape[0] != s.shape[1]:
+            raise CheckFailed(f"{name}: the similarity matrix must be square [M images, M captions]")
+        ties = (s == s.diagonal()[None, :]).sum(dim=0) - 1
+        if ties.any():
+            raise CheckFailed(f"{name}: {where} has ties with a caption's own image: recall is defined up to "
+                              "tie-breaking there; check on distinct captions (lesson01.distinct_texts)")
+        library = retrieval(s, torch.eye(len(s)), ks=[k for k in (1, 5, 10) if k <= len(s)])
+        for k in (1, 5, 10):
+            if k > len(s):
+                continue
+            setting = f"{where}, k={k}"
+            out = _call(text_to_image_recall, name, setting, s.clone(), k)
+            if isinstance(out, torch.Tensor) and out.numel() == 1:
+                out = out.item()
+            if not isinstance(out, (int, float)) or isinstance(out, bool):
+                raise CheckFailed(f"{name} should return a number (a percentage), got {type(out).__name__}")
+            want = library[f"t2i_R@{k}"]
+            if abs(out - want) > 1e-4:
+                found = [why for why, v in _recall_mistakes(s, k).items() if abs(out - v) <= 1e-4]
+                raise CheckFailed(f"{name}: on {setting}: you returned {out:.2f} but metrics.retrieval's "
+                                  f"t2i_R@{k} is {want:.2f}.\n  "
+                                  + (f"Likely cause: {found[0]}" if found else
+                                     "Hint: per caption (column t), count the images scoring above sim[t, t]; the "
+                                     "caption is found when fewer than k do; return the percentage found"))

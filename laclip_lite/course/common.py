@@ -60,11 +60,18 @@ class Lesson:
 
     def figure(self, fig, name: str, title: str = "", key: bool = False) -> Path:
         """Save `fig` as `figures/<name>.png`, show it, and remember it for the report."""
+        from PIL import Image
+
+        from laclip_lite.plots import smallest_text_pt
+
         path = self.out_dir / "figures" / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100, bbox_inches="tight")
         display_png(path.read_bytes())
-        self.report.append({"title": title or name, "figure": str(path.relative_to(self.out_dir)), "key": key})
+        with Image.open(path) as png:
+            width = png.size[0]
+        self.report.append({"title": title or name, "figure": str(path.relative_to(self.out_dir)), "key": key,
+                            "smallest_text_pt": round(smallest_text_pt(fig, width), 1)})   # as shown (plots.py)
         return path
 
     def markdown(self, text: str, title: str = "", key: bool = False) -> None:
@@ -236,6 +243,16 @@ def warm_rewrite_cache(cfg: Config, progress: bool) -> None:
         rewrite_captions(captions, rewrite_cache_dir(c, captions), rewrite_config(c), progress=progress)
 
 
+def shapeworld_metrics() -> list[str]:
+    """The columns a ShapeWorld run reports (`experiments.eval_sets`): zero-shot top-1 per task and template
+    set, retrieval recall@1/5/10 both ways, and the final training loss."""
+    from laclip_lite.constants import EVAL_TASKS
+    from laclip_lite.experiments import TEMPLATE_SETS
+
+    zero_shot = [f"{task}_top1" + ("" if s == "default" else f"@{s}") for task in EVAL_TASKS for s in TEMPLATE_SETS]
+    return zero_shot + [f"{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)] + ["final_loss"]
+
+
 def seeds(lesson: Lesson) -> list[int]:
     return list(lesson.params["seeds"] or [lesson.params["seed"]])
 
@@ -277,7 +294,7 @@ def bars(rows: list[dict], metrics: list[str], group: str, title: str = "", ncol
     names = list(dict.fromkeys(str(r[group]) for r in rows))
     ncols = min(ncols, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
-    fig = Figure(figsize=(max(3.2, 0.75 * len(names) + 1.4) * ncols, 3.0 * nrows), layout="constrained")
+    fig = Figure(figsize=(min(9.8, max(3.2, 0.75 * len(names) + 1.4) * ncols), 3.0 * nrows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax in axes[len(metrics):]:
         ax.set_axis_off()
@@ -286,10 +303,11 @@ def bars(rows: list[dict], metrics: list[str], group: str, title: str = "", ncol
         xs, means = mean_std_bars(ax, vals)
         for x, mean in zip(xs, means):
             ax.annotate(f"{mean:.1f}" if abs(mean) >= 10 else f"{mean:.2f}", (x, mean), xytext=(0, 3),
-                        textcoords="offset points", ha="center", fontsize=7)
+                        textcoords="offset points", ha="center", fontsize=9)
         ax.set_xticks(xs, names, rotation=30 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center",
-                      fontsize=8)
-        ax.set_title(m, fontsize=9)
+                      fontsize=9)
+        ax.tick_params(axis="y", labelsize=9)
+        ax.set_title(m, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)

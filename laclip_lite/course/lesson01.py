@@ -31,6 +31,15 @@ def _check(lesson: Lesson) -> None:
     if lesson.params["data"] != "shapeworld":
         raise common.ParameterError("data: notebook 01 teaches on ShapeWorld (it needs its labels for zero-shot); "
                                     "train on your own data with notebook 03")
+    from laclip_lite.templates import get_templates, template_sets
+
+    try:
+        get_templates(lesson.params["templates"])
+    except FileNotFoundError:
+        raise common.ParameterError(f"templates: {lesson.params['templates']!r} is neither a template set "
+                                    f"(allowed: {', '.join(template_sets())}) nor an existing file") from None
+    except ValueError as e:                          # DataError: a file line without '{}'
+        raise common.ParameterError(f"templates: {e}") from None
     lesson.config()                                  # a bad override key or value fails here
 
 
@@ -53,7 +62,7 @@ class Run:
     final: dict
 
 
-def show_world(lesson: Lesson, n: int = 16) -> World:
+def show_world(lesson: Lesson, n: int = 8) -> World:
     """Render ShapeWorld's training and test splits and show the first `n` training images with captions."""
     from laclip_lite.data.dataset import shapeworld_split
     from laclip_lite.plots import show_images
@@ -66,7 +75,7 @@ def show_world(lesson: Lesson, n: int = 16) -> World:
         f"{cfg.model.image_size} pixels; each has **one** caption written like web alt-text. Training for "
         f"{cfg.train.steps:,} steps of {cfg.train.batch_size} shows every image about {epochs:.0f} times, always "
         f"with the same caption.")
-    lesson.figure(show_images(world.train.images, world.train.captions, n=n, ncols=8,
+    lesson.figure(show_images(world.train.images, world.train.captions, n=n, ncols=4,
                               title="ShapeWorld: training images and their captions"), "world", "The world")
     return world
 
@@ -140,6 +149,12 @@ def show_similarity(lesson: Lesson, similarity, images, captions, title: str = "
     name = "similarity_" + title.replace(" ", "_")
     lesson.figure(similarity_heatmap(similarity, images, captions, title=f"Cosine similarity, {title}"), name,
                   f"Similarity matrix {title}", key=True)
+    spread = similarity.detach().float().std(dim=1).mean().item()
+    lesson.markdown(f"Stripes: {stripes(similarity):.0f}% of this matrix's variance is its row means (how much "
+                    f"the caption alone decides the score); within a row the scores vary by {spread:.3f} on "
+                    f"average (standard deviation), across rows they span "
+                    f"{similarity.detach().float().mean(dim=1).min().item():.2f} to "
+                    f"{similarity.detach().float().mean(dim=1).max().item():.2f}.")
 
 
 def show_loss(lesson: Lesson, logits, loss) -> None:
@@ -154,17 +169,101 @@ def show_loss(lesson: Lesson, logits, loss) -> None:
     lesson.metrics["loss_untrained_batch"] = round(float(loss), 4)
 
 
-def train_clip(lesson: Lesson, world: World) -> Run:
-    """Train CLIP on the world (or reuse a finished run with the same settings) and show its learning curves."""
+def _run_dir(lesson: Lesson):
+    from laclip_lite.utils import stable_hash
+
+    cfg = lesson.config({"train.policy": "clip", "data.augment": "none"})
+    return cfg, lesson.out_dir / f"clip-{stable_hash(cfg.to_dict(), length=8)}"
+
+
+def start_training(lesson: Lesson, world: World):
+    """The library's `Trainer` for this lesson's run (data, model, AdamW, warm-up + cosine schedule), before its
+    first step, or where an interrupted run stopped. When the run already finished (a rerun of the notebook), a
+    fresh Trainer in `out_dir/first_steps` instead, for the written-out steps; `train_clip` then reuses the run."""
+    import shutil
+
+    import torch
+
+    from laclip_lite.train import CHECKPOINT, Trainer
+    from laclip_lite.utils import autocast_dtype, resolve_device
+
+    cfg, run_dir = _run_dir(lesson)
+    inexact = [what for what, on in (("bf16 autocast", autocast_dtype(cfg.train.precision, resolve_device(
+        cfg.train.device)) is not None), ("torch.compile", cfg.train.compile)) if on]
+    if (run_dir / "final_metrics.json").exists() or inexact:
+        if inexact:                 # the written-out step is fp32 eager; compare it with an fp32 eager Trainer
+            lesson.markdown(f"This run trains with {' and '.join(inexact)}; the written-out steps are compared "
+                            "with a separate fp32, uncompiled Trainer in `first_steps/`, and `train_clip` trains "
+                            "the run itself.")
+            cfg = lesson.config({"train.policy": "clip", "data.augment": "none", "train.precision": "fp32",
+                                 "train.compile": False})
+        run_dir = lesson.out_dir / "first_steps"
+        shutil.rmtree(run_dir, ignore_errors=True)
+    common.warm_rewrite_cache(cfg, lesson.progress)
+    threads = torch.get_num_threads()
+    try:
+        trainer = Trainer(cfg, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=lesson.progress)
+    finally:
+        torch.set_num_threads(threads)                      # the trainer sets it process-wide
+    if trainer.cfg.train.accum_steps != 1 or trainer.world_size != 1:
+        raise common.ParameterError("the written-out training step needs one process and no gradient "
+                                    "accumulation (train.accum_steps=1)")
+    return trainer
+
+
+def copy_of(trainer):
+    """(model, optimizer, scheduler): an exact copy of the trainer's, in the same state, for a hand-written step."""
+    import copy
+
+    from laclip_lite.train import build_optimizer
+
+    model = copy.deepcopy(trainer.model)
+    optimizer, scheduler = build_optimizer(model, trainer.cfg, trainer.device)
+    optimizer.load_state_dict(trainer.optimizer.state_dict())
+    scheduler.load_state_dict(trainer.scheduler.state_dict())
+    return model.train(), optimizer, scheduler
+
+
+def step_inputs(trainer, step: int):
+    """(images, tokens) of training step `step`, made as `Trainer.train_step` makes them: the loader's batch for
+    that step (a function of seed and step), random crops seeded by (seed, step), normalised; padding trimmed."""
+    import torch
+
+    from laclip_lite.data.transforms import normalize, random_resized_crop
+    from laclip_lite.models.text import trim_padding
+    from laclip_lite.utils import step_generator
+
+    cfg = trainer.cfg
+    batch = trainer.data.pairs.batch(step)
+    images = batch.images.to(trainer.device)
+    if not batch.augmented:
+        images = random_resized_crop(images, cfg.data.crop_scale, step_generator(cfg.train.seed, step, 3),
+                                     hflip=cfg.data.hflip, total=images.shape[0])
+    images = normalize(images)
+    if cfg.model.vision == "resnet":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, trim_padding(batch.tokens, cfg.model.pad_id).to(trainer.device)
+
+
+def stripes(similarity) -> float:
+    """How much of a [captions, images] similarity matrix is horizontal stripes: the share (%) of its variance
+    that the row means explain. An untrained image tower maps every image to nearly the same vector, so each
+    caption scores every image alike (rows nearly constant: ~100%); training spreads the images apart."""
+    sim = similarity.detach().float()
+    total = sim.var(unbiased=False).item()
+    return 100.0 * sim.mean(dim=1).var(unbiased=False).item() / total if total > 0 else 100.0
+
+
+def train_clip(lesson: Lesson, world: World, trainer=None) -> Run:
+    """Train CLIP on the world: continue `trainer` (`start_training`, after the written-out steps) to the end, or
+    reuse a finished run with the same settings; show its learning curves."""
     import torch
 
     from laclip_lite.plots import learning_curves
     from laclip_lite.runs import load_run
     from laclip_lite.train import CHECKPOINT, train
-    from laclip_lite.utils import stable_hash
 
-    cfg = lesson.config({"train.policy": "clip", "data.augment": "none"})
-    run_dir = lesson.out_dir / f"clip-{stable_hash(cfg.to_dict(), length=8)}"
+    cfg, run_dir = _run_dir(lesson)
     done = run_dir / "final_metrics.json"
     if done.exists():
         final = json.loads(done.read_text())
@@ -173,7 +272,11 @@ def train_clip(lesson: Lesson, world: World) -> Run:
         common.warm_rewrite_cache(cfg, lesson.progress)
         threads = torch.get_num_threads()
         try:
-            final = train(cfg, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=lesson.progress)
+            if trainer is not None and trainer.out == run_dir:
+                lesson.markdown(f"The library trains the rest: steps {trainer.step + 1} to {cfg.train.steps}.")
+                final = trainer.run()
+            else:
+                final = train(cfg, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=lesson.progress)
         finally:
             torch.set_num_threads(threads)                  # the trainer sets it process-wide
     model, tok, run_cfg = load_run(run_dir, device=lesson.params["device"])
@@ -217,7 +320,8 @@ def similarity_before_after(lesson: Lesson, before, run: Run, world: World) -> d
         off = (sim.sum() - diag.sum()) / (n * n - n)
         hits = (sim.argmax(dim=1) == np.arange(n)).float().mean().item() * 100
         rows.append({"model": name, "matching pairs (diagonal)": diag.mean().item(), "other pairs": off.item(),
-                     "captions whose best image is their own (%)": hits})
+                     "captions whose best image is their own (%)": hits, "stripes (% variance in row means)":
+                     stripes(sim)})
     lesson.figure(similarity_heatmap(sims["after"], images, captions, title="Cosine similarity, after training"),
                   "similarity_after_training", "Similarity matrix after training", key=True)
     lesson.markdown(table(rows), "Similarity before vs after", key=True)
@@ -240,13 +344,14 @@ def temperature_demo(lesson: Lesson, run: Run, world: World, n_batch: int = 256)
     txt = encode_texts(run.model, run.tokenizer, world.test.captions[:m])
     learned = run.model.logit_scale.exp().item()
     scales = sorted({1.0, round(1 / 0.07, 2), round(learned, 2), 100.0})
-    fig = Figure(figsize=(3.2 * len(scales) + 3.5, 3.4), layout="constrained")
-    axes = fig.subplots(1, len(scales) + 1, width_ratios=[1] * len(scales) + [1.4])
+    fig = Figure(figsize=(9.6, 6.4), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.1])
+    axes = list(top.subplots(1, len(scales))) + [bottom.subplots()]
     for ax, s in zip(axes, scales):
         p = (s * img[:n] @ txt[:n].T).softmax(dim=1)
         ax.imshow(p, vmin=0, vmax=1, cmap="magma")
         tag = " (learned)" if s == round(learned, 2) else " (init)" if s == round(1 / 0.07, 2) else ""
-        ax.set_title(f"scale {s:g}{tag}\nmean p(own caption) {p.diagonal().mean():.2f}", fontsize=9)
+        ax.set_title(f"scale {s:g}{tag}\np(own) {p.diagonal().mean():.2f}", fontsize=10)
         ax.set_xlabel("caption")
         ax.set_ylabel("image")
     grid = np.geomspace(0.5, 200, 60)
@@ -258,8 +363,9 @@ def temperature_demo(lesson: Lesson, run: Run, world: World, n_batch: int = 256)
     ax.axvline(100, color="tab:red", ls=":", label="clamp 100")
     ax.set_xscale("log")
     ax.set_xlabel("logit scale = 1 / temperature")
-    ax.set_title(f"CLIP loss of {m} test pairs vs scale", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_ylabel("loss")
+    ax.set_title(f"CLIP loss of {m} test pairs vs scale", fontsize=10)
+    ax.legend(fontsize=9)
     lesson.figure(fig, "temperature", "The temperature", key=False)
     best = float(grid[int(np.argmin(losses))])
     lesson.markdown(f"The scale starts at s = 1/0.07 = {1 / 0.07:.1f} (CLIP stores log s = ln(1/0.07) = "
@@ -299,7 +405,7 @@ def zero_shot_figures(lesson: Lesson, run: Run, world: World, classifier, n_imag
     feats = encode_images(run.model, world.test.images)
     templates = get_templates(tset)
     probs = class_probabilities(feats, classifier)
-    lesson.figure(topk_images(world.test.images, probs, names, k=5, n=n_images, labels=labels, ncols=3),
+    lesson.figure(topk_images(world.test.images, probs, names, k=5, n=n_images, labels=labels, ncols=2),
                   "zero_shot_topk", "Zero-shot predictions (true class in green)", key=True)
 
     def acc(tmpls) -> float:
@@ -310,24 +416,25 @@ def zero_shot_figures(lesson: Lesson, run: Run, world: World, classifier, n_imag
     sets = [(s, acc(get_templates(s))) for s in template_sets()]
     chance = 100.0 / len(names)
     baseline, baseline_name = single_attribute_baseline(task)
-    fig = Figure(figsize=(11, max(2.8, 0.32 * max(len(single), len(sets)) + 1.2)), layout="constrained")
+    fig = Figure(figsize=(9.6, max(3.2, 0.3 * max(len(single), len(sets)) + 1.6)), layout="constrained")
     a1, a2 = fig.subplots(1, 2)
     y = np.arange(len(single) + 1)
     a1.barh(y, [v for _, v in single] + [ensemble], color=["tab:gray"] * len(single) + ["tab:blue"])
-    a1.set_yticks(y, [textwrap.shorten(t, 34) for t, _ in single] + [f"ensemble of {len(single)}"], fontsize=8)
+    a1.set_yticks(y, [textwrap.shorten(t, 30) for t, _ in single] + [f"ensemble of {len(single)}"], fontsize=9)
     a1.invert_yaxis()
-    a1.set_title(f"'{tset}' templates, {task}: each alone vs averaged", fontsize=9)
+    a1.set_title(f"'{tset}' templates, {task}:\neach alone vs averaged", fontsize=10)
     y2 = np.arange(len(sets))
     a2.barh(y2, [v for _, v in sets], color=["tab:orange" if s == "heldout" else "tab:blue" for s, _ in sets])
-    a2.set_yticks(y2, [s for s, _ in sets], fontsize=8)
+    a2.set_yticks(y2, [s for s, _ in sets], fontsize=9)
     a2.invert_yaxis()
-    a2.set_title("every named template set (ensembles)", fontsize=9)
+    a2.set_title("every named template set\n(ensembles)", fontsize=10)
     for ax in (a1, a2):
         ax.axvline(chance, color="tab:red", ls=":", label=f"chance {chance:.1f}%")
         if baseline_name != "chance":
             ax.axvline(baseline, color="tab:purple", ls="--", label=f"{baseline_name} {baseline:.1f}%")
         ax.set_xlabel("top-1 accuracy (%)")
-        ax.legend(fontsize=7)
+        ax.set_xlim(0, 100)
+    fig.legend(*a1.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9)   # below the bars
     lesson.figure(fig, "templates", "Templates and template ensembles", key=True)
     versus = f"; a model that knows only {baseline_name.split()[0]} would score {baseline:.1f}%" \
         if baseline_name != "chance" else ""
@@ -343,6 +450,19 @@ def zero_shot_figures(lesson: Lesson, run: Run, world: World, classifier, n_imag
                 feats @ zero_shot_classifier(run.model, run.tokenizer, classnames(attribute), templates),
                 world.test.labels[attribute])["top1"], 2)
     return {"ensemble": ensemble, "single": dict(single), "sets": dict(sets)}
+
+
+def distinct_texts(text_features):
+    """Indices of the first pair of each distinct text embedding. Repeated captions (the test split has a few)
+    embed identically and tie with each other; `metrics.retrieval` scores a tie by its expectation under random
+    tie-breaking, a count of "captions scoring above" does not. On these pairs there are no ties, so the two agree
+    exactly."""
+    import torch
+
+    _, inverse = torch.unique(text_features, dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), len(inverse), dtype=torch.long)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(inverse)), reduce="amin")
+    return first.sort().values
 
 
 def show_retrieval(lesson: Lesson, image_features, text_features) -> dict:
@@ -363,7 +483,7 @@ def show_retrieval(lesson: Lesson, image_features, text_features) -> dict:
     ax.set_xlabel("K")
     ax.set_ylabel("recall@K (%)")
     ax.set_title(f"Retrieval among {n:,} test pairs")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     ax.grid(alpha=0.3)
     lesson.figure(fig, "retrieval", "Retrieval recall@K", key=True)
     rows = [{"direction": d, **{f"R@{k}": r[f"{p}_R@{k}"] for k in ks if k in (1, 5, 10)}}
@@ -380,7 +500,7 @@ EXAMPLE_PROMPTS = ["a red circle", "a small blue star", "a green heart on a blac
 def _text_to_images_fig(query_feats, queries, img_feats, images, k: int = 5):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(1.5 * k + 2.6, 1.6 * len(queries)), layout="constrained")
+    fig = Figure(figsize=(1.3 * k + 2.4, 1.5 * len(queries)), layout="constrained")
     axes = fig.subplots(len(queries), k + 1, squeeze=False, width_ratios=[2.2] + [1] * k)
     for row, (q, f) in enumerate(zip(queries, query_feats)):
         scores = img_feats @ f
@@ -389,7 +509,7 @@ def _text_to_images_fig(query_feats, queries, img_feats, images, k: int = 5):
         axes[row, 0].set_axis_off()
         for col, i in enumerate(top.tolist(), 1):
             axes[row, col].imshow(hwc(images[i]), interpolation="nearest")
-            axes[row, col].set_title(f"{scores[i]:.2f}", fontsize=8)
+            axes[row, col].set_title(f"{scores[i]:.2f}", fontsize=9)
             axes[row, col].set_axis_off()
     fig.suptitle("prompt → the test images most similar to it", fontsize=10)
     return fig
@@ -405,11 +525,11 @@ def _image_to_captions_fig(indices, img_feats, txt_feats, images, captions, k: i
         top = scores.argsort(descending=True)[:k].tolist()
         axes[row, 0].imshow(hwc(images[i]), interpolation="nearest")
         axes[row, 0].set_axis_off()
-        lines = [f"{'✔' if j == i else ' '} {scores[j]:.2f}  {textwrap.shorten(captions[j], 70)}" for j in top]
+        lines = [f"{'✔' if j == i else ' '} {scores[j]:.2f}  {textwrap.shorten(captions[j], 64)}" for j in top]
         if i not in top:
             lines.append(f"  (its own caption ranks {int((scores > scores[i]).sum()) + 1}: "
                          f"{textwrap.shorten(captions[i], 50)})")
-        axes[row, 1].text(0, 0.5, "\n".join(lines), va="center", fontsize=8, family="monospace")
+        axes[row, 1].text(0, 0.5, "\n".join(lines), va="center", fontsize=9, family="monospace")
         axes[row, 1].set_axis_off()
     fig.suptitle("image → the test captions most similar to it (✔ = its own caption)", fontsize=10)
     return fig

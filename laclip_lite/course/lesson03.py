@@ -13,13 +13,27 @@ from pathlib import Path
 
 from laclip_lite.course import common, lesson01
 from laclip_lite.course.common import HEADLINE, Lesson, hwc, number, over_seeds_caption, seeds, table
+from laclip_lite.course.heartbeat import heartbeat
+
+HEARTBEAT_S = 30.0    # seconds between progress lines of the trainings (worker processes report nowhere else)
 
 NOTEBOOK = "03_laclip_training"
 
 
 def start(namespace: dict) -> Lesson:
     """Check the parameters cell (a typo or a wrong type stops here) and make `out_dir`."""
-    return common.start(NOTEBOOK, namespace, check=lambda lesson: lesson.config())
+    return common.start(NOTEBOOK, namespace, check=_check)
+
+
+def _check(lesson: Lesson) -> None:
+    from laclip_lite.constants import AUGMENTS, POLICIES
+
+    for text in lesson.params["policies"]:
+        policy, _, augment = text.partition(":")
+        if policy not in POLICIES or (augment and augment not in AUGMENTS):
+            raise common.ParameterError(f"policies: {text!r} is not a text policy: allowed {', '.join(POLICIES)}, "
+                                        f"each optionally with :augment ({', '.join(AUGMENTS)}), e.g. laclip:eda")
+    lesson.config()                                  # a bad override key or value fails here
 
 
 finish = common.finish
@@ -97,7 +111,9 @@ def training_plan(lesson: Lesson) -> Plan:
         f"**Scarce on purpose.** {len(split):,} training images, {cfg.train.steps:,} steps of "
         f"{cfg.train.batch_size}: each image comes around about **{plan.epochs:.0f} times**. CLIP sees the same "
         "image with the same caption every time, so its text tower can memorise those exact words; this is the "
-        "regime where LaCLIP's rewrites help (the paper's largest gains are on its smallest dataset). With fresh "
+        "regime LaCLIP's rewrites are for (in the paper, zero-shot ImageNet gains +5.7 points on CC3M, its "
+        "smallest dataset and the largest gain relative to CLIP's 15.8%; +8.2 on CC12M, the largest in points; "
+        "+2.4 on LAION-400M). With fresh "
         "images every step (lesson 01's data-rich world) there would be nothing to memorise.")
     with_rw = next((c for c in cfgs.values() if c.data.augment != "none"), None)
     common.warm_rewrite_cache(with_rw or cfg, lesson.progress)
@@ -153,13 +169,17 @@ def train_policies(lesson: Lesson) -> Comparison:
     # In parallel, start the slowest arm (MT) first, so the others fill the other worker meanwhile.
     order = sorted(p["policies"], key=lambda a: not a.startswith("mt")) if n_jobs > 1 else list(p["policies"])
     n_runs = len(p["policies"]) * len(seeds(lesson))
-    if n_jobs > 1:
-        common.display_markdown(f"Training {n_runs} runs, {n_jobs} at a time in worker processes (no progress bar "
-                                f"until they finish; each run's `metrics.jsonl` in `{out}` grows as it trains).")
+    common.display_markdown(f"Training {n_runs} run(s), {n_jobs} at a time"
+                            + (" in worker processes" if n_jobs > 1 else "") + f"; a progress line every "
+                            f"{HEARTBEAT_S:.0f} s (each run's `metrics.jsonl` in `{out}` grows as it trains).")
     for arm in _arms(lesson):
         common.warm_rewrite_cache(lesson.config({"data.augment": arm.augment}), lesson.progress)
-    summary = compare(order, seeds(lesson), out, p["preset"], lesson.overrides(), augment(lesson),
-                      jobs=n_jobs, progress=lesson.progress, nproc_per_node=p["nproc_per_node"])
+    steps = lesson.config().train.steps
+    runs = {f"{a.name}-s{s}": (out / f"{a.name.replace(':', '-')}-s{s}", steps) for a in _arms(lesson)
+            for s in seeds(lesson)}
+    with heartbeat(runs, every_s=HEARTBEAT_S):
+        summary = compare(order, seeds(lesson), out, p["preset"], lesson.overrides(), augment(lesson),
+                          jobs=n_jobs, progress=lesson.progress, nproc_per_node=p["nproc_per_node"])
     names = [a.name for a in _arms(lesson)]
     summary = sorted(summary, key=lambda r: names.index(r["policy"]))
     with open(out / "runs.csv", newline="") as f:
@@ -269,18 +289,29 @@ def similarity_by_policy(lesson: Lesson, comparison: Comparison, world_split: st
         sims[arm] = lesson01._pairs_similarity(model, tok, split.images[:n], split.captions[:n])
     lo = min(float(v.min()) for v in sims.values())
     hi = max(float(v.max()) for v in sims.values())
-    fig = Figure(figsize=(3.3 * len(sims), 4.0), layout="constrained")
-    gs = fig.add_gridspec(2, len(sims) * n, height_ratios=[1, n])
+    # The key on the left: image i's thumbnail and its caption (row i / column i of every matrix).
+    fig = Figure(figsize=(9.8, 0.62 * n + 1.3), layout="constrained")
+    gs = fig.add_gridspec(n, 2 + len(sims), width_ratios=[0.75, 2.9] + [2.0] * len(sims))
+    for i in range(n):
+        thumb = fig.add_subplot(gs[i, 0])
+        thumb.imshow(hwc(split.images[i]), interpolation="nearest")
+        thumb.set_axis_off()
+        text = fig.add_subplot(gs[i, 1])
+        text.text(0, 0.5, f"{i}: " + textwrap.shorten(split.captions[i], 36), va="center", fontsize=9)
+        text.set_axis_off()
+    maps = []
     for a, (arm, sim) in enumerate(sims.items()):
-        common.thumbs_row(fig, [gs[0, a * n + i] for i in range(n)], split.images[:n])
-        ax = fig.add_subplot(gs[1, a * n:(a + 1) * n])
+        ax = fig.add_subplot(gs[:, 2 + a])
+        maps.append(ax)
         mappable = ax.imshow(sim, vmin=lo, vmax=hi, cmap="viridis")
-        diag = sim.diagonal().mean().item()
-        ax.set_title(f"{arm}: diagonal {diag:.2f}, rest {(sim.sum() - sim.diagonal().sum()).item() / (n * n - n):.2f}",
-                     fontsize=9)
+        rest = (sim.sum() - sim.diagonal().sum()).item() / (n * n - n)
+        ax.set_title(f"{arm}\ndiagonal {sim.diagonal().mean().item():.2f}\nrest {rest:.2f}", fontsize=10)
+        ax.set_xticks(range(n), [str(i) for i in range(n)], fontsize=9)
+        ax.set_yticks(range(n), [str(i) for i in range(n)], fontsize=9)
         ax.set_xlabel("image")
-        ax.set_ylabel("caption")
-    fig.colorbar(mappable, ax=fig.axes[-1], shrink=0.7)
+        if a == 0:
+            ax.set_ylabel("caption")
+    fig.colorbar(mappable, ax=maps, shrink=0.5, location="right")
     lesson.figure(fig, "similarity_by_policy", "Similarity matrices by policy", key=True)
     return sims
 
@@ -346,7 +377,7 @@ def _curves_at(curves: dict, step: int):
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title("At step " + f"{step}: " + ", ".join(f"{k} {v:.2f}" for k, v in at.items()), fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     ax.grid(alpha=0.3)
     return fig
 

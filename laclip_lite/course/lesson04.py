@@ -11,6 +11,9 @@ from pathlib import Path
 from laclip_lite.config import Config
 from laclip_lite.course import common
 from laclip_lite.course.common import Lesson, over_seeds_caption, seeds, table
+from laclip_lite.course.heartbeat import heartbeat
+
+HEARTBEAT_S = 30.0    # seconds between progress lines of the trainings (worker processes report nowhere else)
 
 NOTEBOOK = "04_ablations"
 
@@ -25,7 +28,13 @@ def _check(lesson: Lesson) -> None:
 
     p = lesson.params
     ablation_points(p["ablations"], p["values"], p["policy"], p["llm_model"], p["bt_models"])   # names, values
-    lesson.config()                                  # a bad override key or value fails here
+    cfg = lesson.config()                            # a bad override key or value fails here
+    if cfg.data.is_shapeworld and p["metric"] not in common.shapeworld_metrics():
+        import difflib
+        close = difflib.get_close_matches(p["metric"], common.shapeworld_metrics(), n=1)
+        raise common.ParameterError(f"metric: {p['metric']!r} is not a metric the runs report"
+                                    + (f" (did you mean {close[0]}?)" if close else "")
+                                    + f"; allowed: {', '.join(common.shapeworld_metrics())}")
 
 
 finish = common.finish
@@ -54,21 +63,28 @@ def ablation_grid(lesson: Lesson):
     return points
 
 
-def _ablation_runs(lesson: Lesson, points) -> list[list[tuple[Path, Config]]]:
-    """Per point, per seed: (run folder, config). Identical configurations share a folder."""
+def run_config(lesson: Lesson, point, seed: int | None = None) -> tuple[Path, Config]:
+    """(run folder, config) of one grid point's run for `seed` (default: the notebook's `seed`). The folder is
+    named after the arm, the seed and a hash of the whole configuration, so identical configurations (augment=none
+    and num_rewrites=0, say) share one folder, and so one training."""
     from laclip_lite.experiments import Arm, arm_config
     from laclip_lite.utils import stable_hash
 
-    out = []
-    for pt in points:
-        arm = Arm.parse(pt.arm, "shapes")
-        per_seed = []
-        for seed in seeds(lesson):
-            cfg = arm_config(arm, seed, lesson.params["preset"], lesson.overrides(pt.overrides))
-            key = stable_hash(cfg.to_dict(), length=8)
-            per_seed.append((lesson.out_dir / "runs" / f"{arm.name.replace(':', '-')}-s{seed}-{key}", cfg))
-        out.append(per_seed)
-    return out
+    seed = lesson.params["seed"] if seed is None else seed
+    arm = Arm.parse(point.arm, "shapes")
+    cfg = arm_config(arm, seed, lesson.params["preset"], lesson.overrides(point.overrides))
+    key = stable_hash(cfg.to_dict(), length=8)
+    return lesson.out_dir / "runs" / f"{arm.name.replace(':', '-')}-s{seed}-{key}", cfg
+
+
+def run_folder(lesson: Lesson, point, seed: int | None = None) -> Path:
+    """The folder one grid point's run trains into (see `run_config`): equal folders, one training."""
+    return run_config(lesson, point, seed)[0]
+
+
+def _ablation_runs(lesson: Lesson, points) -> list[list[tuple[Path, Config]]]:
+    """Per point, per seed: (run folder, config). Identical configurations share a folder."""
+    return [[run_config(lesson, pt, seed) for seed in seeds(lesson)] for pt in points]
 
 
 def run_ablations(lesson: Lesson, points) -> list[dict]:
@@ -79,7 +95,11 @@ def run_ablations(lesson: Lesson, points) -> list[dict]:
     unique = {d: cfg for per_seed in runs for d, cfg in per_seed}
     for cfg in unique.values():
         common.warm_rewrite_cache(cfg, lesson.progress)
-    results = run_configs(list(unique.items()), jobs=common.jobs(lesson), progress=lesson.progress)
+    runs_steps = {d.name: (d, cfg.train.steps) for d, cfg in unique.items()}
+    common.display_markdown(f"Training {len(unique)} distinct run(s), {common.jobs(lesson)} at a time; a progress "
+                            f"line every {HEARTBEAT_S:.0f} s.")
+    with heartbeat(runs_steps, every_s=HEARTBEAT_S):
+        results = run_configs(list(unique.items()), jobs=common.jobs(lesson), progress=lesson.progress)
     rows = []
     for pt, per_seed in zip(points, runs):
         for d, cfg in per_seed:

@@ -49,7 +49,9 @@ class Param:
     default: Any
     kind: str                  # see KINDS
     help: str                  # one line; written as the trailing comment in the parameters cell
-    choices: tuple = ()        # allowed values (str kinds), empty = any
+    choices: tuple = ()        # allowed values (str and strs kinds), empty = any
+    low: int | None = None     # smallest allowed value (int kinds), None = no bound
+    high: int | None = None    # largest allowed value (int kinds), None = no bound
 
 
 KINDS = {
@@ -72,8 +74,8 @@ def _common(steps: int | None, steps_help: str = "optimizer steps (None: the pre
         "data": Param("shapeworld", "str", 'data.source: "shapeworld", a LaCLIP CSV, a folder of .tar shards, '
                                             'a HF dataset folder'),
         "preset": Param("tiny", "str", "config preset (laclip_lite.config.PRESETS): tiny, test, vit-b16, ..."),
-        "steps": Param(steps, "int?", steps_help),
-        "batch_size": Param(None, "int?", "images per step (None: the preset's train.batch_size)"),
+        "steps": Param(steps, "int?", steps_help, low=1),
+        "batch_size": Param(None, "int?", "images per step (None: the preset's train.batch_size)", low=1),
         "seed": Param(0, "int", "seeds model init, data order and text draws"),
         "out_dir": Param("", "str", 'where this run writes metrics.json and figures ("": runs/notebooks/<name>)'),
         "interactive": Param(False, "bool", "True in JupyterLab for widgets; False (papermill): static figures"),
@@ -89,17 +91,17 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "task": Param("color_shape", "str", "zero-shot task: shape, color, color_shape, size, background",
                       TASKS),
         "templates": Param("default", "str", "template set for zero-shot (laclip_lite/data/templates) or a file"),
-        "n_show": Param(8, "int", "images in the similarity heatmaps"),
+        "n_show": Param(8, "int", "images in the similarity heatmaps (2 to 32)", low=2, high=32),
     },
     "02_text_rewriting": {
         **{k: v for k, v in _common(None).items() if k != "steps"},
-        "batch_size": Param(None, "int?", "captions per rewrite batch (None: rewrite.batch_size)"),
-        "n_captions": Param(200, "int", "captions to rewrite and score (the first n of the training split)"),
+        "batch_size": Param(None, "int?", "captions per rewrite batch (None: rewrite.batch_size)", low=1),
+        "n_captions": Param(200, "int", "captions to rewrite and score (the first n of the training split)", low=1),
         "llm_model": Param("", "str", "a causal LM (local folder or hub name) to rewrite with; empty: the "
                                       "world-aware stand-in"),
         "bt_models": Param("", "str", '"forward,backward" translation models for back-translation; empty: skipped'),
-        "sources": Param(list(SOURCES), "strs", "meta-pair sources, one rewrite per caption each"),
-        "k_shot": Param(3, "int", "meta pairs per prompt"),
+        "sources": Param(list(SOURCES), "strs", "meta-pair sources, one rewrite per caption each", SOURCES),
+        "k_shot": Param(3, "int", "meta pairs per prompt (0 or more)", low=0),
         "embed": Param(True, "bool", "MiniLM cosine (faithfulness) in the quality report"),
     },
     "03_laclip_training": {
@@ -112,7 +114,7 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
                                         "the rewrites the data carries), shapes, eda, backtranslate, llm",
                          ("auto", *REWRITERS)),
         "overrides": Param([], "overrides", "config overrides, written as for the CLI's --set (a list of strings)"),
-        "jobs": Param(0, "int", "runs in parallel, cores/jobs threads each; 0: auto (2 on a CPU, 1 on CUDA)"),
+        "jobs": Param(0, "int", "runs in parallel, cores/jobs threads each; 0: auto (2 on a CPU, 1 on CUDA)", low=0),
         "eval_datasets": Param([], "paths", "evaluation sets (eval.datasets): ImageFolder / CLIP_benchmark folders; "
                                             "[]: ShapeWorld's tasks (on file data: the final loss only)"),
         "nproc_per_node": Param(1, "int", "processes per run: > 1 trains each run with torchrun (one per GPU; gloo "
@@ -130,7 +132,7 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
         "metric": Param("color_shape_top1", "str", "the metric the figures plot"),
         "overrides": Param({"data.train_size": 1500}, "overrides", "config overrides for every run; the default "
                            "world is small so short runs see each image ~50 times"),
-        "jobs": Param(0, "int", "runs in parallel, cores/jobs threads each; 0: auto (2 on a CPU, 1 on CUDA)"),
+        "jobs": Param(0, "int", "runs in parallel, cores/jobs threads each; 0: auto (2 on a CPU, 1 on CUDA)", low=0),
         "llm_model": Param("", "str", "causal LM for the augment value llm (empty: that value is skipped)"),
         "bt_models": Param("", "str", '"forward,backward" for the augment value backtranslate (empty: skipped)'),
         "eval_datasets": Param([], "paths", "evaluation sets (eval.datasets): ImageFolder / CLIP_benchmark folders; "
@@ -148,7 +150,7 @@ def _coerce(name: str, value: Any, p: Param) -> Any:
     if kind in ("int", "int?"):
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             raise ValueError(_expects(p, value))
-        return int(value)
+        return _in_range(int(value), p)
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(_expects(p, value))
@@ -176,6 +178,10 @@ def _coerce(name: str, value: Any, p: Param) -> Any:
         items = _as_list(value)
         if not items or not all(isinstance(v, str) and v for v in items):
             raise ValueError(_expects(p, value))
+        bad = [v for v in items if p.choices and v not in p.choices]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))} {'is' if len(bad) == 1 else 'are'} not among the "
+                             f"allowed values: {', '.join(p.choices)}")
         return items
     if kind == "overrides":
         if isinstance(value, dict):
@@ -194,6 +200,14 @@ def _coerce(name: str, value: Any, p: Param) -> Any:
             raise ValueError(_expects(p, value))
         return dict(value)
     raise ValueError(f"unknown parameter kind {kind!r}")
+
+
+def _in_range(value: int, p: Param) -> int:
+    if (p.low is not None and value < p.low) or (p.high is not None and value > p.high):
+        allowed = (f"{p.low} to {p.high}" if p.low is not None and p.high is not None else
+                   f"{p.low} or more" if p.low is not None else f"{p.high} or less")
+        raise ValueError(f"{value} is out of range: allowed values are {allowed}")
+    return value
 
 
 def _as_list(value: Any) -> list:
@@ -319,10 +333,15 @@ ANNOTATIONS = {"str": "str", "int": "int", "float": "float", "bool": "bool", "in
                "paths": "list"}
 
 
+def annotation(p: Param) -> str:
+    """The type written for `p` in the parameters cell: its kind's, or `dict` for overrides given as a dict."""
+    return "dict" if p.kind == "overrides" and isinstance(p.default, dict) else ANNOTATIONS[p.kind]
+
+
 def parameters_cell(notebook: str) -> str:
     """The source of a notebook's parameters cell: one annotated, commented assignment per parameter."""
     spec = NOTEBOOKS[notebook]
-    assigns = {n: f"{n}: {ANNOTATIONS[p.kind]} = {p.default!r}" for n, p in spec.items()}
+    assigns = {n: f"{n}: {annotation(p)} = {p.default!r}" for n, p in spec.items()}
     width = min(48, max(len(a) for a in assigns.values()))
     lines = [f"{PARAMS_MARKER} (papermill: -p NAME VALUE; checked by the next cell)"]
     if any("Optional" in a for a in assigns.values()):

@@ -28,8 +28,26 @@ def texts_per_image(caption: str, rewrites: list[str]) -> list[str]:
     return [caption] + [r if r and len(r.split()) >= 2 else caption for r in rewrites]
 
 
-def draw_text_index(policy: str, batch: int, k: int, generator: torch.Generator) -> torch.Tensor | None:
-    """Which of the K texts each image uses this step: [B] indices for `laclip`, 0s for `clip`, None for `mt`."""
+TEXT_STREAM = 2   # the stream of `utils.step_generator` the text draws use (images: 1, crops: 3 + micro-batch)
+
+
+def text_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of step `step`'s text draws: a function of (seed, step) only, so a resumed run redraws
+    exactly the same texts."""
+    return step_generator(seed, step, stream=TEXT_STREAM)
+
+
+def draw_text_index(policy: str, batch: int, k: int, generator: torch.Generator | None = None, *,
+                    seed: int | None = None, step: int | None = None) -> torch.Tensor | None:
+    """Which of the K texts each image uses this step: [B] indices for `laclip`, 0s for `clip`, None for `mt`.
+
+    The draw uses `generator`, or, given `seed` and `step` instead, the one training uses for that step
+    (`text_generator(seed, step)`): `draw_text_index("laclip", B, K, seed=0, step=5)` is what step 5 draws.
+    """
+    if generator is None:
+        if seed is None or step is None:
+            raise ValueError("draw_text_index: pass a generator, or seed= and step=")
+        generator = text_generator(seed, step)
     if policy == "clip" or k == 1:
         return torch.zeros(batch, dtype=torch.long)
     if policy == "laclip":
@@ -105,7 +123,7 @@ class InMemoryPairs:
     def batch(self, step: int) -> Batch:
         t0 = time.perf_counter()
         idx = self.order.indices(step)
-        tokens = select_texts(self.tokens[idx], self.policy, step_generator(self.seed, step, stream=2),
+        tokens = select_texts(self.tokens[idx], self.policy, text_generator(self.seed, step),
                               self.rank, self.world_size)
         return Batch(self.images[idx], tokens, time.perf_counter() - t0)
 
@@ -135,7 +153,7 @@ class _LoaderPairs:
             self._iter = self._stream(step)
         images, tokens, skipped = next(self._iter)
         self._next_step = step + 1
-        tokens = select_texts(tokens, self.policy, step_generator(self.seed, step, stream=2), self.rank,
+        tokens = select_texts(tokens, self.policy, text_generator(self.seed, step), self.rank,
                               self.world_size)
         return Batch(images, tokens, time.perf_counter() - t0, augmented=True, skipped=skipped)
 

@@ -65,11 +65,19 @@ def prompt_format(name: str) -> PromptFormat:
     return PROMPT_FORMATS[name]
 
 
+def prompt_rng(seed: int, source: str, caption: str) -> random.Random:
+    """The generator that picks the meta pairs of `caption`'s prompt for meta-pair `source`: seeded by
+    (seed, source), then by the caption, as the LLM rewriter does (`build_prompt(..., seed=seed_for(seed,
+    source))`). The same caption always sees the same examples; different captions see different ones."""
+    return random.Random(seed_for(seed_for(seed, source), caption))
+
+
 def build_prompt(caption: str, pairs: list[MetaPair], k: int = 3, rng: random.Random | None = None,
                  seed: int = 0, fmt: PromptFormat = DEFAULT_FORMAT) -> str:
-    """Instruction, k pairs sampled without replacement, then the caption (see the module docstring).
+    """Instruction, k pairs sampled without replacement with `rng`, then the caption (see the module docstring).
 
-    `rng` overrides the per-caption generator made from (seed, caption).
+    Without `rng`, the per-caption generator made from (seed, caption); `rng=prompt_rng(seed, source, caption)`
+    gives the prompt the LLM rewriter sends for that source.
     """
     rng = rng or random.Random(seed_for(seed, caption))
     chosen = rng.sample(pairs, min(k, len(pairs)))

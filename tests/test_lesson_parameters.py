@@ -1,0 +1,50 @@
+"""Value mistakes in a lesson's parameters stop the first cell, before any work, naming the parameter and the
+allowed values (the kernel-free path of `lessonNN.start`)."""
+from __future__ import annotations
+
+import pytest
+
+from laclip_lite.course import lesson01, lesson02, lesson03, lesson04
+from laclip_lite.course import params as P
+
+START = {"01_clip_basics": lesson01.start, "02_text_rewriting": lesson02.start, "03_laclip_training": lesson03.start,
+         "04_ablations": lesson04.start}
+
+
+def _start(name, tmp_path, **values):
+    ns = {**P.defaults(name), "preset": "test", "out_dir": str(tmp_path / "out"), **values}
+    ns["In"] = ["", P.parameters_cell(name), "# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items())]
+    return START[name](ns)
+
+
+@pytest.mark.parametrize("name, values, message", [
+    ("04_ablations", {"metric": "color_shap_top1"},
+     "metric: 'color_shap_top1' is not a metric the runs report (did you mean color_shape_top1?); allowed: "),
+    ("01_clip_basics", {"templates": "defualt"}, "templates: 'defualt' is neither a template set ("),
+    ("02_text_rewriting", {"k_shot": -1}, "k_shot: -1 is out of range: allowed values are 0 or more"),
+    ("01_clip_basics", {"n_show": 0}, "n_show: 0 is out of range: allowed values are 2 to 32"),
+    ("02_text_rewriting", {"n_captions": 0}, "n_captions: 0 is out of range: allowed values are 1 or more"),
+    ("02_text_rewriting", {"sources": ["chatgpt", "bart"]}, "sources: 'bart' is not among the allowed values: "
+                                                           "chatgpt, bard, mscoco, human"),
+    ("03_laclip_training", {"policies": ["clip", "lacilp"]}, "policies: 'lacilp' is not a text policy: allowed "),
+    ("03_laclip_training", {"steps": 0}, "steps: 0 is out of range: allowed values are 1 or more"),
+])
+def test_value_mistakes_stop_the_first_cell_naming_the_parameter(name, values, message, tmp_path):
+    with pytest.raises(P.ParameterError) as info:
+        _start(name, tmp_path, **values)
+    print(f"{name} {values}: {info.value}")
+    assert message in str(info.value)
+    assert not (tmp_path / "out").exists()                    # stopped before any work
+
+
+def test_metric_allowed_values_are_what_a_shapeworld_run_reports(tmp_path):
+    from laclip_lite.course.common import shapeworld_metrics
+    allowed = shapeworld_metrics()
+    assert {"color_shape_top1", "color_shape_top1@heldout", "t2i_R@1", "final_loss"} <= set(allowed)
+    for metric in ("color_shape_top1@heldout", "t2i_R@5", "final_loss"):
+        assert _start("04_ablations", tmp_path / metric.replace("@", "_"), metric=metric).params["metric"] == metric
+
+
+def test_a_correct_value_passes(tmp_path):
+    assert _start("02_text_rewriting", tmp_path, k_shot=0, sources=["human"]).params["k_shot"] == 0
+    assert _start("01_clip_basics", tmp_path / "b", templates="heldout", n_show=2).params["n_show"] == 2
