@@ -44,6 +44,7 @@ from laclip_lite.config import Config
 from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.data.transforms import normalize, random_resized_crop
 from laclip_lite.errors import RankTimeout, TrainingDiverged
+from laclip_lite.evaluate import FileSet, ShapeWorldSet, evaluate
 from laclip_lite.folder_lock import folder_lock
 from laclip_lite.models.text import trim_padding
 from laclip_lite.schedule import apply_plan, lr_lambda, plan_steps, resolve_accum
@@ -502,21 +503,17 @@ class Trainer:
         `<split>/<metric>`); and every `eval.datasets` entry on its own split, as `<name>/<metric>`. Rank 0 only."""
         if not self.is_main:
             return {}
-        from laclip_lite.evaluate import evaluate_datasets, evaluate_shapeworld, flat_dataset_metrics, flat_shapeworld
-
-        out: dict = {}
+        sets: list = []
         if self.cfg.data.is_shapeworld:
             from laclip_lite.data.dataset import shapeworld_split
             if split not in self._eval_splits:
                 self._eval_splits[split] = shapeworld_split(self.cfg, split)
-            scores = evaluate_shapeworld(self.model, self.data.tokenizer, self._eval_splits[split], EVAL_TASKS)
-            out.update(flat_shapeworld(scores, prefix=f"{split}/", ks=(1,)))
-        if self.eval_specs:
-            e = self.cfg.eval
-            results = evaluate_datasets(self.model, self.data.tokenizer, self.eval_specs, batch_size=e.batch_size,
-                                        num_workers=e.num_workers, progress=False, seed=self.cfg.train.seed)
-            out.update(flat_dataset_metrics(results))
-        return out
+            sets.append(ShapeWorldSet(self._eval_splits[split], prefix=f"{split}/", tasks=EVAL_TASKS,
+                                      retrieval_ks=(1,)))
+        sets += [FileSet(spec) for spec in self.eval_specs]
+        e = self.cfg.eval
+        return evaluate(self.model, self.data.tokenizer, sets, batch_size=e.batch_size, num_workers=e.num_workers,
+                        seed=self.cfg.train.seed, digits=2)
 
 
 def _own_tokenizer(out: Path, resume: bool):

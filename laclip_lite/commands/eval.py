@@ -108,18 +108,21 @@ def _file_spec(args):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from laclip_lite.evaluate import evaluate_dataset, evaluate_run, load_run
+    from laclip_lite.config import Config, ConfigError
+    from laclip_lite.data.eval_layouts import open_eval_set
+    from laclip_lite.evaluate import FileSet, evaluate, file_sets, metrics_of
+    from laclip_lite.runs import load_run
 
     progress = not args.no_progress
+    options = dict(batch_size=args.batch_size, num_workers=args.workers, progress=progress, seed=args.seed)
     if args.suite or args.dataset:
         specs = load_suite(args.suite) if args.suite else [_file_spec(args)]
-        from laclip_lite.data.eval_layouts import open_eval_set
         for spec in specs:                    # every dataset is checked before the model loads
             open_eval_set(spec)
         model, tokenizer, cfg = load_run(args.checkpoint, args.device)
-        results = {spec.label: evaluate_dataset(model, tokenizer, spec, batch_size=args.batch_size,
-                                                num_workers=args.workers, progress=progress, seed=args.seed)
-                   for spec in specs}
+        sets = [FileSet(spec) for spec in specs]
+        scores = evaluate(model, tokenizer, sets, **options)
+        results = {s.spec.label: metrics_of(scores, s) for s in sets}
         if not args.suite:
             spec = specs[0]
             print(json.dumps({"run": str(args.checkpoint), "dataset": spec.path, "name": spec.label,
@@ -132,24 +135,50 @@ def run(args: argparse.Namespace) -> int:
         return 0
     task = args.task or "color_shape"
     if task in FILE_TASKS:
-        from laclip_lite.config import ConfigError
         raise ConfigError(f"--task {task} needs --dataset PATH (ShapeWorld tasks: {', '.join(SHAPEWORLD_TASKS)})")
-    from laclip_lite.config import Config
-
     saved = load_run_folder(args.checkpoint) / "config.yaml"
     if saved.is_file() and not Config.load(saved).data.is_shapeworld and Config.load(saved).eval.datasets:
-        from laclip_lite.evaluate import evaluate_datasets  # a file-data run: its own evaluation sets
-        model, tokenizer, cfg = load_run(args.checkpoint, args.device)
-        results = evaluate_datasets(model, tokenizer, cfg.eval.datasets, batch_size=args.batch_size,
-                                    num_workers=args.workers, progress=progress, seed=args.seed)
-        print(json.dumps({"run": str(args.checkpoint), "datasets": results}, indent=2))
+        model, tokenizer, cfg = load_run(args.checkpoint, args.device)   # a file-data run: its own evaluation sets
+        sets = file_sets(cfg.eval.datasets)
+        scores = evaluate(model, tokenizer, sets, **options)
+        print(json.dumps({"run": str(args.checkpoint), "datasets": {s.spec.label: metrics_of(scores, s)
+                                                                    for s in sets}}, indent=2))
         return 0
-    result = evaluate_run(args.checkpoint, task=task, templates=args.templates,
-                          retrieval=not args.no_retrieval, linear_probe=args.linear_probe,
-                          few_shot=args.few_shot, split=args.split or "test", device=args.device,
-                          batch_size=args.batch_size, seed=args.seed)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(score_shapeworld(args, task), indent=2))
     return 0
+
+
+def score_shapeworld(args: argparse.Namespace, task: str) -> dict:
+    """A ShapeWorld run on its own `--split` (the world it trained on): {"run", "split", "n_images", "templates",
+    "num_templates", "<split>/<task>_top1[@<templates>]", "<split>/<task>_top5[...]", "<split>/i2t_R@K",
+    "<split>/t2i_R@K" (unless --no-retrieval), "<split>/<task>_linear_probe_top1" / "_C" (--linear-probe),
+    "<split>/<task>_few_shot_top1" / "_std" / "_k" / "_episodes" (--few-shot K)}: the keys training writes to
+    final_metrics.json. Probes train on the training split."""
+    from pathlib import Path
+
+    from laclip_lite.data.dataset import shapeworld_split
+    from laclip_lite.errors import DataError
+    from laclip_lite.evaluate import ShapeWorldSet, evaluate, resolve_tasks, template_label
+    from laclip_lite.runs import load_run
+    from laclip_lite.templates import get_templates
+
+    tasks = resolve_tasks(task)
+    template_list = get_templates(args.templates)  # a bad template file fails before the model loads
+    model, tokenizer, cfg = load_run(args.checkpoint, args.device)
+    if not cfg.data.is_shapeworld:
+        raise DataError(f"a ShapeWorld evaluation needs a ShapeWorld run; {args.checkpoint} trained on data.source="
+                        f"{cfg.data.source!r}: score it on evaluation sets of its own domain "
+                        "(laclip-lite eval --dataset PATH, or eval.datasets in its config)")
+    split = args.split or "test"
+    data = shapeworld_split(cfg, split)
+    probes = args.linear_probe or args.few_shot
+    train = (data if split == "train" else shapeworld_split(cfg, "train")) if probes else None
+    s = ShapeWorldSet(data, prefix=f"{split}/", tasks=tasks, template_sets=[args.templates],
+                      retrieval_ks=() if args.no_retrieval else (1, 5, 10), top5=True, probe_train=train,
+                      linear_probe=args.linear_probe, few_shot=args.few_shot)
+    scores = evaluate(model, tokenizer, [s], batch_size=args.batch_size, seed=args.seed)
+    return {"run": str(Path(args.checkpoint)), "split": split, "n_images": len(data.images),
+            "templates": template_label(args.templates), "num_templates": len(template_list), **scores}
 
 
 def load_run_folder(checkpoint: str):

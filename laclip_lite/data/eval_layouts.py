@@ -15,7 +15,7 @@
 `EvalSpec` is one entry of `eval.datasets` (or of a `--suite` file); `open_eval_set(spec)` returns a
 `ClassificationSet` or a `RetrievalSet`, and `batches(...)` streams uint8 image batches with their targets, decoded
 in DataLoader workers. An unreadable image is skipped and counted, never fatal. The metrics live in
-`laclip_lite.evaluate` (`evaluate_dataset`).
+`laclip_lite.metrics`, applied by `laclip_lite.evaluate` (`FileSet`).
 """
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ import torch
 from laclip_lite.data.transforms import CLIP_MEAN, CLIP_STD
 from laclip_lite.errors import DataError
 from laclip_lite.files import atomic_write_text
+from laclip_lite.runs import load_run
 from laclip_lite.utils import torch_save_atomic
 
 WEIGHTS = "open_clip_pytorch_model.bin"
@@ -115,8 +116,6 @@ def copy_weights(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
 def export_open_clip(run_dir: str | Path, out_dir: str | Path, name: str | None = None) -> dict[str, Path]:
     """A run folder -> an open_clip model folder (see the module docstring); -> {"config", "local_config",
     "weights"} paths. `name` (default `laclip-lite-<run folder name>`) is the model name open_clip registers."""
-    from laclip_lite.evaluate import load_run
-
     model, tokenizer, cfg = load_run(run_dir, device="cpu")
     config = open_clip_config(cfg.model, tokenizer.eot_id)
     name = name or f"laclip-lite-{Path(run_dir).resolve().name}"
