@@ -38,6 +38,7 @@ from laclip_lite.data.eval_layouts import (
     parse_specs,
     resolve_task,
 )
+from laclip_lite.errors import ConfigError
 from laclip_lite.metrics import (
     _model_device,
     encode_images,
@@ -264,8 +265,6 @@ class FileSet:
 def _check_shots(k: int, labels: dict) -> None:
     """k larger than every class of a task (each class would use all it has: no longer a k-shot probe) is a
     ConfigError naming the largest k that means something. A rare class with fewer than k uses all it has."""
-    from laclip_lite.errors import ConfigError
-
     for task, y in labels.items():
         most = int(torch.bincount(torch.as_tensor(y)).max())
         if k > most:
