@@ -30,18 +30,14 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from laclip_lite.config import ConfigError
 from laclip_lite.constants import POLICIES, REWRITERS, SOURCES
 from laclip_lite.data.vocab import TASKS
+from laclip_lite.errors import ParameterError  # noqa: F401  (raised here; lessons import it from here)
 
 PARAMS_MARKER = "# Notebook parameters"   # first line of every lesson's parameters cell
 PAPERMILL_MARKER = "# Parameters"         # first line of the cell papermill injects
 # Names IPython (and the notebook's own imports) put in a fresh namespace: never parameters.
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
-
-
-class ParameterError(ConfigError):
-    """A notebook parameter that does not exist, or has a value of the wrong type."""
 
 
 @dataclass(frozen=True)
