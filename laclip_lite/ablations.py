@@ -51,11 +51,13 @@ from typing import Any
 from laclip_lite.config import Config, ConfigError, apply_overrides
 from laclip_lite.constants import AUGMENTS, EXPERIMENT_PRESET, SOURCES
 from laclip_lite.errors import ParameterError
-from laclip_lite.experiments import Arm, arm_config, auto_jobs, run_configs
+from laclip_lite.experiments import Arm, arm_config, auto_jobs, run_configs, summary_cell
+from laclip_lite.experiments import summarise as summarise_runs
 from laclip_lite.files import atomic_open, atomic_savefig, atomic_write_text
 from laclip_lite.folder_lock import holds_folder
 from laclip_lite.rewrite.shapes import STANDIN_MODES
 from laclip_lite.stats import MARGIN, contrast_markdown, contrast_rows, difference_rows, pair_key, t_interval
+from laclip_lite.utils import markdown_table
 
 MAIN_METRIC = "color_shape_top1"
 HELDOUT = "@heldout"
@@ -281,22 +283,18 @@ def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path,
 
 # --- statistics (laclip_lite.stats: the one home of intervals, contrasts and their words) ------------------
 def summarise(rows: list[dict], metrics: list[str]) -> list[dict]:
-    """One row per (ablation, setting): seeds, `<m>` mean, `<m>_std`, and the paired difference to the CLIP
-    baseline, `<m>_diff`, `<m>_lo`, `<m>_hi` (95% t-interval over seeds; absent where the row is CLIP itself)."""
-    out = []
-    for key in dict.fromkeys((r["ablation"], r["setting"]) for r in rows):
-        mine = [r for r in rows if (r["ablation"], r["setting"]) == key]
-        s = {"ablation": key[0], "setting": key[1], "seeds": len(mine)}
+    """One row per (ablation, setting): seeds, `<m>` mean, `<m>_std` (`experiments.summarise`), and the paired
+    difference to the CLIP baseline, `<m>_diff`, `<m>_lo`, `<m>_hi` (95% t-interval over seeds; absent where the
+    row is CLIP itself)."""
+    out = summarise_runs(rows, group=("ablation", "setting"), metrics=metrics, digits=None)
+    for s in out:
+        if is_baseline(s["setting"]):
+            continue
+        mine = [r for r in rows if (r["ablation"], r["setting"]) == (s["ablation"], s["setting"])]
         for m in metrics:
-            vals = [r[m] for r in mine if r.get(m) is not None]
-            if not vals:
-                continue
-            s[m] = statistics.fmean(vals)
-            s[f"{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
             diffs = [r[m] - r[f"baseline/{m}"] for r in mine if r.get(m) is not None and f"baseline/{m}" in r]
-            if diffs and not is_baseline(key[1]):
+            if diffs:
                 s[f"{m}_diff"], s[f"{m}_lo"], s[f"{m}_hi"] = t_interval(diffs)
-        out.append(s)
     return out
 
 
@@ -467,12 +465,6 @@ def is_baseline(setting: str) -> bool:
     return setting in ("none", "0") or setting.endswith(" / clip")
 
 
-def _cell(s: dict, m: str) -> str:
-    if m not in s:
-        return "-"
-    return f"{s[m]:.1f}" if s["seeds"] < 2 else f"{s[m]:.1f} ± {s[m + '_std']:.1f}"
-
-
 def _diff_cell(s: dict, m: str) -> str:
     if f"{m}_diff" not in s:
         return "-"
@@ -483,11 +475,11 @@ def _diff_cell(s: dict, m: str) -> str:
 def markdown(summary: list[dict], metric: str = MAIN_METRIC) -> str:
     """The table: per setting, `metric` and its paired difference to CLIP, default and held-out templates."""
     held = metric + HELDOUT
-    head = (f"| ablation | setting | seeds | {metric} | Δ vs CLIP [95% CI] | {held} | Δ vs CLIP [95% CI] |\n"
-            "|---|---|---:|---:|---:|---:|---:|\n")
-    return head + "".join(
-        f"| {s['ablation']} | {s['setting']} | {s['seeds']} | {_cell(s, metric)} | {_diff_cell(s, metric)} | "
-        f"{_cell(s, held)} | {_diff_cell(s, held)} |\n" for s in summary)
+    cells = [{"ablation": s["ablation"], "setting": s["setting"], "seeds": s["seeds"], "m": summary_cell(s, metric),
+              "dm": _diff_cell(s, metric), "h": summary_cell(s, held), "dh": _diff_cell(s, held)} for s in summary]
+    columns = ["ablation", "setting", "seeds", "m", "dm", "h", "dh"]
+    return markdown_table(cells, columns, ["ablation", "setting", "seeds", metric, "Δ vs CLIP [95% CI]", held,
+                                           "Δ vs CLIP [95% CI]"], right=columns[2:], cell=str)
 
 
 def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_seconds: float, command: str = "",
@@ -558,15 +550,17 @@ def leak_table(preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | No
             texts += [rewrite_shape_caption(c, style, cfg.rewrite.seed, leak_free=free)[0] for c in captions]
             caps += captions
         rows.append((name, class_name_leak(caps, texts)))
-    lines = ["| texts | with a class name (%) | distinct class names per text | class name the caption did not "
-             "write (%) |", "|---|---:|---:|---:|"]
+    cells = []
     for name, r in rows:
         pre = "" if "texts_with_class_name" in r else "rewrite_"
-        unlicensed = f"{r['unlicensed']:.1f}" if "unlicensed" in r else "-"
-        lines.append(f"| {name} | {r[pre + 'texts_with_class_name']:.1f} | {r[pre + 'class_names_per_text']:.2f} | "
-                     f"{unlicensed} |")
+        cells.append({"texts": name, "with": f"{r[pre + 'texts_with_class_name']:.1f}",
+                      "per": f"{r[pre + 'class_names_per_text']:.2f}",
+                      "unlicensed": f"{r['unlicensed']:.1f}" if "unlicensed" in r else "-"})
+    table = markdown_table(cells, ["texts", "with", "per", "unlicensed"],
+                           ["texts", "with a class name (%)", "distinct class names per text",
+                            "class name the caption did not write (%)"], right=["with", "per", "unlicensed"], cell=str)
     return (f"Class names (shape and colour words of the zero-shot prompts) in the {len(captions)} training "
-            "captions and their stand-in rewrites (one per source):\n\n" + "\n".join(lines) + "\n")
+            "captions and their stand-in rewrites (one per source):\n\n" + table)
 
 
 def standin_table(preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None) -> str:
@@ -580,10 +574,9 @@ def standin_table(preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict |
 
     cfg = build_config(preset, overrides)
     captions = shapeworld_split(cfg, "train").captions
-    lines = ["| stand-in mode | same facts as the caption (%) | with a class name (%) | class name the caption "
-             "did not write (%) | distinct-2 |", "|---|---:|---:|---:|---:|",
-             f"| (original captions) | 100.0 | {class_name_leak(captions)['texts_with_class_name']:.1f} | - | "
-             f"{distinct_n(captions, 2):.3f} |"]
+    cells = [{"mode": "(original captions)", "same": "100.0",
+              "with": f"{class_name_leak(captions)['texts_with_class_name']:.1f}", "unlicensed": "-",
+              "distinct": f"{distinct_n(captions, 2):.3f}"}]
     for mode in STANDIN_MODES:
         texts, caps = [], []
         for style in cfg.data.sources:
@@ -591,12 +584,17 @@ def standin_table(preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict |
             caps += captions
         same = 100.0 * sum(parse_caption(t) == parse_caption(c) for t, c in zip(texts, caps)) / len(texts)
         leak = class_name_leak(caps, texts)
-        lines.append(f"| {mode} | {same:.1f} | {leak['rewrite_texts_with_class_name']:.1f} | {leak['unlicensed']:.1f} "
-                     f"| {distinct_n(texts[:len(captions)], 2):.3f} |")
+        cells.append({"mode": mode, "same": f"{same:.1f}", "with": f"{leak['rewrite_texts_with_class_name']:.1f}",
+                      "unlicensed": f"{leak['unlicensed']:.1f}",
+                      "distinct": f"{distinct_n(texts[:len(captions)], 2):.3f}"})
+    columns = ["mode", "same", "with", "unlicensed", "distinct"]
+    table = markdown_table(cells, columns, ["stand-in mode", "same facts as the caption (%)", "with a class name (%)",
+                                            "class name the caption did not write (%)", "distinct-2"],
+                           right=columns[1:], cell=str)
     return (f"The stand-in's modes on the {len(captions)} training captions (one rewrite per source, "
             f"{len(captions) * len(cfg.data.sources)} texts each; facts as the stand-in's own parser reads them; "
             f"distinct-2 over the first source's {len(captions)} texts, as many as the captions):"
-            "\n\n" + "\n".join(lines) + "\n")
+            "\n\n" + table)
 
 
 def gap_figure(summary: list[dict], control: str, metric: str = MAIN_METRIC):

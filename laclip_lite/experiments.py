@@ -355,19 +355,29 @@ def write_compare_contrasts(runs: list[dict], out_dir: Path, margin: float | Non
     return rows
 
 
-def summarise(runs: list[dict], group: str = "policy") -> list[dict]:
-    """Mean and sample std over seeds of every numeric metric, one row per `group` value (first-seen order)."""
-    order = list(dict.fromkeys(r[group] for r in runs))
-    metrics = [k for k in runs[0] if k not in (group, "seed", "world") and isinstance(runs[0][k], (int, float))]
+def summarise(runs: list[dict], group: str | tuple = "policy", metrics: list[str] | None = None,
+              digits: int | None = 2) -> list[dict]:
+    """The kit's one summary over seeds: mean and sample std of every numeric metric (or of `metrics`), one row
+    per `group` value in first-seen order (`group`: a key, or a tuple of keys such as ("ablation", "setting")),
+    with `seeds` (runs in the group). Rounded to `digits` (None: not rounded). `ablations.summarise` adds the
+    paired differences to CLIP on top."""
+    keys = (group,) if isinstance(group, str) else tuple(group)
+    order = list(dict.fromkeys(tuple(r[k] for k in keys) for r in runs))
+    if metrics is None:
+        metrics = [k for k in runs[0] if k not in (*keys, "seed", "world") and isinstance(runs[0][k], (int, float))]
+
+    def rounded(x: float) -> float:
+        return round(x, digits) if digits is not None else x
+
     rows = []
     for name in order:
-        mine = [r for r in runs if r[group] == name]
-        row = {group: name, "seeds": len(mine)}
+        mine = [r for r in runs if tuple(r[k] for k in keys) == name]
+        row = {**dict(zip(keys, name)), "seeds": len(mine)}
         for m in metrics:
             values = [r[m] for r in mine if r.get(m) is not None]
             if values:
-                row[m] = round(statistics.fmean(values), 2)
-                row[f"{m}_std"] = round(statistics.stdev(values), 2) if len(values) > 1 else 0.0
+                row[m] = rounded(statistics.fmean(values))
+                row[f"{m}_std"] = rounded(statistics.stdev(values)) if len(values) > 1 else 0.0
         rows.append(row)
     return rows
 
