@@ -1,7 +1,7 @@
 """Notebook parameters: declared once here, written into each notebook's `parameters` cell, checked at start.
 
 Every lesson notebook has a cell tagged `parameters` (papermill's convention) whose assignments are the
-defaults, and right after it a cell that calls `lessons.start(NAME, globals())`, which calls
+defaults, and right after it a cell that calls `lessonNN.start(globals())` (`course.common.start`), which calls
 `check_parameters`. papermill puts the values given with `-p` / `-y` / `-f` in a cell of its own between the
 two (tagged `injected-parameters`, source starting with `# Parameters`), so by the time the check runs, every
 parameter holds its final value.
