@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from laclip_lite.data.vocab import TASKS
 from laclip_lite.errors import ParameterError  # noqa: F401  (raised here; lessons import it from here)
 
 PARAMS_MARKER = "# Notebook parameters"   # first line of every lesson's parameters cell
+CELL_WIDTH = 100    # a parameters cell's comments wrap here (JupyterLab shows ~100 characters without scrolling)
 PAPERMILL_MARKER = "# Parameters"         # first line of the cell papermill injects
 # Names IPython (and the notebook's own imports) put in a fresh namespace: never parameters.
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
@@ -334,5 +336,7 @@ def parameters_cell(notebook: str) -> str:
     for name, p in spec.items():
         if "=" in p.help or "=" in repr(p.default):
             raise ValueError(f"{notebook}.{name}: no '=' in a default or help text (papermill's parser skips the line)")
-        lines.append(assigns[name].ljust(width) + f"  # {p.help}")
+        head = assigns[name].ljust(width)
+        chunks = textwrap.wrap(p.help, max(CELL_WIDTH - len(head) - 4, 30), break_on_hyphens=False)
+        lines += [(head if i == 0 else " " * len(head)) + f"  # {c}" for i, c in enumerate(chunks)]
     return "\n".join(lines)
