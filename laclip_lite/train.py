@@ -42,11 +42,14 @@ import torch
 from laclip_lite.checkpoint import load_checkpoint, save_checkpoint
 from laclip_lite.config import Config
 from laclip_lite.constants import EVAL_TASKS
+from laclip_lite.data.dataset import TrainData, get_train_data
+from laclip_lite.data.tokenizer import Tokenizer, build_tokenizer, load_tokenizer
 from laclip_lite.data.transforms import normalize, random_resized_crop
 from laclip_lite.errors import RankTimeout, TrainingDiverged
 from laclip_lite.evaluate import FileSet, ShapeWorldSet, evaluate
 from laclip_lite.folder_lock import folder_lock
 from laclip_lite.models.text import trim_padding
+from laclip_lite.rewrite.prepare import prepare_rewrites
 from laclip_lite.schedule import apply_plan, lr_lambda, plan_steps, resolve_accum
 from laclip_lite.utils import (
     append_jsonl,
@@ -138,13 +141,22 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device):
     return opt, sched
 
 
+def build_train_data(cfg: Config, rank: int = 0, world_size: int = 1, tokenizer: Tokenizer | None = None) -> TrainData:
+    """The training-data path, in the order the work happens: the texts of every sample and where they come from
+    (may run the rewrite job), the tokenizer built from them (`tokenizer`: a resumed run's own instead), then the
+    batches. Every guard (rewrites in use, identical share, made from these captions) runs before step 0."""
+    rewrites = prepare_rewrites(cfg, rank, world_size)
+    if tokenizer is None:
+        tokenizer = build_tokenizer(cfg.data, cfg.model, rewrites.corpus)
+    return get_train_data(cfg, tokenizer, rewrites, rank, world_size)
+
+
 class Trainer:
     """Holds the pieces of one run; `run()` trains to `train.steps` and returns the final metrics."""
 
     def __init__(self, cfg: Config, out_dir: str | Path, resume: bool | str = False, progress: bool = True,
                  evaluate_at_end: bool = True, replan: list[str] | tuple = ()):
         from laclip_lite import distributed as dist
-        from laclip_lite.data.dataset import build_train_data
         from laclip_lite.losses import ClipLoss
         from laclip_lite.models.clip import build_model
 
@@ -520,7 +532,6 @@ def _own_tokenizer(out: Path, resume: bool):
     """A resumed run's own tokenizer (never retrained from data that may have changed); None for a new run."""
     if not resume:
         return None
-    from laclip_lite.data.tokenizer import load_tokenizer
     return load_tokenizer(out)
 
 
