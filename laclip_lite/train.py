@@ -232,7 +232,7 @@ class Trainer:
         from laclip_lite.runs import plan_lines, write_run_json
 
         record = write_run_json(self, self.replanned)
-        if not self.cfg.data.is_shapeworld:      # what the text policy really draws from, before step 0
+        if self.data.from_files:                 # what the text policy really draws from, before step 0
             print(f"laclip-lite: {self.cfg.data.source}: {record['source']['images']} images; texts: "
                   f"{self.data.info['texts']}", file=sys.stderr)
         if self.replanned:
@@ -402,7 +402,7 @@ class Trainer:
 
     def _data_report(self) -> dict:
         """Samples read and replaced (by reason) over the whole run; into data_info.json, printed once."""
-        if self.cfg.data.is_shapeworld:
+        if not self.data.from_files:    # in-memory data: nothing is read, nothing replaced
             return {}
         skipped = self._all_ranks_skipped() if self.world_size > 1 else dict(self.data_skipped)
         reads = self.step * self.plan.global_batch

@@ -51,6 +51,7 @@ class TrainData:
     variants: list[str]             # rewrite variants in use, in text order after the original
     num_images: int
     info: dict = field(default_factory=dict)   # what a person should see: sizes, skipped samples, cache folder
+    from_files: bool = False        # samples are read from files (reads replaced / skipped are counted, reported)
 
 
 def shapeworld_split(cfg: Config, name: str):
@@ -73,6 +74,15 @@ def shapeworld_split(cfg: Config, name: str):
 
 _RENDERED: dict[tuple, object] = {}     # (world seed, image size, split, n) -> ShapeWorldSplit, oldest first
 _RENDERED_BYTES = 512 << 20             # keep at most this many bytes of rendered images per process
+
+
+def train_size(cfg: Config) -> int:
+    """Training samples of the run's source, counted without decoding an image: ShapeWorld's `data.train_size`,
+    a CSV's / HF dataset's rows; 0 for tar shards (a stream: unknown until read)."""
+    if cfg.data.is_shapeworld:
+        return cfg.data.train_size
+    source = readers.open_source(cfg.data, rewrites=False)
+    return len(source) if hasattr(source, "__len__") else 0
 
 
 def data_fingerprint(captions: list[str], variants: list[str], census: dict) -> str:
@@ -129,7 +139,7 @@ def _file_train_data(cfg: Config, tokenizer: Tokenizer, rewrites: Rewrites, rank
             "identical_to_caption": census, "texts": describe_texts(cfg.train.policy, variants, rewrites.where),
             "streaming": streaming, "fingerprint": data_fingerprint(rewrites.captions, variants, census),
             "fingerprint_count": len(rewrites.captions)}
-    return TrainData(pairs, tokenizer, variants, n, info)
+    return TrainData(pairs, tokenizer, variants, n, info, from_files=True)
 
 
 def describe_texts(policy: str, variants: list[str], rewrites_from: str) -> str:
