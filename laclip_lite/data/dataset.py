@@ -3,7 +3,7 @@
 The path, in the order the work happens (the trainer calls the three steps; `train.build_train_data` chains them):
 `rewrite.prepare.prepare_rewrites(cfg)` (which texts each sample has and where they come from; it may run the
 rewrite job) -> `data.tokenizer.build_tokenizer(..., rewrites.corpus)` -> `get_train_data(cfg, tokenizer,
-rewrites)`. This module never imports `rewrite/`: it receives the texts as a `Rewrites`.
+rewrites)`. The texts arrive as a `Rewrites`: the data layer never depends on the rewrite package.
 
 One function per source kind behind one batch interface (`Pairs.batch(step) -> Batch`):
 * ShapeWorld (the embedded default): the split is rendered in memory and every text tokenized up front.
