@@ -308,8 +308,13 @@ def get_value(cfg: Config, key: str) -> Any:
     return getattr(obj, f.name)
 
 
-def _coerce(key: str, value: Any, typ: Any) -> Any:
-    """Coerce `value` (a YAML-parsed object or a raw string) to the field type, or raise ConfigError."""
+def coerce_value(key: str, value: Any, typ: Any, strict: bool = False) -> Any:
+    """The kit's one coercer: `value` (a YAML-parsed object or a raw string) as the type `typ` (str, int, float,
+    bool, list[...], Any), or a ConfigError naming `key`. Config fields (`set_value`, so `--set`, YAML files and
+    `apply_overrides`) and the notebooks' parameters (`course.params`) both go through here.
+
+    strict=True (notebook parameters, already Python values): no parsing of text, so "500" is not an int,
+    "true" or 1 not a bool, and 3 not a string; a list may still be written "a,b,c" (its items then text)."""
     if typ is Any:                      # checked where it is used (eval.datasets entries: eval_layouts.parse_spec)
         return value
     origin = typing.get_origin(typ)
@@ -317,12 +322,15 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         (inner,) = typing.get_args(typ)
         if isinstance(value, str):
             value = [v for v in (s.strip() for s in value.split(",")) if v] if value.strip() else []
+            strict = False              # the items of "a,b,c" are text by construction
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key} expects a list of {inner.__name__}, got {value!r}")
-        return [_coerce(key, v, inner) for v in value]
+        return [coerce_value(key, v, inner, strict) for v in value]
     if typ is bool:
         if isinstance(value, bool):
             return value
+        if strict:
+            raise ConfigError(f"{key} expects a bool (True/False), got {value!r}")
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
             return value.lower() in ("true", "1", "yes", "on")
         if isinstance(value, int) and value in (0, 1):
@@ -335,7 +343,7 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        if isinstance(value, str):
+        if isinstance(value, str) and not strict:
             try:
                 return int(value.replace("_", ""))
             except ValueError:
@@ -346,14 +354,14 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
             raise ConfigError(f"{key} expects a float, got {value!r}")
         if isinstance(value, (int, float)):
             return float(value)
-        if isinstance(value, str):
+        if isinstance(value, str) and not strict:
             try:
                 return float(value)
             except ValueError:
                 pass
         raise ConfigError(f"{key} expects a float, got {value!r}")
     if typ is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, str) or (not strict and isinstance(value, (int, float)) and not isinstance(value, bool)):
             return str(value)
         raise ConfigError(f"{key} expects a string, got {value!r}")
     raise ConfigError(f"{key}: unsupported field type {typ!r}")
@@ -371,7 +379,7 @@ def _type_of(obj: Any, name: str) -> Any:
 
 def set_value(cfg: Config, key: str, value: Any) -> None:
     obj, f = _field(cfg, key)
-    setattr(obj, f.name, _coerce(key, value, _type_of(obj, f.name)))
+    setattr(obj, f.name, coerce_value(key, value, _type_of(obj, f.name)))
 
 
 def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any] | None) -> Config:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from laclip_lite import distributed as dist
 from laclip_lite.checkpoint import load_checkpoint, save_checkpoint
 from laclip_lite.config import Config
 from laclip_lite.constants import EVAL_TASKS
@@ -107,7 +108,6 @@ class StopSignals:
 
     def requested(self, world_size: int = 1) -> bool:
         if world_size > 1:
-            from laclip_lite import distributed as dist
             flag = dist.all_reduce_sum(torch.tensor([1.0 if self.name else 0.0]))
             if flag.item() and not self.name:
                 self.name = "a stop signal on another rank"
@@ -156,7 +156,6 @@ class Trainer:
 
     def __init__(self, cfg: Config, out_dir: str | Path, resume: bool | str = False, progress: bool = True,
                  evaluate_at_end: bool = True, replan: list[str] | tuple = ()):
-        from laclip_lite import distributed as dist
         from laclip_lite.losses import ClipLoss
         from laclip_lite.models.clip import build_model
 
@@ -393,7 +392,6 @@ class Trainer:
 
     def _all_ranks_skipped(self) -> dict:
         """The skip counts summed over ranks (a collective: every rank calls it)."""
-        from laclip_lite import distributed as dist
         from laclip_lite.data.readers import SKIP_REASONS
 
         counts = torch.tensor([self.data_skipped.get(r, 0) for r in SKIP_REASONS], dtype=torch.long)
@@ -488,7 +486,6 @@ class Trainer:
         the logged curve does not depend on the number of processes."""
         if self.world_size == 1:
             return local
-        from laclip_lite import distributed as dist
         return float(dist.all_reduce_mean(float(local)))
 
     def _log_sinks(self):
@@ -607,18 +604,19 @@ def train(cfg: Config, out_dir: str | Path, resume: bool | str = False, progress
         try:
             trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=evaluate_at_end,
                               replan=replan)
-            return trainer.run()
+            final = trainer.run()
+            if trainer.world_size > 1:  # every rank done before any tears the group down: a rank that destroys
+                dist.barrier()          # it under another's last collective aborts that rank's gloo threads
+            return final
         except RuntimeError as e:
             _raise_rank_timeout(e, trainer, cfg)
             raise
         finally:
-            from laclip_lite import distributed as dist
             dist.cleanup()
 
 
 def _raise_rank_timeout(e: RuntimeError, trainer: Trainer | None, cfg: Config) -> None:
     """A collective that timed out under torchrun -> RankTimeout naming the rank(s) that stopped answering."""
-    from laclip_lite import distributed as dist
 
     if dist.world_size() > 1 and dist.is_timeout(e):
         raise RankTimeout(dist.timeout_message(trainer.step if trainer else 0, cfg.train.dist_timeout)) from e
