@@ -43,11 +43,14 @@ from laclip_lite import distributed as dist
 from laclip_lite.checkpoint import load_checkpoint, save_checkpoint
 from laclip_lite.config import Config
 from laclip_lite.constants import EVAL_TASKS
+from laclip_lite.data.dataset import TrainData, get_train_data
+from laclip_lite.data.tokenizer import Tokenizer, build_tokenizer, load_tokenizer
 from laclip_lite.data.transforms import normalize, random_resized_crop
 from laclip_lite.errors import RankTimeout, TrainingDiverged
 from laclip_lite.evaluate import FileSet, ShapeWorldSet, evaluate
 from laclip_lite.folder_lock import folder_lock
 from laclip_lite.models.text import trim_padding
+from laclip_lite.rewrite.prepare import prepare_rewrites
 from laclip_lite.schedule import apply_plan, lr_lambda, plan_steps, resolve_accum
 from laclip_lite.utils import (
     append_jsonl,
@@ -138,12 +141,21 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device):
     return opt, sched
 
 
+def build_train_data(cfg: Config, rank: int = 0, world_size: int = 1, tokenizer: Tokenizer | None = None) -> TrainData:
+    """The training-data path, in the order the work happens: the texts of every sample and where they come from
+    (may run the rewrite job), the tokenizer built from them (`tokenizer`: a resumed run's own instead), then the
+    batches. Every guard (rewrites in use, identical share, made from these captions) runs before step 0."""
+    rewrites = prepare_rewrites(cfg, rank, world_size)
+    if tokenizer is None:
+        tokenizer = build_tokenizer(cfg.data, cfg.model, rewrites.corpus)
+    return get_train_data(cfg, tokenizer, rewrites, rank, world_size)
+
+
 class Trainer:
     """Holds the pieces of one run; `run()` trains to `train.steps` and returns the final metrics."""
 
     def __init__(self, cfg: Config, out_dir: str | Path, resume: bool | str = False, progress: bool = True,
                  evaluate_at_end: bool = True, replan: list[str] | tuple = ()):
-        from laclip_lite.data.dataset import build_train_data
         from laclip_lite.losses import ClipLoss
         from laclip_lite.models.clip import build_model
 
@@ -219,7 +231,7 @@ class Trainer:
         from laclip_lite.runs import plan_lines, write_run_json
 
         record = write_run_json(self, self.replanned)
-        if not self.cfg.data.is_shapeworld:      # what the text policy really draws from, before step 0
+        if self.data.from_files:                 # what the text policy really draws from, before step 0
             print(f"laclip-lite: {self.cfg.data.source}: {record['source']['images']} images; texts: "
                   f"{self.data.info['texts']}", file=sys.stderr)
         if self.replanned:
@@ -388,7 +400,7 @@ class Trainer:
 
     def _data_report(self) -> dict:
         """Samples read and replaced (by reason) over the whole run; into data_info.json, printed once."""
-        if self.cfg.data.is_shapeworld:
+        if not self.data.from_files:    # in-memory data: nothing is read, nothing replaced
             return {}
         skipped = self._all_ranks_skipped() if self.world_size > 1 else dict(self.data_skipped)
         reads = self.step * self.plan.global_batch
@@ -517,7 +529,6 @@ def _own_tokenizer(out: Path, resume: bool):
     """A resumed run's own tokenizer (never retrained from data that may have changed); None for a new run."""
     if not resume:
         return None
-    from laclip_lite.data.tokenizer import load_tokenizer
     return load_tokenizer(out)
 
 
