@@ -48,15 +48,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from laclip_lite.config import Config, ConfigError, apply_overrides
+from laclip_lite.config import Config, ConfigError, apply_overrides, build_config
 from laclip_lite.constants import AUGMENTS, EXPERIMENT_PRESET, SOURCES
+from laclip_lite.data.dataset import shapeworld_split
 from laclip_lite.errors import ParameterError
 from laclip_lite.experiments import Arm, arm_config, auto_jobs, run_configs, summary_cell
 from laclip_lite.experiments import summarise as summarise_runs
 from laclip_lite.files import atomic_open, atomic_savefig, atomic_write_text
 from laclip_lite.folder_lock import holds_folder
-from laclip_lite.rewrite.shapes import STANDIN_MODES
-from laclip_lite.stats import MARGIN, contrast_markdown, contrast_rows, difference_rows, pair_key, t_interval
+from laclip_lite.plots import mean_std_bars
+from laclip_lite.rewrite.quality import distinct_n
+from laclip_lite.rewrite.shapes import STANDIN_MODES, class_name_leak, parse_caption, rewrite_shape_caption
+from laclip_lite.runs import config_hash
+from laclip_lite.stats import MARGIN, cell, contrast_markdown, contrast_rows, difference_rows, pair_key, t_interval
+from laclip_lite.stats import read_rows as read
 from laclip_lite.utils import markdown_table
 
 MAIN_METRIC = "color_shape_top1"
@@ -247,7 +252,6 @@ def run_folder(cfg: Config) -> str:
     """A run's folder name under runs/, from its whole configuration: two points that train the same model
     on the same data (CLIP at num_rewrites=0 and augment=none, ViT in the backbone ablation...) share one run.
     The hash covers `data.world_seed`; another world is also named (`-w<world>`)."""
-    from laclip_lite.runs import config_hash
     t = cfg.train
     world = f"-w{cfg.data.world_seed}" if cfg.data.world_seed else ""      # world 0 keeps its earlier names
     return f"{t.policy}-{cfg.data.augment}-{config_hash(cfg)[:10]}{world}-s{t.seed}"
@@ -434,7 +438,6 @@ def contrasts_text(rows: list[dict], metrics: list[str] = CONTRAST_METRICS, marg
 
 
 def _ci(row: dict, m: str) -> str:
-    from laclip_lite.stats import cell
     return cell(row, m)
 
 
@@ -456,7 +459,6 @@ def write_contrasts(rows: list[dict], out_dir: str | Path, margin: float = MARGI
 
 def read_rows(path: str | Path) -> list[dict]:
     """An `ablations.csv` back as result rows (`stats.read_rows`): committed results can be recomputed."""
-    from laclip_lite.stats import read_rows as read
     return read(path)
 
 
@@ -537,9 +539,6 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
 def leak_table(preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None) -> str:
     """How often the zero-shot class names (`rewrite.shapes.CLASS_WORDS`) appear in the run's training captions
     and in the stand-in's rewrites of them, with and without `rewrite.leak_free` (Markdown)."""
-    from laclip_lite.config import build_config
-    from laclip_lite.data.dataset import shapeworld_split
-    from laclip_lite.rewrite.shapes import class_name_leak, rewrite_shape_caption
 
     cfg = build_config(preset, overrides)
     captions = shapeworld_split(cfg, "train").captions
@@ -567,10 +566,6 @@ def standin_table(preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict |
     """What each `rewrite.standin` mode writes for the run's training captions (one rewrite per source): the
     share stating exactly the caption's facts, texts with a class name, class names the caption did not write,
     and distinct-2 of the first source's texts (as many as the captions: distinct-n falls with corpus size)."""
-    from laclip_lite.config import build_config
-    from laclip_lite.data.dataset import shapeworld_split
-    from laclip_lite.rewrite.quality import distinct_n
-    from laclip_lite.rewrite.shapes import class_name_leak, parse_caption, rewrite_shape_caption
 
     cfg = build_config(preset, overrides)
     captions = shapeworld_split(cfg, "train").captions
@@ -671,8 +666,6 @@ def ablation_figure(rows: list[dict], metric: str):
     """One panel per ablation: `metric` mean ± std per setting (seeds as dots); CLIP's level dashed."""
     import numpy as np
     from matplotlib.figure import Figure
-
-    from laclip_lite.plots import mean_std_bars
 
     ablations = list(dict.fromkeys(r["ablation"] for r in rows))
     widths = [max(2.6, 0.8 * len({r["label"] for r in rows if r["ablation"] == a}) + 1.2) for a in ablations]

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from laclip_lite.constants import AUGMENTS, POLICIES, SOURCES
+from laclip_lite.constants import AUGMENTS, POLICIES, SOURCES, SPLITS
 from laclip_lite.errors import ConfigError  # noqa: F401  (importable from here as before)
 from laclip_lite.files import atomic_write_text
 
@@ -150,11 +150,81 @@ class RewriteConfig:
     print_every_s: float = 30.0         # progress bar off: seconds between plain progress lines
 
 
+TASKS = ("zeroshot", "retrieval", "linear_probe", "fewshot")   # what an eval.datasets entry can be scored on
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The eval.datasets entries (their shape; `data.eval_layouts` opens the paths)
+@dataclass
+class EvalSpec:
+    path: str                          # the dataset: a folder (CLIP_benchmark / ImageFolder) or a .csv / .json file
+    task: str = ""                     # zeroshot | retrieval | linear_probe | fewshot ("" = the layout's own)
+    classnames: str = ""               # file of class names (lines in sorted folder order, or JSON folder -> name)
+    templates: str = ""                # template file or named set ("" = the folder's own file, else `default`)
+    name: str = ""                     # prefix of its metrics ("" = the folder / file name)
+    split: str = "test"                # split scored (ImageFolder without `test`: `val`); probes train on `train`
+    image_root: str = ""               # CSV / Karpathy JSON: folder the image paths start from ("" = the file's)
+    k: int = 5                         # fewshot: training examples per class
+
+    @property
+    def label(self) -> str:
+        """The metric prefix: `name`, else the file / folder name; a derived name that is one of the kit's own
+        prefixes (RESERVED_PREFIXES: `test`, `val`, `train`) becomes `eval_<name>` (a captions CSV named test.csv
+        logs as `eval_test/...`, never as the ShapeWorld test split's `test/...`)."""
+        if self.name:
+            return self.name
+        p = Path(self.path)
+        derived = (p.stem if p.suffix else p.name) or "dataset"
+        return f"eval_{derived}" if derived in RESERVED_PREFIXES else derived
+
+
+# Metric prefixes the kit writes itself (ShapeWorld's splits, the training loss): no eval set may log under them.
+RESERVED_PREFIXES = ("test", "val", "train")
+
+
+def parse_spec(entry, where: str = "eval.datasets") -> EvalSpec:
+    """A path string or a mapping -> EvalSpec; an unknown key or a bad task raises ConfigError naming it."""
+    if isinstance(entry, EvalSpec):
+        return entry
+    if isinstance(entry, (str, Path)):
+        entry = {"path": str(entry)}
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: an entry must be a path or a mapping with 'path', got {entry!r}")
+    known = {f.name for f in dataclasses.fields(EvalSpec)}
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} in {entry!r} (known: {', '.join(sorted(known))})")
+    if not entry.get("path"):
+        raise ConfigError(f"{where}: entry {entry!r} has no 'path'")
+    spec = EvalSpec(**{k: (int(v) if k == "k" else str(v)) for k, v in entry.items() if v is not None})
+    if spec.task and spec.task not in TASKS:
+        raise ConfigError(f"{where}: task {spec.task!r} of {spec.path} is not one of: {', '.join(TASKS)}")
+    if spec.split not in SPLITS:
+        raise ConfigError(f"{where}: split {spec.split!r} of {spec.path} is not one of: {', '.join(SPLITS)}")
+    if spec.k < 1:
+        raise ConfigError(f"{where}: k must be >= 1 for {spec.path}, got {spec.k}")
+    if spec.name in RESERVED_PREFIXES:
+        raise ConfigError(f"{where}: name {spec.name!r} of {spec.path} is one of the kit's own metric prefixes "
+                          f"({', '.join(RESERVED_PREFIXES)}); choose another")
+    return spec
+
+
+def parse_specs(entries, where: str = "eval.datasets") -> list[EvalSpec]:
+    """Every entry parsed; two entries with the same name are an error (their metrics would collide)."""
+    specs = [parse_spec(e, f"{where}[{i}]") for i, e in enumerate(entries or [])]
+    names = [s.label for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"{where}: several entries are named {dup}; give each a distinct 'name'")
+    return specs
+
+
+
 @dataclass
 class EvalConfig:
     # Evaluation sets on files, scored every `train.eval_every` steps and at the end of training. Each entry is a
-    # path, or a mapping {path, task, classnames, templates, name, split, image_root, k} (laclip_lite.data.
-    # eval_layouts.EvalSpec); results are logged as "<name>/<metric>". ShapeWorld runs also score the world's tasks.
+    # path, or a mapping {path, task, classnames, templates, name, split, image_root, k} (laclip_lite.config.
+    # EvalSpec); results are logged as "<name>/<metric>". ShapeWorld runs also score the world's tasks.
     datasets: list[Any] = field(default_factory=list)  # e.g. ["data/imagenet_val", {path: coco.json, task: retrieval}]
     batch_size: int = 256               # images / texts per forward pass while evaluating
     num_workers: int = 0                # DataLoader worker processes decoding evaluation images (0 = main process)
@@ -240,8 +310,7 @@ class Config:
         if len(d.crop_scale) != 2 or not 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1:
             raise ConfigError(f"data.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {d.crop_scale}")
         _check_ranges(self)
-        from laclip_lite.data.eval_layouts import parse_specs  # the entries' shape; paths are opened by the trainer
-        parse_specs(self.eval.datasets, where="eval.datasets")
+        parse_specs(self.eval.datasets, where="eval.datasets")  # the entries' shape; the trainer opens the paths
         return self
 
 
@@ -315,7 +384,7 @@ def coerce_value(key: str, value: Any, typ: Any, strict: bool = False) -> Any:
 
     strict=True (notebook parameters, already Python values): no parsing of text, so "500" is not an int,
     "true" or 1 not a bool, and 3 not a string; a list may still be written "a,b,c" (its items then text)."""
-    if typ is Any:                      # checked where it is used (eval.datasets entries: eval_layouts.parse_spec)
+    if typ is Any:                      # checked where it is used (eval.datasets entries: parse_spec)
         return value
     origin = typing.get_origin(typ)
     if origin is list:

@@ -30,3 +30,6 @@ EVAL_TASKS = ("shape", "color", "color_shape")
 def canonical_source(name: str) -> str:
     """'coco' -> 'mscoco'; every other name unchanged."""
     return SOURCE_ALIASES.get(name, name)
+
+
+SPLITS = ("train", "val", "test")      # dataset splits: ShapeWorld's, and those of an evaluation folder

@@ -27,17 +27,10 @@ from typing import Sequence
 
 import torch
 
+from laclip_lite.config import EvalSpec, parse_spec, parse_specs
 from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.data import vocab
-from laclip_lite.data.eval_layouts import (
-    EvalSpec,
-    Skipped,
-    batches,
-    open_eval_set,
-    parse_spec,
-    parse_specs,
-    resolve_task,
-)
+from laclip_lite.data.eval_layouts import Skipped, batches, open_eval_set, resolve_task
 from laclip_lite.errors import ConfigError
 from laclip_lite.metrics import (
     _model_device,

@@ -11,17 +11,23 @@ import csv
 import json
 import os
 import statistics
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from laclip_lite import utils
 from laclip_lite.config import Config, ConfigError, build_config
 from laclip_lite.constants import AUGMENTS, EVAL_TASKS, EXPERIMENT_PRESET, POLICIES
-from laclip_lite.data.dataset import shapeworld_split
+from laclip_lite.data.dataset import held_out_splits, shapeworld_split
 from laclip_lite.evaluate import ShapeWorldSet, evaluate, file_sets
 from laclip_lite.files import atomic_open, atomic_savefig, atomic_write_text
 from laclip_lite.folder_lock import holds_folder
-from laclip_lite.runs import load_run
+from laclip_lite.plots import bar_with_errors
+from laclip_lite.runs import RUN_JSON, config_diff, config_hash, load_run
+from laclip_lite.stats import MARGIN, contrast_markdown, contrast_rows, pair_key
+from laclip_lite.train import CHECKPOINT, Trainer
+from laclip_lite.utils import resolve_device
 
 TEMPLATE_SETS = ("default", "photo", "art", "spoken", "heldout")
 RESULT = "result.json"
@@ -67,14 +73,14 @@ def eval_sets(cfg: Config, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS) -> lis
     Every `eval.datasets` entry as `<name>/<metric>` (file-data runs are scored there). A file-data run without
     eval datasets has nothing to be scored on: -> [] (run_experiment then reports the final loss with a note)."""
     sets: list = []
-    if cfg.data.is_shapeworld:
+    splits = held_out_splits(cfg)
+    if "test" in splits:
         test = shapeworld_split(cfg, "test")
         sets.append(ShapeWorldSet(test, prefix="", tasks=list(tasks), template_sets=template_sets))
     sets += file_sets(cfg.eval.datasets)
-    if cfg.data.is_shapeworld:
-        if cfg.data.val_size:
-            sets.append(ShapeWorldSet(shapeworld_split(cfg, "val"), prefix="val/", tasks=list(tasks),
-                                      retrieval_ks=()))
+    if "val" in splits:
+        sets.append(ShapeWorldSet(shapeworld_split(cfg, "val"), prefix="val/", tasks=list(tasks), retrieval_ks=()))
+    if "test" in splits:
         named = [t for t in tasks if t in ("shape", "color", "color_shape")]
         if named:
             sets.append(ShapeWorldSet(test, prefix="", tasks=named, retrieval_ks=(), synonyms=True))
@@ -95,8 +101,6 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     a folder holding a run of another config stops with a ConfigError naming the keys that differ.
     nproc_per_node > 1: the training runs under `torchrun` in that many processes (`train_with_torchrun`), and
     the run folder is read back here to evaluate."""
-    from laclip_lite.runs import config_hash
-    from laclip_lite.train import CHECKPOINT, Trainer
 
     out_dir = Path(out_dir)
     done = out_dir / RESULT
@@ -114,7 +118,7 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
         trainer = Trainer(cfg, out_dir, resume=(out_dir / CHECKPOINT).exists(), progress=progress,
                           evaluate_at_end=False)
         final = trainer.run()
-        model, tokenizer = trainer.model, trainer.data.tokenizer
+        model, tokenizer, cfg = trainer.model, trainer.data.tokenizer, trainer.cfg
     sets = eval_sets(cfg, template_sets, tasks)
     scores = evaluate(model, tokenizer, sets, batch_size=cfg.eval.batch_size, num_workers=cfg.eval.num_workers,
                       progress=progress, seed=cfg.train.seed, digits=2)
@@ -132,7 +136,6 @@ def arm_facts(run_dir: Path) -> dict:
     """What distinguishes one arm's training from another's, from its run.json, as `plan.*` columns of runs.csv /
     ablations.csv: the texts drawn, the largest share of rewrites identical to their caption, global batch, steps,
     epochs."""
-    from laclip_lite.runs import RUN_JSON
     try:
         record = json.loads((Path(run_dir) / RUN_JSON).read_text())
     except (OSError, ValueError):
@@ -155,7 +158,6 @@ def arms_markdown(runs: list[dict], group: str = "policy") -> str:
 
 def _changed(out_dir: Path, cfg: Config) -> str:
     """The keys a finished run's config.yaml differs in from `cfg` (values the trainer fills in left out)."""
-    from laclip_lite.runs import config_diff
     try:
         saved = Config.load(out_dir / "config.yaml").to_dict()
     except (OSError, ValueError):
@@ -170,8 +172,6 @@ def train_with_torchrun(cfg: Config, out_dir: str | Path, nproc_per_node: int, p
     out_dir/launch.yaml), continuing the run in out_dir if it has a checkpoint (`--resume auto`); -> its
     final_metrics.json. One process per GPU on CUDA, gloo processes on a CPU. The launcher's output goes to
     out_dir/torchrun.log; a failed launch raises with the log's last lines."""
-    import subprocess
-    import sys
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -206,7 +206,6 @@ def auto_jobs(device: str = "auto", runs: int | None = None, gpus=()) -> int:
     """Runs to train side by side (`--jobs 0`): one per GPU in `gpus` (each job gets its own); else one on CUDA
     (a run fills the GPU); on a CPU one per core, each on one thread (two one-thread runs on 2 cores train ~1.5x
     faster than one two-thread run: the tiny models scale poorly across threads). Never more than `runs`."""
-    from laclip_lite.utils import resolve_device
 
     if gpus:
         jobs = len(gpus)
@@ -317,7 +316,6 @@ def write_compare_contrasts(runs: list[dict], out_dir: Path, margin: float | Non
                             append_summary: bool = True) -> list[dict]:
     """`contrasts.csv` / `contrasts.md` of a comparison, per world and pooled over every (world, seed) pair,
     and per-world means in `summary.md` when several worlds ran -> the contrast rows."""
-    from laclip_lite.stats import MARGIN, contrast_markdown, contrast_rows, pair_key
 
     margin = MARGIN if margin is None else margin
     names = list(dict.fromkeys(r["policy"] for r in runs))
@@ -409,8 +407,6 @@ def dataset_headline(row: dict) -> list[str]:
 
 
 def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVAL_TASKS, group: str = "policy") -> None:
-    from laclip_lite.plots import bar_with_errors
-
     for name, rows in (("runs.csv", runs), ("summary.csv", summary)):
         keys = list(dict.fromkeys(k for r in rows for k in r))
         with atomic_open(out_dir / name, "w", newline="") as f:

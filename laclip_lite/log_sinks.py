@@ -19,13 +19,14 @@ import sys
 import time
 from pathlib import Path
 
+from laclip_lite.config import ConfigError
+
 SINKS = ("jsonl", "tensorboard", "wandb")
 _PACKAGE = {"tensorboard": "tensorboard", "wandb": "wandb"}
 
 
 def check_sinks(log_to: list[str]) -> None:
     """Every sink named is known and its package is installed; else a one-line error naming what is missing."""
-    from laclip_lite.config import ConfigError
 
     for name in log_to:
         if name not in SINKS:

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import torch
 
+import laclip_lite
 from laclip_lite.checkpoint import load_checkpoint
-from laclip_lite.config import Config
+from laclip_lite.config import Config, parse_specs
+from laclip_lite.data.dataset import held_out_splits
 from laclip_lite.data.tokenizer import CLIP_FILE_NAME, FILE_NAME, load_tokenizer
 from laclip_lite.errors import DataError
 from laclip_lite.models.clip import build_model
@@ -141,8 +143,6 @@ def git_commit() -> str:
 
 
 def versions() -> dict:
-
-    import laclip_lite
     out = {"laclip_lite": laclip_lite.__version__, "python": platform.python_version(), "torch": torch.__version__}
     for name in ("tokenizers", "transformers", "datasets", "numpy"):
         mod = sys.modules.get(name)
@@ -159,10 +159,8 @@ def run_record(trainer, replanned: list[str] | None = None) -> dict:
     texts = info.get("texts_per_image", 1)
     counted = info.get("fingerprint_count") or 0        # samples with a caption, counted without decoding images
     n = info.get("images") if (info.get("images") or -1) > 0 else (plan.num_samples or counted)
-    from laclip_lite.data.eval_layouts import parse_specs
     evals = [s.label for s in parse_specs(cfg.eval.datasets)]
-    if cfg.data.is_shapeworld:
-        evals = ["val (ShapeWorld)", "test (ShapeWorld, at the end)"] + evals
+    evals = [f"{s} (ShapeWorld{', at the end' if s == 'test' else ''})" for s in held_out_splits(cfg)] + evals
     return {
         "policy": t.policy,
         "source": {"path": cfg.data.source, "images": n, "streaming": info.get("streaming", False),

@@ -14,8 +14,12 @@ two one-sided tests (TOST) put the difference inside ±margin at the stated alph
 """
 from __future__ import annotations
 
+import csv
 import math
 import statistics
+
+from laclip_lite.config import ConfigError
+from laclip_lite.utils import markdown_table
 
 LEVEL = 0.95             # the two-sided level of every interval
 MARGIN = 2.0             # points of accuracy: the equivalence margin of a "level" claim (stated with it)
@@ -134,7 +138,6 @@ def cell(row: dict, m: str) -> str:
 def contrast_markdown(rows: list[dict], metrics: list[str], keys: tuple[str, ...] = (), words: str = "") -> str:
     """The contrast rows as a table: `keys` columns, the contrast, pairs, one interval per metric, and what the
     interval of `words` (default: the first metric) allows one to say."""
-    from laclip_lite.utils import markdown_table
 
     words = words or metrics[0]
     cells = [{**{k: str(r.get(k, "")) for k in keys}, "contrast": r["contrast"], "pairs": str(r["pairs"]),
@@ -151,7 +154,6 @@ def choose(rows: list[dict], metric: str, group: str = "setting") -> tuple[str, 
 
     Choices use the validation split only: a `metric` that is not `val/...` (a test-split score, held-out
     templates included) is refused, so test numbers stay report-only."""
-    from laclip_lite.config import ConfigError
 
     if not metric.startswith(VALIDATION):
         raise ConfigError(f"choose: {metric!r} is not a validation-split metric; choices use val/<metric> "
@@ -173,7 +175,6 @@ TEXT_COLUMNS = ("ablation", "setting", "policy", "run", "note")
 def read_rows(path) -> list[dict]:
     """A results CSV (`ablations.csv`, `runs.csv`) back as result rows: numbers as floats, `seed` / `world` as
     ints, names as text, so committed per-seed results can be recomputed without their runs."""
-    import csv
 
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))

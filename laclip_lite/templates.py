@@ -23,6 +23,8 @@ leans towards one class of a task.
 """
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 
 from laclip_lite.errors import DataError
@@ -73,7 +75,6 @@ def _checked(path: Path, number: int, template: str) -> str:
 
 def _json_templates(path: Path, text: str, dataset: str) -> list[tuple[int, str]]:
     """(line number, template) of a JSON template file: a list, or {dataset: [templates]}."""
-    import json
 
     try:
         data = json.loads(text)
@@ -133,8 +134,6 @@ def clip_benchmark_templates(dataset: str, language: str = "en") -> list[str]:
     read from the installed `clip-benchmark` package's `datasets/<language>_zeroshot_classification_templates.json`
     (the package is not imported, only located; `pip install clip-benchmark`). CLIP_benchmark's `wds/` and `vtab/`
     prefixes are dropped. A missing package, file or dataset name raises one line saying which."""
-    import importlib.util
-    import json
 
     spec = importlib.util.find_spec("clip_benchmark")
     if spec is None or not spec.submodule_search_locations:

@@ -31,8 +31,14 @@ What the loop guarantees:
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
+import os
+import shutil
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -40,23 +46,31 @@ from pathlib import Path
 import torch
 
 from laclip_lite import distributed as dist
+from laclip_lite.accumulate import accumulate
 from laclip_lite.checkpoint import load_checkpoint, save_checkpoint
-from laclip_lite.config import Config
+from laclip_lite.config import Config, parse_specs
 from laclip_lite.constants import EVAL_TASKS
-from laclip_lite.data.dataset import TrainData, get_train_data
+from laclip_lite.data.dataset import TrainData, get_train_data, held_out_splits, shapeworld_split
+from laclip_lite.data.eval_layouts import open_eval_set
+from laclip_lite.data.readers import SKIP_REASONS
 from laclip_lite.data.tokenizer import Tokenizer, build_tokenizer, load_tokenizer
 from laclip_lite.data.transforms import normalize, random_resized_crop
 from laclip_lite.errors import RankTimeout, TrainingDiverged
 from laclip_lite.evaluate import FileSet, ShapeWorldSet, evaluate
 from laclip_lite.folder_lock import folder_lock
+from laclip_lite.log_sinks import LogSinks, PlainLines, check_sinks
+from laclip_lite.losses import ClipLoss
+from laclip_lite.models.clip import build_model, param_groups
 from laclip_lite.models.text import trim_padding
 from laclip_lite.rewrite.prepare import prepare_rewrites
+from laclip_lite.runs import plan_lines, recorded_plan, write_run_json
 from laclip_lite.schedule import apply_plan, lr_lambda, plan_steps, resolve_accum
 from laclip_lite.utils import (
     append_jsonl,
     atomic_write_text,
     autocast,
     autocast_dtype,
+    read_jsonl,
     resolve_device,
     seed_everything,
     step_generator,
@@ -90,9 +104,6 @@ class StopSignals:
     SIGNALS = ("SIGTERM", "SIGUSR1")
 
     def __init__(self):
-        import signal
-        import threading
-
         self.name = ""
         self._previous: dict = {}
         if threading.current_thread() is not threading.main_thread():
@@ -103,7 +114,6 @@ class StopSignals:
                 self._previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
-        import signal
         self.name = signal.Signals(signum).name
 
     def requested(self, world_size: int = 1) -> bool:
@@ -114,7 +124,6 @@ class StopSignals:
         return bool(self.name)
 
     def restore(self) -> None:
-        import signal
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
@@ -122,7 +131,6 @@ class StopSignals:
 
 def _check_launch() -> None:
     """`srun` with several tasks per job but no torchrun would train one run twice into one folder: refuse."""
-    import os
     tasks = int(os.environ.get("SLURM_NTASKS", "1") or 1)
     if tasks > 1 and "WORLD_SIZE" not in os.environ:
         raise RuntimeError(f"SLURM_NTASKS={tasks} but WORLD_SIZE is unset: {tasks} copies of this run would train "
@@ -131,8 +139,6 @@ def _check_launch() -> None:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device):
-    from laclip_lite.models.clip import param_groups
-
     t = cfg.train
     groups = param_groups(model, t.weight_decay, t.decay_rule)
     # The fused kernel runs on CUDA and CPU (on CPU ~6x faster than the per-parameter loop for our models).
@@ -152,15 +158,14 @@ def build_train_data(cfg: Config, rank: int = 0, world_size: int = 1, tokenizer:
 
 
 class Trainer:
-    """Holds the pieces of one run; `run()` trains to `train.steps` and returns the final metrics."""
+    """Holds the pieces of one run; `run()` trains to `train.steps` and returns the final metrics. `trainer.cfg` is
+    the resolved copy of the config it was given (accum_steps, steps, warmup_steps, vocab_size, pad_id filled in)."""
 
     def __init__(self, cfg: Config, out_dir: str | Path, resume: bool | str = False, progress: bool = True,
                  evaluate_at_end: bool = True, replan: list[str] | tuple = ()):
-        from laclip_lite.losses import ClipLoss
-        from laclip_lite.models.clip import build_model
-
         cfg.validate()
-        self.cfg, self.out = cfg, Path(out_dir)
+        cfg = copy.deepcopy(cfg)        # the resolved config (accum_steps, steps, warmup, vocab_size, pad_id) is
+        self.cfg, self.out = cfg, Path(out_dir)   # `trainer.cfg`; the caller's is never changed
         self.progress, self.evaluate_at_end = progress, evaluate_at_end
         self.rank, self.world_size = dist.init_from_env(cfg.train.device, cfg.train.dist_timeout)
         self.is_main = self.rank == 0
@@ -201,7 +206,6 @@ class Trainer:
                                 world_size=self.world_size, multi_text=cfg.train.policy == "mt")
         self._eval_splits: dict = {}    # rendered ShapeWorld val/test splits, made on first use
         self.eval_specs = _open_eval_datasets(cfg) if self.is_main else []   # a bad eval set fails before training
-        from laclip_lite.log_sinks import check_sinks
         check_sinks(cfg.train.log_to)   # a sink whose package is missing fails before training
         self.step = 0
         self.best: dict = {}            # train.best_metric: {metric, value, step} of checkpoint_best.pt
@@ -228,7 +232,6 @@ class Trainer:
 
     def _write_run_json(self) -> None:
         """run.json (what really runs, `laclip_lite.runs`) and, before step 0, the same facts as a plan table."""
-        from laclip_lite.runs import plan_lines, write_run_json
 
         record = write_run_json(self, self.replanned)
         if self.data.from_files:                 # what the text policy really draws from, before step 0
@@ -270,7 +273,6 @@ class Trainer:
 
     def _accumulate(self, batch, step: int) -> float:
         """Forward + backward of the step's micro-batches (`train.accum_mode`: laclip_lite.accumulate)."""
-        from laclip_lite.accumulate import accumulate
 
         accum = self.cfg.train.accum_steps
         micro = list(zip(self._prepare(batch.images, step, batch.augmented).chunk(accum), batch.tokens.chunk(accum)))
@@ -350,8 +352,6 @@ class Trainer:
         t = self.cfg.train
         if not (t.keep_checkpoints and t.ckpt_every) or self.step % (t.keep_checkpoints * t.ckpt_every):
             return
-        import os
-        import shutil
         kept = self.out / f"checkpoint_{self.step:08d}.pt"
         kept.unlink(missing_ok=True)
         try:
@@ -360,7 +360,6 @@ class Trainer:
             shutil.copyfile(self.out / CHECKPOINT, kept)
 
     def _recorded_plan(self) -> dict:
-        from laclip_lite.runs import recorded_plan
         return recorded_plan(self)
 
     def _load(self, path: Path) -> None:
@@ -392,7 +391,6 @@ class Trainer:
 
     def _all_ranks_skipped(self) -> dict:
         """The skip counts summed over ranks (a collective: every rank calls it)."""
-        from laclip_lite.data.readers import SKIP_REASONS
 
         counts = torch.tensor([self.data_skipped.get(r, 0) for r in SKIP_REASONS], dtype=torch.long)
         counts = dist.all_reduce_sum(counts.to(self.device)).cpu()
@@ -490,7 +488,6 @@ class Trainer:
 
     def _log_sinks(self):
         """TensorBoard / W&B writers (rank 0; `train.log_to`) and, with progress bars off, plain log lines."""
-        from laclip_lite.log_sinks import LogSinks, PlainLines
 
         t = self.cfg.train
         sinks = LogSinks(t.log_to if self.is_main else [], self.out, self.cfg.to_dict(), self.plan.global_batch)
@@ -513,8 +510,7 @@ class Trainer:
         if not self.is_main:
             return {}
         sets: list = []
-        if self.cfg.data.is_shapeworld:
-            from laclip_lite.data.dataset import shapeworld_split
+        if split in held_out_splits(self.cfg):
             if split not in self._eval_splits:
                 self._eval_splits[split] = shapeworld_split(self.cfg, split)
             sets.append(ShapeWorldSet(self._eval_splits[split], prefix=f"{split}/", tasks=EVAL_TASKS,
@@ -549,7 +545,6 @@ def data_summary(report: dict) -> str:
 
 def _open_eval_datasets(cfg: Config) -> list:
     """`eval.datasets` parsed, and each opened once (layout, classnames, templates, splits) so a bad path fails now."""
-    from laclip_lite.data.eval_layouts import open_eval_set, parse_specs
 
     specs = parse_specs(cfg.eval.datasets)
     for spec in specs:
@@ -565,7 +560,6 @@ def _diverged(loss: float, step: int, micro: int, ckpt: Path) -> str:
 
 
 def _null():
-    import contextlib
     return contextlib.nullcontext()
 
 
@@ -582,13 +576,11 @@ def _summarise(rows: list[dict]) -> dict:
 
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop rows logged after the checkpoint we resume from, so metrics.jsonl has no duplicate steps."""
-    from laclip_lite.utils import read_jsonl
     rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _last_loss(path: Path) -> float | None:
-    from laclip_lite.utils import read_jsonl
     rows = [r for r in read_jsonl(path) if "loss" in r]       # an eval-only row has no loss
     return rows[-1]["loss"] if rows else None
 

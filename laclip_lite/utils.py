@@ -6,9 +6,14 @@ import contextlib
 import errno
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import random
+import signal
 import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -231,7 +236,6 @@ def parse_gpus(text: str | Sequence[str] | None) -> list[str]:
     gpus = [g.strip() for g in text.split(",") if g.strip()]
     bad = [g for g in gpus if not g.isdigit() and not g.startswith(("GPU-", "MIG-"))]
     if bad:
-        from laclip_lite.config import ConfigError
         raise ConfigError(f"--gpus: {', '.join(bad)} is not a GPU index (e.g. --gpus 0,1) or UUID")
     return gpus
 
@@ -259,8 +263,6 @@ def parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], jobs: int = 1,
     if jobs <= 1 and not gpus:
         yield from map(fn, items)
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = mp.get_context("spawn")
     queue = None
@@ -291,9 +293,6 @@ def parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], jobs: int = 1,
 def die_with_parent(parent_pid: int) -> None:
     """In a worker process: end this process when its parent dies (kill -9 included), so no orphan keeps training
     beside a rerun. Linux: the kernel's parent-death signal; everywhere: a thread that checks the parent each second."""
-    import signal
-    import threading
-    import time
 
     with contextlib.suppress(Exception):
         import ctypes

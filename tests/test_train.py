@@ -203,3 +203,17 @@ def test_cli_kill_and_resume_on_a_csv_source_gives_bit_identical_weights(tmp_pat
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), saved_step
     full, cut = (json.loads((tmp_path / r / "final_metrics.json").read_text()) for r in ("full", "cut"))
     assert cut["data"] == full["data"]             # the skip counts survive the kill too
+
+
+def test_the_trainer_never_changes_the_callers_config(tmp_path):
+    """The trainer resolves steps / warm-up (from train.epochs), accum_steps (from train.global_batch), vocab_size
+    and pad_id on its own copy, `trainer.cfg`; the config passed in is the same after training."""
+    cfg = _cfg("train.epochs=1", "train.warmup_epochs=0.5", "train.global_batch=16", "train.batch_size=8")
+    given = cfg.to_dict()
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, evaluate_at_end=False)
+    trainer.run()
+    assert cfg.to_dict() == given
+    resolved = trainer.cfg.to_dict()
+    assert given["model"]["vocab_size"] == 0
+    assert resolved["model"]["vocab_size"] == trainer.data.tokenizer.vocab_size > 0
+    assert resolved["train"]["accum_steps"] == 2 and resolved["train"]["steps"] == trainer.plan.steps

@@ -21,7 +21,7 @@ HELP = ("evaluate a run folder: ShapeWorld tasks, or zero-shot / retrieval / lin
         "ImageFolder, CLIP_benchmark folder, captions CSV or Karpathy JSON")
 
 SHAPEWORLD_TASKS = ("shape", "color", "color_shape", "size", "background", "all")  # data.vocab.TASKS + "all"
-FILE_TASKS = ("zeroshot", "retrieval", "linear_probe", "fewshot")                 # eval_layouts.TASKS
+FILE_TASKS = ("zeroshot", "retrieval", "linear_probe", "fewshot")                 # config.TASKS
 
 
 def _non_negative(text: str) -> int:
@@ -75,8 +75,7 @@ def load_suite(path: str) -> list:
     """A suite YAML -> its list of dataset entries (ConfigError naming the file when it is not one)."""
     from pathlib import Path
 
-    from laclip_lite.config import ConfigError, read_yaml
-    from laclip_lite.data.eval_layouts import parse_specs
+    from laclip_lite.config import ConfigError, parse_specs, read_yaml
 
     file = Path(path)
     if not file.is_file():
@@ -95,7 +94,7 @@ def load_suite(path: str) -> list:
 
 
 def _file_spec(args):
-    from laclip_lite.data.eval_layouts import EvalSpec
+    from laclip_lite.config import EvalSpec
 
     if args.task in SHAPEWORLD_TASKS:
         from laclip_lite.config import ConfigError
@@ -109,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from laclip_lite.config import Config, ConfigError
+    from laclip_lite.data.dataset import held_out_splits
     from laclip_lite.data.eval_layouts import open_eval_set
     from laclip_lite.evaluate import FileSet, evaluate, file_sets, metrics_of
     from laclip_lite.runs import load_run
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     if task in FILE_TASKS:
         raise ConfigError(f"--task {task} needs --dataset PATH (ShapeWorld tasks: {', '.join(SHAPEWORLD_TASKS)})")
     saved = load_run_folder(args.checkpoint) / "config.yaml"
-    if saved.is_file() and not Config.load(saved).data.is_shapeworld and Config.load(saved).eval.datasets:
+    if saved.is_file() and not held_out_splits(Config.load(saved)) and Config.load(saved).eval.datasets:
         model, tokenizer, cfg = load_run(args.checkpoint, args.device)   # a file-data run: its own evaluation sets
         sets = file_sets(cfg.eval.datasets)
         scores = evaluate(model, tokenizer, sets, **options)
@@ -156,7 +156,7 @@ def score_shapeworld(args: argparse.Namespace, task: str) -> dict:
     final_metrics.json. Probes train on the training split."""
     from pathlib import Path
 
-    from laclip_lite.data.dataset import shapeworld_split
+    from laclip_lite.data.dataset import held_out_splits, shapeworld_split
     from laclip_lite.errors import DataError
     from laclip_lite.evaluate import ShapeWorldSet, evaluate, resolve_tasks, template_label
     from laclip_lite.runs import load_run
@@ -165,7 +165,7 @@ def score_shapeworld(args: argparse.Namespace, task: str) -> dict:
     tasks = resolve_tasks(task)
     template_list = get_templates(args.templates)  # a bad template file fails before the model loads
     model, tokenizer, cfg = load_run(args.checkpoint, args.device)
-    if not cfg.data.is_shapeworld:
+    if not held_out_splits(cfg):
         raise DataError(f"a ShapeWorld evaluation needs a ShapeWorld run; {args.checkpoint} trained on data.source="
                         f"{cfg.data.source!r}: score it on evaluation sets of its own domain "
                         "(laclip-lite eval --dataset PATH, or eval.datasets in its config)")

@@ -11,8 +11,11 @@ as static figures.
 """
 from __future__ import annotations
 
+import copy
+import io
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from laclip_lite.config import PRESETS, Config, build_config
+from laclip_lite.config import PRESETS, Config, build_config, parse_key_value
+from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.course.params import ParameterError, check_parameters, run_by_papermill
+from laclip_lite.data.dataset import shapeworld_split
+from laclip_lite.experiments import TEMPLATE_SETS, over_seeds
+from laclip_lite.plots import mean_std_bars, smallest_text_pt
+from laclip_lite.rewrite.job import rewrite_captions
+from laclip_lite.rewrite.prepare import rewrite_cache_dir, rewrite_config
+from laclip_lite.utils import atomic_write_text, markdown_table, resolve_device
 
 HEADLINE = ("color_shape_top1", "color_shape_top1@heldout", "shape_top1", "color_top1", "i2t_R@1", "t2i_R@1")
 
@@ -62,8 +72,6 @@ class Lesson:
         """Save `fig` as `figures/<name>.png`, show it, and remember it for the report."""
         from PIL import Image
 
-        from laclip_lite.plots import smallest_text_pt
-
         path = self.out_dir / "figures" / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100, bbox_inches="tight")
@@ -83,7 +91,6 @@ class Lesson:
 
 def _overrides_dict(overrides) -> dict:
     """['a.b=1', ...] or {'a.b': 1} -> {'a.b': value}; string values are parsed by the config (YAML)."""
-    from laclip_lite.config import parse_key_value
 
     if isinstance(overrides, dict):
         return dict(overrides)
@@ -141,7 +148,6 @@ def show_widget(ui):
 
 
 def fig_png(fig) -> bytes:
-    import io
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     return buf.getvalue()
@@ -165,7 +171,6 @@ def start(notebook: str, namespace: dict, check=None) -> Lesson:
         if not data.startswith("hf:") and not Path(data).expanduser().exists() and "*" not in data \
                 and "{" not in data:
             raise ParameterError(f"data: {data!r} is neither 'shapeworld' nor an existing path")
-    from laclip_lite.utils import resolve_device
     resolve_device(params["device"])                     # "cuda" on a machine without one fails here
     out_dir = Path(params["out_dir"]).expanduser() if params["out_dir"] else \
         project_root() / "runs" / "notebooks" / notebook
@@ -181,7 +186,6 @@ def start(notebook: str, namespace: dict, check=None) -> Lesson:
 
 def finish(lesson: Lesson) -> dict:
     """Write `<out_dir>/metrics.json`: parameters, the run's numbers, report items, wall time."""
-    from laclip_lite.utils import atomic_write_text
 
     result = {"notebook": lesson.notebook, "parameters": lesson.params, "metrics": lesson.metrics,
               "report": lesson.report, "wall_seconds": round(time.perf_counter() - lesson.started, 1),
@@ -200,7 +204,6 @@ def _fmt(v) -> str:
 def table(rows: list[dict], columns: list[str] | None = None) -> str:
     """`utils.markdown_table` of dict rows: every key as a column unless given, numbers right-aligned, floats to
     one decimal from 10 up and two below."""
-    from laclip_lite.utils import markdown_table
 
     columns = columns or list(dict.fromkeys(k for r in rows for k in r))
     numeric = [c for c in columns if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
@@ -227,13 +230,9 @@ def hwc(img) -> np.ndarray:
 def warm_rewrite_cache(cfg: Config, progress: bool) -> None:
     """Make the world's stand-in rewrites (every run's tokenizer is trained on them) with our own progress
     setting, so the library's later calls find them cached and print nothing."""
-    import copy
 
     if not cfg.data.is_shapeworld or cfg.data.rewrites_dir:
         return
-    from laclip_lite.data.dataset import shapeworld_split
-    from laclip_lite.rewrite.job import rewrite_captions
-    from laclip_lite.rewrite.prepare import rewrite_cache_dir, rewrite_config
 
     captions = shapeworld_split(cfg, "train").captions       # rendered once per kernel (dataset.shapeworld_split)
     for augment in dict.fromkeys(["shapes", cfg.data.augment]):
@@ -247,8 +246,6 @@ def warm_rewrite_cache(cfg: Config, progress: bool) -> None:
 def shapeworld_metrics() -> list[str]:
     """The columns a ShapeWorld run reports (`experiments.eval_sets`): zero-shot top-1 per task and template
     set, retrieval recall@1/5/10 both ways, and the final training loss."""
-    from laclip_lite.constants import EVAL_TASKS
-    from laclip_lite.experiments import TEMPLATE_SETS
 
     zero_shot = [f"{task}_top1" + ("" if s == "default" else f"@{s}") for task in EVAL_TASKS for s in TEMPLATE_SETS]
     return zero_shot + [f"{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)] + ["final_loss"]
@@ -259,16 +256,13 @@ def seeds(lesson: Lesson) -> list[int]:
 
 
 def over_seeds_caption(lesson: Lesson) -> str:
-    from laclip_lite.experiments import over_seeds
     return over_seeds(len(seeds(lesson)))
 
 
 def jobs(lesson: Lesson) -> int:
     """The `jobs` parameter; 0 = auto: one run at a time on CUDA, two on a CPU with 2+ cores. On a small shared
     CPU two single-threaded runs side by side train ~1.5x faster than one run on two threads."""
-    import os
 
-    from laclip_lite.utils import resolve_device
     if lesson.params["jobs"] > 0:
         return lesson.params["jobs"]
     return 1 if resolve_device(lesson.params["device"]).type == "cuda" else max(1, min(2, os.cpu_count() or 1))
@@ -286,8 +280,6 @@ def bars(rows: list[dict], metrics: list[str], group: str, title: str = "", ncol
     """One panel per metric (`ncols` per row): `plots.mean_std_bars` per group value (the mean over seeds, the
     sample std as an error bar, seeds as dots; one seed has no spread). ValueError when no row has a metric."""
     from matplotlib.figure import Figure
-
-    from laclip_lite.plots import mean_std_bars
 
     metrics = [m for m in metrics if any(r.get(m) not in (None, "") for r in rows)]
     if not metrics:

@@ -6,8 +6,10 @@ render the world, build and train the model, and draw the figures and widgets.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
+import shutil
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,27 @@ import numpy as np
 from laclip_lite.config import Config
 from laclip_lite.course import common
 from laclip_lite.course.common import Lesson, hwc, table
+from laclip_lite.data.dataset import shapeworld_split
+from laclip_lite.data.tokenizer import build_tokenizer
+from laclip_lite.data.transforms import normalize, random_resized_crop
+from laclip_lite.data.vocab import classnames
+from laclip_lite.losses import clip_loss
+from laclip_lite.metrics import (
+    class_probabilities,
+    encode_images,
+    encode_texts,
+    retrieval,
+    topk_accuracy,
+    zero_shot_classifier,
+)
+from laclip_lite.models.clip import build_model, count_params
+from laclip_lite.models.text import trim_padding
+from laclip_lite.plots import learning_curves, loss_matrix_walkthrough, show_images, similarity_heatmap, topk_images
+from laclip_lite.rewrite.prepare import shapeworld_rewrites, tokenizer_corpus
+from laclip_lite.runs import load_run
+from laclip_lite.templates import fill, get_templates, template_sets
+from laclip_lite.train import CHECKPOINT, Trainer, build_optimizer, train
+from laclip_lite.utils import autocast_dtype, resolve_device, seed_everything, stable_hash, step_generator
 
 NOTEBOOK = "01_clip_basics"
 
@@ -31,7 +54,6 @@ def _check(lesson: Lesson) -> None:
     if lesson.params["data"] != "shapeworld":
         raise common.ParameterError("data: notebook 01 teaches on ShapeWorld (it needs its labels for zero-shot); "
                                     "train on your own data with notebook 03")
-    from laclip_lite.templates import get_templates, template_sets
 
     try:
         get_templates(lesson.params["templates"])
@@ -64,8 +86,6 @@ class Run:
 
 def show_world(lesson: Lesson, n: int = 8) -> World:
     """Render ShapeWorld's training and test splits and show the first `n` training images with captions."""
-    from laclip_lite.data.dataset import shapeworld_split
-    from laclip_lite.plots import show_images
 
     cfg = lesson.config({"train.policy": "clip", "data.augment": "none"})
     world = World(cfg, shapeworld_split(cfg, "train"), shapeworld_split(cfg, "test"))
@@ -82,8 +102,6 @@ def show_world(lesson: Lesson, n: int = 8) -> World:
 
 def tokenizer_walkthrough(lesson: Lesson, world: World, n: int = 3):
     """Build the tokenizer exactly as training will, and show captions -> pieces -> ids -> padded rows."""
-    from laclip_lite.data.tokenizer import build_tokenizer
-    from laclip_lite.rewrite.prepare import shapeworld_rewrites, tokenizer_corpus
 
     cfg, captions = world.cfg, list(world.train.captions)
     common.warm_rewrite_cache(cfg, lesson.progress)
@@ -107,9 +125,6 @@ def build_towers(lesson: Lesson, world: World, tokenizer):
     """An untrained CLIP (seeded): show each tower, its size, and what goes in and comes out."""
     import torch
 
-    from laclip_lite.data.transforms import normalize
-    from laclip_lite.models.clip import build_model, count_params
-    from laclip_lite.utils import resolve_device, seed_everything
 
     cfg = world.cfg
     cfg.model.vocab_size, cfg.model.pad_id = tokenizer.vocab_size, tokenizer.pad_id
@@ -138,13 +153,11 @@ def build_towers(lesson: Lesson, world: World, tokenizer):
 
 
 def _pairs_similarity(model, tokenizer, images, captions):
-    from laclip_lite.metrics import encode_images, encode_texts
     return encode_texts(model, tokenizer, captions) @ encode_images(model, images).T   # [texts, images]
 
 
 def show_similarity(lesson: Lesson, similarity, images, captions, title: str = "before training"):
     """Draw a [captions, images] cosine-similarity matrix with the images above their columns."""
-    from laclip_lite.plots import similarity_heatmap
 
     name = "similarity_" + title.replace(" ", "_")
     lesson.figure(similarity_heatmap(similarity, images, captions, title=f"Cosine similarity, {title}"), name,
@@ -160,7 +173,6 @@ def show_similarity(lesson: Lesson, similarity, images, captions, title: str = "
 def show_loss(lesson: Lesson, logits, loss) -> None:
     """The loss of one batch in three panels: the logits, the softmax over each row, the softmax over each column;
     and the number next to ln N (the loss of a model that cannot tell the pairs apart)."""
-    from laclip_lite.plots import loss_matrix_walkthrough
 
     n = logits.shape[0]
     lesson.figure(loss_matrix_walkthrough(logits.detach()), "loss_walkthrough", "The contrastive loss on one batch")
@@ -170,8 +182,6 @@ def show_loss(lesson: Lesson, logits, loss) -> None:
 
 
 def _run_dir(lesson: Lesson):
-    from laclip_lite.utils import stable_hash
-
     cfg = lesson.config({"train.policy": "clip", "data.augment": "none"})
     return cfg, lesson.out_dir / f"clip-{stable_hash(cfg.to_dict(), length=8)}"
 
@@ -180,12 +190,9 @@ def start_training(lesson: Lesson, world: World):
     """The library's `Trainer` for this lesson's run (data, model, AdamW, warm-up + cosine schedule), before its
     first step, or where an interrupted run stopped. When the run already finished (a rerun of the notebook), a
     fresh Trainer in `out_dir/first_steps` instead, for the written-out steps; `train_clip` then reuses the run."""
-    import shutil
 
     import torch
 
-    from laclip_lite.train import CHECKPOINT, Trainer
-    from laclip_lite.utils import autocast_dtype, resolve_device
 
     cfg, run_dir = _run_dir(lesson)
     inexact = [what for what, on in (("bf16 autocast", autocast_dtype(cfg.train.precision, resolve_device(
@@ -213,9 +220,6 @@ def start_training(lesson: Lesson, world: World):
 
 def copy_of(trainer):
     """(model, optimizer, scheduler): an exact copy of the trainer's, in the same state, for a hand-written step."""
-    import copy
-
-    from laclip_lite.train import build_optimizer
 
     model = copy.deepcopy(trainer.model)
     optimizer, scheduler = build_optimizer(model, trainer.cfg, trainer.device)
@@ -229,9 +233,6 @@ def step_inputs(trainer, step: int):
     that step (a function of seed and step), random crops seeded by (seed, step), normalised; padding trimmed."""
     import torch
 
-    from laclip_lite.data.transforms import normalize, random_resized_crop
-    from laclip_lite.models.text import trim_padding
-    from laclip_lite.utils import step_generator
 
     cfg = trainer.cfg
     batch = trainer.data.pairs.batch(step)
@@ -259,9 +260,6 @@ def train_clip(lesson: Lesson, world: World, trainer=None) -> Run:
     reuse a finished run with the same settings; show its learning curves."""
     import torch
 
-    from laclip_lite.plots import learning_curves
-    from laclip_lite.runs import load_run
-    from laclip_lite.train import CHECKPOINT, train
 
     cfg, run_dir = _run_dir(lesson)
     done = run_dir / "final_metrics.json"
@@ -273,7 +271,7 @@ def train_clip(lesson: Lesson, world: World, trainer=None) -> Run:
         threads = torch.get_num_threads()
         try:
             if trainer is not None and trainer.out == run_dir:
-                lesson.markdown(f"The library trains the rest: steps {trainer.step + 1} to {cfg.train.steps}.")
+                lesson.markdown(f"The library trains the rest: steps {trainer.step + 1} to {trainer.cfg.train.steps}.")
                 final = trainer.run()
             else:
                 final = train(cfg, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=lesson.progress)
@@ -294,7 +292,6 @@ def train_clip(lesson: Lesson, world: World, trainer=None) -> Run:
 
 def _what_it_learned(final: dict) -> str:
     """One computed sentence on which attributes this run learned (vs chance), or "" without those scores."""
-    from laclip_lite.data.vocab import classnames
 
     said = []
     for attribute in ("color", "shape"):
@@ -308,7 +305,6 @@ def _what_it_learned(final: dict) -> str:
 
 def similarity_before_after(lesson: Lesson, before, run: Run, world: World) -> dict:
     """The same images and captions, before and after training; the diagonal (matching pairs) should win."""
-    from laclip_lite.plots import similarity_heatmap
 
     n = lesson.params["n_show"]
     images, captions = world.test.images[:n], world.test.captions[:n]
@@ -335,8 +331,6 @@ def temperature_demo(lesson: Lesson, run: Run, world: World, n_batch: int = 256)
     import torch
     from matplotlib.figure import Figure
 
-    from laclip_lite.losses import clip_loss
-    from laclip_lite.metrics import encode_images, encode_texts
 
     n = lesson.params["n_show"]
     m = min(n_batch, len(world.test))
@@ -379,7 +373,6 @@ def temperature_demo(lesson: Lesson, run: Run, world: World, n_batch: int = 256)
 def single_attribute_baseline(task: str) -> tuple[float, str]:
     """For a combined task (color_shape): the accuracy (%) of a model that knows one attribute perfectly and
     guesses the other, for the better of the two attributes; (chance, "chance") for a single-attribute task."""
-    from laclip_lite.data.vocab import classnames
 
     n = len(classnames(task))
     parts = task.split("_")
@@ -395,10 +388,6 @@ def zero_shot_figures(lesson: Lesson, run: Run, world: World, classifier, n_imag
     alone vs the ensemble, and every named template set, with chance and the best single-attribute baseline."""
     from matplotlib.figure import Figure
 
-    from laclip_lite.data.vocab import classnames
-    from laclip_lite.metrics import class_probabilities, encode_images, topk_accuracy, zero_shot_classifier
-    from laclip_lite.plots import topk_images
-    from laclip_lite.templates import fill, get_templates, template_sets
 
     task, tset = lesson.params["task"], lesson.params["templates"]
     names, labels = classnames(task), world.test.labels[task]
@@ -469,8 +458,6 @@ def show_retrieval(lesson: Lesson, image_features, text_features) -> dict:
     """Image -> text and text -> image recall@K of the test split (`metrics.retrieval`), against chance K/N."""
     from matplotlib.figure import Figure
 
-    from laclip_lite.metrics import retrieval
-
     n = len(image_features)
     ks = [k for k in (1, 2, 5, 10, 20, 50, 100) if k <= n]
     r = retrieval(image_features, text_features, ks=ks)
@@ -539,7 +526,6 @@ def explorer(lesson: Lesson, run: Run, world: World, prompts: list[str] | None =
              images: list[int] | None = None):
     """Type a prompt -> the top test images; pick an image -> its nearest captions. Widgets when the
     parameter `interactive` is True, else the same two views as static figures for example inputs."""
-    from laclip_lite.metrics import encode_images, encode_texts
 
     prompts = prompts or EXAMPLE_PROMPTS
     images = images or [0, 1, 2]

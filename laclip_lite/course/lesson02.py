@@ -11,9 +11,17 @@ import time
 
 import numpy as np
 
-from laclip_lite.config import build_config
+from laclip_lite.config import RewriteConfig, build_config
 from laclip_lite.course import common
 from laclip_lite.course.common import Lesson, ParameterError, table
+from laclip_lite.data import vocab
+from laclip_lite.rewrite import shapes
+from laclip_lite.rewrite.base import seed_for
+from laclip_lite.rewrite.eda import EDARewriter
+from laclip_lite.rewrite.job import build_rewriter, rewrite_captions
+from laclip_lite.rewrite.meta import load_meta_pairs
+from laclip_lite.rewrite.prompt import build_prompt
+from laclip_lite.rewrite.quality import MiniLMEmbedder, quality_markdown, quality_report
 
 NOTEBOOK = "02_text_rewriting"
 
@@ -27,8 +35,6 @@ finish = common.finish
 
 
 def _rewrite_config(lesson: Lesson, rewriter: str, model: str = ""):
-    from laclip_lite.config import RewriteConfig
-
     p = lesson.params
     rcfg = RewriteConfig(rewriter=rewriter, model=model, sources=list(p["sources"]), k_shot=p["k_shot"],
                          seed=p["seed"], num_variants=len(p["sources"]))
@@ -73,7 +79,6 @@ def load_captions(lesson: Lesson) -> list[str]:
 
 def show_meta_pairs(lesson: Lesson, per_source: int = 2) -> dict:
     """The in-context examples (meta input -> output pairs) of each source, as the LLM will see them."""
-    from laclip_lite.rewrite.meta import load_meta_pairs
 
     pairs = {s: load_meta_pairs(s) for s in lesson.params["sources"]}
     rows = [{"source": s, "input (web caption)": pr.source, "output (rewrite)": pr.target}
@@ -94,17 +99,12 @@ def show_prompt(lesson: Lesson, prompt: str, source: str, caption: str) -> None:
 
 
 def _job(lesson: Lesson, captions: list[str], rcfg) -> tuple[dict, dict]:
-    from laclip_lite.rewrite.job import rewrite_captions
-
     out = lesson.out_dir / "rewrites" / rcfg.rewriter
     texts = rewrite_captions(captions, out, rcfg, progress=lesson.progress)
     return texts, json.loads((out / "report.json").read_text())
 
 
 def _stand_in_note() -> str:
-    from laclip_lite.data import vocab
-    from laclip_lite.rewrite import shapes
-
     world = sum(len(w) for w in vocab.SHAPES.values()) + sum(len(w) for _, w in vocab.COLORS.values()) \
         + sum(len(w) for w in vocab.SIZES.values())
     extra = sum(len(w) for d in (shapes.EXTRA_SHAPES, shapes.EXTRA_COLORS, shapes.EXTRA_SIZES) for w in d.values())
@@ -171,8 +171,6 @@ def eda_and_backtranslation(lesson: Lesson, captions: list[str], rewrites: dict)
 def quality_lesson(lesson: Lesson, captions: list[str], rewrites: dict, baselines: dict) -> dict:
     """Diversity vs faithfulness of every method's rewrites (`laclip_lite.rewrite.quality`)."""
     from matplotlib.figure import Figure
-
-    from laclip_lite.rewrite.quality import MiniLMEmbedder, quality_markdown, quality_report
 
     embedder = MiniLMEmbedder() if lesson.params["embed"] else None
     # the stand-in is named as such wherever its rewrites are shown (it is not an LLM)
@@ -283,11 +281,6 @@ EXAMPLE_CAPTION = "small red circle on a black background stock photo"
 def explore_one(lesson: Lesson, caption: str, rewrites: dict) -> dict:
     """For one caption: the prompt the LLM would receive (first source), each source's rewrite by the rewriter
     that ran (the LLM or the stand-in), and EDA's variants. -> {"prompt", "rewrites", "eda"}."""
-    from laclip_lite.rewrite.base import seed_for
-    from laclip_lite.rewrite.eda import EDARewriter
-    from laclip_lite.rewrite.job import build_rewriter
-    from laclip_lite.rewrite.meta import load_meta_pairs
-    from laclip_lite.rewrite.prompt import build_prompt
 
     p = lesson.params
     first = p["sources"][0]

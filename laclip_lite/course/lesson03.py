@@ -6,14 +6,24 @@ tasks, or the `eval_datasets` on file data), and draw the tables, figures and th
 """
 from __future__ import annotations
 
+import csv
 import json
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from laclip_lite.constants import AUGMENTS, POLICIES
 from laclip_lite.course import common, lesson01
 from laclip_lite.course.common import HEADLINE, Lesson, hwc, number, over_seeds_caption, seeds, table
 from laclip_lite.course.heartbeat import heartbeat
+from laclip_lite.data.dataset import shapeworld_split
+from laclip_lite.data.readers import open_source, texts_of
+from laclip_lite.experiments import Arm, arm_config, compare, dataset_headline, summary_markdown
+from laclip_lite.metrics import encode_images, encode_texts
+from laclip_lite.plots import learning_curves
+from laclip_lite.rewrite.prepare import select_variants, shapeworld_rewrites
+from laclip_lite.runs import load_run
+from laclip_lite.utils import iter_jsonl
 
 HEARTBEAT_S = 30.0    # seconds between progress lines of the trainings (worker processes report nowhere else)
 
@@ -26,8 +36,6 @@ def start(namespace: dict) -> Lesson:
 
 
 def _check(lesson: Lesson) -> None:
-    from laclip_lite.constants import AUGMENTS, POLICIES
-
     for text in lesson.params["policies"]:
         policy, _, augment = text.partition(":")
         if policy not in POLICIES or (augment and augment not in AUGMENTS):
@@ -58,7 +66,6 @@ def augment(lesson: Lesson) -> str:
 
 
 def _arms(lesson: Lesson):
-    from laclip_lite.experiments import Arm
     return [Arm.parse(p, augment(lesson)) for p in lesson.params["policies"]]
 
 
@@ -76,7 +83,6 @@ class Plan:
 def training_plan(lesson: Lesson) -> Plan:
     """What each arm trains on: same data, model, steps and batch; only the text policy differs. On ShapeWorld:
     how scarce the data is on purpose, and one training image with the texts the policies draw from."""
-    from laclip_lite.experiments import arm_config
 
     rows, cfgs = [], {}
     for arm in _arms(lesson):
@@ -103,8 +109,6 @@ def training_plan(lesson: Lesson) -> Plan:
             lesson.markdown("The first training image's texts (what the policies draw from):\n\n"
                             + table([{"text": n, "": t} for n, t in zip(plan.names, plan.texts)]))
         return plan
-    from laclip_lite.data.dataset import shapeworld_split
-    from laclip_lite.rewrite.prepare import select_variants, shapeworld_rewrites
 
     split = shapeworld_split(cfg, "train")
     plan.epochs = cfg.train.steps * cfg.train.batch_size / len(split)
@@ -132,8 +136,6 @@ def training_plan(lesson: Lesson) -> Plan:
 
 def _first_record_texts(cfg) -> tuple[list[str], list[str]]:
     """(names, texts) of the first readable record of a file source: its caption, then the rewrites in use."""
-    from laclip_lite.data.readers import open_source, texts_of
-    from laclip_lite.rewrite.prepare import select_variants
 
     record = next((r for r in open_source(cfg.data) if r is not None), None)
     if record is None:
@@ -160,9 +162,6 @@ def _image_with_texts(image, texts: list[str], names: list[str], rewriter: str =
 
 def train_policies(lesson: Lesson) -> Comparison:
     """`experiments.compare`: every (arm, seed) on the same budget; finished runs are reused on a rerun."""
-    import csv
-
-    from laclip_lite.experiments import compare, summary_markdown
 
     p = lesson.params
     out = lesson.out_dir / "compare"
@@ -212,7 +211,6 @@ def score_columns(rows: list[dict]) -> list[str]:
     present = [k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     present = [k for k in dict.fromkeys(present) if k not in NOT_SCORES and not k.endswith("_std")
                and "skip" not in k]
-    from laclip_lite.experiments import dataset_headline
 
     headline = [m for m in HEADLINE if m in present]           # ShapeWorld's tasks
     on_files = [m for m in dataset_headline(dict.fromkeys(present)) if m not in headline]   # eval.datasets
@@ -250,7 +248,6 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 def learning_curves_by_policy(lesson: Lesson, comparison: Comparison):
     """Training loss and logit scale of every run."""
-    from laclip_lite.plots import learning_curves
 
     lesson.figure(learning_curves(comparison.run_dirs, ("loss", "logit_scale"),
                                   title="Learning curves (MT's loss averages over its texts)"),
@@ -273,8 +270,6 @@ def similarity_by_policy(lesson: Lesson, comparison: Comparison, world_split: st
     """The similarity matrix of each arm's model (first seed) on the same test images and captions."""
     from matplotlib.figure import Figure
 
-    from laclip_lite.data.dataset import shapeworld_split
-    from laclip_lite.runs import load_run
 
     if not lesson.config().data.is_shapeworld:
         lesson.markdown("The similarity matrices use ShapeWorld's test split; skipped on file data.")
@@ -324,8 +319,6 @@ def features_with_all_texts(lesson: Lesson, comparison: Comparison, n: int = 8):
     import torch
     import torch.nn.functional as F
 
-    from laclip_lite.metrics import encode_images, encode_texts
-    from laclip_lite.runs import load_run
 
     cfg = lesson.config()
     if not cfg.data.is_shapeworld or augment(lesson) not in ("shapes", "eda"):
@@ -334,8 +327,6 @@ def features_with_all_texts(lesson: Lesson, comparison: Comparison, n: int = 8):
         lesson.markdown(f"(A random toy batch of {n} images × {k} texts: the real texts are read on ShapeWorld.)")
         return (F.normalize(torch.randn(n, 16, generator=g), dim=-1),
                 F.normalize(torch.randn(n, k, 16, generator=g), dim=-1), torch.tensor(1 / 0.07))
-    from laclip_lite.data.dataset import shapeworld_split
-    from laclip_lite.rewrite.prepare import select_variants, shapeworld_rewrites
 
     by_arm = {name.rsplit("-s", 1)[0]: d for name, d in comparison.run_dirs.items()}
     run_dir = next((by_arm[a] for a in ("mt", "laclip") if a in by_arm), next(iter(by_arm.values())))
@@ -353,7 +344,6 @@ def features_with_all_texts(lesson: Lesson, comparison: Comparison, n: int = 8):
 
 def _curves(run_dirs: dict) -> dict:
     """run name -> (steps, losses) from each run's metrics.jsonl."""
-    from laclip_lite.utils import iter_jsonl
 
     out = {}
     for name, d in run_dirs.items():

@@ -17,6 +17,7 @@ from laclip_lite.course.common import Lesson, over_seeds_caption, seeds, table
 from laclip_lite.course.heartbeat import heartbeat
 from laclip_lite.course.sweep import ablation_sweep_yaml
 from laclip_lite.experiments import run_configs, summarise, summary_cell
+from laclip_lite.plots import bar_with_errors
 from laclip_lite.utils import markdown_table
 
 HEARTBEAT_S = 30.0    # seconds between progress lines of the trainings (worker processes report nowhere else)
@@ -160,7 +161,6 @@ def metrics_of(rows: list[dict]) -> list[str]:
 
 def bar_figure(frame, ablation: str, metric: str):
     """One ablation's settings as bars of `metric` from a pandas DataFrame of runs (`plots.bar_with_errors`)."""
-    from laclip_lite.plots import bar_with_errors
 
     mine = frame[frame["ablation"] == ablation]
     several = mine.groupby("label")[metric].count().max() > 1

@@ -28,6 +28,7 @@ run) go through `experiments.run_configs`; the paper's ablations are defined onc
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import os
@@ -322,7 +323,6 @@ def aggregate(out_dir: str | Path, points: list[Point] | None = None) -> list[di
 
 
 def _csv_text(rows: list[dict], keys: list[str]) -> str:
-    import io
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=keys)
     writer.writeheader()

@@ -20,6 +20,7 @@ import torch
 from laclip_lite.config import Config
 from laclip_lite.data import readers
 from laclip_lite.data.loader import Batch, InMemoryPairs, MapPairs, ShardPairs, texts_per_image
+from laclip_lite.data.shapeworld import ShapeWorld
 from laclip_lite.data.tokenizer import Tokenizer
 from laclip_lite.data.transforms import PilTransform
 from laclip_lite.utils import stable_hash
@@ -27,7 +28,6 @@ from laclip_lite.utils import stable_hash
 
 class Pairs(Protocol):
     """What the trainer reads batches from (InMemoryPairs, MapPairs, ShardPairs)."""
-
     def batch(self, step: int) -> Batch: ...      # the images and texts of optimizer step `step` on this rank
 
 
@@ -58,7 +58,6 @@ def shapeworld_split(cfg: Config, name: str):
     """The rendered split `name` of the run's world. Rendered once per process (a lesson renders its 20,000
     training images once, not once per cell that needs them); every call gets its own copy, so a caller that
     edits the images or captions in place never changes what the next call sees."""
-    from laclip_lite.data.shapeworld import ShapeWorld
 
     sizes = {"train": cfg.data.train_size, "val": cfg.data.val_size, "test": cfg.data.test_size}
     key = (cfg.data.world_seed, cfg.model.image_size, name, sizes[name])
@@ -70,6 +69,14 @@ def shapeworld_split(cfg: Config, name: str):
     else:
         _RENDERED[key] = _RENDERED.pop(key)                  # most recently used last
     return _RENDERED[key].copy()
+
+
+def held_out_splits(cfg: Config) -> tuple[str, ...]:
+    """The training source's own held-out splits, each an evaluation set (`shapeworld_split`): a ShapeWorld run's
+    "val" (when data.val_size > 0) and "test"; () for file data, which is scored on `eval.datasets`."""
+    if not cfg.data.is_shapeworld:
+        return ()
+    return ("val", "test") if cfg.data.val_size else ("test",)
 
 
 _RENDERED: dict[tuple, object] = {}     # (world seed, image size, split, n) -> ShapeWorldSplit, oldest first

@@ -19,6 +19,8 @@ import io
 from pathlib import Path
 
 from laclip_lite.constants import SOURCES
+from laclip_lite.data.shapeworld import ShapeWorld
+from laclip_lite.rewrite.shapes import ShapeWorldRewriter
 
 N = 24                          # data rows
 DIRTY = {"corrupt_image": 1, "empty_file": 1, "missing_image": 1, "bad_row": 1}
@@ -44,7 +46,6 @@ def jpeg_bytes(image_chw, quality: int = 90) -> bytes:
 
 def dirty_captions() -> tuple[list, list[str]]:
     """(images uint8 [N,3,32,32], captions as a reader must return them)."""
-    from laclip_lite.data.shapeworld import ShapeWorld
 
     split = ShapeWorld(seed=0, image_size=32).split("train", N)
     captions = [SPECIAL.get(i, c) for i, c in enumerate(split.captions)]
@@ -55,7 +56,6 @@ def dirty_captions() -> tuple[list, list[str]]:
 
 def export_dirty_laclip(out_dir: str | Path) -> Path:
     """Write the dirty set into `out_dir`; -> the CSV path. Deterministic (byte-identical on every run)."""
-    from laclip_lite.rewrite.shapes import ShapeWorldRewriter
 
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)

@@ -12,14 +12,13 @@
 * **Karpathy split JSON** (`karpathy_json`): COCO / Flickr `{"images": [{"filename", "filepath"?, "split",
   "sentences": [{"raw"}]}]}`; images under `image_root` (default: the JSON's folder). Retrieval.
 
-`EvalSpec` is one entry of `eval.datasets` (or of a `--suite` file); `open_eval_set(spec)` returns a
-`ClassificationSet` or a `RetrievalSet`, and `batches(...)` streams uint8 image batches with their targets, decoded
-in DataLoader workers. An unreadable image is skipped and counted, never fatal. The metrics live in
-`laclip_lite.metrics`, applied by `laclip_lite.evaluate` (`FileSet`).
+`EvalSpec` (its schema in `laclip_lite.config`, with `parse_specs`) is one entry of `eval.datasets` (or of a
+`--suite` file); `open_eval_set(spec)` returns a `ClassificationSet` or a `RetrievalSet`, and `batches(...)`
+streams uint8 image batches with their targets, decoded in DataLoader workers. An unreadable image is skipped and
+counted, never fatal. The metrics live in `laclip_lite.metrics`, applied by `laclip_lite.evaluate` (`FileSet`).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from laclip_lite.config import RESERVED_PREFIXES, TASKS, EvalSpec, parse_spec, parse_specs  # noqa: F401  (the schema lives in config)
 from laclip_lite.data.formats import (
     SPLITS,
     class_dirs,
@@ -39,11 +39,12 @@ from laclip_lite.data.formats import (
     oversized,
     split_dirs,
 )
+from laclip_lite.data.readers import LaclipCsvSource
 from laclip_lite.data.tar_shards import MAX_MEMBER_BYTES, tar_samples
 from laclip_lite.data.transforms import pil_to_uint8
 from laclip_lite.errors import DataError
+from laclip_lite.templates import get_templates
 
-TASKS = ("zeroshot", "retrieval", "linear_probe", "fewshot")
 LAYOUTS = {
     "clip_benchmark": "CLIP_benchmark webdataset folder (ROOT/test/*.tar [+ nshards.txt], classnames.txt)",
     "imagefolder": "ImageFolder (ROOT/<class>/*.jpg|png|webp, or ROOT/{train,val,test}/<class>/...)",
@@ -51,76 +52,6 @@ LAYOUTS = {
     "karpathy_json": "Karpathy-split JSON file (COCO / Flickr: images[].filename, split, sentences[].raw)",
 }
 CB_TEMPLATES = "zeroshot_classification_templates.txt"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# What to evaluate
-@dataclass
-class EvalSpec:
-    path: str                          # the dataset: a folder (CLIP_benchmark / ImageFolder) or a .csv / .json file
-    task: str = ""                     # zeroshot | retrieval | linear_probe | fewshot ("" = the layout's own)
-    classnames: str = ""               # file of class names (lines in sorted folder order, or JSON folder -> name)
-    templates: str = ""                # template file or named set ("" = the folder's own file, else `default`)
-    name: str = ""                     # prefix of its metrics ("" = the folder / file name)
-    split: str = "test"                # split scored (ImageFolder without `test`: `val`); probes train on `train`
-    image_root: str = ""               # CSV / Karpathy JSON: folder the image paths start from ("" = the file's)
-    k: int = 5                         # fewshot: training examples per class
-
-    @property
-    def label(self) -> str:
-        """The metric prefix: `name`, else the file / folder name; a derived name that is one of the kit's own
-        prefixes (RESERVED_PREFIXES: `test`, `val`, `train`) becomes `eval_<name>` (a captions CSV named test.csv
-        logs as `eval_test/...`, never as the ShapeWorld test split's `test/...`)."""
-        if self.name:
-            return self.name
-        p = Path(self.path)
-        derived = (p.stem if p.suffix else p.name) or "dataset"
-        return f"eval_{derived}" if derived in RESERVED_PREFIXES else derived
-
-
-# Metric prefixes the kit writes itself (ShapeWorld's splits, the training loss): no eval set may log under them.
-RESERVED_PREFIXES = ("test", "val", "train")
-
-
-def parse_spec(entry, where: str = "eval.datasets") -> EvalSpec:
-    """A path string or a mapping -> EvalSpec; an unknown key or a bad task raises ConfigError naming it."""
-    from laclip_lite.config import ConfigError
-
-    if isinstance(entry, EvalSpec):
-        return entry
-    if isinstance(entry, (str, Path)):
-        entry = {"path": str(entry)}
-    if not isinstance(entry, dict):
-        raise ConfigError(f"{where}: an entry must be a path or a mapping with 'path', got {entry!r}")
-    known = {f.name for f in dataclasses.fields(EvalSpec)}
-    unknown = sorted(set(entry) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown} in {entry!r} (known: {', '.join(sorted(known))})")
-    if not entry.get("path"):
-        raise ConfigError(f"{where}: entry {entry!r} has no 'path'")
-    spec = EvalSpec(**{k: (int(v) if k == "k" else str(v)) for k, v in entry.items() if v is not None})
-    if spec.task and spec.task not in TASKS:
-        raise ConfigError(f"{where}: task {spec.task!r} of {spec.path} is not one of: {', '.join(TASKS)}")
-    if spec.split not in SPLITS:
-        raise ConfigError(f"{where}: split {spec.split!r} of {spec.path} is not one of: {', '.join(SPLITS)}")
-    if spec.k < 1:
-        raise ConfigError(f"{where}: k must be >= 1 for {spec.path}, got {spec.k}")
-    if spec.name in RESERVED_PREFIXES:
-        raise ConfigError(f"{where}: name {spec.name!r} of {spec.path} is one of the kit's own metric prefixes "
-                          f"({', '.join(RESERVED_PREFIXES)}); choose another")
-    return spec
-
-
-def parse_specs(entries, where: str = "eval.datasets") -> list[EvalSpec]:
-    """Every entry parsed; two entries with the same name are an error (their metrics would collide)."""
-    from laclip_lite.config import ConfigError
-
-    specs = [parse_spec(e, f"{where}[{i}]") for i, e in enumerate(entries or [])]
-    names = [s.label for s in specs]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ConfigError(f"{where}: several entries are named {dup}; give each a distinct 'name'")
-    return specs
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -206,8 +137,6 @@ def load_classnames(path: str | Path, folders: list[str] | None = None) -> list[
 
 
 def _templates(spec: EvalSpec, own: Path | None) -> list[str]:
-    from laclip_lite.templates import get_templates
-
     if spec.templates:
         return get_templates(spec.templates)
     return get_templates(own if own is not None and own.is_file() else None)
@@ -280,8 +209,6 @@ def _open_clip_benchmark(spec: EvalSpec, root: Path):
 
 
 def _open_captions_csv(spec: EvalSpec, path: Path) -> RetrievalSet:
-    from laclip_lite.data.readers import LaclipCsvSource
-
     source = LaclipCsvSource(path, image_root=spec.image_root or None)
     groups: dict[str, list[str]] = {}
     for rel, caption in source.rows():

@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from laclip_lite.data import vocab
+from laclip_lite.data.readers import is_variant_name  # stale rewrite files would be read back as rewrites
 from laclip_lite.errors import DataError
+from laclip_lite.templates import get_templates
 
 FORMATS = ("hf", "wds", "laclip")
 EVAL_FORMATS = ("imagefolder", "clip_benchmark")
@@ -153,7 +155,6 @@ def export_laclip(split, out_dir: str | Path, rewrites: dict[str, list[str]] | N
     csv_path = out / (csv_name or f"{split.name}.csv")
     (out / "images").mkdir(parents=True, exist_ok=True)
     _clear(out / "images", ["*.png"])
-    from laclip_lite.data.readers import is_variant_name  # stale rewrite files would be read back as rewrites
     for p in out.glob("*.txt"):
         if is_variant_name(p.stem):
             p.unlink()
@@ -224,7 +225,6 @@ def export_clip_benchmark(split, out_dir: str | Path, task: str = "color_shape",
     "retrieval" writes captions (`.txt`) and `dataset_type.txt`, a ShapeWorld task writes `.cls` labels,
     `classnames.txt` and `zeroshot_classification_templates.txt` (the kit's `templates` set, `{c}` as CLIP_benchmark
     writes it). -> the split folder."""
-    from laclip_lite.templates import get_templates
 
     if samples_per_shard < 1:
         raise DataError(f"samples_per_shard must be >= 1, got {samples_per_shard}")

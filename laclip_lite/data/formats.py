@@ -23,10 +23,10 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from laclip_lite.constants import SPLITS  # noqa: F401  (importable from here as before)
 from laclip_lite.data.tar_shards import OVERSIZED
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")   # image files; a tar sample's image is the first of these it has
-SPLITS = ("train", "val", "test")
 _HF_FILES = ("dataset_info.json", "state.json", "dataset_dict.json")   # what `save_to_disk` writes
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import glob as globlib
 import json
 import os
+import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from laclip_lite.data import laclip_csv
 from laclip_lite.data.formats import ReadStats, decode_image, detect, image_ext, oversized
 from laclip_lite.data.tar_shards import MAX_MEMBER_BYTES, tar_samples
 from laclip_lite.errors import DataError
+from laclip_lite.utils import stable_hash
 
 # Names a rewrite variant may have: the LLM meta-pair sources, EDA / back-translation variants, "rewriteN".
 _VARIANT = re.compile(rf"^({'|'.join((*SOURCES, *SOURCE_ALIASES))}|eda\d+|bt\d+|rewrite\d*)$")
@@ -559,7 +561,6 @@ def texts_of(record: Record, variants: list[str]) -> list[str]:
 def replacement_index(seed: int, index: int, attempt: int, n: int) -> int:
     """The sample read instead of unreadable sample `index` (attempt 0, 1, ...): a function of (seed, index,
     attempt) only, so every rank, worker and resumed run substitutes the same sample and batches stay full."""
-    import random
     return random.Random(seed * 1_000_003 + index * 7_919 + attempt * 104_729 + 1).randrange(n)
 
 
@@ -612,8 +613,6 @@ class IterableRecordDataset(torch.utils.data.IterableDataset):
         self._pass = 0
 
     def __iter__(self):
-        from laclip_lite.utils import stable_hash
-
         stats, seen = self.source.stats, Counter(self.source.stats.skipped)
         for rec in self.source:
             skips = list((stats.skipped - seen).elements())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
+import tarfile
 from typing import Iterator
 
 from laclip_lite.errors import DataError
@@ -141,7 +142,6 @@ def _pax_records(data: bytes) -> dict[str, str]:
 
 def _tarfile_members(shard: str, max_member: int = MAX_MEMBER_BYTES) -> Iterator[tuple[str, bytes | None]]:
     """`tarfile`'s reading (compressed tars, pre-POSIX formats), its errors as DataError."""
-    import tarfile
 
     try:
         with tarfile.open(shard, "r|*") as tar:

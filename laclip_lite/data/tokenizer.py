@@ -20,6 +20,7 @@ from typing import Iterable
 
 import torch
 
+from laclip_lite.data.clip_bpe import ClipBPE, find_bpe_file
 from laclip_lite.errors import DataError
 from laclip_lite.utils import atomic_write_text, cache_dir, resolve_hf_path, stable_hash
 
@@ -169,7 +170,6 @@ def hf_tokenizer(name_or_path: str, context_length: int) -> Tokenizer:
 
 def clip_tokenizer(bpe_path: str, context_length: int) -> Tokenizer:
     """CLIP's 49,408-token BPE from an installed package's merges file or `bpe_path` (`data.clip_bpe`)."""
-    from laclip_lite.data.clip_bpe import ClipBPE, find_bpe_file
 
     path = find_bpe_file(bpe_path)
     return Tokenizer(ClipBPE(path), context_length, "clip", source=str(path))
@@ -209,7 +209,6 @@ def load_tokenizer(run_dir: str | Path, context_length: int | None = None) -> To
                             "from the run") from None
         return Tokenizer(backend, ctx, "bpe", source=meta["source"])
     if meta["kind"] == "clip":
-        from laclip_lite.data.clip_bpe import ClipBPE
         return Tokenizer(ClipBPE(run_dir / CLIP_FILE_NAME), ctx, "clip", source=meta["source"])
     from transformers import AutoTokenizer
     return Tokenizer(AutoTokenizer.from_pretrained(run_dir / "hf_tokenizer"), ctx, "hf", source=meta["source"])

@@ -21,6 +21,7 @@ open_clip's ViT has only the linear patch embedding), a Hugging Face text tower,
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -40,7 +41,6 @@ def import_open_clip():
     ops fail to load (libtorch_cuda.so missing), and the import then dies registering meta kernels for those
     missing ops ("operator torchvision::nms does not exist"). open_clip uses only torchvision's Python image
     transforms, never its C++ ops, so in that case we skip the meta-kernel module and import again."""
-    import sys
 
     try:
         import open_clip

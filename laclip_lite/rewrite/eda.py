@@ -25,7 +25,7 @@ from collections import Counter
 from functools import lru_cache
 
 from laclip_lite.data import vocab
-from laclip_lite.rewrite.base import Rewriter, seed_for
+from laclip_lite.rewrite.base import Rewriter, RewriteResult, seed_for
 
 # The reference implementation's stop words (a subset of NLTK's English list): never replaced.
 STOP_WORDS = frozenset("""
@@ -218,7 +218,6 @@ class EDARewriter(Rewriter):
         return [self.augment(c, seed)[i] for c in captions], self._fallbacks(captions)
 
     def rewrite_batch(self, captions: list[str], seed: int = 0):
-        from laclip_lite.rewrite.base import RewriteResult
         rows = [self.augment(c, seed) for c in captions]
         falls = dict(self._fallbacks(captions))
         return RewriteResult({v: [r[i] for r in rows] for i, v in enumerate(self.variants)},

@@ -35,6 +35,7 @@ from pathlib import Path
 from laclip_lite.config import ConfigError, RewriteConfig
 from laclip_lite.constants import REWRITERS
 from laclip_lite.errors import DataError
+from laclip_lite.rewrite.backtranslate import BackTranslator
 from laclip_lite.rewrite.base import Rewriter, one_line
 from laclip_lite.utils import atomic_write_text, stable_hash
 
@@ -139,7 +140,6 @@ def build_rewriter(rcfg: RewriteConfig, shard: tuple[int, int] | None = None) ->
                            top_p=rcfg.top_p, max_new_tokens=rcfg.max_new_tokens, batch_size=rcfg.batch_size,
                            trust_remote_code=rcfg.trust_remote_code, device=device, backend=rcfg.backend,
                            fmt=prompt_format(rcfg.prompt_format), vllm_gpu_memory=rcfg.vllm_gpu_memory)
-    from laclip_lite.rewrite.backtranslate import BackTranslator
     parts = [p.strip() for p in rcfg.model.split(",") if p.strip()]
     return BackTranslator(parts[0], parts[1], num_variants=rcfg.num_variants, temperature=rcfg.temperature,
                           top_p=rcfg.top_p, max_new_tokens=rcfg.max_new_tokens, batch_size=rcfg.batch_size,

@@ -21,14 +21,17 @@ is far longer than a caption, repeats itself, repeats the prompt or copies a met
 """
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import re
 from collections import Counter
 
 from laclip_lite.constants import SOURCES
-from laclip_lite.rewrite.base import Rewriter, seed_for
+from laclip_lite.rewrite.base import Rewriter, RewriteResult, seed_for
 from laclip_lite.rewrite.meta import MetaPair, canonical_sources, load_meta_pairs
 from laclip_lite.rewrite.models import check_model_name, load_error
 from laclip_lite.rewrite.prompt import DEFAULT_FORMAT, PromptFormat, build_prompt
+from laclip_lite.utils import resolve_device
 
 FALLBACK_REASONS = ("empty", "no_letters", "too_long", "repetitive", "repeats_prompt", "copies_example")
 _QUOTES = "\"'`“”‘’«»"
@@ -74,7 +77,6 @@ def forward_kwargs(model):
     which deprecate `past_key_values` for removal in 5.40), else `past_key_values`; `position_ids` (and logits
     of the last position only) where the model takes them; models without position_ids (ALiBi: BLOOM, MPT)
     place tokens by the mask."""
-    import inspect
 
     params = inspect.signature(model.forward).parameters
     cache_name = "cache" if "cache" in params else "past_key_values"
@@ -90,7 +92,6 @@ def new_cache(model):
     """An empty `DynamicCache` for `model`, made by us and passed in (not read back from the outputs, whose
     attribute was renamed with the argument); given the model's config where the constructor takes one, so
     sliding-window layers get their own cache layer type."""
-    import inspect
 
     from transformers import DynamicCache
 
@@ -135,7 +136,6 @@ class LLMRewriter(Rewriter):
         return self._rewrite(captions, [variant], seed)[variant]
 
     def rewrite_batch(self, captions: list[str], seed: int = 0):
-        from laclip_lite.rewrite.base import RewriteResult
         per = self._rewrite(captions, self.variants, seed)
         return RewriteResult({v: per[v][0] for v in self.variants}, {v: dict(per[v][1]) for v in self.variants})
 
@@ -169,8 +169,6 @@ class LLMRewriter(Rewriter):
             return self._hf
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from laclip_lite.utils import resolve_device
 
         device = str(resolve_device(self.device_name))
         dtype = _auto_dtype(device) if self.dtype_name == "auto" else getattr(torch, self.dtype_name)
@@ -245,7 +243,6 @@ class LLMRewriter(Rewriter):
     # --- optional vLLM backend -------------------------------------------------------------------------
     def _use_vllm(self) -> bool:
         """vLLM when asked for, or (backend="auto") when it is installed and CUDA is present."""
-        import importlib.util
 
         import torch
 

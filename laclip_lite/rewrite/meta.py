@@ -35,6 +35,7 @@ Fields are taken as written (no quoting): a tab inside a caption is not possible
 """
 from __future__ import annotations
 
+import ast
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,6 @@ def release_file(path: Path) -> Path | None:
 
 def release_pairs(name: str, path: Path) -> list[MetaPair]:
     """The LaCLIP release's meta pairs of source `name` from its `rewrite/utils.py` (parsed with ast, not run)."""
-    import ast
 
     if name not in RELEASE_LISTS:
         raise ConfigError(f"{path}: the release has pairs for {', '.join(RELEASE_LISTS)} (alias coco), not {name!r}")

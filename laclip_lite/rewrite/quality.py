@@ -30,6 +30,7 @@ from pathlib import Path
 
 from laclip_lite import utils
 from laclip_lite.files import atomic_write_text
+from laclip_lite.rewrite.shapes import parse_caption
 
 _WORD = re.compile(r"[\w'-]+")
 
@@ -104,7 +105,6 @@ class MiniLMEmbedder:
 
 def shape_attribute_scores(originals: list[str], rewrites: list[str]) -> dict[str, float] | None:
     """Attribute survival for ShapeWorld-like captions (None when under half of them state a shape)."""
-    from laclip_lite.rewrite.shapes import parse_caption
 
     facts = [parse_caption(c).attributes() for c in originals]
     if sum(1 for f in facts if any(".shape=" in a for a in f)) < len(originals) / 2:

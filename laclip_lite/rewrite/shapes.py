@@ -32,9 +32,11 @@ from bisect import bisect
 from collections import Counter
 from dataclasses import dataclass
 
+from laclip_lite.config import ConfigError
 from laclip_lite.constants import SOURCES
 from laclip_lite.data import vocab
 from laclip_lite.rewrite.base import Rewriter, seed_for
+from laclip_lite.rewrite.meta import canonical_sources
 
 # --- the lexicon: the world's synonyms, plus words an LLM would also use (the parser knows both) -----------
 EXTRA_SHAPES = {"circle": ["circular shape", "round form"], "square": ["square shape"],
@@ -430,7 +432,6 @@ def rewrite_shape_caption(caption: str, style: str, seed: int = 0, max_tries: in
     fixed plausible wrong class, so its errors are systematic, and writes only words it knows).
     """
     if mode not in STANDIN_MODES:
-        from laclip_lite.config import ConfigError
         raise ConfigError(f"rewrite.standin must be one of {', '.join(STANDIN_MODES)}, got {mode!r}")
     facts = parse_caption(caption)
     if not facts.objects:
@@ -639,8 +640,6 @@ def synonym_classnames(task: str) -> list[str]:
 
 def shape_styles(sources: list[str]) -> list[str]:
     """Source specs -> the stand-in's styles; it imitates the four packaged sources and reads no pair files."""
-    from laclip_lite.config import ConfigError
-    from laclip_lite.rewrite.meta import canonical_sources
 
     names = canonical_sources(sources)
     custom = [s for s in sources if "=" in s]
@@ -658,11 +657,9 @@ class ShapeWorldRewriter(Rewriter):
     def __init__(self, sources: list[str] | None = None, leak_free: bool = False, error_rate: float = 0.0,
                  mode: str = "full"):
         if not 0.0 <= error_rate <= 1.0:
-            from laclip_lite.config import ConfigError
             raise ConfigError(f"rewrite.error_rate must be in [0, 1], got {error_rate}")
         self.variants = shape_styles(sources or list(SOURCES))
         if mode not in STANDIN_MODES:
-            from laclip_lite.config import ConfigError
             raise ConfigError(f"rewrite.standin must be one of {', '.join(STANDIN_MODES)}, got {mode!r}")
         self.leak_free, self.error_rate = leak_free, error_rate   # the controls (see rewrite_shape_caption)
         self.mode = mode
