@@ -1,3 +1,5 @@
+import _posixsubprocess
+import contextlib
 import os
 
 import pytest
@@ -43,3 +45,70 @@ def _seed_and_threads():
     torch.set_num_threads(1)  # tiny models: one thread is faster than two fighting over 2 shared cores
     torch.manual_seed(0)
     yield
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The fast tier: `make test-fast` (pytest --fast) runs every test not marked `slow`. A test is slow when it starts
+# another process (a Jupyter kernel, papermill, torchrun, a CLI run, a DataLoader worker): marked in its file with
+# @pytest.mark.slow, or listed below by node-id prefix. The guard keeps the marking true: a test that is not slow
+# and starts a process fails (in `make test` too) with a message naming this list.
+
+SPAWNING = (   # node-id prefixes of tests that start processes (file-wide where every test does)
+)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fast", action="store_true",
+                     help="the fast tier: skip tests marked slow (those that start kernels or subprocesses)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith(SPAWNING):
+            item.add_marker(pytest.mark.slow)
+    if config.getoption("--fast"):
+        keep = [item for item in items if item.get_closest_marker("slow") is None]
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("slow")])
+        items[:] = keep
+
+
+class SpawnedAProcess(RuntimeError):
+    """A test not marked slow started a process."""
+
+
+def _refuse(what, nodeid, seen):
+    def refuse(*args, **kwargs):
+        seen.append(what)
+        raise SpawnedAProcess(f"{nodeid} starts a process ({what}) but is not marked slow: add "
+                              "@pytest.mark.slow or its node id to SPAWNING in tests/conftest.py")
+    return refuse
+
+
+@contextlib.contextmanager
+def _no_processes(item):
+    """Every way Python starts a process (subprocess, multiprocessing, os.fork/posix_spawn) fails inside."""
+    if item.get_closest_marker("slow") is not None:
+        yield
+        return
+    seen: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_posixsubprocess, "fork_exec", _refuse("fork_exec", item.nodeid, seen))
+        for name in ("fork", "posix_spawn", "posix_spawnp"):
+            if hasattr(os, name):
+                mp.setattr(os, name, _refuse(f"os.{name}", item.nodeid, seen))
+        yield
+    if seen:   # the test may have caught the error: fail it anyway
+        pytest.fail(f"{item.nodeid} starts a process ({seen[0]}) but is not marked slow: add @pytest.mark.slow "
+                    "or its node id to SPAWNING in tests/conftest.py", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with _no_processes(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with _no_processes(item):
+        return (yield)
