@@ -1,6 +1,7 @@
 import _posixsubprocess
 import contextlib
 import os
+import subprocess
 
 import pytest
 
@@ -92,7 +93,9 @@ def _no_processes(item):
         return
     seen: list[str] = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_posixsubprocess, "fork_exec", _refuse("fork_exec", item.nodeid, seen))
+        mp.setattr(_posixsubprocess, "fork_exec", _refuse("fork_exec", item.nodeid, seen))   # multiprocessing
+        if hasattr(subprocess, "_fork_exec"):                                                 # subprocess
+            mp.setattr(subprocess, "_fork_exec", _refuse("subprocess", item.nodeid, seen))
         for name in ("fork", "posix_spawn", "posix_spawnp"):
             if hasattr(os, name):
                 mp.setattr(os, name, _refuse(f"os.{name}", item.nodeid, seen))

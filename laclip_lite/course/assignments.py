@@ -35,7 +35,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from nbclient.util import ensure_async
+from nbclient.util import ensure_async, run_sync
 from nbgrader.api import Gradebook
 from nbgrader.converters import Autograde, GenerateAssignment
 from nbgrader.coursedir import CourseDirectory
@@ -247,6 +247,8 @@ class RestartingExecute(Execute):
             else:
                 return
 
+    execute_cell = run_sync(async_execute_cell)     # nbclient binds the sync name to its own coroutine
+
 
 def _course(root: Path, source_path: Path, timeout: float) -> Config:
     """A temporary nbgrader course holding one source notebook; the config that grades it."""
@@ -259,6 +261,7 @@ def _course(root: Path, source_path: Path, timeout: float) -> Config:
     c.Execute.timeout = c.RestartingExecute.timeout = int(-(-timeout // 1))     # nbclient counts whole seconds
     steps = Autograde.class_traits()["autograde_preprocessors"].default()
     c.Autograde.autograde_preprocessors = [RestartingExecute if s is Execute else s for s in steps]
+    c.OverwriteCells.add_missing_cells = True                 # a deleted test cell is put back and run
     c.ClearMetadataPreprocessor.preserve_cell_metadata_mask = [("nbgrader",)]   # the report reads grade_ids
     return c
 
@@ -377,7 +380,7 @@ def grade(submission_path: str | Path, source: str | Path | None = None, source_
         _run(GenerateAssignment, config, "generate_assignment")
         submitted = root / "submitted" / STUDENT / ASSIGNMENT
         submitted.mkdir(parents=True)
-        nbformat.write(submission, submitted / source_path.name)
+        nbformat.write(_prepared_submission(submission, src), submitted / source_path.name)
         _run(Autograde, config, "autograde")
         ran = read_notebook(root / "autograded" / STUDENT / ASSIGNMENT / source_path.name)
         with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
@@ -403,6 +406,27 @@ def grade(submission_path: str | Path, source: str | Path | None = None, source_
             cell = CellGrade(gid, "auto", points, float(score), status, error)
         exercises[exercise_of(gid)].append(cell)
     return GradeReport(str(submission_path), str(source_path), dict(exercises), flag_cells(submission, src))
+
+
+def _prepared_submission(submission, source):
+    """The submission as nbgrader should see it: two gaps in nbgrader closed before it runs.
+
+    A made-up graded cell (a grade_id the source lacks) loses its nbgrader metadata: nbgrader would drop only the
+    grade_id and then reject the whole notebook as corrupt (CheckCellMetadata). A deleted read-only cell (the
+    imports a hidden test needs) is put back after the cell before it in the source: nbgrader's add_missing_cells
+    restores only graded and task cells.
+    """
+    known, nb = grade_ids(source), copy.deepcopy(submission)
+    for cell in nb.cells:
+        if nbgrader_meta(cell) and nbgrader_meta(cell).get("grade_id") not in known:
+            cell.metadata.pop("nbgrader")
+    for n, src_cell in enumerate(source.cells):
+        if cell_role(src_cell) != "readonly" or nbgrader_meta(src_cell)["grade_id"] in grade_ids(nb):
+            continue
+        ids = [nbgrader_meta(c).get("grade_id") for c in nb.cells]
+        before = [nbgrader_meta(c).get("grade_id") for c in source.cells[:n] if nbgrader_meta(c).get("grade_id") in ids]
+        nb.cells.insert(ids.index(before[-1]) + 1 if before else 0, copy.deepcopy(src_cell))
+    return nb
 
 
 def _error_of(cell) -> tuple[str, str]:
