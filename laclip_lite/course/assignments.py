@@ -48,7 +48,6 @@ from laclip_lite.errors import DataError
 SOURCE_DIR = Path(__file__).resolve().parent / "assignments"   # package data: works from any install
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-TEXT_STUB = "YOUR ANSWER HERE"                                 # nbgrader's stub for a written answer
 ASSIGNMENT, STUDENT = "laclip", "student"                      # names inside the temporary nbgrader course
 # Student code that reaches for the grading machinery; the grader flags it for a person to look at.
 SUSPICIOUS = re.compile(r"course\.checks|\bchecks\s*\.\s*\w+\s*=(?!=)|setattr\(\s*checks|__code__|sys\.modules|"
