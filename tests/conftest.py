@@ -55,6 +55,23 @@ def _seed_and_threads():
 # and starts a process fails (in `make test` too) with a message naming this list.
 
 SPAWNING = (   # node-id prefixes of tests that start processes (file-wide where every test does)
+    "tests/test_distributed.py::",                       # torchrun
+    "tests/test_train_distributed.py::",                 # torchrun
+    "tests/test_accumulate.py::test_global_accumulation_on_two_ranks_equals_the_full_batch",
+    "tests/test_experiments.py::test_run_experiment_under_torchrun_reads_the_run_folder_back",
+    "tests/test_experiments.py::test_runs_start_dearest_first_and_results_keep_their_order",   # runs in processes
+    "tests/test_gpus.py::test_each_worker_keeps_one_gpu",
+    "tests/test_gpus.py::test_sweep_gpus_gives_each_notebook_its_own_device",            # papermill
+    "tests/test_notebooks.py::test_bad_parameter_stops_in_the_first_cell_after_the_parameters",   # papermill
+    "tests/test_notebooks.py::test_explorer_gives_widgets_when_interactive_and_figures_when_not",  # a kernel
+    "tests/test_eval_training.py::test_sweep_aggregate_over_file_data_runs",             # papermill
+    "tests/test_eval_training.py::test_eval_cli_scores_a_file_data_run_on_its_eval_datasets_and_a_suite",   # CLI
+    "tests/test_schedule.py::test_cli_dry_run_prints_the_derived_steps",                 # CLI
+    "tests/test_train.py::test_cli_kill_and_resume",                                     # CLI, both tests
+    "tests/test_preemption.py::test_sigterm_checkpoints_and_resume_auto_gives_bit_identical_weights",   # CLI
+    "tests/test_dirty_data.py::test_each_sample_gets_its_own_augmentation_in_any_worker",   # DataLoader workers
+    "tests/test_eval_layouts.py::test_unreadable_images_are_skipped_and_counted",        # DataLoader workers
+    "tests/test_export_readers.py::test_real_dataloader_workers",                        # DataLoader workers
 )
 
 
