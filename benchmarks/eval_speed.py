@@ -7,9 +7,10 @@
 The same images (ShapeWorld test images, PNG, written once by the kit's exporters into a temporary folder) are
 scored three ways per round, in rotating order over several rounds: "forward" (uint8 tensors in memory ->
 `encode_images` + the zero-shot classifier and logits: the model's work alone), "imagefolder" and "webdataset"
-(`evaluate_dataset` on each layout: listing, reading, PNG decoding, resize + centre crop in `--workers` DataLoader
-workers, then the same forward). The data share of a layout is 1 - forward time / its time (median over rounds).
-Wall times on a shared machine are noisy: CPU seconds of this process and its workers are printed beside them.
+(`evaluate` of a `FileSet` on each layout: listing, reading, PNG decoding, resize + centre crop in `--workers`
+DataLoader workers, then the same forward). The data share of a layout is 1 - forward time / its time (median
+over rounds). Wall times on a shared machine are noisy: CPU seconds of this process and its workers are printed
+beside them.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def build(args):
     """(model, tokenizer, cfg): a run's, or an untrained tiny-preset model with a tokenizer of ShapeWorld captions
     (speed does not depend on the weights)."""
     from laclip_lite.config import build_config
-    from laclip_lite.evaluate import load_run
+    from laclip_lite.runs import load_run
 
     if args.checkpoint:
         return load_run(args.checkpoint, device="cpu")
@@ -66,7 +67,8 @@ def main(argv=None) -> int:
     from laclip_lite.data.export import export_clip_benchmark, export_imagefolder
     from laclip_lite.data.shapeworld import ShapeWorld
     from laclip_lite.data.vocab import classnames
-    from laclip_lite.evaluate import encode_images, evaluate_dataset, topk_accuracy, zero_shot_classifier
+    from laclip_lite.evaluate import FileSet, evaluate, metrics_of
+    from laclip_lite.metrics import encode_images, topk_accuracy, zero_shot_classifier
     from laclip_lite.templates import get_templates
 
     model, tok, cfg = build(args)
@@ -90,8 +92,8 @@ def main(argv=None) -> int:
 
         def layout(name):
             def go():
-                return evaluate_dataset(model, tok, str(root / name), batch_size=args.batch_size,
-                                        num_workers=args.workers, progress=False)
+                s = FileSet(str(root / name))
+                return metrics_of(evaluate(model, tok, [s], batch_size=args.batch_size, num_workers=args.workers), s)
             return go
 
         runs = {"forward": forward, "imagefolder": layout("imagefolder"), "webdataset": layout("webdataset")}

@@ -53,8 +53,8 @@ def make_run(out: Path, overrides: dict) -> Path:
 def check(run: Path, work: Path) -> float:
     from laclip_lite.data.dataset import shapeworld_split
     from laclip_lite.data.transforms import normalize
-    from laclip_lite.evaluate import load_run
     from laclip_lite.models.open_clip_export import export_open_clip, import_open_clip
+    from laclip_lite.runs import load_run
 
     open_clip = import_open_clip()
     ours, tokenizer, cfg = load_run(run, device="cpu")

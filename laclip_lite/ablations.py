@@ -48,6 +48,8 @@ from pathlib import Path
 
 from laclip_lite.config import Config, ConfigError
 from laclip_lite.constants import EXPERIMENT_PRESET, SOURCES
+from laclip_lite.files import atomic_open, atomic_savefig, atomic_write_text
+from laclip_lite.folder_lock import holds_folder
 from laclip_lite.rewrite.shapes import STANDIN_MODES
 from laclip_lite.stats import MARGIN, contrast_markdown, contrast_rows, difference_rows, pair_key, t_interval
 from laclip_lite.sweep import ABLATIONS, AblationPoint, ablation_points
@@ -373,11 +375,11 @@ def write_contrasts(rows: list[dict], out_dir: str | Path, margin: float = MARGI
     if not found:
         return found
     keys = list(dict.fromkeys(k for r in found for k in r))
-    with open(out_dir / "contrasts.csv", "w", newline="") as f:
+    with atomic_open(out_dir / "contrasts.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(found)
-    (out_dir / "contrasts.md").write_text(contrasts_text(found, margin=margin))
+    atomic_write_text(out_dir / "contrasts.md", contrasts_text(found, margin=margin))
     return found
 
 
@@ -425,7 +427,7 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
     metric_cols = [k for k in dict.fromkeys(k for r in rows for k in r)
                    if k not in ("ablation", "setting", "world", "seed") and not k.startswith("baseline/")]
     head = ["ablation", "setting", *(["world"] if any("world" in r for r in rows) else []), "seed"]
-    with open(out_dir / "ablations.csv", "w", newline="") as f:
+    with atomic_open(out_dir / "ablations.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[*head, *metric_cols], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -453,18 +455,19 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
         text += "\n" + leak_table(preset, overrides)
     if any(r["ablation"] == "standin" for r in rows):
         text += "\n" + standin_table(preset, overrides)
-    (out_dir / "ablations.md").write_text(text)
+    atomic_write_text(out_dir / "ablations.md", text)
     fig_rows = [{**r, "label": r["setting"]} for r in rows]
     for m, name in ((metric, "ablations.png"), (metric + HELDOUT, "ablations_heldout.png")):
         if any(m in r for r in rows):
-            ablation_figure(fig_rows, m).savefig(out_dir / name, dpi=110, bbox_inches="tight")
+            atomic_savefig(ablation_figure(fig_rows, m), out_dir / name, dpi=110, bbox_inches="tight")
     for control in ("data_size", "steps"):
         mine = [s for s in summary if s["ablation"] == control and not s["setting"].endswith("/ clip")]
         if mine:
-            gap_figure(mine, control, metric).savefig(out_dir / f"gap_{control}.png", dpi=110, bbox_inches="tight")
+            atomic_savefig(gap_figure(mine, control, metric), out_dir / f"gap_{control}.png", dpi=110,
+                           bbox_inches="tight")
     grid = [s for s in summary if s["ablation"] == "data_epochs" and not s["setting"].endswith("/ clip")]
     if grid:
-        phase_figure(grid).savefig(out_dir / "phase_data_epochs.png", dpi=110, bbox_inches="tight")
+        atomic_savefig(phase_figure(grid), out_dir / "phase_data_epochs.png", dpi=110, bbox_inches="tight")
     return summary
 
 
@@ -600,6 +603,7 @@ def _hatch(j: int, i: int):
     return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", ec="gray", lw=0)
 
 
+@holds_folder("out_dir")
 def ablate(seeds: list[int], out_dir: str | Path, ablations: list[str] | str = "all",
            controls: list[str] | str = (), preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None,
            policy: str = "laclip", llm_model: str = "", bt_models: str = "", jobs: int = 0,

@@ -17,10 +17,8 @@ from typing import Any, Sequence
 import yaml
 
 from laclip_lite.constants import AUGMENTS, POLICIES, SOURCES
-
-
-class ConfigError(ValueError):
-    """A bad configuration value or key; the message names the key."""
+from laclip_lite.errors import ConfigError  # noqa: F401  (importable from here as before)
+from laclip_lite.files import atomic_write_text
 
 
 @dataclass
@@ -79,6 +77,7 @@ class DataConfig:
                                         # docs/results/README.md)
     num_workers: int = 0                # DataLoader worker processes for file-based sources (0 = main process)
     num_samples: int = 0                # dataset size for train.epochs (0 = count the source; tar shards need it)
+    max_member_bytes: int = 64 << 20    # tar shards: a member larger than this is bad data (skipped and counted)
 
     @property
     def is_shapeworld(self) -> bool:
@@ -122,6 +121,8 @@ class TrainConfig:
     ckpt_every: int = 250               # steps between checkpoints (0 = only at the end)
     keep_checkpoints: int = 0           # > 0: every N-th periodic checkpoint is also kept as checkpoint_<step>.pt
     threads: int = 0                    # torch CPU threads (0 = torch default)
+    dist_timeout: float = 600.0         # torchrun: seconds a rank waits for the others in a collective before the
+                                        # job ends naming the rank that stopped answering (> rank-0 eval time)
 
 
 @dataclass
@@ -181,11 +182,11 @@ class Config:
         return cfg
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
-        return cls.from_dict(yaml.safe_load(Path(path).read_text()))
+        return cls.from_dict(read_yaml_mapping(path))
 
     def validate(self) -> "Config":
         """Check cross-field constraints; raise ConfigError naming the key."""
@@ -238,9 +239,43 @@ class Config:
                 raise ConfigError(f"{key} must be >= 1, got {get_value(self, key)}")
         if len(d.crop_scale) != 2 or not 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1:
             raise ConfigError(f"data.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {d.crop_scale}")
+        _check_ranges(self)
         from laclip_lite.data.eval_layouts import parse_specs  # the entries' shape; paths are opened by the trainer
         parse_specs(self.eval.datasets, where="eval.datasets")
         return self
+
+
+# Sizes and cadences, each with its lowest allowed value (a cadence of 0 means "off"; a negative one would act at
+# every step, a size of 0 crashes later or scores nothing).
+_AT_LEAST: dict[str, float] = {
+    "train.log_every": 1, "train.ckpt_every": 0, "train.eval_every": 0, "train.warmup_steps": 0,
+    "train.threads": 0, "train.weight_decay": 0, "train.grad_clip": 0, "train.lr_start": 0, "train.lr_end": 0,
+    "train.dist_timeout": 0, "train.keep_checkpoints": 0,
+    "data.train_size": 1, "data.val_size": 0, "data.test_size": 1, "data.num_workers": 0,
+    "data.bpe_vocab_size": 1, "data.max_member_bytes": 1, "model.image_size": 1, "model.patch_size": 1,
+    "model.vision_width": 1, "model.vision_layers": 0, "model.vision_heads": 1, "model.text_width": 1,
+    "model.text_layers": 1, "model.text_heads": 1, "model.text_buckets": 1, "model.embed_dim": 1,
+    "eval.batch_size": 1, "eval.num_workers": 0,
+}
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Range checks of single values (ConfigError naming the key and the allowed range)."""
+    for key, low in _AT_LEAST.items():
+        value = get_value(cfg, key)
+        if value < low:
+            what = "off" if low == 0 and key.endswith("_every") else ""
+            raise ConfigError(f"{key} must be >= {low:g}{f' (0 = {what})' if what else ''}, got {value}")
+    t, d = cfg.train, cfg.data
+    if not (t.lr > 0 and math.isfinite(t.lr)):
+        raise ConfigError(f"train.lr must be a finite number > 0, got {t.lr}")
+    if t.eps <= 0:
+        raise ConfigError(f"train.eps must be > 0, got {t.eps}")
+    if d.is_shapeworld and t.eval_every and not d.val_size:
+        raise ConfigError(f"train.eval_every={t.eval_every} scores the validation split: data.val_size must be >= 1")
+    if d.is_shapeworld and t.batch_size > d.train_size:
+        raise ConfigError(f"train.batch_size={t.batch_size} is larger than the data (data.train_size="
+                          f"{d.train_size}): lower train.batch_size or raise data.train_size")
 
 
 def _choice(key: str, value: str, allowed: Sequence[str]) -> None:
@@ -501,6 +536,32 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def read_yaml(path: str | Path) -> Any:
+    """The value a YAML file holds (None when empty); a YAML syntax error or a file that is not text is a
+    ConfigError naming the file and line (config files, suites, grids: the kit's one YAML reader)."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or type(e).__name__})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8) file") from None
+
+
+def read_yaml_mapping(path: str | Path) -> dict:
+    """A YAML file that must hold a mapping (a config file, a run's config.yaml): {} when empty; any other
+    top-level value is a ConfigError naming the file."""
+    data = read_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file holds a mapping of sections (model:, data:, train:, ...), "
+                          f"got a {type(data).__name__}")
+    return data
+
+
 def preset(name: str) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
@@ -515,8 +576,9 @@ def build_config(preset_name: str = "tiny", overrides: list[str] | dict | None =
         path = Path(config_file)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        for section, values in loaded.items():
+        for section, values in read_yaml_mapping(path).items():
+            if not isinstance(values, dict) and values is not None:
+                raise ConfigError(f"{path}: section {section!r} must be a mapping of field: value, got {values!r}")
             for key, value in (values or {}).items():
                 set_value(cfg, f"{section}.{key}", value)
     return apply_overrides(cfg, overrides).validate()

@@ -6,18 +6,25 @@ variables (a plain `python` run, a notebook) everything here degrades to a singl
 """
 from __future__ import annotations
 
+import datetime
 import os
+import time
 
 import torch
 import torch.distributed as dist
+
+STORE_KEY = "laclip_lite/timed_out/"    # + rank: set by each rank whose collective timed out (stalled_ranks)
 
 
 def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def init_from_env(device: str = "auto") -> tuple[int, int]:
-    """Join the torchrun process group when WORLD_SIZE > 1; -> (rank, world_size). Idempotent."""
+def init_from_env(device: str = "auto", timeout_s: float = 0) -> tuple[int, int]:
+    """Join the torchrun process group when WORLD_SIZE > 1; -> (rank, world_size). Idempotent.
+
+    timeout_s > 0: a collective that waits longer for another rank raises (train.dist_timeout) instead of
+    hanging for the backend's default (gloo: 30 minutes)."""
     if is_initialized():
         return dist.get_rank(), dist.get_world_size()
     world = env_world_size()
@@ -29,7 +36,8 @@ def init_from_env(device: str = "auto") -> tuple[int, int]:
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         torch.cuda.set_device(local_rank())
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method="env://")
+    timeout = datetime.timedelta(seconds=timeout_s) if timeout_s > 0 else None
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method="env://", timeout=timeout)
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -89,6 +97,47 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
         out = out.cuda()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out.to(t.device)
+
+
+def is_timeout(e: BaseException) -> bool:
+    """Whether an exception from a collective is the process group's timeout (gloo: "Timed out waiting")."""
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and ("timed out" in text or "timeout" in text)
+
+
+def stalled_ranks(wait_s: float = 5.0) -> list[int] | None:
+    """After a collective timed out in this rank: the ranks that did not also time out within `wait_s`, i.e. the
+    ones that stopped answering (a stopped, stalled or busy process). Each rank that times out says so in the
+    torchrun store; None when the store cannot tell (it is gone, or this is not a torchrun group)."""
+    try:
+        from torch.distributed.distributed_c10d import _get_default_store
+        store = _get_default_store()
+        store.set_timeout(datetime.timedelta(seconds=wait_s))
+        me, world = dist.get_rank(), dist.get_world_size()
+        store.set(f"{STORE_KEY}{me}", "1")
+        deadline = time.monotonic() + wait_s
+        while True:
+            missing = [r for r in range(world) if r != me and not store.check([f"{STORE_KEY}{r}"])]
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.2)
+    except Exception:          # the store itself is unreachable: say what we know without it
+        return None
+
+
+def timeout_message(step: int, timeout_s: float) -> str:
+    """The one line a rank prints when a collective timed out: which rank(s) stopped answering, at which step."""
+    me, world = rank(), world_size()
+    missing = stalled_ranks()
+    if missing is None:
+        who = "another rank stopped answering"
+    elif missing:
+        names = ", ".join(str(r) for r in missing)
+        who = f"rank{'s' if len(missing) > 1 else ''} {names} stopped answering (stopped, stalled or busy)"
+    else:
+        who = "every rank timed out (a collective the ranks did not all reach)"
+    return (f"rank {me} of {world}: a collective timed out after {timeout_s:g} s at step {step}: {who}; the job "
+            f"ends here (raise train.dist_timeout if a rank legitimately works that long alone)")
 
 
 def cleanup() -> None:

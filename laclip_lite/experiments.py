@@ -17,6 +17,11 @@ from pathlib import Path
 from laclip_lite import utils
 from laclip_lite.config import Config, ConfigError, build_config
 from laclip_lite.constants import AUGMENTS, EVAL_TASKS, EXPERIMENT_PRESET, POLICIES
+from laclip_lite.data.dataset import shapeworld_split
+from laclip_lite.evaluate import ShapeWorldSet, evaluate, file_sets
+from laclip_lite.files import atomic_open, atomic_savefig, atomic_write_text
+from laclip_lite.folder_lock import holds_folder
+from laclip_lite.runs import load_run
 
 TEMPLATE_SETS = ("default", "photo", "art", "spoken", "heldout")
 RESULT = "result.json"
@@ -53,23 +58,27 @@ def arm_config(arm: Arm, seed: int, preset: str = EXPERIMENT_PRESET,
     return cfg.validate()
 
 
-def evaluate_model(model, tokenizer, cfg: Config, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
-                   split: str = "test", progress: bool = False) -> dict:
-    """Flat metrics for a table. ShapeWorld: `<task>_top1[@<template set>]` and retrieval R@1/5/10 on the split;
-    every `eval.datasets` entry as `<name>/<metric>` (file-data runs are scored there). A file-data run without
-    eval datasets has nothing to be scored on: -> {} (run_experiment then reports the final loss with a note)."""
-    from laclip_lite.evaluate import evaluate_datasets, evaluate_shapeworld, flat_dataset_metrics, flat_shapeworld
-
-    out: dict[str, float] = {}
+def eval_sets(cfg: Config, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS) -> list:
+    """What a finished run is scored on, in one `evaluate` call (keys as in runs.csv). ShapeWorld: the test split
+    as `<task>_top1[@<template set>]` and retrieval `i2t_R@K` / `t2i_R@K` (K = 1, 5, 10); the validation split with
+    the default templates as `val/<task>_top1`, what any choice is made on (a preset, a step count, a best
+    setting: `stats.choose`; the test split is for reporting); and, report-only, `<task>_top1@synonyms`: the
+    test split with every class named by a synonym, never by its class name (`rewrite.shapes.synonym_classnames`).
+    Every `eval.datasets` entry as `<name>/<metric>` (file-data runs are scored there). A file-data run without
+    eval datasets has nothing to be scored on: -> [] (run_experiment then reports the final loss with a note)."""
+    sets: list = []
     if cfg.data.is_shapeworld:
-        from laclip_lite.data.dataset import shapeworld_split
-        out.update(flat_shapeworld(evaluate_shapeworld(model, tokenizer, shapeworld_split(cfg, split), list(tasks),
-                                                       template_sets)))
-    if cfg.eval.datasets:
-        results = evaluate_datasets(model, tokenizer, cfg.eval.datasets, batch_size=cfg.eval.batch_size,
-                                    num_workers=cfg.eval.num_workers, progress=progress, seed=cfg.train.seed)
-        out.update(flat_dataset_metrics(results))
-    return out
+        test = shapeworld_split(cfg, "test")
+        sets.append(ShapeWorldSet(test, prefix="", tasks=list(tasks), template_sets=template_sets))
+    sets += file_sets(cfg.eval.datasets)
+    if cfg.data.is_shapeworld:
+        if cfg.data.val_size:
+            sets.append(ShapeWorldSet(shapeworld_split(cfg, "val"), prefix="val/", tasks=list(tasks),
+                                      retrieval_ks=()))
+        named = [t for t in tasks if t in ("shape", "color", "color_shape")]
+        if named:
+            sets.append(ShapeWorldSet(test, prefix="", tasks=named, retrieval_ks=(), synonyms=True))
+    return sets
 
 
 NO_EVAL_NOTE = ("trained on file data with no eval.datasets: only the training loss is reported. Add evaluation "
@@ -77,6 +86,7 @@ NO_EVAL_NOTE = ("trained on file data with no eval.datasets: only the training l
                 "to score zero-shot / retrieval.")
 
 
+@holds_folder("out_dir")
 def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
                    progress: bool = True, nproc_per_node: int = 1) -> dict:
     """Train one run (resuming if it was interrupted) and evaluate it; `out_dir/result.json` marks it done.
@@ -98,7 +108,6 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
                               "use another --out, or delete that folder")
         return result
     if nproc_per_node > 1:
-        from laclip_lite.evaluate import load_run
         final = train_with_torchrun(cfg, out_dir, nproc_per_node, progress)
         model, tokenizer, cfg = load_run(out_dir, cfg.train.device)
     else:
@@ -106,15 +115,15 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
                           evaluate_at_end=False)
         final = trainer.run()
         model, tokenizer = trainer.model, trainer.data.tokenizer
-    scores = evaluate_model(model, tokenizer, cfg, template_sets, tasks, progress=progress)
+    sets = eval_sets(cfg, template_sets, tasks)
+    scores = evaluate(model, tokenizer, sets, batch_size=cfg.eval.batch_size, num_workers=cfg.eval.num_workers,
+                      progress=progress, seed=cfg.train.seed, digits=2)
     metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores,
-               **validation_scores(model, tokenizer, cfg, tasks), **synonym_scores(model, tokenizer, cfg, tasks),
                "config_hash": wanted, **arm_facts(out_dir)}
     if "data" in final:             # file data: sample reads replaced (by reason), rewrites fallen back
         metrics["data"] = final["data"]
-    if not scores:
+    if not sets:
         metrics["note"] = NO_EVAL_NOTE
-    from laclip_lite.utils import atomic_write_text
     atomic_write_text(done, json.dumps(metrics, indent=1))
     return metrics
 
@@ -181,33 +190,6 @@ def train_with_torchrun(cfg: Config, out_dir: str | Path, nproc_per_node: int, p
     return json.loads((out_dir / "final_metrics.json").read_text())
 
 
-def validation_scores(model, tokenizer, cfg: Config, tasks=EVAL_TASKS) -> dict:
-    """`val/<metric>`: the ShapeWorld validation split with the default templates, what any choice (a preset, a
-    step count, a best setting: `stats.choose`) is made on; the test split is for reporting. {} off ShapeWorld."""
-    if not cfg.data.is_shapeworld or not cfg.data.val_size:
-        return {}
-    from laclip_lite.data.dataset import shapeworld_split
-    from laclip_lite.evaluate import evaluate_shapeworld, flat_shapeworld
-
-    return flat_shapeworld(evaluate_shapeworld(model, tokenizer, shapeworld_split(cfg, "val"), list(tasks),
-                                               ("default",), with_retrieval=False), prefix="val/")
-
-
-def synonym_scores(model, tokenizer, cfg: Config, tasks=EVAL_TASKS) -> dict:
-    """`<task>_top1@synonyms`: zero-shot on the test split (default templates) with every class named by a
-    synonym, never by its class name (`rewrite.shapes.synonym_classnames`); report-only. {} off ShapeWorld."""
-    if not cfg.data.is_shapeworld:
-        return {}
-    from laclip_lite.data.dataset import shapeworld_split
-    from laclip_lite.evaluate import encode_images, zero_shot
-    from laclip_lite.rewrite.shapes import synonym_classnames
-
-    split = shapeworld_split(cfg, "test")
-    features = encode_images(model, split.images)
-    return {f"{t}_top1@synonyms": round(zero_shot(model, tokenizer, None, split.labels[t], synonym_classnames(t),
-                                                  "default", image_features=features)["top1"], 2)
-            for t in tasks if t in ("shape", "color", "color_shape")}
-
 def run_cost(cfg: Config) -> float:
     """A rough relative cost of one run on a CPU, to start the dearest runs first (`utils.parallel_map`); not a
     prediction of time. Per sample of a step: the image tower (tiny ViT = 1; the ResNet scales with its stem width
@@ -243,6 +225,7 @@ def _run_one(job: tuple) -> tuple[str, int, int, dict]:
                                                                nproc_per_node=nproc)
 
 
+@holds_folder("out_dir")
 def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str | Path = "runs/compare",
             preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None, augment: str = "shapes",
             template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS, jobs: int = 1, progress: bool = True,
@@ -261,10 +244,10 @@ def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str 
     if isinstance(policies, str):
         policies = policies.split(",")
     arms = [Arm.parse(p, augment) for p in policies]
-    seeds = [int(s) for s in (seeds.split(",") if isinstance(seeds, str) else seeds)]
+    seeds = utils.parse_seeds(seeds)
     if worlds is None:
         worlds = [build_config(preset, overrides).data.world_seed]
-    worlds = [int(w) for w in (worlds.split(",") if isinstance(worlds, str) else worlds)]
+    worlds = utils.parse_seeds(worlds, "--worlds")
     for arm in arms:               # fail on a bad parameter before any run starts
         arm_config(arm, seeds[0], preset, overrides)
     out_dir = Path(out_dir)
@@ -332,7 +315,7 @@ def write_compare_contrasts(runs: list[dict], out_dir: Path, margin: float | Non
         groups = {n: [r for r in mine if r["policy"] == n] for n in names}
         rows += contrast_rows(groups, compare_plan(names), metrics, margin, world=scope)
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out_dir / "contrasts.csv", "w", newline="") as f:
+    with atomic_open(out_dir / "contrasts.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
@@ -343,7 +326,7 @@ def write_compare_contrasts(runs: list[dict], out_dir: Path, margin: float | Non
             f"equivalence test says so (TOST at alpha 0.05: the 90% interval inside ±{margin:g} points), otherwise "
             "\"not distinguishable with N pairs\". Shape and colour apart.\n\n"
             + contrast_markdown(rows, metrics, keys=("world",)))
-    (out_dir / "contrasts.md").write_text(text)
+    atomic_write_text(out_dir / "contrasts.md", text)
     if not append_summary:
         return rows
     with open(out_dir / "summary.md", "a") as f:
@@ -402,7 +385,7 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVA
 
     for name, rows in (("runs.csv", runs), ("summary.csv", summary)):
         keys = list(dict.fromkeys(k for r in rows for k in r))
-        with open(out_dir / name, "w", newline="") as f:
+        with atomic_open(out_dir / name, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=keys)
             writer.writeheader()
             writer.writerows(rows)
@@ -420,7 +403,7 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVA
         headline, main, unit = on_files, on_files[0], "%"
         caption = (f"Evaluation sets (`eval.datasets`): zero-shot top-1 / probe top-1 / retrieval R@1 (%), "
                    f"{over_seeds(seeds)}.")
-    else:                  # runs on file data with no eval.datasets (see evaluate_model)
+    else:                  # runs on file data with no eval.datasets (see eval_sets)
         headline = [m for m in ("final_loss", "train_seconds") if m in summary[0]]
         caption = (f"Final training loss and training time, {over_seeds(seeds)}. These runs trained on file data "
                    "and had no evaluation sets: give them `eval.datasets` (an ImageFolder, a CLIP_benchmark "
@@ -428,8 +411,8 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVA
         main, unit = "final_loss", ""
     arms = ("\n\nWhat each arm trained on (its run.json; identical_max: the largest share of a rewrite variant "
             "equal to its caption):\n\n" + arms_markdown(runs, group)) if any("plan.texts" in r for r in runs) else ""
-    (out_dir / "summary.md").write_text(caption + "\n\n" + summary_markdown(summary, headline, group) + arms)
+    atomic_write_text(out_dir / "summary.md", caption + "\n\n" + summary_markdown(summary, headline, group) + arms)
     for metric, name in ((main, "compare.png"), (f"{main}@heldout", "compare_heldout.png")):
         if metric in summary[0]:
             fig = bar_with_errors(runs, metric, group=group, ylabel=f"{metric} ({unit})" if unit else metric)
-            fig.savefig(out_dir / name, dpi=120, bbox_inches="tight")
+            atomic_savefig(fig, out_dir / name, dpi=120, bbox_inches="tight")

@@ -146,7 +146,7 @@ def zero_shot_topk(probs, classnames: Sequence[str], image=None, k: int = 5, lab
                    title: str | None = None) -> Figure:
     """One image (optional) beside a bar chart of its `k` most probable classes; the true `label` in green.
 
-    `probs` [C] for one image, e.g. a row of `evaluate.class_probabilities(...)`.
+    `probs` [C] for one image, e.g. a row of `metrics.class_probabilities(...)`.
     """
     p = _array(probs).astype(float).ravel()
     if len(p) != len(classnames):

@@ -4,6 +4,7 @@
     check_resume(state, trainer, allow)  # --resume: the checkpoint's plan against the one about to run
     check_recorded_config(run_dir, cfg, state)   # eval: config.yaml against the checkpoint's config
     write_run_json(trainer)              # run.json: source and counts, texts and their files, batches, versions
+    load_run(run_dir)                    # a run folder -> (model, tokenizer, cfg), checked as above
 
 A difference between what the checkpoint recorded and what is about to be used stops the run before step 0 with
 one line naming both sides: a config.yaml cut short, a resume on another number of processes (an epochs run
@@ -20,8 +21,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
+from laclip_lite.checkpoint import load_checkpoint
+from laclip_lite.config import Config
+from laclip_lite.data.tokenizer import CLIP_FILE_NAME, FILE_NAME, load_tokenizer
 from laclip_lite.errors import DataError
-from laclip_lite.utils import atomic_write_text, stable_hash
+from laclip_lite.models.clip import build_model
+from laclip_lite.utils import atomic_write_text, resolve_device, stable_hash
 
 RUN_JSON = "run.json"
 # Config keys that change where and how fast a run computes, not what it computes.
@@ -134,7 +141,6 @@ def git_commit() -> str:
 
 
 def versions() -> dict:
-    import torch
 
     import laclip_lite
     out = {"laclip_lite": laclip_lite.__version__, "python": platform.python_version(), "torch": torch.__version__}
@@ -230,3 +236,62 @@ def _read(path: Path) -> dict:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading a run folder: the model, its tokenizer and its config, checked against what the checkpoint recorded
+
+
+def _strip_prefixes(state: dict) -> dict:
+    """Weights saved from torch.compile (`_orig_mod.`) or DDP (`module.`) wrappers -> plain module names."""
+    for prefix in ("_orig_mod.", "module."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_run(run_dir: str | Path, device: str = "auto"):
+    """A run folder (or its checkpoint.pt) -> (model in eval mode on `device`, tokenizer, cfg).
+
+    Reads `config.yaml`, the tokenizer the run saved, and the weights in `checkpoint.pt` (`["model"]`),
+    loaded with `torch.load(weights_only=True)`. Works on a run still training (its latest checkpoint). A
+    config.yaml or tokenizer that is not what the checkpoint recorded stops with a DataError
+    (`check_recorded_config`, `check_tokenizer`).
+    """
+    path = Path(run_dir)
+    ckpt_path = path if path.suffix == ".pt" else path / "checkpoint.pt"
+    run_dir = ckpt_path.parent
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    for needed in (run_dir / "config.yaml", ckpt_path):
+        if not needed.is_file():
+            raise FileNotFoundError(f"run folder {run_dir} has no {needed.name} (expected {needed})")
+    cfg = Config.load(run_dir / "config.yaml")
+    _check_tokenizer_files(run_dir)
+    tokenizer = load_tokenizer(run_dir, cfg.model.context_length)
+    if cfg.model.vocab_size == 0:  # a config saved before the tokenizer filled these in
+        cfg.model.vocab_size, cfg.model.pad_id = tokenizer.vocab_size, tokenizer.pad_id
+    checkpoint = load_checkpoint(ckpt_path)               # "not a checkpoint" / a checksum mismatch: named
+    check_recorded_config(run_dir, cfg, checkpoint)      # a cut config.yaml would score the defaults' test set
+    check_tokenizer(run_dir, tokenizer, checkpoint)
+    model = build_model(cfg.model)
+    state = checkpoint["model"] if isinstance(checkpoint, dict) and "model" in checkpoint else checkpoint
+    try:
+        model.load_state_dict(_strip_prefixes(state))
+    except RuntimeError as e:
+        raise DataError(f"{ckpt_path}: weights do not fit the model described by {run_dir / 'config.yaml'}: "
+                        f"{str(e).splitlines()[0]}") from e
+    model.to(resolve_device(device)).eval()
+    return model, tokenizer, cfg
+
+
+def _check_tokenizer_files(run_dir: Path) -> None:
+    """The files `load_tokenizer` reads, each named when missing (a copied run folder often lacks one)."""
+    meta = run_dir / "tokenizer_meta.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"run folder {run_dir} has no tokenizer_meta.json (the tokenizer the run saved; "
+                                f"expected {meta})")
+    kind = json.loads(meta.read_text()).get("kind")
+    needed = run_dir / {"bpe": FILE_NAME, "clip": CLIP_FILE_NAME}.get(kind, "hf_tokenizer")
+    if not needed.exists():
+        raise FileNotFoundError(f"run folder {run_dir} has no {needed.name} (its {kind} tokenizer; expected {needed})")

@@ -39,8 +39,9 @@ from typing import Any
 
 import yaml
 
-from laclip_lite.config import ConfigError, parse_key_value
+from laclip_lite.config import ConfigError, parse_key_value, read_yaml
 from laclip_lite.constants import AUGMENTS, SOURCES
+from laclip_lite.folder_lock import holds_folder
 from laclip_lite.utils import atomic_write_text, markdown_table, parallel_map, parse_shard, stable_hash, threads_per_job
 
 DONE, ERROR, METRICS, PARAMS, NOTEBOOK = "done.json", "error.txt", "metrics.json", "params.json", "notebook.ipynb"
@@ -61,11 +62,7 @@ def load_grid(path: str | Path) -> tuple[dict, dict, list[dict]]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"grid file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    return parse_grid(data, str(path))
+    return parse_grid(read_yaml(path) or {}, str(path))
 
 
 def parse_grid(data: dict, where: str = "grid") -> tuple[dict, dict, list[dict]]:
@@ -207,6 +204,7 @@ def _one_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
+@holds_folder("out_dir", shard_arg="shard_spec")
 def run_sweep(notebook: str | Path, grid: str | Path | dict, out_dir: str | Path, jobs: int = 1,
               shard_spec: str | None = None, kernel: str | None = None, progress: bool = True,
               gpus=()) -> SweepResult:

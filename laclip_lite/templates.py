@@ -2,7 +2,7 @@
 
 CLIP classifies an image without training a classifier: each class name is written into sentences
 ("a photo of a {}.") and the text tower's embedding of those sentences becomes the class's weight vector
-(see `evaluate.zero_shot_classifier`). The wording matters, so CLIP averages over several templates.
+(see `metrics.zero_shot_classifier`). The wording matters, so CLIP averages over several templates.
 
 A template file is text, one template per line (blank lines and `#` comments skipped), or JSON: a list (the LaCLIP
 release's `imagenet_templates.json`) or CLIP_benchmark's `{dataset: [templates]}` (`file.json#dataset` picks a key).

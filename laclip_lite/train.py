@@ -39,9 +39,13 @@ from pathlib import Path
 
 import torch
 
+from laclip_lite.checkpoint import load_checkpoint, save_checkpoint
 from laclip_lite.config import Config
 from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.data.transforms import normalize, random_resized_crop
+from laclip_lite.errors import RankTimeout, TrainingDiverged
+from laclip_lite.evaluate import FileSet, ShapeWorldSet, evaluate
+from laclip_lite.folder_lock import folder_lock
 from laclip_lite.models.text import trim_padding
 from laclip_lite.schedule import apply_plan, lr_lambda, plan_steps, resolve_accum
 from laclip_lite.utils import (
@@ -52,14 +56,13 @@ from laclip_lite.utils import (
     resolve_device,
     seed_everything,
     step_generator,
-    torch_save_atomic,
 )
 
 CHECKPOINT = "checkpoint.pt"
 BEST_CHECKPOINT = "checkpoint_best.pt"
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainingDiverged):
     """The loss became NaN or inf."""
 
 
@@ -148,7 +151,7 @@ class Trainer:
         cfg.validate()
         self.cfg, self.out = cfg, Path(out_dir)
         self.progress, self.evaluate_at_end = progress, evaluate_at_end
-        self.rank, self.world_size = dist.init_from_env(cfg.train.device)
+        self.rank, self.world_size = dist.init_from_env(cfg.train.device, cfg.train.dist_timeout)
         self.is_main = self.rank == 0
         self.device = dist.local_device(cfg.train.device) if self.world_size > 1 else resolve_device(cfg.train.device)
         if cfg.train.threads:
@@ -266,9 +269,7 @@ class Trainer:
 
         def check(loss: torch.Tensor, j: int) -> None:
             if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"loss is {loss.item()} at step {step} (micro-batch {j}); lower train.lr, raise "
-                    f"train.warmup_steps, or check the data. Last good checkpoint: {self.out / CHECKPOINT}")
+                raise NonFiniteLossError(_diverged(loss.item(), step, j, self.out / CHECKPOINT))
 
         return accumulate(self.cfg.train.accum_mode, self._features, micro, self.loss_fn, no_sync, check, self.model)
 
@@ -297,7 +298,7 @@ class Trainer:
         skipped = self._all_ranks_skipped() if self.world_size > 1 else dict(self.data_skipped)  # every rank joins
         if not self.is_main:
             return
-        torch_save_atomic(self._state(skipped), self.out / CHECKPOINT)
+        save_checkpoint(self._state(skipped), self.out / CHECKPOINT)
         self._keep_checkpoint()
 
     def _state(self, skipped: dict) -> dict:
@@ -330,7 +331,7 @@ class Trainer:
         if self.best and value <= self.best["value"]:
             return
         self.best = {"metric": name, "value": value, "step": self.step}
-        torch_save_atomic(self._state(dict(self.data_skipped)), self.out / BEST_CHECKPOINT)
+        save_checkpoint(self._state(dict(self.data_skipped)), self.out / BEST_CHECKPOINT)
 
     def _keep_checkpoint(self) -> None:
         """`train.keep_checkpoints` = N > 0: every N-th periodic checkpoint is also kept as
@@ -352,7 +353,7 @@ class Trainer:
         return recorded_plan(self)
 
     def _load(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checkpoint(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -502,21 +503,17 @@ class Trainer:
         `<split>/<metric>`); and every `eval.datasets` entry on its own split, as `<name>/<metric>`. Rank 0 only."""
         if not self.is_main:
             return {}
-        from laclip_lite.evaluate import evaluate_datasets, evaluate_shapeworld, flat_dataset_metrics, flat_shapeworld
-
-        out: dict = {}
+        sets: list = []
         if self.cfg.data.is_shapeworld:
             from laclip_lite.data.dataset import shapeworld_split
             if split not in self._eval_splits:
                 self._eval_splits[split] = shapeworld_split(self.cfg, split)
-            scores = evaluate_shapeworld(self.model, self.data.tokenizer, self._eval_splits[split], EVAL_TASKS)
-            out.update(flat_shapeworld(scores, prefix=f"{split}/", ks=(1,)))
-        if self.eval_specs:
-            e = self.cfg.eval
-            results = evaluate_datasets(self.model, self.data.tokenizer, self.eval_specs, batch_size=e.batch_size,
-                                        num_workers=e.num_workers, progress=False, seed=self.cfg.train.seed)
-            out.update(flat_dataset_metrics(results))
-        return out
+            sets.append(ShapeWorldSet(self._eval_splits[split], prefix=f"{split}/", tasks=EVAL_TASKS,
+                                      retrieval_ks=(1,)))
+        sets += [FileSet(spec) for spec in self.eval_specs]
+        e = self.cfg.eval
+        return evaluate(self.model, self.data.tokenizer, sets, batch_size=e.batch_size, num_workers=e.num_workers,
+                        seed=self.cfg.train.seed, digits=2)
 
 
 def _own_tokenizer(out: Path, resume: bool):
@@ -529,7 +526,7 @@ def _own_tokenizer(out: Path, resume: bool):
 
 def _recorded(path: Path) -> dict:
     """A checkpoint's recorded config, world size and plan (memory-mapped: the weights are not read)."""
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    state = load_checkpoint(path, verify=False, mmap=True)
     return {k: state.get(k) for k in ("config", "world_size", "plan")}
 
 
@@ -550,6 +547,13 @@ def _open_eval_datasets(cfg: Config) -> list:
     for spec in specs:
         open_eval_set(spec)
     return specs
+
+
+def _diverged(loss: float, step: int, micro: int, ckpt: Path) -> str:
+    """The one line for a NaN / inf loss: where, what to change, and the last good checkpoint if there is one."""
+    kept = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint was saved before it"
+    return (f"loss is {loss} at step {step} (micro-batch {micro}); lower train.lr, raise train.warmup_steps, or "
+            f"check the data; {kept}")
 
 
 def _null():
@@ -587,9 +591,23 @@ def train(cfg: Config, out_dir: str | Path, resume: bool | str = False, progress
     resume: True (continue; a checkpoint must exist), "auto" (continue if one exists), False (a new run).
     `replan`: config keys a resume may change from what the checkpoint recorded (given on the command line).
     SIGTERM / SIGUSR1 save a checkpoint and raise Preempted."""
-    trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=evaluate_at_end, replan=replan)
-    try:
-        return trainer.run()
-    finally:
-        from laclip_lite import distributed as dist
-        dist.cleanup()
+    with folder_lock(out_dir):      # one writer per run folder (rank 0 holds it; a second writer stops here)
+        trainer = None
+        try:
+            trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=evaluate_at_end,
+                              replan=replan)
+            return trainer.run()
+        except RuntimeError as e:
+            _raise_rank_timeout(e, trainer, cfg)
+            raise
+        finally:
+            from laclip_lite import distributed as dist
+            dist.cleanup()
+
+
+def _raise_rank_timeout(e: RuntimeError, trainer: Trainer | None, cfg: Config) -> None:
+    """A collective that timed out under torchrun -> RankTimeout naming the rank(s) that stopped answering."""
+    from laclip_lite import distributed as dist
+
+    if dist.world_size() > 1 and dist.is_timeout(e):
+        raise RankTimeout(dist.timeout_message(trainer.step if trainer else 0, cfg.train.dist_timeout)) from e

@@ -3,26 +3,32 @@ shard specs, Hugging Face model paths, Markdown tables, and a process pool for i
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import random
-import tempfile
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from laclip_lite.errors import ConfigError, DataError, WriteError
+from laclip_lite.files import append_jsonl, atomic_path, atomic_write_bytes, atomic_write_text  # noqa: F401
+
 
 def resolve_device(device: str = "auto") -> torch.device:
     """"auto" -> CUDA when present, else CPU; anything else is passed to torch.device."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device {device!r} is not one torch knows (use auto, cpu, cuda or cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from laclip_lite.config import ConfigError
-        raise ConfigError(f"train.device={device!r} but CUDA is not available on this machine")
+        raise ConfigError(f"device {device!r} but CUDA is not available on this machine")
     return dev
 
 
@@ -60,44 +66,52 @@ def stable_hash(*parts: Any, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
 def torch_save_atomic(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save through a temporary file (removed on error, Ctrl-C or a full disk; see laclip_lite.files)."""
+    with atomic_path(path) as tmp:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:       # torch reports a full disk as "unexpected pos ..." from its zip writer
+            free = _free_bytes(Path(path).parent)
+            if free is not None and free < 1 << 20:
+                raise WriteError(errno.ENOSPC, f"disk full at {path} (free some space and rerun; nothing partial "
+                                               "was kept)") from e
+            raise
 
 
-def append_jsonl(path: str | Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
+def read_jsonl(path: str | Path, note: bool = True) -> list[dict]:
+    """The rows of a JSON lines file ([] when it does not exist). A partial last line (what a crash or a full disk
+    leaves) is dropped, with a note on stderr; a bad line before the last is a DataError naming path:line."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    rows = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if lineno == len(lines):
+                if note:
+                    print(f"laclip-lite: {path}:{lineno}: dropped a partial last line (left by an interrupted "
+                          "write)", file=sys.stderr)
+                break
+            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg}); fix or delete that line") from None
+    return rows
 
 
 def iter_jsonl(path: str | Path):
     """(line number, parsed object) for each non-blank line of a JSONL file; bad JSON -> DataError at path:line."""
-    from laclip_lite.errors import DataError
-
     for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -124,8 +138,6 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     """A `--shard` spec: "1/4" -> (1, 4), i.e. this process takes the items whose index is 1 modulo 4; None or
     "" -> (0, 1), everything; "auto" -> (RANK, WORLD_SIZE) from the environment (torchrun: one command starts
     every shard). Shards are numbered from 0; a malformed spec is a ConfigError naming --shard."""
-    from laclip_lite.config import ConfigError
-
     if not text:
         return 0, 1
     if text == "auto":
@@ -140,6 +152,18 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if not (n >= 1 and 0 <= i < n):
         raise ConfigError(f"--shard {text}: need 0 <= i < n (shards are numbered from 0)")
     return i, n
+
+
+def parse_seeds(text: str | Sequence[int], what: str = "--seeds") -> list[int]:
+    """"0,1,2" (or a list) -> [0, 1, 2]; anything else is a ConfigError naming `what`."""
+    items = [t.strip() for t in text.split(",") if t.strip()] if isinstance(text, str) else list(text)
+    try:
+        seeds = [int(t) for t in items]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a comma list of integers (e.g. 0,1,2), got {text!r}") from None
+    if not seeds:
+        raise ConfigError(f"{what} is empty: give at least one seed (e.g. 0,1,2)")
+    return seeds
 
 
 def resolve_hf_path(name_or_path: str) -> str:
@@ -212,9 +236,12 @@ def parse_gpus(text: str | Sequence[str] | None) -> list[str]:
     return gpus
 
 
-def _claim_gpu(queue) -> None:
-    """Pool-worker initializer: take one GPU id for the whole life of this worker (before any CUDA call)."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = queue.get()
+def _worker_start(parent_pid: int, gpu_queue=None) -> None:
+    """Pool-worker initializer: die with the parent (`die_with_parent`); with `gpus`, take one GPU id for the whole
+    life of this worker (before any CUDA call)."""
+    die_with_parent(parent_pid)
+    if gpu_queue is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get()
 
 
 def parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], jobs: int = 1,
@@ -236,16 +263,48 @@ def parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], jobs: int = 1,
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = mp.get_context("spawn")
-    init: dict = {}
+    queue = None
     if gpus:
         queue = ctx.Queue()
         for i in range(max(1, jobs)):
             queue.put(str(gpus[i % len(gpus)]))
-        init = {"initializer": _claim_gpu, "initargs": (queue,)}
-    with ProcessPoolExecutor(max(1, jobs), mp_context=ctx, **init) as pool:
+    pool = ProcessPoolExecutor(max(1, jobs), mp_context=ctx, initializer=_worker_start, initargs=(os.getpid(), queue))
+    try:
         if cost is None:
             yield from pool.map(fn, items)
-            return
-        futures = [pool.submit(fn, item) for item in sorted(items, key=cost, reverse=True)]
-        for future in as_completed(futures):
-            yield future.result()
+        else:
+            futures = [pool.submit(fn, item) for item in sorted(items, key=cost, reverse=True)]
+            for future in as_completed(futures):
+                yield future.result()
+    except BaseException:
+        # an error, Ctrl-C, or the caller stopped early: stop the workers now instead of waiting for their jobs
+        workers = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.join(5)
+        raise
+    pool.shutdown(wait=True)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """In a worker process: end this process when its parent dies (kill -9 included), so no orphan keeps training
+    beside a rerun. Linux: the kernel's parent-death signal; everywhere: a thread that checks the parent each second."""
+    import signal
+    import threading
+    import time
+
+    with contextlib.suppress(Exception):
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)       # PR_SET_PDEATHSIG = 1
+    if os.getppid() != parent_pid:          # the parent died before the line above ran
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()

@@ -8,10 +8,13 @@ import pytest
 import torch
 
 from laclip_lite import evaluate as ev
+from laclip_lite import metrics as mt
+from laclip_lite import runs
 from laclip_lite.config import ConfigError
 from laclip_lite.data import eval_layouts as el
 from laclip_lite.data.export import export_clip_benchmark, export_imagefolder, export_laclip
 from laclip_lite.errors import DataError
+from laclip_lite.templates import get_templates
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +39,20 @@ def world(tmp_path_factory):
     return {"cfg": cfg, "model": model, "tok": tok, "train": train, "test": test, "run": run, "root": root}
 
 
+def _score(model, tok, spec, **options) -> dict:
+    """One evaluation set on files through the one evaluation call; its metrics without the set's prefix."""
+    s = ev.FileSet(spec)
+    return ev.metrics_of(ev.evaluate(model, tok, [s], **options), s)
+
+
 def _zero_shot_in_memory(w, task="color_shape"):
     from laclip_lite.data.vocab import classnames
 
-    feats = ev.encode_images(w["model"], w["test"].images)
-    classifier = ev.zero_shot_classifier(w["model"], w["tok"], classnames(task), ev.get_templates(None))
+    feats = mt.encode_images(w["model"], w["test"].images)
+    classifier = mt.zero_shot_classifier(w["model"], w["tok"], classnames(task), get_templates(None))
     logits = feats @ classifier
     labels = w["test"].labels[task]
-    return {**ev.topk_accuracy(logits, labels), "mean_per_class_recall": ev.mean_per_class_recall(logits, labels)}
+    return {**mt.topk_accuracy(logits, labels), "mean_per_class_recall": mt.mean_per_class_recall(logits, labels)}
 
 
 def test_exported_layouts_score_exactly_as_the_in_memory_split(world):
@@ -54,7 +63,7 @@ def test_exported_layouts_score_exactly_as_the_in_memory_split(world):
     assert (world["root"] / "cb" / "test" / "nshards.txt").read_text().strip() == "3"
     assert el.detect_layout(world["root"] / "if") == "imagefolder"
     assert el.detect_layout(world["root"] / "cb") == "clip_benchmark"
-    got = {name: ev.evaluate_dataset(world["model"], world["tok"], str(world["root"] / name), progress=False)
+    got = {name: _score(world["model"], world["tok"], str(world["root"] / name), progress=False)
            for name in ("if", "cb")}
     for name, scores in got.items():
         assert scores["n_images"] == 40 and scores["skipped"] == 0
@@ -66,24 +75,24 @@ def test_exported_layouts_score_exactly_as_the_in_memory_split(world):
 def test_mean_per_class_recall_by_hand():
     logits = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     labels = torch.tensor([0, 0, 1, 1])            # class 0: 2/2 right, class 1: 1/2 right
-    assert ev.mean_per_class_recall(logits, labels) == pytest.approx(75.0)
-    assert ev.topk_accuracy(logits, labels)["top1"] == pytest.approx(75.0)
+    assert mt.mean_per_class_recall(logits, labels) == pytest.approx(75.0)
+    assert mt.topk_accuracy(logits, labels)["top1"] == pytest.approx(75.0)
     unbalanced = torch.tensor([0, 1, 1, 1])        # class 0: 1/1 right, class 1: 1/3 right
-    assert ev.mean_per_class_recall(logits, unbalanced) == pytest.approx(100 * (1 + 1 / 3) / 2)
-    assert ev.topk_accuracy(logits, unbalanced)["top1"] == pytest.approx(50.0)
+    assert mt.mean_per_class_recall(logits, unbalanced) == pytest.approx(100 * (1 + 1 / 3) / 2)
+    assert mt.topk_accuracy(logits, unbalanced)["top1"] == pytest.approx(50.0)
 
 
 def test_retrieval_from_webdataset_captions_csv_and_karpathy_json(world):
     w, root = world, world["root"]
-    feats = ev.encode_images(w["model"], w["test"].images)
-    want = ev.retrieval(feats, ev.encode_texts(w["model"], w["tok"], w["test"].captions))
+    feats = mt.encode_images(w["model"], w["test"].images)
+    want = mt.retrieval(feats, mt.encode_texts(w["model"], w["tok"], w["test"].captions))
     export_clip_benchmark(w["test"], root / "cbr", "retrieval", samples_per_shard=25)
     csv_path = export_laclip(w["test"], root / "csv")
     images = [{"filename": f"{i:06d}.png", "filepath": "images", "split": "test",
                "sentences": [{"raw": c}]} for i, c in enumerate(w["test"].captions)]
     (root / "csv" / "karpathy.json").write_text(json.dumps({"images": images, "dataset": "shapes"}))
     for path in (root / "cbr", csv_path, root / "csv" / "karpathy.json"):
-        got = ev.evaluate_dataset(w["model"], w["tok"], str(path), progress=False)
+        got = _score(w["model"], w["tok"], str(path), progress=False)
         assert got["n_images"] == got["n_texts"] == 40
         for k in (1, 5, 10):
             assert got[f"image_to_text_R@{k}"] == pytest.approx(want[f"i2t_R@{k}"], abs=1e-9), path
@@ -95,7 +104,7 @@ def test_captions_csv_groups_an_image_repeated_once_per_caption(world, tmp_path)
     rows = csv_path.read_text().splitlines()
     extra = [f"{r.split(',', 1)[0]},another caption {i}" for i, r in enumerate(rows[:5])]
     csv_path.write_text("\n".join(rows + extra) + "\n")
-    got = ev.evaluate_dataset(world["model"], world["tok"], str(csv_path), progress=False)
+    got = _score(world["model"], world["tok"], str(csv_path), progress=False)
     assert got["n_images"] == 40 and got["n_texts"] == 45
 
 
@@ -110,14 +119,14 @@ def test_linear_probe_and_fewshot_on_an_imagefolder_with_a_train_split(world):
     def in_folder_order(split):     # class folders in sorted order, files by name inside each
         labels = [folder_label[names[int(v)]] for v in split.labels["color"]]
         order = sorted(range(len(labels)), key=lambda i: (labels[i], i))
-        return ev.encode_images(w["model"], split.images[order]), torch.tensor(labels)[order]
+        return mt.encode_images(w["model"], split.images[order]), torch.tensor(labels)[order]
 
     (tr, y_tr), (te, y_te) = in_folder_order(w["train"]), in_folder_order(w["test"])
-    got = ev.evaluate_dataset(w["model"], w["tok"], {"path": str(root), "task": "linear_probe"}, progress=False)
-    want = ev.linear_probe(tr, y_tr, te, y_te)
+    got = _score(w["model"], w["tok"], {"path": str(root), "task": "linear_probe"}, progress=False)
+    want = mt.linear_probe(tr, y_tr, te, y_te)
     assert got["top1"] == pytest.approx(want["top1"]) and got["C"] == want["C"] and got["n_train"] == 60
-    got = ev.evaluate_dataset(w["model"], w["tok"], {"path": str(root), "task": "fewshot", "k": 2}, progress=False)
-    want = ev.few_shot(tr, y_tr, te, y_te, k=2)
+    got = _score(w["model"], w["tok"], {"path": str(root), "task": "fewshot", "k": 2}, progress=False)
+    want = mt.few_shot(tr, y_tr, te, y_te, k=2)
     assert got["top1"] == pytest.approx(want["top1"]) and got["k"] == 2
 
 
@@ -128,7 +137,7 @@ def test_unreadable_images_are_skipped_and_counted(world, tmp_path):
     first = sorted(p for p in root.iterdir() if any(p.iterdir()))[0]
     (first / "broken.jpg").write_bytes(b"not an image")
     with pytest.warns(UserWarning, match="1 unreadable image"):
-        got = ev.evaluate_dataset(world["model"], world["tok"], str(root), progress=False, num_workers=2)
+        got = _score(world["model"], world["tok"], str(root), progress=False, num_workers=2)
     assert got["skipped"] == 1 and got["n_images"] == 40
 
 
@@ -192,7 +201,7 @@ def test_webdataset_folder_errors_name_the_file(world, tmp_path):
     (tmp_path / "cb" / "test" / "nshards.txt").write_text("2\n")
     (tmp_path / "cb" / "classnames.txt").write_text("circle\n")
     with pytest.raises(ValueError, match="only 1 class names"):
-        ev.evaluate_dataset(world["model"], world["tok"], str(tmp_path / "cb"), progress=False)
+        _score(world["model"], world["tok"], str(tmp_path / "cb"), progress=False)
     (tmp_path / "cb" / "classnames.txt").unlink()
     with pytest.raises(FileNotFoundError, match="no classnames.txt"):
         el.open_eval_set(str(tmp_path / "cb"))
@@ -211,7 +220,7 @@ def test_run_folder_missing_files_are_named(world, tmp_path):
         shutil.copytree(world["run"], run)
         (run / missing).unlink()
         with pytest.raises(FileNotFoundError, match=f"has no {missing}"):
-            ev.load_run(run, device="cpu")
+            runs.load_run(run, device="cpu")
 
 
 def test_eval_datasets_config_entries():
@@ -315,7 +324,7 @@ def test_truncated_or_corrupt_tar_shards_raise_naming_the_shard(world, tmp_path)
             list(tar_members(str(tmp_path / "cb" / "test" / "0.tar")))
             pytest.fail(f"a shard cut {what} read without an error")
         with pytest.raises(DataError, match=r"0\.tar: truncated tar shard"):
-            ev.evaluate_dataset(world["model"], world["tok"], str(tmp_path / "cb"), progress=False)
+            _score(world["model"], world["tok"], str(tmp_path / "cb"), progress=False)
     corrupt = bytearray(whole)
     corrupt[header_at + 3] ^= 1                                   # one flipped bit in a member's name
     (tmp_path / "cb" / "test" / "0.tar").write_bytes(bytes(corrupt))

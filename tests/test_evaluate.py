@@ -13,6 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from laclip_lite import evaluate as ev
+from laclip_lite import metrics as mt
+from laclip_lite import runs
 from laclip_lite.errors import DataError
 from laclip_lite.templates import fill, get_templates, load_templates, template_sets
 
@@ -79,7 +81,7 @@ def test_encode_images_normalises_uint8_and_restores_train_mode(fake):
     model, _ = fake
     images = torch.randint(0, 256, (5, 3, 4, 4), dtype=torch.uint8)
     model.train()
-    feats = ev.encode_images(model, images, batch_size=2)
+    feats = mt.encode_images(model, images, batch_size=2)
     assert model.training and not feats.requires_grad and feats.shape == (5, 8)
     model.eval()
     with torch.no_grad():
@@ -93,7 +95,7 @@ def test_zero_shot_classifier_equals_naive_loop(fake):
     classnames = ["red circle", "blue square", "green star"]
     templates = get_templates("default")
     model.train()
-    w = ev.zero_shot_classifier(model, tok, classnames, templates)
+    w = mt.zero_shot_classifier(model, tok, classnames, templates)
     assert w.shape == (8, 3) and model.training
     torch.testing.assert_close(w, _naive_classifier(model, tok, classnames, templates), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(w.norm(dim=0), torch.ones(3))
@@ -104,16 +106,16 @@ def test_topk_accuracy_by_hand():
                            [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
                            [0.6, 0.5, 0.4, 0.3, 0.2, 0.1]])
     labels = torch.tensor([0, 0, 5])   # row 0 right at top-1; row 1's label ranks 6th; row 2's ranks 6th
-    assert ev.topk_accuracy(logits, labels) == pytest.approx({"top1": 100 / 3, "top5": 100 / 3})
+    assert mt.topk_accuracy(logits, labels) == pytest.approx({"top1": 100 / 3, "top5": 100 / 3})
     labels = torch.tensor([3, 1, 4])   # ranks 3, 5, 5
-    assert ev.topk_accuracy(logits, labels) == pytest.approx({"top1": 0.0, "top5": 100.0})
+    assert mt.topk_accuracy(logits, labels) == pytest.approx({"top1": 0.0, "top5": 100.0})
     # fewer classes than k: every label is within the top k
-    assert ev.topk_accuracy(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))["top5"] == 100.0
+    assert mt.topk_accuracy(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))["top5"] == 100.0
     # all logits equal (a collapsed model): chance, whatever the labels, not the share of class 0
-    flat = ev.topk_accuracy(torch.zeros(10, 8), torch.zeros(10, dtype=torch.long))
+    flat = mt.topk_accuracy(torch.zeros(10, 8), torch.zeros(10, dtype=torch.long))
     assert flat == pytest.approx({"top1": 100 / 8, "top5": 100 * 5 / 8})
     with pytest.raises(ValueError, match="NaN"):
-        ev.topk_accuracy(torch.full((2, 3), float("nan")), torch.tensor([0, 1]))
+        mt.topk_accuracy(torch.full((2, 3), float("nan")), torch.tensor([0, 1]))
 
 
 def test_zero_shot_matches_manual_topk(fake):
@@ -123,7 +125,7 @@ def test_zero_shot_matches_manual_topk(fake):
     classnames = [f"class{i} thing" for i in range(7)]
     labels = torch.randint(0, 7, (40,), generator=g)
     templates = ["a photo of a {}.", "a drawing of the {}."]
-    got = ev.zero_shot(model, tok, images, labels, classnames, templates, batch_size=16)
+    got = mt.zero_shot(model, tok, images, labels, classnames, templates, batch_size=16)
 
     w = _naive_classifier(model, tok, classnames, templates)
     with torch.no_grad():
@@ -149,7 +151,7 @@ def test_zero_shot_tasks_uses_each_tasks_labels(fake):
 
     got = ev.zero_shot_tasks(model, tok, Split, ["shape", "size"], "bare")
     for task in ("shape", "size"):
-        direct = ev.zero_shot(model, tok, Split.images, Split.labels[task], classnames(task), ["{}"])
+        direct = mt.zero_shot(model, tok, Split.images, Split.labels[task], classnames(task), ["{}"])
         assert got[task] == pytest.approx(direct)
     assert got["size"]["top5"] == 100.0          # 3 classes
     with pytest.raises(ValueError, match="unknown zero-shot task"):
@@ -176,7 +178,7 @@ def test_retrieval_matches_naive_loop_one_caption_each():
     img = F.normalize(torch.randn(30, 6, generator=g), dim=-1)
     txt = F.normalize(torch.randn(30, 6, generator=g), dim=-1)
     txt = F.normalize(txt + 0.8 * img, dim=-1)   # some signal, so recalls are neither 0 nor 100
-    got = ev.retrieval(img, txt)
+    got = mt.retrieval(img, txt)
     want = _naive_recall((img @ txt.T).tolist(), list(range(30)))
     assert got == pytest.approx(want)
     assert 0 < got["i2t_R@1"] < 100
@@ -187,20 +189,20 @@ def test_retrieval_matches_naive_loop_several_captions_per_image():
     text_to_image = torch.cat([torch.arange(12), torch.randint(0, 12, (20,), generator=g)])
     img = F.normalize(torch.randn(12, 6, generator=g), dim=-1)
     txt = F.normalize(torch.randn(32, 6, generator=g) + img[text_to_image], dim=-1)
-    got = ev.retrieval(img, txt, text_to_image)
+    got = mt.retrieval(img, txt, text_to_image)
     assert got == pytest.approx(_naive_recall((img @ txt.T).tolist(), text_to_image.tolist()))
 
 
 def test_retrieval_perfect_and_constant_features():
     feats = F.normalize(torch.randn(20, 16), dim=-1)
-    assert set(ev.retrieval(feats, feats.clone()).values()) == {100.0}
+    assert set(mt.retrieval(feats, feats.clone()).values()) == {100.0}
     same = F.normalize(torch.ones(20, 4), dim=-1)   # a collapsed model: every score ties -> chance, K/N
-    got = ev.retrieval(same, same)
+    got = mt.retrieval(same, same)
     assert got["i2t_R@1"] == pytest.approx(100 / 20) and got["t2i_R@10"] == pytest.approx(100 * 10 / 20)
     with pytest.raises(ValueError, match="text_to_image"):
-        ev.retrieval(feats, feats[:5])
+        mt.retrieval(feats, feats[:5])
     with pytest.raises(ValueError, match="NaN"):
-        ev.retrieval(feats, torch.full_like(feats, float("nan")))
+        mt.retrieval(feats, torch.full_like(feats, float("nan")))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -216,10 +218,10 @@ def _clusters(n_per_class, noise_seed, spread=0.3, classes=4, dim=16):
 def test_linear_probe_separable_and_random_labels():
     x_tr, y_tr = _clusters(40, noise_seed=1)
     x_te, y_te = _clusters(25, noise_seed=2)
-    got = ev.linear_probe(torch.tensor(x_tr), torch.tensor(y_tr), x_te, y_te)
+    got = mt.linear_probe(torch.tensor(x_tr), torch.tensor(y_tr), x_te, y_te)
     assert got["top1"] >= 99.0 and got["C"] in (0.01, 0.1, 1.0, 10.0, 100.0)
     rng = np.random.default_rng(1)
-    noise = ev.linear_probe(rng.normal(size=(200, 16)), rng.integers(0, 4, 200),
+    noise = mt.linear_probe(rng.normal(size=(200, 16)), rng.integers(0, 4, 200),
                             rng.normal(size=(400, 16)), rng.integers(0, 4, 400))
     assert noise["top1"] < 40.0   # chance is 25: nothing leaks from the test labels
 
@@ -239,17 +241,17 @@ def test_linear_probe_picks_c_on_a_validation_slice_of_train():
         clf = LogisticRegression(C=c, max_iter=1000).fit(scaler.transform(x[fit]), y[fit])
         accs.append(clf.score(scaler.transform(x[val]), y[val]))
     best = grid[int(np.argmax(accs))]                        # first (smallest C) among equals
-    got = ev.linear_probe(x, y, x_te, y_te, grid=grid, seed=3)
+    got = mt.linear_probe(x, y, x_te, y_te, grid=grid, seed=3)
     assert got["C"] == best
-    assert got == pytest.approx(ev.linear_probe(x, y, x_te, y_te, C=best))
+    assert got == pytest.approx(mt.linear_probe(x, y, x_te, y_te, C=best))
 
 
 def test_few_shot_is_deterministic_and_matches_class_means():
     x_tr, y_tr = _clusters(30, noise_seed=3, spread=4.0)   # overlapping classes: the draws matter
     x_te, y_te = _clusters(30, noise_seed=4, spread=4.0)
-    a = ev.few_shot(x_tr, y_tr, x_te, y_te, k=2, seed=7, episodes=4)
-    assert a == ev.few_shot(x_tr, y_tr, x_te, y_te, k=2, seed=7, episodes=4)
-    assert {a["top1"]} != {ev.few_shot(x_tr, y_tr, x_te, y_te, k=2, seed=s, episodes=4)["top1"] for s in (8, 9)}
+    a = mt.few_shot(x_tr, y_tr, x_te, y_te, k=2, seed=7, episodes=4)
+    assert a == mt.few_shot(x_tr, y_tr, x_te, y_te, k=2, seed=7, episodes=4)
+    assert {a["top1"]} != {mt.few_shot(x_tr, y_tr, x_te, y_te, k=2, seed=s, episodes=4)["top1"] for s in (8, 9)}
     assert a["k"] == 2 and a["episodes"] == 4 and a["std"] > 0
 
     # k >= class size uses every training example: nearest class mean computed by hand
@@ -258,12 +260,12 @@ def test_few_shot_is_deterministic_and_matches_class_means():
 
     means = unit(np.stack([unit(x_tr[y_tr == c]).mean(0) for c in range(4)]))
     want = 100 * np.mean((unit(x_te) @ means.T).argmax(1) == y_te)
-    full = ev.few_shot(x_tr, y_tr, x_te, y_te, k=100, episodes=2)
+    full = mt.few_shot(x_tr, y_tr, x_te, y_te, k=100, episodes=2)
     assert full["top1"] == pytest.approx(want) and full["std"] == 0
 
     sep_tr, sep_y = _clusters(10, noise_seed=5)
     sep_te, sep_yte = _clusters(10, noise_seed=6)
-    assert ev.few_shot(sep_tr, sep_y, sep_te, sep_yte, k=1, method="logreg", episodes=2)["top1"] >= 95
+    assert mt.few_shot(sep_tr, sep_y, sep_te, sep_yte, k=1, method="logreg", episodes=2)["top1"] >= 95
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -316,12 +318,12 @@ def test_template_file_errors_name_file_and_line(tmp_path):
 
 def test_load_run_missing_paths_say_which(tmp_path):
     with pytest.raises(FileNotFoundError, match="run folder not found"):
-        ev.load_run(tmp_path / "nope")
+        runs.load_run(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="config.yaml"):
-        ev.load_run(tmp_path)
+        runs.load_run(tmp_path)
     (tmp_path / "config.yaml").write_text("{}\n")
     with pytest.raises(FileNotFoundError, match="checkpoint.pt"):
-        ev.load_run(tmp_path)
+        runs.load_run(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -347,7 +349,7 @@ def handmade_run(tmp_path_factory):
 
 def test_load_run_restores_the_saved_weights(handmade_run, tmp_path):
     run, model, tok, cfg = handmade_run
-    loaded, loaded_tok, loaded_cfg = ev.load_run(run, device="cpu")
+    loaded, loaded_tok, loaded_cfg = runs.load_run(run, device="cpu")
     assert loaded_cfg.to_dict() == cfg.to_dict() and not loaded.training
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), name
@@ -357,25 +359,36 @@ def test_load_run_restores_the_saved_weights(handmade_run, tmp_path):
     other = tmp_path / "compiled"
     shutil.copytree(run, other)
     torch.save({"model": {f"_orig_mod.{k}": v for k, v in model.state_dict().items()}}, other / "checkpoint.pt")
-    assert torch.equal(ev.load_run(other, "cpu")[0].logit_scale, model.logit_scale)
+    assert torch.equal(runs.load_run(other, "cpu")[0].logit_scale, model.logit_scale)
     torch.save({"model": {"nonsense": torch.zeros(1)}}, other / "checkpoint.pt")
     with pytest.raises(DataError, match="weights do not fit"):
-        ev.load_run(other, "cpu")
+        runs.load_run(other, "cpu")
 
 
-def test_evaluate_run_on_a_handmade_run(handmade_run):
+def test_shapeworld_set_on_a_handmade_run(handmade_run):
     from laclip_lite.data.dataset import shapeworld_split
 
     run, model, tok, cfg = handmade_run
-    out = ev.evaluate_run(run, task=["shape", "size"], templates="photo", few_shot=1, device="cpu")
-    test = shapeworld_split(cfg, "test")
-    assert out["n_images"] == 40 and out["templates"] == "photo" and out["split"] == "test"
+    loaded, loaded_tok, loaded_cfg = runs.load_run(run, device="cpu")
+    test = shapeworld_split(loaded_cfg, "test")
+    s = ev.ShapeWorldSet(test, prefix="test/", tasks=["shape", "size"], template_sets=["photo"], top5=True,
+                         probe_train=shapeworld_split(loaded_cfg, "train"), few_shot=1)
+    out = ev.evaluate(loaded, loaded_tok, [s])
+    assert len(test.images) == 40 and ev.metrics_of(out, s) == {k.removeprefix("test/"): v for k, v in out.items()}
     direct = ev.zero_shot_tasks(model, tok, test, ["shape", "size"], "photo")
     for task in ("shape", "size"):
-        assert out["zero_shot"][task] == pytest.approx(direct[task])
-    feats = ev.encode_images(model, test.images)
-    assert out["retrieval"] == pytest.approx(ev.retrieval(feats, ev.encode_texts(model, tok, test.captions)))
-    assert set(out["few_shot"]) == {"shape", "size"} and "linear_probe" not in out
+        assert {m: out[f"test/{task}_{m}@photo"] for m in ("top1", "top5")} == pytest.approx(direct[task])
+    feats = mt.encode_images(model, test.images)
+    want = mt.retrieval(feats, mt.encode_texts(model, tok, test.captions))
+    assert {k: out[f"test/{k}"] for k in want} == pytest.approx(want)
+    assert {k.split("_few_shot_")[0] for k in out if "_few_shot_" in k} == {"test/shape", "test/size"}
+    assert not any("linear_probe" in k for k in out)
+    with pytest.raises(ValueError, match="two evaluation sets write"):
+        ev.evaluate(loaded, loaded_tok, [s, s])
+    with pytest.raises(ValueError, match="need probe_train"):
+        ev.ShapeWorldSet(test, linear_probe=True)
+    with pytest.raises(ValueError, match="unknown zero-shot task"):
+        ev.ShapeWorldSet(test, tasks=["texture"])
 
 
 @pytest.fixture(scope="module")
@@ -390,22 +403,31 @@ def trained_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_evaluate_run_end_to_end(trained_run):
+def test_eval_cli_end_to_end(trained_run, capsys):
+    from laclip_lite.cli import main
+
     run, final = trained_run
-    model, tok, cfg = ev.load_run(run, device="cpu")
+    model, tok, cfg = runs.load_run(run, device="cpu")
     assert not model.training and cfg.model.vocab_size == tok.vocab_size
 
-    out = ev.evaluate_run(run, task="all", linear_probe=True, few_shot=2, device="cpu")
+    assert main(["eval", "--checkpoint", str(run), "--task", "all", "--linear-probe", "--few-shot", "2",
+                 "--device", "cpu", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
     assert out["n_images"] == 48 and out["templates"] == "default" and out["num_templates"] == 8
-    assert set(out["zero_shot"]) == {"shape", "color", "color_shape", "size", "background"}
-    for scores in out["zero_shot"].values():
-        assert 0 <= scores["top1"] <= scores["top5"] <= 100
-    assert set(out["retrieval"]) == {f"{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}
-    assert set(out["linear_probe"]) == set(out["few_shot"]) == set(out["zero_shot"])
+    tasks = {"shape", "color", "color_shape", "size", "background"}
+    zero_shot = {k for k in out if k.rsplit("_top", 1)[0].removeprefix("test/") in tasks}
+    assert zero_shot == {f"test/{t}_top{k}" for t in tasks for k in (1, 5)}
+    for t in tasks:
+        assert 0 <= out[f"test/{t}_top1"] <= out[f"test/{t}_top5"] <= 100
+    assert {k for k in out if "_R@" in k} == {f"test/{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}
+    assert {k for k in out if "_linear_probe_" in k} == {f"test/{t}_linear_probe_{m}" for t in tasks
+                                                          for m in ("top1", "C")}
+    assert {k for k in out if "_few_shot_" in k} == {f"test/{t}_few_shot_{m}" for t in tasks
+                                                      for m in ("top1", "std", "k", "episodes")}
     # the reloaded checkpoint scores what the trainer's in-memory model scored at the end of training
     for task in ("shape", "color", "color_shape"):
-        assert round(out["zero_shot"][task]["top1"], 2) == pytest.approx(final[f"test/{task}_top1"])
-    assert round(out["retrieval"]["i2t_R@1"], 2) == pytest.approx(final["test/i2t_R@1"])
+        assert round(out[f"test/{task}_top1"], 2) == pytest.approx(final[f"test/{task}_top1"])
+    assert round(out["test/i2t_R@1"], 2) == pytest.approx(final["test/i2t_R@1"])
 
 
 @pytest.mark.slow
@@ -416,8 +438,9 @@ def test_eval_cli_prints_one_json_object(trained_run, capsys, tmp_path):
     assert main(["eval", "--checkpoint", str(run / "checkpoint.pt"), "--task", "shape", "--no-retrieval",
                  "--templates", "heldout", "--device", "cpu"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"run", "split", "n_images", "templates", "num_templates", "zero_shot"}
-    assert out["templates"] == "heldout" and list(out["zero_shot"]) == ["shape"]
+    assert set(out) == {"run", "split", "n_images", "templates", "num_templates", "test/shape_top1@heldout",
+                        "test/shape_top5@heldout"}
+    assert out["templates"] == "heldout"
     bad = tmp_path / "bad.txt"
     bad.write_text("no slot here\n")
     assert main(["eval", "--checkpoint", str(run), "--templates", str(bad)]) == 2

@@ -80,7 +80,7 @@ def test_01_equal_logits_cell():
 
 def _classifier_ns():
     from laclip_lite.data.vocab import classnames
-    from laclip_lite.evaluate import encode_texts
+    from laclip_lite.metrics import encode_texts
     from laclip_lite.templates import fill, get_templates
 
     sentences = [fill(t, n) for n in classnames("color") for t in get_templates("default")]
@@ -391,7 +391,7 @@ def _world(tmp_path_factory):
 
 def _step_ns(lesson, world):
     from laclip_lite.course import lesson01
-    from laclip_lite.evaluate import encode_images, encode_texts
+    from laclip_lite.metrics import encode_images, encode_texts
 
     return {"lesson": lesson, "world": world, "lesson01": lesson01, "torch": torch, "math": math,
             "encode_images": encode_images, "encode_texts": encode_texts, "images": world.test.images[:6],

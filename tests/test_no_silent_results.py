@@ -193,7 +193,7 @@ def test_resume_with_a_cut_config_yaml_stops_and_leaves_it(tmp_path, capsys):
 
 
 def test_eval_of_a_run_with_a_cut_config_yaml_stops(tmp_path):
-    from laclip_lite.evaluate import load_run
+    from laclip_lite.runs import load_run
 
     run = _short_run(tmp_path)
     text = (run / "config.yaml").read_text()

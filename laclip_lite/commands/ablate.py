@@ -68,8 +68,9 @@ def run(args) -> int:
         write_contrasts(read_rows(source), args.out)
         print((Path(args.out) / "contrasts.md").read_text())
         return 0
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    worlds = [int(w) for w in args.worlds.split(",") if w.strip()]
+    from laclip_lite.utils import parse_seeds
+    seeds = parse_seeds(args.seeds)
+    worlds = parse_seeds(args.worlds, "--worlds") if args.worlds.strip() else []
     ablate(seeds, args.out, ablations, controls, args.preset, args.overrides, args.policy, args.llm_model,
            args.bt_models, args.jobs, command="laclip-lite " + shlex.join(sys.argv[1:]), skip=skip, worlds=worlds,
            gpus=parse_gpus(args.gpus))

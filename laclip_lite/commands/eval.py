@@ -31,6 +31,16 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, metavar="RUN_DIR",
                    help="run folder written by `laclip-lite train` (or its checkpoint.pt)")
@@ -55,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-retrieval", action="store_true", help="ShapeWorld: skip image<->caption retrieval")
     p.add_argument("--split", default=None, choices=("train", "val", "test"), help="split to score (default: test)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    p.add_argument("--batch-size", type=int, default=256, help="images / texts per forward pass")
+    p.add_argument("--batch-size", type=_positive, default=256, help="images / texts per forward pass")
     p.add_argument("--workers", type=_non_negative, default=2, help="--dataset: DataLoader workers decoding images")
     p.add_argument("--seed", type=int, default=0, help="seed of the probes' validation slice and k-shot draws")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -65,15 +75,13 @@ def load_suite(path: str) -> list:
     """A suite YAML -> its list of dataset entries (ConfigError naming the file when it is not one)."""
     from pathlib import Path
 
-    import yaml
-
-    from laclip_lite.config import ConfigError
+    from laclip_lite.config import ConfigError, read_yaml
     from laclip_lite.data.eval_layouts import parse_specs
 
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"suite file not found: {file}")
-    data = yaml.safe_load(file.read_text())
+    data = read_yaml(file)
     entries = data.get("datasets") if isinstance(data, dict) else data
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{file}: a suite is a non-empty list of datasets (or one under 'datasets:')")
@@ -100,18 +108,21 @@ def _file_spec(args):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from laclip_lite.evaluate import evaluate_dataset, evaluate_run, load_run
+    from laclip_lite.config import Config, ConfigError
+    from laclip_lite.data.eval_layouts import open_eval_set
+    from laclip_lite.evaluate import FileSet, evaluate, file_sets, metrics_of
+    from laclip_lite.runs import load_run
 
     progress = not args.no_progress
+    options = dict(batch_size=args.batch_size, num_workers=args.workers, progress=progress, seed=args.seed)
     if args.suite or args.dataset:
         specs = load_suite(args.suite) if args.suite else [_file_spec(args)]
-        from laclip_lite.data.eval_layouts import open_eval_set
         for spec in specs:                    # every dataset is checked before the model loads
             open_eval_set(spec)
         model, tokenizer, cfg = load_run(args.checkpoint, args.device)
-        results = {spec.label: evaluate_dataset(model, tokenizer, spec, batch_size=args.batch_size,
-                                                num_workers=args.workers, progress=progress, seed=args.seed)
-                   for spec in specs}
+        sets = [FileSet(spec) for spec in specs]
+        scores = evaluate(model, tokenizer, sets, **options)
+        results = {s.spec.label: metrics_of(scores, s) for s in sets}
         if not args.suite:
             spec = specs[0]
             print(json.dumps({"run": str(args.checkpoint), "dataset": spec.path, "name": spec.label,
@@ -124,24 +135,50 @@ def run(args: argparse.Namespace) -> int:
         return 0
     task = args.task or "color_shape"
     if task in FILE_TASKS:
-        from laclip_lite.config import ConfigError
         raise ConfigError(f"--task {task} needs --dataset PATH (ShapeWorld tasks: {', '.join(SHAPEWORLD_TASKS)})")
-    from laclip_lite.config import Config
-
     saved = load_run_folder(args.checkpoint) / "config.yaml"
     if saved.is_file() and not Config.load(saved).data.is_shapeworld and Config.load(saved).eval.datasets:
-        from laclip_lite.evaluate import evaluate_datasets  # a file-data run: its own evaluation sets
-        model, tokenizer, cfg = load_run(args.checkpoint, args.device)
-        results = evaluate_datasets(model, tokenizer, cfg.eval.datasets, batch_size=args.batch_size,
-                                    num_workers=args.workers, progress=progress, seed=args.seed)
-        print(json.dumps({"run": str(args.checkpoint), "datasets": results}, indent=2))
+        model, tokenizer, cfg = load_run(args.checkpoint, args.device)   # a file-data run: its own evaluation sets
+        sets = file_sets(cfg.eval.datasets)
+        scores = evaluate(model, tokenizer, sets, **options)
+        print(json.dumps({"run": str(args.checkpoint), "datasets": {s.spec.label: metrics_of(scores, s)
+                                                                    for s in sets}}, indent=2))
         return 0
-    result = evaluate_run(args.checkpoint, task=task, templates=args.templates,
-                          retrieval=not args.no_retrieval, linear_probe=args.linear_probe,
-                          few_shot=args.few_shot, split=args.split or "test", device=args.device,
-                          batch_size=args.batch_size, seed=args.seed)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(score_shapeworld(args, task), indent=2))
     return 0
+
+
+def score_shapeworld(args: argparse.Namespace, task: str) -> dict:
+    """A ShapeWorld run on its own `--split` (the world it trained on): {"run", "split", "n_images", "templates",
+    "num_templates", "<split>/<task>_top1[@<templates>]", "<split>/<task>_top5[...]", "<split>/i2t_R@K",
+    "<split>/t2i_R@K" (unless --no-retrieval), "<split>/<task>_linear_probe_top1" / "_C" (--linear-probe),
+    "<split>/<task>_few_shot_top1" / "_std" / "_k" / "_episodes" (--few-shot K)}: the keys training writes to
+    final_metrics.json. Probes train on the training split."""
+    from pathlib import Path
+
+    from laclip_lite.data.dataset import shapeworld_split
+    from laclip_lite.errors import DataError
+    from laclip_lite.evaluate import ShapeWorldSet, evaluate, resolve_tasks, template_label
+    from laclip_lite.runs import load_run
+    from laclip_lite.templates import get_templates
+
+    tasks = resolve_tasks(task)
+    template_list = get_templates(args.templates)  # a bad template file fails before the model loads
+    model, tokenizer, cfg = load_run(args.checkpoint, args.device)
+    if not cfg.data.is_shapeworld:
+        raise DataError(f"a ShapeWorld evaluation needs a ShapeWorld run; {args.checkpoint} trained on data.source="
+                        f"{cfg.data.source!r}: score it on evaluation sets of its own domain "
+                        "(laclip-lite eval --dataset PATH, or eval.datasets in its config)")
+    split = args.split or "test"
+    data = shapeworld_split(cfg, split)
+    probes = args.linear_probe or args.few_shot
+    train = (data if split == "train" else shapeworld_split(cfg, "train")) if probes else None
+    s = ShapeWorldSet(data, prefix=f"{split}/", tasks=tasks, template_sets=[args.templates],
+                      retrieval_ks=() if args.no_retrieval else (1, 5, 10), top5=True, probe_train=train,
+                      linear_probe=args.linear_probe, few_shot=args.few_shot)
+    scores = evaluate(model, tokenizer, [s], batch_size=args.batch_size, seed=args.seed)
+    return {"run": str(Path(args.checkpoint)), "split": split, "n_images": len(data.images),
+            "templates": template_label(args.templates), "num_templates": len(template_list), **scores}
 
 
 def load_run_folder(checkpoint: str):
@@ -161,6 +198,7 @@ def write_suite(results: dict[str, dict], specs: list, out, run: str):
     from pathlib import Path
 
     from laclip_lite.data.eval_layouts import open_eval_set, resolve_task
+    from laclip_lite.files import atomic_open, atomic_write_text
     from laclip_lite.utils import markdown_table
 
     out = Path(out)
@@ -171,11 +209,11 @@ def write_suite(results: dict[str, dict], specs: list, out, run: str):
         rows.append({"dataset": spec.label, "task": task, "path": spec.path, **results[spec.label]})
     keys = list(dict.fromkeys(k for r in rows for k in r))
     csv_path, md_path = out / "suite.csv", out / "suite.md"
-    with open(csv_path, "w", newline="") as f:
+    with atomic_open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
     cols = ["dataset", "task"] + [c for c in SUITE_COLUMNS if any(c in r for r in rows)]
     title = f"Run `{run}` on {len(rows)} evaluation set(s) (%; a probe's top1 is the probe's accuracy).\n\n"
-    md_path.write_text(title + markdown_table(rows, cols, right=cols[2:]))
+    atomic_write_text(md_path, title + markdown_table(rows, cols, right=cols[2:]))
     return csv_path, md_path

@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         return _eval_layout(args)
     n = 48 if args.n is None else args.n
     split_name = args.split or "train"
+    if split_name not in ("train", "val", "test"):
+        raise DataError(f"--split {split_name!r}: the split must be train, val or test")
     if n < 1:
         raise DataError(f"--n must be >= 1, got {n}")
     if args.shards < 1:

@@ -80,6 +80,17 @@ def rewrite_config(args):
 
 
 def run(args) -> int:
+    from laclip_lite.folder_lock import folder_lock
+    from laclip_lite.utils import parse_shard
+
+    folder = args.merge or args.out
+    if not folder:
+        return _run(args)
+    with folder_lock(folder, None if args.merge or not args.shard else parse_shard(args.shard)):  # one writer
+        return _run(args)
+
+
+def _run(args) -> int:
     from pathlib import Path
 
     from laclip_lite.config import ConfigError

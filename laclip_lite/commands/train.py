@@ -104,11 +104,10 @@ def _check_saved_config(run_dir, cfg, replan: list[str]) -> None:
     ckpt = run_dir / "checkpoint.pt"
     if not ckpt.exists():
         return                                   # the trainer names the missing checkpoint
-    import torch
-
+    from laclip_lite.checkpoint import load_checkpoint
     from laclip_lite.errors import DataError
     from laclip_lite.runs import config_diff
-    state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    state = load_checkpoint(ckpt, verify=False, mmap=True)      # a file that is not a checkpoint: said as such
     derived = ("train.steps", "train.warmup_steps", "train.accum_steps")   # re-planned by the trainer, checked there
     diff = config_diff(state.get("config") or {}, cfg.to_dict(), skip=(*replan, *derived, "model.vocab_size",
                                                                          "model.pad_id"))

@@ -273,12 +273,12 @@ def _zero_shot_mistakes(model: TinyTextModel, classnames, templates) -> dict[str
 
 def check_zero_shot_classifier(zero_shot_weights: Callable, hidden: bool = False) -> None:
     """zero_shot_weights(encode_text, classnames, templates) -> [D, C] (unit columns), as
-    `laclip_lite.evaluate.zero_shot_classifier` computes it for a model + tokenizer."""
-    from laclip_lite import evaluate
+    `laclip_lite.metrics.zero_shot_classifier` computes it for a model + tokenizer."""
+    from laclip_lite import metrics
 
     cases = [(["red circle", "blue square", "green triangle"], ["a photo of a {}.", "a drawing of a {}.", "{}"])]
     if hidden:
-        _not_the_reference(zero_shot_weights, evaluate.zero_shot_classifier, "zero_shot_weights")
+        _not_the_reference(zero_shot_weights, metrics.zero_shot_classifier, "zero_shot_weights")
         cases += [(["cat", "dog", "small grey bird", "fish", "tree"], ["a photo of a {}.", "itap of my {}."]),
                   (["red", "blue"], ["{} it is", "a {} thing", "look : {}", "the {} one", "so {}"])]
     for seed, (classnames, templates) in enumerate(cases, start=7 if hidden else 0):
@@ -286,12 +286,12 @@ def check_zero_shot_classifier(zero_shot_weights: Callable, hidden: bool = False
         model = TinyTextModel(sentences, seed=seed)
         d, c = model.emb.shape[1], len(classnames)
         setting = f"{c} classes x {len(templates)} templates with {d}-d features"
-        with reference_disabled(evaluate.zero_shot_classifier) if hidden else contextlib.nullcontext():
+        with reference_disabled(metrics.zero_shot_classifier) if hidden else contextlib.nullcontext():
             out = _call(zero_shot_weights, "zero_shot_weights", setting, model.encode, list(classnames),
                         list(templates))
         if not isinstance(out, torch.Tensor):
             raise CheckFailed(f"zero_shot_weights should return a torch tensor, got {type(out).__name__}")
-        want = evaluate.zero_shot_classifier(model, model.tokenizer, classnames, templates)
+        want = metrics.zero_shot_classifier(model, model.tokenizer, classnames, templates)
         if tuple(out.shape) == (c, d) and c != d:
             raise CheckFailed(f"zero_shot_weights: on {setting}: you returned shape {tuple(out.shape)} = [C, D]; "
                               f"the classifier is [D, C] = {(d, c)} (one column per class) so that "
@@ -551,9 +551,9 @@ def _recall_mistakes(sim: torch.Tensor, k: int) -> dict[str, float]:
 
 def check_text_to_image_recall(text_to_image_recall: Callable, sim: torch.Tensor | None = None) -> None:
     """text_to_image_recall(sim [M images, M captions], k) -> % of captions whose own image ranks in their top k,
-    against `evaluate.retrieval`'s `t2i_R@K` for K = 1, 5, 10 on `sim` (the lesson's tie-free matrix) and on two
+    against `metrics.retrieval`'s `t2i_R@K` for K = 1, 5, 10 on `sim` (the lesson's tie-free matrix) and on two
     random tie-free matrices. Any correct formulation passes (counting, topk, argsort ranks)."""
-    from laclip_lite.evaluate import retrieval
+    from laclip_lite.metrics import retrieval
 
     name = "text_to_image_recall"
     g = torch.Generator().manual_seed(3)
@@ -582,7 +582,7 @@ def check_text_to_image_recall(text_to_image_recall: Callable, sim: torch.Tensor
             want = library[f"t2i_R@{k}"]
             if abs(out - want) > 1e-4:
                 found = [why for why, v in _recall_mistakes(s, k).items() if abs(out - v) <= 1e-4]
-                raise CheckFailed(f"{name}: on {setting}: you returned {out:.2f} but evaluate.retrieval's "
+                raise CheckFailed(f"{name}: on {setting}: you returned {out:.2f} but metrics.retrieval's "
                                   f"t2i_R@{k} is {want:.2f}.\n  "
                                   + (f"Likely cause: {found[0]}" if found else
                                      "Hint: per caption (column t), count the images scoring above sim[t, t]; the "

@@ -244,7 +244,7 @@ def warm_rewrite_cache(cfg: Config, progress: bool) -> None:
 
 
 def shapeworld_metrics() -> list[str]:
-    """The columns a ShapeWorld run reports (`experiments.evaluate_model`): zero-shot top-1 per task and template
+    """The columns a ShapeWorld run reports (`experiments.eval_sets`): zero-shot top-1 per task and template
     set, retrieval recall@1/5/10 both ways, and the final training loss."""
     from laclip_lite.constants import EVAL_TASKS
     from laclip_lite.experiments import TEMPLATE_SETS

@@ -138,7 +138,7 @@ def build_towers(lesson: Lesson, world: World, tokenizer):
 
 
 def _pairs_similarity(model, tokenizer, images, captions):
-    from laclip_lite.evaluate import encode_images, encode_texts
+    from laclip_lite.metrics import encode_images, encode_texts
     return encode_texts(model, tokenizer, captions) @ encode_images(model, images).T   # [texts, images]
 
 
@@ -259,8 +259,8 @@ def train_clip(lesson: Lesson, world: World, trainer=None) -> Run:
     reuse a finished run with the same settings; show its learning curves."""
     import torch
 
-    from laclip_lite.evaluate import load_run
     from laclip_lite.plots import learning_curves
+    from laclip_lite.runs import load_run
     from laclip_lite.train import CHECKPOINT, train
 
     cfg, run_dir = _run_dir(lesson)
@@ -335,8 +335,8 @@ def temperature_demo(lesson: Lesson, run: Run, world: World, n_batch: int = 256)
     import torch
     from matplotlib.figure import Figure
 
-    from laclip_lite.evaluate import encode_images, encode_texts
     from laclip_lite.losses import clip_loss
+    from laclip_lite.metrics import encode_images, encode_texts
 
     n = lesson.params["n_show"]
     m = min(n_batch, len(world.test))
@@ -396,7 +396,7 @@ def zero_shot_figures(lesson: Lesson, run: Run, world: World, classifier, n_imag
     from matplotlib.figure import Figure
 
     from laclip_lite.data.vocab import classnames
-    from laclip_lite.evaluate import class_probabilities, encode_images, topk_accuracy, zero_shot_classifier
+    from laclip_lite.metrics import class_probabilities, encode_images, topk_accuracy, zero_shot_classifier
     from laclip_lite.plots import topk_images
     from laclip_lite.templates import fill, get_templates, template_sets
 
@@ -454,7 +454,7 @@ def zero_shot_figures(lesson: Lesson, run: Run, world: World, classifier, n_imag
 
 def distinct_texts(text_features):
     """Indices of the first pair of each distinct text embedding. Repeated captions (the test split has a few)
-    embed identically and tie with each other; `evaluate.retrieval` scores a tie by its expectation under random
+    embed identically and tie with each other; `metrics.retrieval` scores a tie by its expectation under random
     tie-breaking, a count of "captions scoring above" does not. On these pairs there are no ties, so the two agree
     exactly."""
     import torch
@@ -466,10 +466,10 @@ def distinct_texts(text_features):
 
 
 def show_retrieval(lesson: Lesson, image_features, text_features) -> dict:
-    """Image -> text and text -> image recall@K of the test split (`evaluate.retrieval`), against chance K/N."""
+    """Image -> text and text -> image recall@K of the test split (`metrics.retrieval`), against chance K/N."""
     from matplotlib.figure import Figure
 
-    from laclip_lite.evaluate import retrieval
+    from laclip_lite.metrics import retrieval
 
     n = len(image_features)
     ks = [k for k in (1, 2, 5, 10, 20, 50, 100) if k <= n]
@@ -539,7 +539,7 @@ def explorer(lesson: Lesson, run: Run, world: World, prompts: list[str] | None =
              images: list[int] | None = None):
     """Type a prompt -> the top test images; pick an image -> its nearest captions. Widgets when the
     parameter `interactive` is True, else the same two views as static figures for example inputs."""
-    from laclip_lite.evaluate import encode_images, encode_texts
+    from laclip_lite.metrics import encode_images, encode_texts
 
     prompts = prompts or EXAMPLE_PROMPTS
     images = images or [0, 1, 2]

@@ -273,7 +273,7 @@ def similarity_by_policy(lesson: Lesson, comparison: Comparison, world_split: st
     from matplotlib.figure import Figure
 
     from laclip_lite.data.dataset import shapeworld_split
-    from laclip_lite.evaluate import load_run
+    from laclip_lite.runs import load_run
 
     if not lesson.config().data.is_shapeworld:
         lesson.markdown("The similarity matrices use ShapeWorld's test split; skipped on file data.")
@@ -323,7 +323,8 @@ def features_with_all_texts(lesson: Lesson, comparison: Comparison, n: int = 8):
     import torch
     import torch.nn.functional as F
 
-    from laclip_lite.evaluate import encode_images, encode_texts, load_run
+    from laclip_lite.metrics import encode_images, encode_texts
+    from laclip_lite.runs import load_run
 
     cfg = lesson.config()
     if not cfg.data.is_shapeworld or augment(lesson) not in ("shapes", "eda"):

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from laclip_lite.errors import ConfigError
+
 NOTEBOOKS = ("01_clip_basics", "02_text_rewriting", "03_laclip_training", "04_ablations")
 TITLES = {"01_clip_basics": "CLIP basics", "02_text_rewriting": "Text rewriting",
           "03_laclip_training": "CLIP vs LaCLIP vs LaCLIP-MT", "04_ablations": "Ablations"}
@@ -129,13 +131,37 @@ def write_report(out: str | Path) -> Path:
 
 def _parse_parameters(items: list[str]) -> dict:
     import yaml
+
+    from laclip_lite.config import parse_key_value
     out = {}
     for item in items:
-        if "=" not in item:
-            raise SystemExit(f"-p {item!r}: must look like name=value")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        k, v = parse_key_value(item, "-p", "steps=200")
+        try:
+            out[k] = yaml.safe_load(v) if v else v
+        except yaml.YAMLError:
+            out[k] = v
     return out
+
+
+def check_demo(names: list[str], parameters: dict) -> None:
+    """Every notebook name known, every -p name declared by at least one of them, every value of its kind
+    (ConfigError before any notebook starts)."""
+    import difflib
+
+    from laclip_lite.course.params import NOTEBOOKS as DECLARED
+    from laclip_lite.course.params import check_values
+
+    unknown = [n for n in names if n not in NOTEBOOKS]
+    if unknown:
+        raise ConfigError(f"--only: unknown notebook(s) {', '.join(unknown)} (known: {', '.join(NOTEBOOKS)})")
+    known = sorted({k for n in names for k in DECLARED[n]})
+    for key in parameters:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=2)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            raise ConfigError(f"-p {key}: no notebook run here has that parameter{hint}; known: {', '.join(known)}")
+    for n in names:
+        check_values(n, {k: v for k, v in parameters.items() if k in DECLARED[n]})
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -159,7 +185,9 @@ def run(args) -> int:
         print(write_report(args.out))
         return 0
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(NOTEBOOKS)
-    run_demo(args.out, names, _parse_parameters(args.parameters), args.kernel)
+    parameters = _parse_parameters(args.parameters)
+    check_demo(names, parameters)
+    run_demo(args.out, names, parameters, args.kernel)
     timings = json.loads((Path(args.out) / "timings.json").read_text())
     return 1 if any(timings[n]["status"] != "done" for n in names) else 0
 

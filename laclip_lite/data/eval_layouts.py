@@ -15,7 +15,7 @@
 `EvalSpec` is one entry of `eval.datasets` (or of a `--suite` file); `open_eval_set(spec)` returns a
 `ClassificationSet` or a `RetrievalSet`, and `batches(...)` streams uint8 image batches with their targets, decoded
 in DataLoader workers. An unreadable image is skipped and counted, never fatal. The metrics live in
-`laclip_lite.evaluate` (`evaluate_dataset`).
+`laclip_lite.metrics`, applied by `laclip_lite.evaluate` (`FileSet`).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from laclip_lite.data.tar_shards import tar_samples
+from laclip_lite.data.tar_shards import MAX_MEMBER_BYTES, tar_samples
 from laclip_lite.data.transforms import pil_to_uint8
 from laclip_lite.errors import DataError
 
@@ -286,6 +286,10 @@ def _open_clip_benchmark(spec: EvalSpec, root: Path):
     if not names_file.is_file():
         raise FileNotFoundError(f"{root}: no classnames.txt (zero-shot needs the class names; pass classnames)")
     classnames = load_classnames(names_file)
+    own = root / "classnames.txt"
+    if spec.classnames and own.is_file() and len(own_names := load_classnames(own)) != len(classnames):
+        raise DataError(f"{names_file}: {len(classnames)} class names, but {root} has {len(own_names)} classes "
+                        f"({own}); give one name per class, in the dataset's order")
     return ClassificationSet(spec.label, root, "clip_benchmark", classnames, _templates(spec, root / CB_TEMPLATES),
                              splits)
 
@@ -382,6 +386,8 @@ class _Stream(torch.utils.data.IterableDataset):
 
     def _from_tar(self, shard: str, key: str, group: dict[str, bytes]):
         where = f"{shard}:{key}"
+        if any(data is None for data in group.values()):     # a member over tar_shards.MAX_MEMBER_BYTES: skipped
+            return None, None, f"{where} (a member over {MAX_MEMBER_BYTES:,} bytes)"
         ext = next((e for e in ("webp", "png", "jpg", "jpeg") if e in group), None)
         if self.kind == "retrieval":
             target = group["txt"].decode("utf-8").splitlines() if "txt" in group else []

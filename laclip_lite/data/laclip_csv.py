@@ -18,6 +18,7 @@ the `csv` module only looks at lines holding a quote), then each row is one seek
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +39,22 @@ def is_image_path(field: str) -> bool:
 
 
 def parse_row(text: str) -> list[str]:
-    """The fields of one CSV row (its text may span lines inside quotes)."""
-    return next(csv.reader(text.splitlines(keepends=True)), [])
+    """The fields of one CSV row (its text may span lines inside quotes); BadRow when csv cannot split it (a field
+    over csv's 128 KiB limit, a NUL byte)."""
+    try:
+        return next(csv.reader(text.splitlines(keepends=True)), [])
+    except csv.Error as e:
+        raise BadRow(f"unreadable CSV row ({e}; {len(text):,} characters)") from None
+
+
+def resolve_under(root: Path, rel: str) -> Path:
+    """An image path of a row, under the dataset root; BadRow when it is absolute or climbs out of the root
+    (`../x.png`, `/abs/x.png`): a CSV never names a file outside its root. The check is on the path as written,
+    so a root whose folders are symlinks to another disk still works."""
+    parts = Path(os.path.normpath(rel)).parts
+    if os.path.isabs(rel) or not parts or parts[0] == "..":
+        raise BadRow(f"image path {rel!r} is outside the dataset root {root}")
+    return root / os.path.normpath(rel)
 
 
 def split_row(fields: list[str]) -> tuple[str, str]:
@@ -116,6 +131,8 @@ def row_index(path: str | Path) -> RowIndex:
                                 f"{span} line(s) (a stray quote?); close the quote or remove it")
             keep[k + 1:k + span] = False
     row_starts = np.flatnonzero(keep)
+    if not len(row_starts):             # an empty file
+        return RowIndex(np.zeros((0, 2), np.int64), np.zeros(0, np.int64), False)
     spans = np.stack([starts[row_starts], np.append(starts[row_starts[1:]], size)], axis=1)
     lines = row_starts + 1
     blank = []                          # a blank line ("\n" or "\r\n") is not a sample

@@ -44,7 +44,7 @@ import torch
 
 from laclip_lite.constants import SOURCE_ALIASES, SOURCES
 from laclip_lite.data import laclip_csv
-from laclip_lite.data.tar_shards import tar_samples
+from laclip_lite.data.tar_shards import MAX_MEMBER_BYTES, OVERSIZED, tar_samples
 from laclip_lite.errors import DataError
 
 # Names a rewrite variant may have: the LLM meta-pair sources, EDA / back-translation variants, "rewriteN".
@@ -196,6 +196,8 @@ class LaclipCsvSource(_MapSource):
         self._pid = None
         index = laclip_csv.row_index(self.csv_path)
         self._rows, self._row_lines = index.spans, index.lines
+        if not len(self._rows):
+            raise DataError(f"{self.csv_path}: no data rows (an empty LaCLIP CSV; rows are image_path,caption)")
         self._lines = {}
         for variant, path in files.items():
             if not path.is_file():
@@ -261,10 +263,11 @@ class LaclipCsvSource(_MapSource):
             raise IndexError(f"{self.csv_path}: row {i} out of range (0..{len(self) - 1})")
         try:
             rel, caption = self._row(i)
+            path = laclip_csv.resolve_under(self.image_root, rel)
         except laclip_csv.BadRow as e:
             self.stats.skip("bad_row", f"line {self._row_lines[i]}: {e}")
             return None
-        image = decode_image(self.image_root / rel, self.stats, rel, str(self.image_root / rel))
+        image = decode_image(path, self.stats, rel, str(path))
         if image is None:
             return None
         rewrites = {v: self._read(v, p, self._lines[v], i).rstrip("\r\n") for v, p in self.rewrite_files.items()}
@@ -308,7 +311,9 @@ class TarShardSource:
     """Streams samples from tar shards. This process reads shards i with i % (world_size * workers) ==
     rank * workers + worker_id, so 2 ranks x 2 DataLoader workers read every sample exactly once between them."""
 
-    def __init__(self, paths_or_glob, rank: int = 0, world_size: int = 1, read_rewrites: bool = True):
+    def __init__(self, paths_or_glob, rank: int = 0, world_size: int = 1, read_rewrites: bool = True,
+                 max_member: int = MAX_MEMBER_BYTES):
+        self.max_member = max_member           # bytes: a larger member is bad data (data.max_member_bytes)
         if not 0 <= rank < world_size:
             raise DataError(f"rank {rank} is not in 0..{world_size - 1}")
         self.read_rewrites = read_rewrites     # False: samples' JSON is not parsed (the original caption only)
@@ -359,8 +364,9 @@ class TarShardSource:
     def _samples(self, shard: str, stats: ReadStats, decode: bool = True) -> Iterator[Record]:
         table = self.rewrite_table if self.read_rewrites else None
         try:
-            for key, group in tar_samples(shard):
-                rec = self._record(shard, key, group, stats, decode, self.read_rewrites and table is None)
+            for key, group in tar_samples(shard, self.max_member):
+                rec = self._record(shard, key, group, stats, decode, self.read_rewrites and table is None,
+                                   self.max_member)
                 if rec is not None:
                     if table is not None and key in table["keys"]:
                         line = table["keys"][key]
@@ -371,8 +377,13 @@ class TarShardSource:
 
     @staticmethod
     def _record(shard: str, key: str, group: dict[str, bytes], stats: ReadStats, decode: bool,
-                read_rewrites: bool = True) -> Record | None:
+                read_rewrites: bool = True, max_member: int = MAX_MEMBER_BYTES) -> Record | None:
         where = f"{shard}:{key}"
+        big = sorted(e for e, data in group.items() if data is OVERSIZED)
+        if big:
+            stats.skip("oversized_member", f"{where} ({', '.join(big)} over {max_member:,} bytes: "
+                                           "data.max_member_bytes)")
+            return None
         ext = next((e for e in ("png", "jpg", "jpeg", "webp") if e in group), None)
         if ext is None:
             stats.skip("missing_image", f"{where} (members: {sorted(group)})")
@@ -550,7 +561,8 @@ def open_source(data_cfg, split: str = "train", rank: int = 0, world_size: int =
             rewrite_files = discover_rewrite_files(csv_path, data_cfg.rewrites_dir or None) if rewrites else {}
         return LaclipCsvSource(csv_path, image_root=data_cfg.image_root or None, rewrite_files=rewrite_files)
     if fmt == "wds":
-        src = TarShardSource(source, rank=rank, world_size=world_size, read_rewrites=rewrites)
+        src = TarShardSource(source, rank=rank, world_size=world_size, read_rewrites=rewrites,
+                             max_member=data_cfg.max_member_bytes)
     elif fmt == "hf":
         src = HFDiskSource(source, data_cfg.image_column, data_cfg.caption_column, split=split,
                            rewrite_columns=None if rewrites and not data_cfg.rewrites_dir else [])
@@ -595,7 +607,7 @@ def attach_rewrites_dir(source, folder: str | Path) -> None:
 # Why a sample was not used as read. Counted per sample read (a bad image is hit again every epoch), summed over
 # DataLoader workers and ranks by the trainer, written to data_info.json / final_metrics.json.
 SKIP_REASONS = ("missing_image", "corrupt_image", "empty_file", "bad_row", "missing_caption", "bad_json",
-                "corrupt_shard", "short_rewrite")
+                "corrupt_shard", "short_rewrite", "oversized_member")
 MAX_REPLACEMENTS = 32       # replacement draws for one unreadable sample before the source is declared broken
 
 

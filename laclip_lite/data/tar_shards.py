@@ -22,6 +22,8 @@ ZERO_BLOCK = bytes(BLOCK)
 REGULAR = (b"0", b"\0", b"7")                                    # regular, old-style regular, contiguous file
 NO_DATA = (b"1", b"2", b"3", b"4", b"5", b"6")                   # links, devices, directories, FIFOs
 META = (b"g", b"K", b"V", b"D")                                  # global pax, long link name, volume, dump dir
+MAX_MEMBER_BYTES = 64 << 20     # a member larger than this is bad data (data.max_member_bytes): skipped, counted
+OVERSIZED = None                # the data yielded for a member over the bound (readers count it as bad data)
 
 
 def split_key(name: str) -> tuple[str, str]:
@@ -31,10 +33,11 @@ def split_key(name: str) -> tuple[str, str]:
     return (os.path.join(d, stem) if d else stem), ext.lower()
 
 
-def tar_samples(shard: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) of every sample of a tar shard: consecutive members with the same key."""
+def tar_samples(shard: str, max_member: int = MAX_MEMBER_BYTES) -> Iterator[tuple[str, dict[str, bytes | None]]]:
+    """(key, {extension: bytes}) of every sample of a tar shard: consecutive members with the same key. A member
+    larger than `max_member` bytes is not read: its extension maps to OVERSIZED (None)."""
     key, group = None, {}
-    for name, data in tar_members(shard):
+    for name, data in tar_members(shard, max_member):
         k, ext = split_key(name)
         if k != key and key is not None:
             yield key, group
@@ -45,13 +48,16 @@ def tar_samples(shard: str) -> Iterator[tuple[str, dict[str, bytes]]]:
         yield key, group
 
 
-def tar_members(shard: str) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of every regular file of a tar, in order; a broken tar raises DataError naming it."""
+def tar_members(shard: str, max_member: int = MAX_MEMBER_BYTES) -> Iterator[tuple[str, bytes | None]]:
+    """(name, bytes) of every regular file of a tar, in order; a broken tar raises DataError naming it. A regular
+    member over `max_member` bytes is skipped unread and yielded as (name, OVERSIZED); a header claiming more bytes
+    than the file holds is a corrupt shard (nothing is allocated for it)."""
     try:
         with open(shard, "rb") as f:
+            file_size = os.fstat(f.fileno()).st_size
             head = f.read(BLOCK)
             if head[257:262] != b"ustar":
-                yield from _tarfile_members(shard)
+                yield from _tarfile_members(shard, max_member)
                 return
             long_name, pax = None, {}
             while head != ZERO_BLOCK:
@@ -64,7 +70,18 @@ def tar_members(shard: str) -> Iterator[tuple[str, bytes]]:
                 size = 0 if kind in NO_DATA else _number(head[124:136])
                 if kind in REGULAR and "size" in pax:
                     size = int(pax["size"])
-                data = f.read(-(-size // BLOCK) * BLOCK)
+                padded = -(-size // BLOCK) * BLOCK
+                if size < 0 or f.tell() + size > file_size:    # checked before reading: nothing is allocated
+                    raise DataError(f"{shard}: truncated tar shard (a member of {size} bytes at byte {offset}, "
+                                    f"{max(file_size - f.tell(), 0)} left: a cut file or a corrupt header)")
+                if size > max_member and kind in REGULAR:
+                    f.seek(padded, os.SEEK_CUR)
+                    name = pax.get("path") or long_name or _name(head)
+                    yield name, OVERSIZED
+                    long_name, pax = None, {}
+                    head = f.read(BLOCK)
+                    continue
+                data = f.read(padded)
                 if len(data) < size:
                     raise DataError(f"{shard}: truncated tar shard (a member of {size} bytes at byte {offset}, "
                                     f"{len(data)} left)")
@@ -84,7 +101,7 @@ def tar_members(shard: str) -> Iterator[tuple[str, bytes]]:
                 head = f.read(BLOCK)
     except DataError:
         raise
-    except (OSError, ValueError) as e:                               # a bad number in a header; a read error
+    except (OSError, ValueError, OverflowError) as e:                # a bad number in a header; a read error
         raise DataError(f"{shard}: unreadable tar shard ({type(e).__name__}: {e})") from None
 
 
@@ -122,7 +139,7 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return records
 
 
-def _tarfile_members(shard: str) -> Iterator[tuple[str, bytes]]:
+def _tarfile_members(shard: str, max_member: int = MAX_MEMBER_BYTES) -> Iterator[tuple[str, bytes | None]]:
     """`tarfile`'s reading (compressed tars, pre-POSIX formats), its errors as DataError."""
     import tarfile
 
@@ -130,6 +147,6 @@ def _tarfile_members(shard: str) -> Iterator[tuple[str, bytes]]:
         with tarfile.open(shard, "r|*") as tar:
             for member in tar:
                 if member.isfile():
-                    yield member.name, tar.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError) as e:
+                    yield member.name, (OVERSIZED if member.size > max_member else tar.extractfile(member).read())
+    except (tarfile.TarError, OSError, EOFError, OverflowError) as e:
         raise DataError(f"{shard}: unreadable tar shard ({type(e).__name__}: {e})") from None

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Iterable
 
 import torch
 
+from laclip_lite.errors import DataError
 from laclip_lite.utils import atomic_write_text, cache_dir, resolve_hf_path, stable_hash
 
 SPECIALS = ["[PAD]", "[SOT]", "[EOT]", "[UNK]"]  # ids 0..3 in every trained BPE vocabulary
@@ -140,9 +142,14 @@ def bpe_tokenizer(corpus: list[str], vocab_size: int, context_length: int) -> To
 
     key = stable_hash(vocab_size, len(corpus), corpus)
     path = cache_dir() / "tokenizers" / f"bpe-{vocab_size}-{key}.json"
+    backend = None
     if path.exists():
-        backend = HFTokenizer.from_file(str(path))
-    else:
+        try:
+            backend = HFTokenizer.from_file(str(path))
+        except Exception as e:          # a truncated / corrupt cache file (tokenizers raises plain Exception)
+            print(f"laclip-lite: tokenizer cache {path} is unreadable ({str(e).splitlines()[0][:80]}); "
+                  "rebuilding it", file=sys.stderr)
+    if backend is None:
         backend = train_bpe(corpus, vocab_size)
         atomic_write_text(path, backend.to_str())
     return Tokenizer(backend, context_length, "bpe", source=str(path))
@@ -177,7 +184,8 @@ def build_tokenizer(data_cfg, model_cfg, corpus: list[str] | None = None) -> Tok
     if data_cfg.tokenizer != "bpe":
         return hf_tokenizer(data_cfg.tokenizer, model_cfg.context_length)
     if not corpus:
-        raise ValueError("a BPE tokenizer needs a training corpus (the training captions)")
+        raise DataError(f"data.source={data_cfg.source!r}: no readable captions to train the BPE tokenizer on "
+                        "(is every file / shard of it empty or corrupt?)")
     return bpe_tokenizer(corpus, data_cfg.bpe_vocab_size, model_cfg.context_length)
 
 
@@ -187,11 +195,19 @@ def load_tokenizer(run_dir: str | Path, context_length: int | None = None) -> To
     meta_path = run_dir / "tokenizer_meta.json"
     if not meta_path.exists():
         raise FileNotFoundError(f"no tokenizer saved in {run_dir} (expected {meta_path.name})")
-    meta = json.loads(meta_path.read_text())
-    ctx = context_length or meta["context_length"]
+    try:
+        meta = json.loads(meta_path.read_text())
+        ctx = context_length or meta["context_length"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{meta_path} is corrupt ({type(e).__name__}: {e}); copy it again from the run") from None
     if meta["kind"] == "bpe":
         from tokenizers import Tokenizer as HFTokenizer
-        return Tokenizer(HFTokenizer.from_file(str(run_dir / FILE_NAME)), ctx, "bpe", source=meta["source"])
+        try:
+            backend = HFTokenizer.from_file(str(run_dir / FILE_NAME))
+        except Exception as e:          # tokenizers raises plain Exception for a truncated file
+            raise DataError(f"{run_dir / FILE_NAME} is corrupt ({str(e).splitlines()[0][:80]}); copy it again "
+                            "from the run") from None
+        return Tokenizer(backend, ctx, "bpe", source=meta["source"])
     if meta["kind"] == "clip":
         from laclip_lite.data.clip_bpe import ClipBPE
         return Tokenizer(ClipBPE(run_dir / CLIP_FILE_NAME), ctx, "clip", source=meta["source"])

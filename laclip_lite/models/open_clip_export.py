@@ -27,6 +27,9 @@ import torch
 
 from laclip_lite.data.transforms import CLIP_MEAN, CLIP_STD
 from laclip_lite.errors import DataError
+from laclip_lite.files import atomic_write_text
+from laclip_lite.runs import load_run
+from laclip_lite.utils import torch_save_atomic
 
 WEIGHTS = "open_clip_pytorch_model.bin"
 LOCAL_CONFIG = "open_clip_config.json"
@@ -113,17 +116,16 @@ def copy_weights(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
 def export_open_clip(run_dir: str | Path, out_dir: str | Path, name: str | None = None) -> dict[str, Path]:
     """A run folder -> an open_clip model folder (see the module docstring); -> {"config", "local_config",
     "weights"} paths. `name` (default `laclip-lite-<run folder name>`) is the model name open_clip registers."""
-    from laclip_lite.evaluate import load_run
-
     model, tokenizer, cfg = load_run(run_dir, device="cpu")
     config = open_clip_config(cfg.model, tokenizer.eot_id)
     name = name or f"laclip-lite-{Path(run_dir).resolve().name}"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"config": out / f"{name}.json", "local_config": out / LOCAL_CONFIG, "weights": out / WEIGHTS}
-    paths["config"].write_text(json.dumps(config, indent=2) + "\n")
+    atomic_write_text(paths["config"], json.dumps(config, indent=2) + "\n")
     preprocess = {"mean": list(CLIP_MEAN), "std": list(CLIP_STD), "interpolation": "bicubic",
                   "resize_mode": "shortest", "size": cfg.model.image_size}
-    paths["local_config"].write_text(json.dumps({"model_cfg": config, "preprocess_cfg": preprocess}, indent=2) + "\n")
-    torch.save(open_clip_state_dict(model), paths["weights"])
+    atomic_write_text(paths["local_config"],
+                      json.dumps({"model_cfg": config, "preprocess_cfg": preprocess}, indent=2) + "\n")
+    torch_save_atomic(open_clip_state_dict(model), paths["weights"])
     return paths

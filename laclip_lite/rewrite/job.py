@@ -43,6 +43,9 @@ ALGORITHM_VERSION = {"llm": 1, "eda": 1, "backtranslate": 1, "shapes": 3}
 
 
 # --- settings, fingerprint, rewriter ---------------------------------------------------------------------
+MAX_VARIANTS = 16      # rewrites per caption a job writes at most (config.validate: data.num_rewrites <= 16)
+
+
 def job_settings(rcfg: RewriteConfig) -> dict:
     """Every setting that changes the output of `rcfg.rewriter` (and nothing else: a new temperature does not
     invalidate a cache of EDA rewrites). Computed without loading any model."""
@@ -50,6 +53,12 @@ def job_settings(rcfg: RewriteConfig) -> dict:
         raise ConfigError(f"rewrite.rewriter={rcfg.rewriter!r} is not one of: {', '.join(REWRITERS)}")
     if rcfg.batch_size < 1:
         raise ConfigError(f"rewrite.batch_size must be >= 1, got {rcfg.batch_size}")
+    if rcfg.rewriter in ("eda", "backtranslate") and not 1 <= rcfg.num_variants <= MAX_VARIANTS:
+        raise ConfigError(f"rewrite.num_variants (--num-variants) must be in 1..{MAX_VARIANTS} (one file per "
+                          f"variant; data.num_rewrites uses at most {MAX_VARIANTS}), got {rcfg.num_variants}")
+    if rcfg.max_new_tokens < 1 or rcfg.k_shot < 0 or not 0 < rcfg.top_p <= 1 or rcfg.temperature < 0:
+        raise ConfigError("rewrite.max_new_tokens must be >= 1, k_shot >= 0, top_p in (0, 1] and temperature >= 0; "
+                          f"got {rcfg.max_new_tokens}, {rcfg.k_shot}, {rcfg.top_p}, {rcfg.temperature}")
     s = {"rewriter": rcfg.rewriter, "version": ALGORITHM_VERSION[rcfg.rewriter], "seed": rcfg.seed,
          "batch_size": rcfg.batch_size, "variants": variant_names(rcfg)}
     if rcfg.rewriter == "llm" and not rcfg.model:

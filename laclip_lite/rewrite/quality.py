@@ -29,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 from laclip_lite import utils
+from laclip_lite.files import atomic_write_text
 
 _WORD = re.compile(r"[\w'-]+")
 
@@ -163,8 +164,8 @@ def quality_markdown(rows: dict[str, dict]) -> str:
 
 def write_quality(report: dict, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
-    (out_dir / "quality.json").write_text(json.dumps(report["rows"], indent=1))
-    (out_dir / "quality.md").write_text(report["markdown"])
+    atomic_write_text(out_dir / "quality.json", json.dumps(report["rows"], indent=1))
+    atomic_write_text(out_dir / "quality.md", report["markdown"])
 
 
 def _mean(values) -> float:
