@@ -72,6 +72,14 @@ SPAWNING = (   # node-id prefixes of tests that start processes (file-wide where
     "tests/test_dirty_data.py::test_each_sample_gets_its_own_augmentation_in_any_worker",   # DataLoader workers
     "tests/test_eval_layouts.py::test_unreadable_images_are_skipped_and_counted",        # DataLoader workers
     "tests/test_export_readers.py::test_real_dataloader_workers",                        # DataLoader workers
+    "tests/test_faults.py::test_a_second_writer_stops_naming_the_holder_and_a_killed_holder_frees_the_folder",
+    "tests/test_faults.py::test_a_killed_holders_forked_children_are_waited_for",
+    "tests/test_faults.py::test_pool_workers_die_when_their_parent_is_killed",
+    "tests/test_faults.py::test_stopping_early_stops_the_pool_at_once",
+    "tests/test_faults.py::test_a_stopped_rank_ends_the_job_naming_it",
+    "tests/test_traps.py::test_trap[train-out-in-use]",                                  # a holder process
+    "tests/test_traps.py::test_trap[compare-out-in-use]",
+    "tests/test_traps.py::test_trap[rewrite-out-in-use]",
 )
 
 
