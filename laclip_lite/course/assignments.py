@@ -236,6 +236,9 @@ class RestartingExecute(Execute):
         """A fresh kernel that has run the clean cells again; a replayed cell that hangs again is dropped."""
         while True:
             await ensure_async(self.km.restart_kernel(now=True))
+            self.kc.stop_channels()                    # a new client: no message of the old kernel is waited for
+            self.kc = self.km.client()
+            await ensure_async(self.kc.start_channels())
             await ensure_async(self.kc.wait_for_ready(timeout=self.startup_timeout))
             for i in list(self._clean):
                 try:
