@@ -71,7 +71,7 @@ def loader_images_per_s(cfg, batches: int, warmup: int = 2) -> float:
     workers), over `batches` batches after `warmup` (workers start, queues fill); no model runs."""
     import time
 
-    from laclip_lite.data.dataset import build_train_data
+    from laclip_lite.train import build_train_data
 
     pairs = build_train_data(cfg).pairs
     for step in range(warmup):

@@ -4,9 +4,9 @@
     laclip-lite ablate --ablations augment,num_rewrites --controls leak --worlds 0,1,2 --seeds 0,1,2 --out DIR
     laclip-lite ablate --out docs/results/ablations --contrasts-only   # contrasts from a committed ablations.csv
 
-The grid is one list of `sweep.AblationPoint`s (ablation, value, arm, overrides):
+The grid is one list of `AblationPoint`s (ablation, value, arm, overrides):
 
-* the paper's ablations (`sweep.ablation_points`): text augmentation (none / EDA / back-translation when
+* the paper's ablations (`ablation_points`): text augmentation (none / EDA / back-translation when
   translation models are given / the LLM stand-in), number of rewrites 0-4, meta-pair source (each alone at
   M = 1, and all four), image backbone (ViT / ResNet) and text tower (scratch / pretrained MiniLM locked /
   unlocked), each of the last two with CLIP and LaCLIP;
@@ -44,15 +44,20 @@ import math
 import resource
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from laclip_lite.config import Config, ConfigError
-from laclip_lite.constants import EXPERIMENT_PRESET, SOURCES
+from laclip_lite.config import Config, ConfigError, apply_overrides
+from laclip_lite.constants import AUGMENTS, EXPERIMENT_PRESET, SOURCES
+from laclip_lite.errors import ParameterError
+from laclip_lite.experiments import Arm, arm_config, auto_jobs, run_configs, summary_cell
+from laclip_lite.experiments import summarise as summarise_runs
 from laclip_lite.files import atomic_open, atomic_savefig, atomic_write_text
 from laclip_lite.folder_lock import holds_folder
 from laclip_lite.rewrite.shapes import STANDIN_MODES
 from laclip_lite.stats import MARGIN, contrast_markdown, contrast_rows, difference_rows, pair_key, t_interval
-from laclip_lite.sweep import ABLATIONS, AblationPoint, ablation_points
+from laclip_lite.utils import markdown_table
 
 MAIN_METRIC = "color_shape_top1"
 HELDOUT = "@heldout"
@@ -72,6 +77,84 @@ PAIRED = ("backbone", "text_tower", "data_size", "steps", "data_epochs")   # eve
 PAPER_EPOCHS = (30, 40)                          # the paper's regime: a fixed ~30-40 passes per caption
 # Overrides only a rewrite policy reads: a CLIP run with or without them trains the same model.
 REWRITE_ONLY = ("data.num_rewrites", "data.sources", "rewrite.")
+
+
+ABLATIONS: dict[str, list] = {
+    "augment": list(AUGMENTS),                                         # text augmentation strategy
+    "num_rewrites": [0, 1, 2, 3, 4],                                   # rewrites per caption taking part
+    "source": [*SOURCES, "all"],                                       # one meta-pair source alone (M = 1), all four
+    "backbone": ["vit", "resnet"],                                     # image tower, CLIP vs LaCLIP each
+    "text_tower": ["scratch", "minilm-locked", "minilm-unlocked"],     # text tower, CLIP vs LaCLIP each
+}
+# The image towers of the backbone ablation. The ResNet is lesson 01's small CNN (the tiny-rich preset: CLIP's
+# modified ResNet, 16-channel stem, one bottleneck block per stage), ~2.4x the tiny ViT's step cost on one CPU
+# thread; the tiny presets' ViT width (64) as a ResNet stem costs ~30x (3.5 s a step of 256), out of reach here.
+BACKBONES = {
+    "vit": {"model.vision": "vit"},
+    "resnet": {"model.vision": "resnet", "model.vision_width": 16, "model.vision_layers": 1},
+}
+TEXT_TOWERS = {
+    "scratch": {},
+    "minilm-locked": {"model.text": "hf", "model.text_model": "minilm", "model.text_lock": True},
+    "minilm-unlocked": {"model.text": "hf", "model.text_model": "minilm", "model.text_lock": False},
+}
+
+
+@dataclass
+class AblationPoint:
+    ablation: str
+    value: Any
+    arm: str                  # experiments.Arm spec: "clip", "laclip:eda", ...
+    overrides: dict           # config overrides on top of the notebook's
+
+    @property
+    def label(self) -> str:
+        """The row name in tables: the value, with the policy where an ablation runs both (`PAIRED`)."""
+        return f"{self.value} / {self.arm.split(':')[0]}" if self.ablation in PAIRED else str(self.value)
+
+
+def ablation_points(ablations: list[str] | str, values: dict | None, policy: str = "laclip",
+                    llm_model: str = "", bt_models: str = "") -> tuple[list[AblationPoint], list[tuple]]:
+    """Grid points for the named ablations -> (points, skipped [(ablation, value, why)]).
+
+    `values` restricts an ablation's values ({} = all). A value that needs a model nobody gave
+    (augment=llm without `llm_model`, backtranslate without `bt_models`) is skipped with the reason.
+    """
+    names = list(ABLATIONS) if ablations in ("all", ["all"]) else list(ablations)
+    unknown = [a for a in names if a not in ABLATIONS]
+    if unknown:
+        raise ParameterError(f"ablations: unknown {unknown} (known: {', '.join(ABLATIONS)}, or 'all')")
+    values = values or {}
+    for a, vs in values.items():
+        if a not in ABLATIONS:
+            raise ParameterError(f"values: unknown ablation {a!r} (known: {', '.join(ABLATIONS)})")
+        bad = [v for v in vs if v not in ABLATIONS[a]]
+        if bad:
+            raise ParameterError(f"values[{a!r}]: {bad} not among {ABLATIONS[a]}")
+    points, skipped = [], []
+    for a in names:
+        for v in values.get(a, ABLATIONS[a]):
+            if a == "augment":
+                if v == "none":
+                    points.append(AblationPoint(a, v, "clip", {}))
+                elif v in ("llm", "backtranslate") and not (llm_model if v == "llm" else bt_models):
+                    skipped.append((a, v, f"needs {'llm_model' if v == 'llm' else 'bt_models'}"))
+                else:
+                    model = {"llm": llm_model, "backtranslate": bt_models}.get(v)
+                    points.append(AblationPoint(a, v, f"{policy}:{v}", {"rewrite.model": model} if model else {}))
+            elif a == "num_rewrites":
+                points.append(AblationPoint(a, v, "clip", {}) if v == 0 else
+                              AblationPoint(a, v, f"{policy}:shapes", {"data.num_rewrites": v}))
+            elif a == "source":
+                points.append(AblationPoint(a, v, f"{policy}:shapes", {} if v == "all" else
+                                            {"data.sources": [v], "data.num_rewrites": 1}))
+            elif a == "backbone":
+                for arm in ("clip", f"{policy}:shapes"):
+                    points.append(AblationPoint(a, v, arm, dict(BACKBONES[v])))
+            else:
+                for arm in ("clip", f"{policy}:shapes"):
+                    points.append(AblationPoint(a, v, arm, dict(TEXT_TOWERS[v])))
+    return points, skipped
 
 
 def control_points(controls: list[str] | str, policy: str = "laclip") -> list[AblationPoint]:
@@ -136,8 +219,8 @@ def subset_label(sources) -> str:
 
 
 def label(point: AblationPoint) -> str:
-    """The row name in tables: the value, with the policy where an ablation runs both."""
-    return f"{point.value} / {point.arm.split(':')[0]}" if point.ablation in PAIRED else str(point.value)
+    """The row name in tables (`AblationPoint.label`: one rule for the CLI and notebook 04)."""
+    return point.label
 
 
 def baseline_of(point: AblationPoint) -> AblationPoint:
@@ -151,9 +234,6 @@ def point_config(point: AblationPoint, seed: int, preset: str = EXPERIMENT_PRESE
                  overrides: list[str] | dict | None = None, world: int | None = None) -> Config:
     """The run of a grid point: the preset, the grid's overrides, then the point's arm and overrides; `world`
     (when given) sets `data.world_seed`."""
-    from laclip_lite.config import apply_overrides
-    from laclip_lite.experiments import Arm, arm_config
-
     cfg = arm_config(Arm.parse(point.arm), seed, preset, overrides)
     apply_overrides(cfg, dict(point.overrides))
     if world is not None:
@@ -179,9 +259,6 @@ def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path,
     """Train every distinct run of the grid and its baselines (finished runs are reused) -> one row per
     (point, world, seed): ablation, setting, world, seed, every metric, `run` (its folder under runs/), and
     `baseline/<key>` of its CLIP run (the same world and seed)."""
-    from laclip_lite.experiments import auto_jobs
-    from laclip_lite.sweep import run_configs
-
     out_dir = Path(out_dir)
     configs, pairs = {}, {}                 # folder -> Config (each once); (point, seed) -> (run, baseline)
     replicates = [(w, seed) for w in worlds for seed in seeds]
@@ -191,10 +268,8 @@ def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path,
                     point_config(baseline_of(pt), seed, preset, overrides, w))
             pairs[i, w, seed] = tuple(run_folder(c) for c in cfgs)    # a bad parameter fails before any run
             configs.update({run_folder(c): c for c in cfgs})
-    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    results = run_configs([(out_dir / "runs" / name, cfg) for name, cfg in configs.items()],
-                          jobs=jobs or auto_jobs(runs=len(configs), gpus=gpus), progress=progress, gpus=gpus)
-    metrics = {name: results[out_dir / "runs" / name] for name in configs}
+    metrics = run_configs(configs, out_dir / "runs", jobs=jobs or auto_jobs(runs=len(configs), gpus=gpus),
+                          progress=progress, gpus=gpus)
     rows = []
     for i, pt in enumerate(points):
         for w, seed in replicates:
@@ -208,22 +283,18 @@ def run_grid(points: list[AblationPoint], seeds: list[int], out_dir: str | Path,
 
 # --- statistics (laclip_lite.stats: the one home of intervals, contrasts and their words) ------------------
 def summarise(rows: list[dict], metrics: list[str]) -> list[dict]:
-    """One row per (ablation, setting): seeds, `<m>` mean, `<m>_std`, and the paired difference to the CLIP
-    baseline, `<m>_diff`, `<m>_lo`, `<m>_hi` (95% t-interval over seeds; absent where the row is CLIP itself)."""
-    out = []
-    for key in dict.fromkeys((r["ablation"], r["setting"]) for r in rows):
-        mine = [r for r in rows if (r["ablation"], r["setting"]) == key]
-        s = {"ablation": key[0], "setting": key[1], "seeds": len(mine)}
+    """One row per (ablation, setting): seeds, `<m>` mean, `<m>_std` (`experiments.summarise`), and the paired
+    difference to the CLIP baseline, `<m>_diff`, `<m>_lo`, `<m>_hi` (95% t-interval over seeds; absent where the
+    row is CLIP itself)."""
+    out = summarise_runs(rows, group=("ablation", "setting"), metrics=metrics, digits=None)
+    for s in out:
+        if is_baseline(s["setting"]):
+            continue
+        mine = [r for r in rows if (r["ablation"], r["setting"]) == (s["ablation"], s["setting"])]
         for m in metrics:
-            vals = [r[m] for r in mine if r.get(m) is not None]
-            if not vals:
-                continue
-            s[m] = statistics.fmean(vals)
-            s[f"{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
             diffs = [r[m] - r[f"baseline/{m}"] for r in mine if r.get(m) is not None and f"baseline/{m}" in r]
-            if diffs and not is_baseline(key[1]):
+            if diffs:
                 s[f"{m}_diff"], s[f"{m}_lo"], s[f"{m}_hi"] = t_interval(diffs)
-        out.append(s)
     return out
 
 
@@ -394,12 +465,6 @@ def is_baseline(setting: str) -> bool:
     return setting in ("none", "0") or setting.endswith(" / clip")
 
 
-def _cell(s: dict, m: str) -> str:
-    if m not in s:
-        return "-"
-    return f"{s[m]:.1f}" if s["seeds"] < 2 else f"{s[m]:.1f} ± {s[m + '_std']:.1f}"
-
-
 def _diff_cell(s: dict, m: str) -> str:
     if f"{m}_diff" not in s:
         return "-"
@@ -410,19 +475,17 @@ def _diff_cell(s: dict, m: str) -> str:
 def markdown(summary: list[dict], metric: str = MAIN_METRIC) -> str:
     """The table: per setting, `metric` and its paired difference to CLIP, default and held-out templates."""
     held = metric + HELDOUT
-    head = (f"| ablation | setting | seeds | {metric} | Δ vs CLIP [95% CI] | {held} | Δ vs CLIP [95% CI] |\n"
-            "|---|---|---:|---:|---:|---:|---:|\n")
-    return head + "".join(
-        f"| {s['ablation']} | {s['setting']} | {s['seeds']} | {_cell(s, metric)} | {_diff_cell(s, metric)} | "
-        f"{_cell(s, held)} | {_diff_cell(s, held)} |\n" for s in summary)
+    cells = [{"ablation": s["ablation"], "setting": s["setting"], "seeds": s["seeds"], "m": summary_cell(s, metric),
+              "dm": _diff_cell(s, metric), "h": summary_cell(s, held), "dh": _diff_cell(s, held)} for s in summary]
+    columns = ["ablation", "setting", "seeds", "m", "dm", "h", "dh"]
+    return markdown_table(cells, columns, ["ablation", "setting", "seeds", metric, "Δ vs CLIP [95% CI]", held,
+                                           "Δ vs CLIP [95% CI]"], right=columns[2:], cell=str)
 
 
 def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_seconds: float, command: str = "",
                   metric: str = MAIN_METRIC, preset: str = EXPERIMENT_PRESET,
                   overrides: list[str] | dict | None = None) -> list[dict]:
     """`ablations.csv`, `ablations.md`, the figures -> the summary rows."""
-    from laclip_lite.sweep import ablation_figure
-
     out_dir = Path(out_dir)
     metric_cols = [k for k in dict.fromkeys(k for r in rows for k in r)
                    if k not in ("ablation", "setting", "world", "seed") and not k.startswith("baseline/")]
@@ -487,15 +550,17 @@ def leak_table(preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | No
             texts += [rewrite_shape_caption(c, style, cfg.rewrite.seed, leak_free=free)[0] for c in captions]
             caps += captions
         rows.append((name, class_name_leak(caps, texts)))
-    lines = ["| texts | with a class name (%) | distinct class names per text | class name the caption did not "
-             "write (%) |", "|---|---:|---:|---:|"]
+    cells = []
     for name, r in rows:
         pre = "" if "texts_with_class_name" in r else "rewrite_"
-        unlicensed = f"{r['unlicensed']:.1f}" if "unlicensed" in r else "-"
-        lines.append(f"| {name} | {r[pre + 'texts_with_class_name']:.1f} | {r[pre + 'class_names_per_text']:.2f} | "
-                     f"{unlicensed} |")
+        cells.append({"texts": name, "with": f"{r[pre + 'texts_with_class_name']:.1f}",
+                      "per": f"{r[pre + 'class_names_per_text']:.2f}",
+                      "unlicensed": f"{r['unlicensed']:.1f}" if "unlicensed" in r else "-"})
+    table = markdown_table(cells, ["texts", "with", "per", "unlicensed"],
+                           ["texts", "with a class name (%)", "distinct class names per text",
+                            "class name the caption did not write (%)"], right=["with", "per", "unlicensed"], cell=str)
     return (f"Class names (shape and colour words of the zero-shot prompts) in the {len(captions)} training "
-            "captions and their stand-in rewrites (one per source):\n\n" + "\n".join(lines) + "\n")
+            "captions and their stand-in rewrites (one per source):\n\n" + table)
 
 
 def standin_table(preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict | None = None) -> str:
@@ -509,10 +574,9 @@ def standin_table(preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict |
 
     cfg = build_config(preset, overrides)
     captions = shapeworld_split(cfg, "train").captions
-    lines = ["| stand-in mode | same facts as the caption (%) | with a class name (%) | class name the caption "
-             "did not write (%) | distinct-2 |", "|---|---:|---:|---:|---:|",
-             f"| (original captions) | 100.0 | {class_name_leak(captions)['texts_with_class_name']:.1f} | - | "
-             f"{distinct_n(captions, 2):.3f} |"]
+    cells = [{"mode": "(original captions)", "same": "100.0",
+              "with": f"{class_name_leak(captions)['texts_with_class_name']:.1f}", "unlicensed": "-",
+              "distinct": f"{distinct_n(captions, 2):.3f}"}]
     for mode in STANDIN_MODES:
         texts, caps = [], []
         for style in cfg.data.sources:
@@ -520,12 +584,17 @@ def standin_table(preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict |
             caps += captions
         same = 100.0 * sum(parse_caption(t) == parse_caption(c) for t, c in zip(texts, caps)) / len(texts)
         leak = class_name_leak(caps, texts)
-        lines.append(f"| {mode} | {same:.1f} | {leak['rewrite_texts_with_class_name']:.1f} | {leak['unlicensed']:.1f} "
-                     f"| {distinct_n(texts[:len(captions)], 2):.3f} |")
+        cells.append({"mode": mode, "same": f"{same:.1f}", "with": f"{leak['rewrite_texts_with_class_name']:.1f}",
+                      "unlicensed": f"{leak['unlicensed']:.1f}",
+                      "distinct": f"{distinct_n(texts[:len(captions)], 2):.3f}"})
+    columns = ["mode", "same", "with", "unlicensed", "distinct"]
+    table = markdown_table(cells, columns, ["stand-in mode", "same facts as the caption (%)", "with a class name (%)",
+                                            "class name the caption did not write (%)", "distinct-2"],
+                           right=columns[1:], cell=str)
     return (f"The stand-in's modes on the {len(captions)} training captions (one rewrite per source, "
             f"{len(captions) * len(cfg.data.sources)} texts each; facts as the stand-in's own parser reads them; "
             f"distinct-2 over the first source's {len(captions)} texts, as many as the captions):"
-            "\n\n" + "\n".join(lines) + "\n")
+            "\n\n" + table)
 
 
 def gap_figure(summary: list[dict], control: str, metric: str = MAIN_METRIC):
@@ -595,6 +664,40 @@ def phase_figure(summary: list[dict], metrics=("color_shape_top1", "shape_top1",
         fig.colorbar(image, ax=ax, shrink=0.8)
     fig.suptitle(f"Gain against data size at fixed epochs (hatched: 95% interval includes 0; outlined: the "
                  f"paper's ~{paper_epochs[0]}-{paper_epochs[1]} epochs)", fontsize=9)
+    return fig
+
+
+def ablation_figure(rows: list[dict], metric: str):
+    """One panel per ablation: `metric` mean ± std per setting (seeds as dots); CLIP's level dashed."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from laclip_lite.plots import mean_std_bars
+
+    ablations = list(dict.fromkeys(r["ablation"] for r in rows))
+    widths = [max(2.6, 0.8 * len({r["label"] for r in rows if r["ablation"] == a}) + 1.2) for a in ablations]
+    fig = Figure(figsize=(sum(widths), 3.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(ablations), width_ratios=widths, sharey=True))
+    for ax, a in zip(axes, ablations):
+        mine = [r for r in rows if r["ablation"] == a and r.get(metric) is not None]
+        labels = list(dict.fromkeys(r["label"] for r in mine))
+        vals = [[float(r[metric]) for r in mine if r["label"] == lab] for lab in labels]
+        colors = ["tab:gray" if lab.split(" / ")[-1] == "clip" or lab in ("none", "0") else "tab:blue"
+                  for lab in labels]
+        xs, means = mean_std_bars(ax, vals, color=colors, alpha=0.8)
+        for x, mean in zip(xs, means):
+            ax.annotate(f"{mean:.1f}", (x, mean), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=9)
+        base = [mean for lab, mean in zip(labels, means) if lab in ("none", "0")]
+        if base:
+            ax.axhline(base[0], color="tab:gray", ls="--", lw=1)
+        ax.set_xticks(xs, labels, rotation=30, ha="right", fontsize=9)
+        ax.tick_params(axis="y", labelsize=9)
+        ax.set_title(a, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel(metric)
+    n_seeds = max((len(v) for v in vals), default=1) if ablations else 1
+    spread = "mean ± std over seeds, dots are seeds" if n_seeds > 1 else "one seed: no spread"
+    fig.suptitle(f"Ablations: {metric} ({spread}; gray and dashed: CLIP)", fontsize=10)
     return fig
 
 

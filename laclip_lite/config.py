@@ -308,8 +308,13 @@ def get_value(cfg: Config, key: str) -> Any:
     return getattr(obj, f.name)
 
 
-def _coerce(key: str, value: Any, typ: Any) -> Any:
-    """Coerce `value` (a YAML-parsed object or a raw string) to the field type, or raise ConfigError."""
+def coerce_value(key: str, value: Any, typ: Any, strict: bool = False) -> Any:
+    """The kit's one coercer: `value` (a YAML-parsed object or a raw string) as the type `typ` (str, int, float,
+    bool, list[...], Any), or a ConfigError naming `key`. Config fields (`set_value`, so `--set`, YAML files and
+    `apply_overrides`) and the notebooks' parameters (`course.params`) both go through here.
+
+    strict=True (notebook parameters, already Python values): no parsing of text, so "500" is not an int,
+    "true" or 1 not a bool, and 3 not a string; a list may still be written "a,b,c" (its items then text)."""
     if typ is Any:                      # checked where it is used (eval.datasets entries: eval_layouts.parse_spec)
         return value
     origin = typing.get_origin(typ)
@@ -317,12 +322,15 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         (inner,) = typing.get_args(typ)
         if isinstance(value, str):
             value = [v for v in (s.strip() for s in value.split(",")) if v] if value.strip() else []
+            strict = False              # the items of "a,b,c" are text by construction
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key} expects a list of {inner.__name__}, got {value!r}")
-        return [_coerce(key, v, inner) for v in value]
+        return [coerce_value(key, v, inner, strict) for v in value]
     if typ is bool:
         if isinstance(value, bool):
             return value
+        if strict:
+            raise ConfigError(f"{key} expects a bool (True/False), got {value!r}")
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
             return value.lower() in ("true", "1", "yes", "on")
         if isinstance(value, int) and value in (0, 1):
@@ -335,7 +343,7 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        if isinstance(value, str):
+        if isinstance(value, str) and not strict:
             try:
                 return int(value.replace("_", ""))
             except ValueError:
@@ -346,14 +354,14 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
             raise ConfigError(f"{key} expects a float, got {value!r}")
         if isinstance(value, (int, float)):
             return float(value)
-        if isinstance(value, str):
+        if isinstance(value, str) and not strict:
             try:
                 return float(value)
             except ValueError:
                 pass
         raise ConfigError(f"{key} expects a float, got {value!r}")
     if typ is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, str) or (not strict and isinstance(value, (int, float)) and not isinstance(value, bool)):
             return str(value)
         raise ConfigError(f"{key} expects a string, got {value!r}")
     raise ConfigError(f"{key}: unsupported field type {typ!r}")
@@ -371,7 +379,7 @@ def _type_of(obj: Any, name: str) -> Any:
 
 def set_value(cfg: Config, key: str, value: Any) -> None:
     obj, f = _field(cfg, key)
-    setattr(obj, f.name, _coerce(key, value, _type_of(obj, f.name)))
+    setattr(obj, f.name, coerce_value(key, value, _type_of(obj, f.name)))
 
 
 def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any] | None) -> Config:
@@ -466,34 +474,30 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Lesson 01's first CLIP, data-rich on purpose: it must learn shape as well as colour in minutes on 2 cores
     # (measured: docs/results/README.md, "Lesson 01's first CLIP").
     "tiny-rich": {
-        "model.vision": "resnet",       # a small CNN: on ShapeWorld the tiny ViT (either stem) plateaus near 39%
-                                        # zero-shot shape after 1,000 steps on 20k images; this ResNet reaches 83%
-                                        # in 600 (val: 30% at step 200, 70% at 400)
+        "model.vision": "resnet",       # a small CNN: on 20k images the tiny ViT (either stem) plateaus far lower
+                                        # in zero-shot shape (docs/results/README.md)
         "model.vision_width": 16,       # 16-channel stem (ResNet features 512): ~2.8x the tiny ViT's step cost
         "model.vision_layers": 1,       # one bottleneck block per stage (4 stages, 32x32 -> 1x1)
         "model.text_layers": 1,         # tiny's text tower
         "data.train_size": 20000,       # many images, each seen ~8 times: CLIP cannot memorise its captions
-        "train.steps": 600,             # 92% test shape, 99% colour; trained in 105-134 s on 2 threads (make
-                                        # demo, fresh clones). Measured and not taken: 500 steps, 98 s but 81.4%
-                                        # test shape (val 80.8%: no margin); no flips, crops 0.9-1 and lr 5e-3
-                                        # reached 88% val shape at step 400 of 600, but a 400-step run scored 73%
-                                        # test shape and 42.5% colour+shape on held-out templates
+        "train.steps": 600,             # learns shape and colour; the steps measured and the ones not taken:
+                                        # docs/results/README.md ("Lesson 01's first CLIP")
     },
-    # tiny made data-scarce on purpose: the default of `compare` and `ablate` until 2026-12-01 (docs/results keeps
-    # the tables that ran on it). 3 policies x 3 seeds took 10 min 30 s to 13 min 39 s on 2 cores.
+    # tiny made data-scarce on purpose: the earlier default of `compare` and `ablate` (docs/results keeps the
+    # tables that ran on it, with their times).
     "tiny-scarce": {
         "model.vision_stem": "conv", "model.text_layers": 1,  # tiny's model
         "data.train_size": 3000,        # fewer images than tiny's 4,000: each seen ~68 times in 800 steps, so CLIP
                                         # memorises its one caption per image about as much as tiny's 1,000 steps
-        "train.steps": 800,             # the CLIP run: 94-143 s on one thread (a one-thread ViT step 0.12-0.15 s)
+        "train.steps": 800,             # ~68 passes per image
     },
     # The default of `compare` and `ablate` (constants.EXPERIMENT_PRESET; `--jobs` auto: two one-thread runs side
-    # by side): 3 policies x 3 seeds in 8 min 30 s to 8 min 47 s on 2 cores (docs/results/README.md).
+    # by side), sized so 3 policies x 3 seeds fit 10 minutes on 2 cores (measured: docs/results/README.md).
     "tiny-2k": {
         "model.vision_stem": "conv", "model.text_layers": 1,  # tiny's model
         "data.train_size": 2000,        # each image seen ~77 times in 600 steps of 256: CLIP memorises its one
                                         # caption per image about as much as tiny-scarce's 3,000 in 800 steps
-        "train.steps": 600,             # the CLIP run: 84-93 s on one thread, two runs side by side
+        "train.steps": 600,             # ~77 passes per image (times: docs/results/README.md)
         "data.hflip": False,            # as the LaCLIP release: a flipped image would keep a caption that names
                                         # its left or right side (4.6% of ShapeWorld's captions do)
     },

@@ -8,6 +8,10 @@ class ConfigError(ValueError):
     """A bad configuration value or key; the message names the key."""
 
 
+class ParameterError(ConfigError):
+    """A notebook parameter or an ablation name that does not exist, or has a value of the wrong type."""
+
+
 class DataError(ValueError):
     """Bad or missing data: a missing path, misaligned rewrite files, an unreadable source, a corrupt run file."""
 

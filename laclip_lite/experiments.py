@@ -215,14 +215,43 @@ def auto_jobs(device: str = "auto", runs: int | None = None, gpus=()) -> int:
     return max(1, min(jobs, runs or jobs))
 
 
-def _run_one(job: tuple) -> tuple[str, int, int, dict]:
-    arm, seed, preset, overrides, out_dir, threads, template_sets, tasks, nproc = job
+def _run_config(job: tuple) -> tuple[str, dict]:
+    folder, cfg_dict, threads, template_sets, tasks, nproc = job
     import torch
     if threads:
         torch.set_num_threads(threads)
-    cfg = arm_config(arm, seed, preset, overrides)
-    return arm.name, cfg.data.world_seed, seed, run_experiment(cfg, out_dir, template_sets, tasks, progress=False,
-                                                               nproc_per_node=nproc)
+    return folder, run_experiment(Config.from_dict(cfg_dict), folder, template_sets, tasks, progress=False,
+                                  nproc_per_node=nproc)
+
+
+def run_configs(configs: dict[str, Config], out_dir: str | Path, jobs: int = 1, progress: bool = True, gpus=(),
+                nproc_per_node: int = 1, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS,
+                desc: str = "runs") -> dict[str, dict]:
+    """The kit's one runner: train + evaluate each named Config in `out_dir/<name>` with `run_experiment`
+    (finished folders are reused, interrupted ones resume) -> {name: metrics}, in the order given.
+
+    `jobs` runs side by side in worker processes, cores / jobs threads each (0: `auto_jobs` from the first
+    config's device); the dearest runs start first (`run_cost`). `gpus` (ids): one GPU per worker
+    (`utils.parallel_map`). nproc_per_node > 1: each run trains under torchrun in that many processes, one run
+    at a time. `compare`, `ablations.run_grid` and notebook 04 (`course.lesson04`) all train through here."""
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if jobs <= 0:
+        first = next(iter(configs.values()), None)
+        jobs = auto_jobs(first.train.device if first else "auto", len(configs), gpus)
+    jobs = max(1, min(jobs, len(configs) or 1))
+    if nproc_per_node > 1:          # a run takes the whole node: one at a time, in this process
+        jobs, gpus = 1, ()
+    threads = utils.threads_per_job(jobs)
+    folders = {str(out_dir / name): name for name in configs}
+    work = [(folder, configs[name].to_dict(), threads, tuple(template_sets), tuple(tasks), nproc_per_node)
+            for folder, name in folders.items()]
+    costs = {folder: run_cost(configs[name]) for folder, name in folders.items()}
+    results = dict(tqdm(utils.parallel_map(_run_config, work, jobs, lambda job: costs[job[0]], gpus),
+                        total=len(work), desc=f"{desc} ({jobs} at a time)", disable=not progress))
+    return {name: results[folder] for folder, name in folders.items()}
 
 
 @holds_folder("out_dir")
@@ -250,27 +279,16 @@ def compare(policies: list[str] | str = POLICIES, seeds=(0, 1, 2), out_dir: str 
     worlds = utils.parse_seeds(worlds, "--worlds")
     for arm in arms:               # fail on a bad parameter before any run starts
         arm_config(arm, seeds[0], preset, overrides)
+    if jobs <= 0:
+        jobs = auto_jobs(build_config(preset, overrides).train.device, len(arms) * len(seeds) * len(worlds), gpus)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    n_runs = len(arms) * len(seeds) * len(worlds)
-    jobs = auto_jobs(build_config(preset, overrides).train.device, n_runs, gpus) if jobs <= 0 else \
-        max(1, min(jobs, n_runs))
-    if nproc_per_node > 1:          # a run takes the whole node: one at a time, in this process
-        jobs, gpus = 1, ()
-    threads = utils.threads_per_job(jobs)
     keys = [(arm, w, seed) for w in worlds for arm in arms for seed in seeds]
-    work = [(arm, seed, preset, with_world(overrides, w), out_dir / run_name(arm, w, seed), threads,
-             tuple(template_sets), tuple(tasks), nproc_per_node) for arm, w, seed in keys]
-    from tqdm.auto import tqdm
-
-    def cost(job):
-        return run_cost(arm_config(job[0], job[1], preset, job[3]))
-
-    results = list(tqdm(utils.parallel_map(_run_one, work, jobs, cost, gpus), total=len(work), desc="compare",
-                        disable=not progress))
-    order = {(arm.name, w, seed): i for i, (arm, w, seed) in enumerate(keys)}
-    results.sort(key=lambda r: order[r[0], r[1], r[2]])                  # they come as they finish
-    runs = [{"policy": name, "world": world, "seed": seed, **metrics} for name, world, seed, metrics in results]
+    configs = {run_name(arm, w, seed): arm_config(arm, seed, preset, with_world(overrides, w))
+               for arm, w, seed in keys}
+    results = run_configs(configs, out_dir, jobs, progress, gpus, nproc_per_node, template_sets, tasks,
+                          desc="compare")
+    runs = [{"policy": arm.name, "world": configs[run_name(arm, w, seed)].data.world_seed, "seed": seed,
+             **results[run_name(arm, w, seed)]} for arm, w, seed in keys]
     summary = summarise(runs)
     write_tables(runs, summary, out_dir, tasks)
     write_compare_contrasts(runs, out_dir)
@@ -337,19 +355,29 @@ def write_compare_contrasts(runs: list[dict], out_dir: Path, margin: float | Non
     return rows
 
 
-def summarise(runs: list[dict], group: str = "policy") -> list[dict]:
-    """Mean and sample std over seeds of every numeric metric, one row per `group` value (first-seen order)."""
-    order = list(dict.fromkeys(r[group] for r in runs))
-    metrics = [k for k in runs[0] if k not in (group, "seed", "world") and isinstance(runs[0][k], (int, float))]
+def summarise(runs: list[dict], group: str | tuple = "policy", metrics: list[str] | None = None,
+              digits: int | None = 2) -> list[dict]:
+    """The kit's one summary over seeds: mean and sample std of every numeric metric (or of `metrics`), one row
+    per `group` value in first-seen order (`group`: a key, or a tuple of keys such as ("ablation", "setting")),
+    with `seeds` (runs in the group). Rounded to `digits` (None: not rounded). `ablations.summarise` adds the
+    paired differences to CLIP on top."""
+    keys = (group,) if isinstance(group, str) else tuple(group)
+    order = list(dict.fromkeys(tuple(r[k] for k in keys) for r in runs))
+    if metrics is None:
+        metrics = [k for k in runs[0] if k not in (*keys, "seed", "world") and isinstance(runs[0][k], (int, float))]
+
+    def rounded(x: float) -> float:
+        return round(x, digits) if digits is not None else x
+
     rows = []
     for name in order:
-        mine = [r for r in runs if r[group] == name]
-        row = {group: name, "seeds": len(mine)}
+        mine = [r for r in runs if tuple(r[k] for k in keys) == name]
+        row = {**dict(zip(keys, name)), "seeds": len(mine)}
         for m in metrics:
             values = [r[m] for r in mine if r.get(m) is not None]
             if values:
-                row[m] = round(statistics.fmean(values), 2)
-                row[f"{m}_std"] = round(statistics.stdev(values), 2) if len(values) > 1 else 0.0
+                row[m] = rounded(statistics.fmean(values))
+                row[f"{m}_std"] = rounded(statistics.stdev(values)) if len(values) > 1 else 0.0
         rows.append(row)
     return rows
 

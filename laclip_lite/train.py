@@ -39,14 +39,18 @@ from pathlib import Path
 
 import torch
 
+from laclip_lite import distributed as dist
 from laclip_lite.checkpoint import load_checkpoint, save_checkpoint
 from laclip_lite.config import Config
 from laclip_lite.constants import EVAL_TASKS
+from laclip_lite.data.dataset import TrainData, get_train_data
+from laclip_lite.data.tokenizer import Tokenizer, build_tokenizer, load_tokenizer
 from laclip_lite.data.transforms import normalize, random_resized_crop
 from laclip_lite.errors import RankTimeout, TrainingDiverged
 from laclip_lite.evaluate import FileSet, ShapeWorldSet, evaluate
 from laclip_lite.folder_lock import folder_lock
 from laclip_lite.models.text import trim_padding
+from laclip_lite.rewrite.prepare import prepare_rewrites
 from laclip_lite.schedule import apply_plan, lr_lambda, plan_steps, resolve_accum
 from laclip_lite.utils import (
     append_jsonl,
@@ -104,7 +108,6 @@ class StopSignals:
 
     def requested(self, world_size: int = 1) -> bool:
         if world_size > 1:
-            from laclip_lite import distributed as dist
             flag = dist.all_reduce_sum(torch.tensor([1.0 if self.name else 0.0]))
             if flag.item() and not self.name:
                 self.name = "a stop signal on another rank"
@@ -138,13 +141,21 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device):
     return opt, sched
 
 
+def build_train_data(cfg: Config, rank: int = 0, world_size: int = 1, tokenizer: Tokenizer | None = None) -> TrainData:
+    """The training-data path, in the order the work happens: the texts of every sample and where they come from
+    (may run the rewrite job), the tokenizer built from them (`tokenizer`: a resumed run's own instead), then the
+    batches. Every guard (rewrites in use, identical share, made from these captions) runs before step 0."""
+    rewrites = prepare_rewrites(cfg, rank, world_size)
+    if tokenizer is None:
+        tokenizer = build_tokenizer(cfg.data, cfg.model, rewrites.corpus)
+    return get_train_data(cfg, tokenizer, rewrites, rank, world_size)
+
+
 class Trainer:
     """Holds the pieces of one run; `run()` trains to `train.steps` and returns the final metrics."""
 
     def __init__(self, cfg: Config, out_dir: str | Path, resume: bool | str = False, progress: bool = True,
                  evaluate_at_end: bool = True, replan: list[str] | tuple = ()):
-        from laclip_lite import distributed as dist
-        from laclip_lite.data.dataset import build_train_data
         from laclip_lite.losses import ClipLoss
         from laclip_lite.models.clip import build_model
 
@@ -220,7 +231,7 @@ class Trainer:
         from laclip_lite.runs import plan_lines, write_run_json
 
         record = write_run_json(self, self.replanned)
-        if not self.cfg.data.is_shapeworld:      # what the text policy really draws from, before step 0
+        if self.data.from_files:                 # what the text policy really draws from, before step 0
             print(f"laclip-lite: {self.cfg.data.source}: {record['source']['images']} images; texts: "
                   f"{self.data.info['texts']}", file=sys.stderr)
         if self.replanned:
@@ -381,7 +392,6 @@ class Trainer:
 
     def _all_ranks_skipped(self) -> dict:
         """The skip counts summed over ranks (a collective: every rank calls it)."""
-        from laclip_lite import distributed as dist
         from laclip_lite.data.readers import SKIP_REASONS
 
         counts = torch.tensor([self.data_skipped.get(r, 0) for r in SKIP_REASONS], dtype=torch.long)
@@ -390,7 +400,7 @@ class Trainer:
 
     def _data_report(self) -> dict:
         """Samples read and replaced (by reason) over the whole run; into data_info.json, printed once."""
-        if self.cfg.data.is_shapeworld:
+        if not self.data.from_files:    # in-memory data: nothing is read, nothing replaced
             return {}
         skipped = self._all_ranks_skipped() if self.world_size > 1 else dict(self.data_skipped)
         reads = self.step * self.plan.global_batch
@@ -476,7 +486,6 @@ class Trainer:
         the logged curve does not depend on the number of processes."""
         if self.world_size == 1:
             return local
-        from laclip_lite import distributed as dist
         return float(dist.all_reduce_mean(float(local)))
 
     def _log_sinks(self):
@@ -520,7 +529,6 @@ def _own_tokenizer(out: Path, resume: bool):
     """A resumed run's own tokenizer (never retrained from data that may have changed); None for a new run."""
     if not resume:
         return None
-    from laclip_lite.data.tokenizer import load_tokenizer
     return load_tokenizer(out)
 
 
@@ -596,18 +604,19 @@ def train(cfg: Config, out_dir: str | Path, resume: bool | str = False, progress
         try:
             trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=evaluate_at_end,
                               replan=replan)
-            return trainer.run()
+            final = trainer.run()
+            if trainer.world_size > 1:  # every rank done before any tears the group down: a rank that destroys
+                dist.barrier()          # it under another's last collective aborts that rank's gloo threads
+            return final
         except RuntimeError as e:
             _raise_rank_timeout(e, trainer, cfg)
             raise
         finally:
-            from laclip_lite import distributed as dist
             dist.cleanup()
 
 
 def _raise_rank_timeout(e: RuntimeError, trainer: Trainer | None, cfg: Config) -> None:
     """A collective that timed out under torchrun -> RankTimeout naming the rank(s) that stopped answering."""
-    from laclip_lite import distributed as dist
 
     if dist.world_size() > 1 and dist.is_timeout(e):
         raise RankTimeout(dist.timeout_message(trainer.step if trainer else 0, cfg.train.dist_timeout)) from e

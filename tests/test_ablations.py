@@ -7,9 +7,9 @@ import math
 import pytest
 
 from laclip_lite import ablations
+from laclip_lite.ablations import ABLATIONS
 from laclip_lite.config import ConfigError
 from laclip_lite.constants import EXPERIMENT_PRESET
-from laclip_lite.sweep import ABLATIONS
 
 
 def test_full_grid_has_the_five_ablations_and_the_controls():
@@ -201,3 +201,35 @@ def test_standin_table_describes_every_mode():
     for mode in ("full", "denoise", "structure", "random-lexicon", "partial"):
         assert f"| {mode} |" in text
     assert "| full | 100.0 |" in text and "| denoise | 100.0 |" in text and "| structure | 100.0 |" in text
+
+
+def test_ablate_and_notebook_04_share_their_runs(tmp_path):
+    """One run-folder naming (`ablations.run_folder`): a run notebook 04 trained is reused by `ablate` into the
+    same folder, and one `ablate` trained is reused by the notebook; nothing trains twice."""
+    from unittest import mock
+
+    from laclip_lite.course import common, lesson04
+    from laclip_lite.course import params as P
+
+    params = {**P.defaults("04_ablations"), "preset": "test", "steps": None, "overrides": {}, "jobs": 1,
+              "ablations": ["augment"], "values": {"augment": ["none", "eda"]}}
+    lesson = common.Lesson("04_ablations", params, tmp_path)
+    lesson.progress = False
+    points, _ = ablations.ablation_points(["augment"], {"augment": ["none", "eda"]})
+    eda = [p for p in points if p.value == "eda"]
+    with mock.patch("laclip_lite.course.common.display_markdown"):
+        lesson04.run_ablations(lesson, eda)                               # the notebook trains LaCLIP-EDA
+    runs = tmp_path / "runs"
+    (eda_run,) = runs.iterdir()
+    stamp = (eda_run / "result.json").stat().st_mtime_ns
+    rows = ablations.run_grid(points, [0], tmp_path, preset="test", overrides=lesson.overrides(), jobs=1,
+                              progress=False)
+    assert {r["run"] for r in rows} == {eda_run.name, rows[0]["run"]} and len(list(runs.iterdir())) == 2
+    assert (eda_run / "result.json").stat().st_mtime_ns == stamp             # ablate reused the notebook's run
+    clip_run = runs / rows[0]["run"]
+    stamps = {d.name: (d / "result.json").stat().st_mtime_ns for d in runs.iterdir()}
+    with mock.patch("laclip_lite.course.common.display_markdown"):
+        again = lesson04.run_ablations(lesson, points)                   # the notebook reuses ablate's CLIP run
+    assert {d.name: (d / "result.json").stat().st_mtime_ns for d in runs.iterdir()} == stamps
+    assert lesson04.run_folder(lesson, points[0]) == clip_run
+    assert [r["color_shape_top1"] for r in again] == [r["color_shape_top1"] for r in rows]

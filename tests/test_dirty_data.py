@@ -82,7 +82,7 @@ def _same_image_csv(folder: Path, n: int) -> Path:
 def test_each_sample_gets_its_own_augmentation_in_any_worker(tmp_path):
     """Every row shows the same picture: with 2 DataLoader workers every sample's crop differs (the old shared
     random.Random gave both workers the same crops), and workers=0 gives the very same tensors."""
-    from laclip_lite.data.dataset import build_train_data
+    from laclip_lite.train import build_train_data
 
     csv_path = _same_image_csv(tmp_path, 32)
     over = [f"data.source={csv_path}", "train.batch_size=8", "data.crop_scale=[0.3,1.0]"]
@@ -95,7 +95,7 @@ def test_each_sample_gets_its_own_augmentation_in_any_worker(tmp_path):
 
 
 def test_clip_reads_only_the_original_caption(dirty):
-    from laclip_lite.data.dataset import build_train_data
+    from laclip_lite.train import build_train_data
 
     data = build_train_data(build_config("test", [f"data.source={dirty}", "train.policy=clip", "train.batch_size=8"]))
     assert data.variants == [] and data.pairs.dataset.source.rewrite_files == {}
@@ -105,7 +105,7 @@ def test_clip_reads_only_the_original_caption(dirty):
 
 
 def test_augment_without_rewrite_files_runs_the_cache_or_stops_before_training(tmp_path):
-    from laclip_lite.data.dataset import build_train_data
+    from laclip_lite.train import build_train_data
 
     csv_path = _same_image_csv(tmp_path, 16)
     over = [f"data.source={csv_path}", "train.policy=laclip", "data.augment=eda", "train.batch_size=8"]

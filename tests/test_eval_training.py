@@ -115,8 +115,8 @@ def test_sweep_aggregate_over_file_data_runs(tmp_path, eval_folder, capsys):
     import nbformat
     import yaml
 
-    from laclip_lite import sweep
     from laclip_lite.cli import main
+    from laclip_lite.course import sweep
 
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell('data = ""\neval_datasets = []\nout_dir = ""')

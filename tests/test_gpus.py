@@ -76,7 +76,7 @@ def test_compare_and_ablate_pass_the_gpus_on(monkeypatch, tmp_path, command, tar
 
 
 def test_run_configs_hands_the_gpus_to_the_pool(monkeypatch, tmp_path):
-    from laclip_lite import sweep
+    from laclip_lite import experiments
     from laclip_lite.config import build_config
 
     seen = {}
@@ -85,6 +85,6 @@ def test_run_configs_hands_the_gpus_to_the_pool(monkeypatch, tmp_path):
         seen.update(jobs=jobs, gpus=gpus)
         return [(job[0], {}) for job in work]
 
-    monkeypatch.setattr(sweep, "parallel_map", fake_map)
-    sweep.run_configs([(tmp_path / "a", build_config("test"))], jobs=1, progress=False, gpus=["5"])
+    monkeypatch.setattr(experiments.utils, "parallel_map", fake_map)
+    experiments.run_configs({"a": build_config("test")}, tmp_path, jobs=1, progress=False, gpus=["5"])
     assert seen == {"jobs": 1, "gpus": ["5"]}

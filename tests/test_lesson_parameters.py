@@ -2,6 +2,9 @@
 allowed values (the kernel-free path of `lessonNN.start`)."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import nbformat
 import pytest
 
 from laclip_lite.course import lesson01, lesson02, lesson03, lesson04
@@ -48,3 +51,16 @@ def test_metric_allowed_values_are_what_a_shapeworld_run_reports(tmp_path):
 def test_a_correct_value_passes(tmp_path):
     assert _start("02_text_rewriting", tmp_path, k_shot=0, sources=["human"]).params["k_shot"] == 0
     assert _start("01_clip_basics", tmp_path / "b", templates="heldout", n_show=2).params["n_show"] == 2
+
+
+@pytest.mark.parametrize("name", sorted(P.NOTEBOOKS))
+def test_parameters_cell_is_generated_and_fits_the_notebook_width(name):
+    """The committed cell is `params.parameters_cell` (one source of truth), and its comments wrap at CELL_WIDTH,
+    so JupyterLab shows every help text without scrolling (only an assignment longer than the width itself may
+    push its comment past it)."""
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / f"{name}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert cell.source == P.parameters_cell(name), "run `make strip`: it writes the cell from params.py"
+    for line in cell.source.splitlines():
+        code = line.split("  # ")[0]
+        assert len(line) <= P.CELL_WIDTH or len(code) > P.CELL_WIDTH - 40, line

@@ -54,7 +54,7 @@ def test_rewrites_dir_attaches_to_every_layout_by_the_one_rule(tmp_path, capsys,
     """`rewrite --input SOURCE` then `data.rewrites_dir`: line i belongs to CSV row i / HF row i / the tar sample
     whose key is line i of keys.txt; the data's own rewrites (files beside the CSV, tar JSON, HF columns) are
     not used."""
-    from laclip_lite.data.dataset import build_train_data
+    from laclip_lite.train import build_train_data
 
     rw = _eda_folder(capsys, LAYOUTS[layout], tmp_path / "rw")
     assert (rw / "keys.txt").exists() == (layout == "wds")
@@ -75,7 +75,7 @@ def test_rewrites_dir_attaches_to_every_layout_by_the_one_rule(tmp_path, capsys,
 
 def test_a_rewrite_folder_made_from_other_captions_stops(tmp_path, capsys):
     """The CSV edited after `laclip-lite rewrite` ran: the rewrite lines no longer belong to their rows."""
-    from laclip_lite.data.dataset import build_train_data
+    from laclip_lite.train import build_train_data
 
     csv_path = tmp_path / "train.csv"
     shutil.copy(LAYOUTS["csv"], csv_path)
@@ -89,7 +89,7 @@ def test_a_rewrite_folder_made_from_other_captions_stops(tmp_path, capsys):
 
 
 def test_a_shapeworld_rewrites_dir_of_another_world_stops(tmp_path):
-    from laclip_lite.data.dataset import build_train_data
+    from laclip_lite.train import build_train_data
 
     over = ["train.policy=laclip", "data.augment=shapes", f"data.rewrites_dir={tmp_path / 'rw'}"]
     assert build_train_data(build_config("test", over)).variants        # writes the folder for world 0

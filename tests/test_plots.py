@@ -101,7 +101,7 @@ def test_loss_matrix_walkthrough_reports_the_clip_loss():
 
 
 def test_mean_std_bars_and_the_ablation_panels():
-    from laclip_lite.sweep import ablation_figure
+    from laclip_lite.ablations import ablation_figure
 
     fig = Figure()
     xs, means = plots.mean_std_bars(fig.add_subplot(), [[1.0, 3.0], [5.0]])

@@ -157,7 +157,7 @@ def test_corrupt_makes_one_error_of_each_kind():
 
 def test_the_controls_change_the_training_text_not_the_world_bpe():
     from laclip_lite.config import build_config
-    from laclip_lite.data.dataset import shapeworld_rewrites, tokenizer_corpus
+    from laclip_lite.rewrite.prepare import shapeworld_rewrites, tokenizer_corpus
 
     captions = _captions(24)
     plain = build_config("test", ["data.augment=shapes"])

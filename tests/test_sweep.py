@@ -7,8 +7,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from laclip_lite import sweep
+from laclip_lite import ablations
 from laclip_lite.config import ConfigError
+from laclip_lite.course import sweep
 from laclip_lite.course.params import ParameterError
 from laclip_lite.utils import parse_shard
 
@@ -196,22 +197,22 @@ def test_cli(toy, tmp_path, capsys):
 
 # --- the ablation grid (notebook 04) ------------------------------------------------------------------
 def test_ablation_points_share_baselines_and_skip_what_needs_a_model():
-    points, skipped = sweep.ablation_points(["augment", "num_rewrites"], {}, "laclip")
+    points, skipped = ablations.ablation_points(["augment", "num_rewrites"], {}, "laclip")
     by = {(p.ablation, p.value): p for p in points}
     assert by[("augment", "none")].arm == by[("num_rewrites", 0)].arm == "clip"
     assert by[("num_rewrites", 2)].overrides == {"data.num_rewrites": 2}
     assert {(a, v) for a, v, _ in skipped} == {("augment", "llm"), ("augment", "backtranslate")}
-    points, skipped = sweep.ablation_points(["augment"], {"augment": ["backtranslate"]}, "mt", bt_models="f,b")
+    points, skipped = ablations.ablation_points(["augment"], {"augment": ["backtranslate"]}, "mt", bt_models="f,b")
     assert not skipped and points[0].arm == "mt:backtranslate" and points[0].overrides == {"rewrite.model": "f,b"}
 
 
 def test_ablations_cross_backbone_and_text_tower_with_both_policies():
-    points, _ = sweep.ablation_points("all", {}, "laclip")
+    points, _ = ablations.ablation_points("all", {}, "laclip")
     tower = [p for p in points if p.ablation == "text_tower" and p.value == "minilm-locked"]
     assert [p.arm for p in tower] == ["clip", "laclip:shapes"]
     assert tower[0].overrides == {"model.text": "hf", "model.text_model": "minilm", "model.text_lock": True}
     assert [p.label for p in tower] == ["minilm-locked / clip", "minilm-locked / laclip"]
-    assert {p.ablation for p in points} == set(sweep.ABLATIONS)
+    assert {p.ablation for p in points} == set(ablations.ABLATIONS)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -221,13 +222,13 @@ def test_ablations_cross_backbone_and_text_tower_with_both_policies():
 ])
 def test_ablation_errors(args, message):
     with pytest.raises(ParameterError, match=message):
-        sweep.ablation_points(*args)
+        ablations.ablation_points(*args)
 
 
 def test_the_ablation_grid_as_a_sweep_of_notebook_03_is_valid():
     import yaml
 
-    points, _ = sweep.ablation_points(["augment", "source"], {"augment": ["none", "eda"]}, "laclip")
+    points, _ = ablations.ablation_points(["augment", "source"], {"augment": ["none", "eda"]}, "laclip")
     text = sweep.ablation_sweep_yaml(points, {"preset": "tiny", "steps": 300, "data": "shapeworld",
                                               "overrides": {"data.train_size": 1500}}, [0, 1])
     fixed, axes, pts = sweep.parse_grid(yaml.safe_load(text))

@@ -1,4 +1,4 @@
-"""`laclip-lite ablate`: the paper's five ablations and the three controls over seeds -> ablations.csv/.md + figures."""
+"""`laclip-lite ablate`: the paper's five ablations and the controls over seeds -> ablations.csv/.md + figures."""
 from __future__ import annotations
 
 from laclip_lite.constants import EXPERIMENT_PRESET

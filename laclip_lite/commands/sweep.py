@@ -24,7 +24,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from laclip_lite import sweep
+    from laclip_lite.course import sweep
     from laclip_lite.utils import parse_gpus, parse_shard
 
     if args.aggregate:

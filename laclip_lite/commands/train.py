@@ -35,17 +35,11 @@ def dry_run(cfg, world_size: int | None, samples: int | None) -> list[str]:
     """What `train` would do, without data loading or a model: the derived steps and the lr schedule."""
     import os
 
+    from laclip_lite.data.dataset import train_size
     from laclip_lite.schedule import plan_steps
 
     world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
-    n = samples or cfg.data.num_samples
-    if not n:
-        if cfg.data.is_shapeworld:
-            n = cfg.data.train_size
-        else:
-            from laclip_lite.data.readers import open_source
-            source = open_source(cfg.data, rewrites=False)
-            n = len(source) if hasattr(source, "__len__") else 0
+    n = samples or cfg.data.num_samples or train_size(cfg)
     plan = plan_steps(cfg, world, n)
     t = cfg.train
     lines = [f"laclip-lite train --dry-run: {cfg.data.source}, policy {t.policy}"] + plan.lines()

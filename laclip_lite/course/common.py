@@ -231,8 +231,9 @@ def warm_rewrite_cache(cfg: Config, progress: bool) -> None:
 
     if not cfg.data.is_shapeworld or cfg.data.rewrites_dir:
         return
-    from laclip_lite.data.dataset import rewrite_cache_dir, rewrite_config, shapeworld_split
+    from laclip_lite.data.dataset import shapeworld_split
     from laclip_lite.rewrite.job import rewrite_captions
+    from laclip_lite.rewrite.prepare import rewrite_cache_dir, rewrite_config
 
     captions = shapeworld_split(cfg, "train").captions       # rendered once per kernel (dataset.shapeworld_split)
     for augment in dict.fromkeys(["shapes", cfg.data.augment]):

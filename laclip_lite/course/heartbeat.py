@@ -1,7 +1,7 @@
 """Progress from trainings that run in worker processes, as a heartbeat line in the notebook.
 
-`experiments.compare` and `sweep.run_configs` train in worker processes whose progress bars cannot reach the
-kernel, and headless (papermill) a bar would be saved at 0% anyway. Each run appends a row to its
+`experiments.run_configs` (compare, ablate, notebook 04) trains in worker processes whose progress bars cannot
+reach the kernel, and headless (papermill) a bar would be saved at 0% anyway. Each run appends a row to its
 `metrics.jsonl` every `train.log_every` steps, so a thread in the kernel reads those files and prints one line
 at most every `every_s` seconds, only when some run moved:
 

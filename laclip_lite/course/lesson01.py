@@ -82,8 +82,8 @@ def show_world(lesson: Lesson, n: int = 8) -> World:
 
 def tokenizer_walkthrough(lesson: Lesson, world: World, n: int = 3):
     """Build the tokenizer exactly as training will, and show captions -> pieces -> ids -> padded rows."""
-    from laclip_lite.data.dataset import shapeworld_rewrites, tokenizer_corpus
     from laclip_lite.data.tokenizer import build_tokenizer
+    from laclip_lite.rewrite.prepare import shapeworld_rewrites, tokenizer_corpus
 
     cfg, captions = world.cfg, list(world.train.captions)
     common.warm_rewrite_cache(cfg, lesson.progress)

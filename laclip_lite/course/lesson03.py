@@ -103,7 +103,8 @@ def training_plan(lesson: Lesson) -> Plan:
             lesson.markdown("The first training image's texts (what the policies draw from):\n\n"
                             + table([{"text": n, "": t} for n, t in zip(plan.names, plan.texts)]))
         return plan
-    from laclip_lite.data.dataset import select_variants, shapeworld_rewrites, shapeworld_split
+    from laclip_lite.data.dataset import shapeworld_split
+    from laclip_lite.rewrite.prepare import select_variants, shapeworld_rewrites
 
     split = shapeworld_split(cfg, "train")
     plan.epochs = cfg.train.steps * cfg.train.batch_size / len(split)
@@ -131,8 +132,8 @@ def training_plan(lesson: Lesson) -> Plan:
 
 def _first_record_texts(cfg) -> tuple[list[str], list[str]]:
     """(names, texts) of the first readable record of a file source: its caption, then the rewrites in use."""
-    from laclip_lite.data.dataset import select_variants
     from laclip_lite.data.readers import open_source, texts_of
+    from laclip_lite.rewrite.prepare import select_variants
 
     record = next((r for r in open_source(cfg.data) if r is not None), None)
     if record is None:
@@ -333,7 +334,8 @@ def features_with_all_texts(lesson: Lesson, comparison: Comparison, n: int = 8):
         lesson.markdown(f"(A random toy batch of {n} images × {k} texts: the real texts are read on ShapeWorld.)")
         return (F.normalize(torch.randn(n, 16, generator=g), dim=-1),
                 F.normalize(torch.randn(n, k, 16, generator=g), dim=-1), torch.tensor(1 / 0.07))
-    from laclip_lite.data.dataset import select_variants, shapeworld_rewrites, shapeworld_split
+    from laclip_lite.data.dataset import shapeworld_split
+    from laclip_lite.rewrite.prepare import select_variants, shapeworld_rewrites
 
     by_arm = {name.rsplit("-s", 1)[0]: d for name, d in comparison.run_dirs.items()}
     run_dir = next((by_arm[a] for a in ("mt", "laclip") if a in by_arm), next(iter(by_arm.values())))

@@ -6,12 +6,18 @@ and score every run, aggregate seeds, and draw the figures and the ablation/metr
 """
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
+from laclip_lite import ablations
+from laclip_lite.ablations import ablation_figure, ablation_points, point_config
 from laclip_lite.config import Config
 from laclip_lite.course import common
 from laclip_lite.course.common import Lesson, over_seeds_caption, seeds, table
 from laclip_lite.course.heartbeat import heartbeat
+from laclip_lite.course.sweep import ablation_sweep_yaml
+from laclip_lite.experiments import run_configs, summarise, summary_cell
+from laclip_lite.utils import markdown_table
 
 HEARTBEAT_S = 30.0    # seconds between progress lines of the trainings (worker processes report nowhere else)
 
@@ -24,8 +30,6 @@ def start(namespace: dict) -> Lesson:
 
 
 def _check(lesson: Lesson) -> None:
-    from laclip_lite.sweep import ablation_points
-
     p = lesson.params
     ablation_points(p["ablations"], p["values"], p["policy"], p["llm_model"], p["bt_models"])   # names, values
     cfg = lesson.config()                            # a bad override key or value fails here
@@ -43,8 +47,6 @@ finish = common.finish
 def ablation_grid(lesson: Lesson):
     """The grid: one run per distinct configuration (a value shared by two ablations runs once), and the same
     grid written as a papermill sweep of notebook 03 for running it at scale."""
-    from laclip_lite.sweep import ablation_points, ablation_sweep_yaml
-
     p = lesson.params
     points, skipped = ablation_points(p["ablations"], p["values"], p["policy"], p["llm_model"], p["bt_models"])
     runs = _ablation_runs(lesson, points)
@@ -64,17 +66,14 @@ def ablation_grid(lesson: Lesson):
 
 
 def run_config(lesson: Lesson, point, seed: int | None = None) -> tuple[Path, Config]:
-    """(run folder, config) of one grid point's run for `seed` (default: the notebook's `seed`). The folder is
-    named after the arm, the seed and a hash of the whole configuration, so identical configurations (augment=none
-    and num_rewrites=0, say) share one folder, and so one training."""
-    from laclip_lite.experiments import Arm, arm_config
-    from laclip_lite.utils import stable_hash
-
+    """(run folder, config) of one grid point's run for `seed` (default: the notebook's `seed`): the config is
+    `ablations.point_config` on the notebook's preset and overrides, the folder `out_dir/runs/` +
+    `ablations.run_folder` (its whole configuration hashed), the naming `laclip-lite ablate --out out_dir` uses:
+    identical configurations (augment=none and num_rewrites=0, say) share one folder, and so one training, and
+    the CLI and this notebook reuse each other's runs."""
     seed = lesson.params["seed"] if seed is None else seed
-    arm = Arm.parse(point.arm, "shapes")
-    cfg = arm_config(arm, seed, lesson.params["preset"], lesson.overrides(point.overrides))
-    key = stable_hash(cfg.to_dict(), length=8)
-    return lesson.out_dir / "runs" / f"{arm.name.replace(':', '-')}-s{seed}-{key}", cfg
+    cfg = point_config(point, seed, lesson.params["preset"], lesson.overrides())
+    return lesson.out_dir / "runs" / ablations.run_folder(cfg), cfg
 
 
 def run_folder(lesson: Lesson, point, seed: int | None = None) -> Path:
@@ -88,9 +87,8 @@ def _ablation_runs(lesson: Lesson, points) -> list[list[tuple[Path, Config]]]:
 
 
 def run_ablations(lesson: Lesson, points) -> list[dict]:
-    """Train and evaluate every distinct run (finished runs are reused); one row per (point, seed)."""
-    from laclip_lite.sweep import run_configs
-
+    """Train and evaluate every distinct run (`experiments.run_configs`; finished runs are reused, also those
+    `laclip-lite ablate` made into the same folder); one row per (point, seed)."""
     runs = _ablation_runs(lesson, points)
     unique = {d: cfg for per_seed in runs for d, cfg in per_seed}
     for cfg in unique.values():
@@ -99,13 +97,14 @@ def run_ablations(lesson: Lesson, points) -> list[dict]:
     common.display_markdown(f"Training {len(unique)} distinct run(s), {common.jobs(lesson)} at a time; a progress "
                             f"line every {HEARTBEAT_S:.0f} s.")
     with heartbeat(runs_steps, every_s=HEARTBEAT_S):
-        results = run_configs(list(unique.items()), jobs=common.jobs(lesson), progress=lesson.progress)
+        by_name = run_configs({d.name: cfg for d, cfg in unique.items()}, lesson.out_dir / "runs",
+                              jobs=common.jobs(lesson), progress=lesson.progress)
+    results = {d: by_name[d.name] for d in unique}
     rows = []
     for pt, per_seed in zip(points, runs):
         for d, cfg in per_seed:
             rows.append({"ablation": pt.ablation, "value": str(pt.value), "arm": pt.arm, "seed": cfg.train.seed,
                          "label": pt.label, **results[d]})
-    import csv
     keys = list(dict.fromkeys(k for r in rows for k in r))
     with open(lesson.out_dir / "ablations_runs.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
@@ -116,22 +115,18 @@ def run_ablations(lesson: Lesson, points) -> list[dict]:
 
 def ablation_table(lesson: Lesson, rows: list[dict]) -> str:
     """One aggregated table: every ablation's settings, the mean over seeds (± std with more than one)."""
-    from laclip_lite.experiments import summarise, summary_cell
-
     metric = plotted_metric(lesson, rows)
     cols = list(dict.fromkeys([metric, f"{metric}@heldout", "t2i_R@1", "i2t_R@1"]))
     cols = [c for c in cols if any(r.get(c) not in (None, "") for r in rows)]       # only what the runs have
-    lines = ["| ablation | setting | seeds | " + " | ".join(cols) + " |", "|---|---|---:|" + "---:|" * len(cols)]
-    summary_rows = []
+    table_rows = []
     for ablation in dict.fromkeys(r["ablation"] for r in rows):
         mine = [{k: v for k, v in r.items() if k not in ("ablation", "value", "arm")} for r in rows
                 if r["ablation"] == ablation]
         for s in summarise(mine, group="label"):
-            cells = [summary_cell(s, c) for c in cols]
-            lines.append(f"| {ablation} | {s['label']} | {s['seeds']} | " + " | ".join(cells) + " |")
-            summary_rows.append({"ablation": ablation, **s})
+            table_rows.append({"ablation": ablation, "setting": s["label"], "seeds": s["seeds"],
+                               **{c: summary_cell(s, c) for c in cols}})
             lesson.metrics[f"{ablation}/{s['label']}/{metric}"] = s.get(metric)
-    text = "\n".join(lines) + "\n"
+    text = markdown_table(table_rows, ["ablation", "setting", "seeds", *cols], right=["seeds", *cols], cell=str)
     (lesson.out_dir / "ablations.md").write_text(text)
     what = ("Zero-shot top-1 (%) on the ShapeWorld test split (`@heldout`: templates never tuned on) and retrieval "
             "R@1" if lesson.config().data.is_shapeworld else f"`{metric}` of every run")
@@ -141,8 +136,6 @@ def ablation_table(lesson: Lesson, rows: list[dict]) -> str:
 
 def ablation_figures(lesson: Lesson, rows: list[dict]):
     """One panel per ablation: `metric` per setting (error bars only with several seeds); CLIP dashed."""
-    from laclip_lite.sweep import ablation_figure
-
     lesson.figure(ablation_figure(rows, plotted_metric(lesson, rows)), "ablations", "Ablations", key=True)
 
 

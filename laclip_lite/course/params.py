@@ -1,7 +1,7 @@
 """Notebook parameters: declared once here, written into each notebook's `parameters` cell, checked at start.
 
 Every lesson notebook has a cell tagged `parameters` (papermill's convention) whose assignments are the
-defaults, and right after it a cell that calls `lessons.start(NAME, globals())`, which calls
+defaults, and right after it a cell that calls `lessonNN.start(globals())` (`course.common.start`), which calls
 `check_parameters`. papermill puts the values given with `-p` / `-y` / `-f` in a cell of its own between the
 two (tagged `injected-parameters`, source starting with `# Parameters`), so by the time the check runs, every
 parameter holds its final value.
@@ -27,21 +27,20 @@ from __future__ import annotations
 
 import ast
 import difflib
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
-from laclip_lite.config import ConfigError
+from laclip_lite.config import ConfigError, coerce_value
 from laclip_lite.constants import POLICIES, REWRITERS, SOURCES
 from laclip_lite.data.vocab import TASKS
+from laclip_lite.errors import ParameterError  # noqa: F401  (raised here; lessons import it from here)
 
 PARAMS_MARKER = "# Notebook parameters"   # first line of every lesson's parameters cell
+CELL_WIDTH = 100    # a parameters cell's comments wrap here (JupyterLab shows ~100 characters without scrolling)
 PAPERMILL_MARKER = "# Parameters"         # first line of the cell papermill injects
 # Names IPython (and the notebook's own imports) put in a fresh namespace: never parameters.
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
-
-
-class ParameterError(ConfigError):
-    """A notebook parameter that does not exist, or has a value of the wrong type."""
 
 
 @dataclass(frozen=True)
@@ -141,48 +140,36 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
 }
 
 
-# --- coercion -----------------------------------------------------------------------------------------
+# --- coercion: the types through config.coerce_value (the kit's one coercer), then the lesson-only knobs -----
+_TYPES = {"int": int, "int?": int, "float": float, "bool": bool, "str": str, "ints?": list[int], "strs": list[str]}
+
+
 def _coerce(name: str, value: Any, p: Param) -> Any:
-    """The value as its declared kind, or raise ValueError with a reason (the caller adds the name)."""
+    """The value as its declared kind, or raise ValueError with a reason (the caller adds the name). The type is
+    checked by `config.coerce_value` (strict: a notebook's values are Python values, not text; a list may be
+    written "a,b,c"); what is left here is what only a lesson parameter has: None for "no value", allowed
+    choices and ranges, non-empty lists, and the shapes of overrides, paths and dicts."""
     kind = p.kind
-    if kind == "int?" and value is None:
+    if kind in ("int?", "ints?") and value is None:
         return None
-    if kind in ("int", "int?"):
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise ValueError(_expects(p, value))
-        return _in_range(int(value), p)
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(_expects(p, value))
-        return float(value)
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(_expects(p, value))
-        return value
-    if kind == "str":
-        if not isinstance(value, str):
-            raise ValueError(_expects(p, value))
-        if p.choices and value not in p.choices:
-            raise ValueError(f"{value!r} is not one of: {', '.join(p.choices)}")
-        return value
-    if kind == "ints?":
-        if value is None:
-            return None
-        items = _as_list(value)
+    if kind in _TYPES:
+        given = _as_list(value) if kind in ("ints?", "strs") else value
         try:
-            return [_coerce(name, int(v) if isinstance(v, str) and v.strip().lstrip("-").isdigit() else v,
-                            Param(0, "int", "")) for v in items]
-        except ValueError:
+            out = coerce_value(name, given, _TYPES[kind], strict=kind != "ints?")   # "0,1,2" items are text
+        except ConfigError:
             raise ValueError(_expects(p, value)) from None
-    if kind == "strs":
-        items = _as_list(value)
-        if not items or not all(isinstance(v, str) and v for v in items):
-            raise ValueError(_expects(p, value))
-        bad = [v for v in items if p.choices and v not in p.choices]
-        if bad:
-            raise ValueError(f"{', '.join(map(repr, bad))} {'is' if len(bad) == 1 else 'are'} not among the "
-                             f"allowed values: {', '.join(p.choices)}")
-        return items
+        if kind in ("int", "int?"):
+            return _in_range(out, p)
+        if kind == "str" and p.choices and out not in p.choices:
+            raise ValueError(f"{out!r} is not one of: {', '.join(p.choices)}")
+        if kind == "strs":
+            if not out or not all(out):
+                raise ValueError(_expects(p, value))
+            bad = [v for v in out if p.choices and v not in p.choices]
+            if bad:
+                raise ValueError(f"{', '.join(map(repr, bad))} {'is' if len(bad) == 1 else 'are'} not among the "
+                                 f"allowed values: {', '.join(p.choices)}")
+        return out
     if kind == "overrides":
         if isinstance(value, dict):
             return dict(value)
@@ -349,5 +336,7 @@ def parameters_cell(notebook: str) -> str:
     for name, p in spec.items():
         if "=" in p.help or "=" in repr(p.default):
             raise ValueError(f"{notebook}.{name}: no '=' in a default or help text (papermill's parser skips the line)")
-        lines.append(assigns[name].ljust(width) + f"  # {p.help}")
+        head = assigns[name].ljust(width)
+        chunks = textwrap.wrap(p.help, max(CELL_WIDTH - len(head) - 4, 30), break_on_hyphens=False)
+        lines += [(head if i == 0 else " " * len(head)) + f"  # {c}" for i, c in enumerate(chunks)]
     return "\n".join(lines)

@@ -6,7 +6,8 @@
 The lessons are edited as notebooks (in JupyterLab); this is the one step between saving and committing. The
 notebook metadata becomes exactly the kernelspec `python3` and language_info `python` (what papermill and the
 tests expect); cell metadata is kept except JupyterLab's execution timings, so the `parameters`, `exercise` and
-`answer` tags and nbgrader's cell roles survive.
+`answer` tags and nbgrader's cell roles survive. A lesson's `parameters` cell is rewritten from its declarations
+(`course.params.parameters_cell`), so an edited default or help text goes in params.py, not in the cell.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import sys
 from pathlib import Path
 
 import nbformat
+
+from laclip_lite.course.params import NOTEBOOKS, parameters_cell
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 LANGUAGE_INFO = {"name": "python"}
@@ -39,9 +42,19 @@ def strip(nb) -> nbformat.NotebookNode:
     return nb
 
 
+def generated(nb, name: str) -> nbformat.NotebookNode:
+    """`nb` with its `parameters` cell written from params.py's declarations when `name` is a lesson."""
+    if name in NOTEBOOKS:
+        for cell in nb.cells:
+            if "parameters" in cell.metadata.get("tags", []):
+                cell.source = parameters_cell(name)
+    return nb
+
+
 def is_stripped(path: str | Path) -> bool:
-    text = Path(path).read_text(encoding="utf-8")
-    return text == _render(strip(nbformat.reads(text, as_version=4)))
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    return text == _render(generated(strip(nbformat.reads(text, as_version=4)), path.stem))
 
 
 def _render(nb) -> str:
@@ -60,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             if not is_stripped(path):
                 dirty.append(str(path))
             continue
-        text = _render(strip(nbformat.read(path, as_version=4)))
+        text = _render(generated(strip(nbformat.read(path, as_version=4)), path.stem))
         if text != path.read_text(encoding="utf-8"):
             path.write_text(text, encoding="utf-8")
             print(f"stripped {path}")

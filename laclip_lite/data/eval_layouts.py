@@ -20,7 +20,6 @@ in DataLoader workers. An unreadable image is skipped and counted, never fatal. 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,14 +27,22 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from laclip_lite.data.formats import (
+    SPLITS,
+    class_dirs,
+    decode_image,
+    detect,
+    image_ext,
+    image_files,
+    oversized,
+    split_dirs,
+)
 from laclip_lite.data.tar_shards import MAX_MEMBER_BYTES, tar_samples
 from laclip_lite.data.transforms import pil_to_uint8
 from laclip_lite.errors import DataError
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
-SPLITS = ("train", "val", "test")
 TASKS = ("zeroshot", "retrieval", "linear_probe", "fewshot")
 LAYOUTS = {
     "clip_benchmark": "CLIP_benchmark webdataset folder (ROOT/test/*.tar [+ nshards.txt], classnames.txt)",
@@ -118,39 +125,17 @@ def parse_specs(entries, where: str = "eval.datasets") -> list[EvalSpec]:
 
 # ---------------------------------------------------------------------------------------------------------
 # Which layout a path is in
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
-
-
-def _class_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def _split_dirs(root: Path) -> dict[str, Path]:
-    """{split: folder} when ROOT's sub-folders are split names holding class folders."""
-    subs = _class_dirs(root)
-    if subs and all(p.name in SPLITS for p in subs) and any(_class_dirs(p) for p in subs):
-        return {p.name: p for p in subs}
-    return {}
-
-
 def detect_layout(path: str | Path) -> str:
-    """One of LAYOUTS, from what is at `path`; a DataError names the layouts looked for when none matches."""
+    """One of LAYOUTS, from what is at `path` (`formats.detect`); a DataError names the layouts looked for when
+    none matches."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"evaluation dataset not found: {p}")
-    if p.is_file():
-        if p.suffix.lower() == ".csv":
-            return "captions_csv"
-        if p.suffix.lower() == ".json":
-            return "karpathy_json"
-    elif (p / "dataset_type.txt").is_file() or any((p / s / "nshards.txt").is_file() or
-                                                   ((p / s).is_dir() and any((p / s).glob("*.tar"))) for s in SPLITS):
-        return "clip_benchmark"
-    elif _split_dirs(p) or any(_image_files(d) for d in _class_dirs(p)):
-        return "imagefolder"
-    looked = "; ".join(LAYOUTS.values())
-    raise DataError(f"{p}: matches no evaluation layout (looked for: {looked})")
+    layout = detect(p, ("captions_csv", "karpathy_json", "clip_benchmark", "imagefolder"))
+    if layout is None:
+        looked = "; ".join(LAYOUTS.values())
+        raise DataError(f"{p}: matches no evaluation layout (looked for: {looked})")
+    return layout
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -229,21 +214,21 @@ def _templates(spec: EvalSpec, own: Path | None) -> list[str]:
 
 
 def _imagefolder_split(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    classes = _class_dirs(folder)
-    items = [(str(f), label) for label, d in enumerate(classes) for f in _image_files(d)]
+    classes = class_dirs(folder)
+    items = [(str(f), label) for label, d in enumerate(classes) for f in image_files(d)]
     return [d.name for d in classes], items
 
 
 def _open_imagefolder(spec: EvalSpec, root: Path) -> ClassificationSet:
-    split_dirs = _split_dirs(root)
+    by_split = split_dirs(root)
     splits, folders = {}, None
-    for split, folder in (split_dirs or {spec.split: root}).items():
+    for split, folder in (by_split or {spec.split: root}).items():
         names, items = _imagefolder_split(folder)
         if folders is not None and names != folders:
             raise DataError(f"{folder}: class folders differ from those of the other splits "
                             f"({len(names)} vs {len(folders)}); every split needs the same classes")
         folders, splits[split] = names, items
-    if split_dirs and spec.split == "test" and "test" not in splits and "val" in splits:
+    if by_split and spec.split == "test" and "test" not in splits and "val" in splits:
         splits["test"] = splits["val"]        # ImageNet keeps its evaluation images as "val"
     classnames = load_classnames(spec.classnames, folders) if spec.classnames else \
         [f.replace("_", " ") for f in folders]
@@ -374,11 +359,8 @@ class _Stream(torch.utils.data.IterableDataset):
     def _decode(self, data, where: str):
         """Image bytes or path -> uint8 [S,S,3]: the evaluation transform (`pil_to_uint8`: shorter side resized,
         centre crop), skipped for an image already S x S (the same pixels, without copies); None if unreadable."""
-        try:
-            with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
-                img.load()                                       # decode once, here, where errors are caught
-                img = img if img.mode == "RGB" else img.convert("RGB")
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        img = decode_image(data, where=where)                    # decoded once, here, where errors are caught
+        if img is None:
             return None
         if img.size == (self.image_size, self.image_size):
             return np.asarray(img)
@@ -386,9 +368,9 @@ class _Stream(torch.utils.data.IterableDataset):
 
     def _from_tar(self, shard: str, key: str, group: dict[str, bytes]):
         where = f"{shard}:{key}"
-        if any(data is None for data in group.values()):     # a member over tar_shards.MAX_MEMBER_BYTES: skipped
+        if oversized(group):                                 # a member over tar_shards.MAX_MEMBER_BYTES: skipped
             return None, None, f"{where} (a member over {MAX_MEMBER_BYTES:,} bytes)"
-        ext = next((e for e in ("webp", "png", "jpg", "jpeg") if e in group), None)
+        ext = image_ext(group)
         if self.kind == "retrieval":
             target = group["txt"].decode("utf-8").splitlines() if "txt" in group else []
             target = [t.strip() for t in target if t.strip()]

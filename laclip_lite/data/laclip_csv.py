@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from laclip_lite.data.formats import IMAGE_EXTS
 from laclip_lite.errors import DataError
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 MAX_ROW_LINES = 16          # a quoted caption spanning more lines than this is a stray quote, not a caption
 
 

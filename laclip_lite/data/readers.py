@@ -29,11 +29,9 @@ CSV/HF: an unreadable sample is replaced by a readable one drawn from (seed, ind
 from __future__ import annotations
 
 import glob as globlib
-import io
 import json
 import os
 import re
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +42,8 @@ import torch
 
 from laclip_lite.constants import SOURCE_ALIASES, SOURCES
 from laclip_lite.data import laclip_csv
-from laclip_lite.data.tar_shards import MAX_MEMBER_BYTES, OVERSIZED, tar_samples
+from laclip_lite.data.formats import ReadStats, decode_image, detect, image_ext, oversized
+from laclip_lite.data.tar_shards import MAX_MEMBER_BYTES, tar_samples
 from laclip_lite.errors import DataError
 
 # Names a rewrite variant may have: the LLM meta-pair sources, EDA / back-translation variants, "rewriteN".
@@ -61,55 +60,6 @@ class Record:
     image: object                                 # PIL.Image.Image, mode RGB
     caption: str
     rewrites: dict[str, str] = field(default_factory=dict)
-
-
-class ReadStats:
-    """Counts of records read and skipped (by reason), with the first few examples of each skip reason."""
-
-    def __init__(self, where: str):
-        self.where, self.read, self.skipped, self.examples = where, 0, Counter(), {}
-        self.last_reason = ""                     # the reason of the latest skip (a dataset reports it per sample)
-
-    def skip(self, reason: str, detail: str) -> None:
-        self.skipped[reason] += 1
-        self.last_reason = reason
-        self.examples.setdefault(reason, [])
-        if len(self.examples[reason]) < 3:
-            self.examples[reason].append(detail)
-
-    def as_dict(self) -> dict:
-        return {"read": self.read, "skipped": dict(self.skipped), "examples": dict(self.examples)}
-
-    def summary(self) -> str:
-        if not self.skipped:
-            return f"{self.where}: {self.read} records read, none skipped"
-        parts = [f"{n} {reason} (e.g. {'; '.join(self.examples[reason])})" for reason, n in self.skipped.items()]
-        return f"{self.where}: {self.read} records read, {sum(self.skipped.values())} skipped: " + ", ".join(parts)
-
-    def warn(self) -> None:
-        if self.skipped:
-            warnings.warn(self.summary(), stacklevel=3)
-
-    def __repr__(self) -> str:
-        return f"ReadStats({self.as_dict()})"
-
-
-def decode_image(data: bytes | str | Path, stats: ReadStats, key: str, where: str):
-    """PIL RGB image from bytes or a path; None (and counted) when missing or corrupt."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        if (len(data) if isinstance(data, (bytes, bytearray)) else os.path.getsize(data)) == 0:
-            stats.skip("empty_file", f"{key}: {where}")
-            return None
-        img = Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
-        img.load()
-        return img.convert("RGB")
-    except FileNotFoundError:
-        stats.skip("missing_image", f"{key}: {where}")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        stats.skip("corrupt_image", f"{key}: {where} ({type(e).__name__})")
-    return None
 
 
 # -- LaCLIP CSV + rewrite files -------------------------------------------------------------------------------
@@ -379,12 +329,12 @@ class TarShardSource:
     def _record(shard: str, key: str, group: dict[str, bytes], stats: ReadStats, decode: bool,
                 read_rewrites: bool = True, max_member: int = MAX_MEMBER_BYTES) -> Record | None:
         where = f"{shard}:{key}"
-        big = sorted(e for e, data in group.items() if data is OVERSIZED)
+        big = oversized(group)
         if big:
             stats.skip("oversized_member", f"{where} ({', '.join(big)} over {max_member:,} bytes: "
                                            "data.max_member_bytes)")
             return None
-        ext = next((e for e in ("png", "jpg", "jpeg", "webp") if e in group), None)
+        ext = image_ext(group)
         if ext is None:
             stats.skip("missing_image", f"{where} (members: {sorted(group)})")
             return None
@@ -505,27 +455,17 @@ class HFDiskSource(_MapSource):
 # -- choosing a reader ----------------------------------------------------------------------------------------
 def detect_format(source: str, split: str = "train") -> str:
     """laclip (a .csv or a folder with one), wds (.tar files / a folder of them / a glob), hf (a folder with
-    dataset_info.json / state.json / dataset_dict.json, or "hf:name"). A missing path is a DataError."""
-    if source.startswith("hf:"):
-        return "hf"
-    if any(c in source for c in "*?[{"):
-        return "wds"
+    dataset_info.json / state.json / dataset_dict.json, or "hf:name"): `formats.detect`. A missing path or one in
+    none of them is a DataError."""
+    fmt = detect(source, ("hf", "wds", "laclip"), split)
+    if fmt:
+        return fmt
     p = Path(source)
     if not p.exists():
         raise DataError(f"data.source not found: {source}")
     if p.is_file():
-        if p.suffix.lower() == ".csv":
-            return "laclip"
-        if p.suffix.lower() == ".tar":
-            return "wds"
         raise DataError(f"data.source {source}: cannot tell the format of a {p.suffix or 'extension-less'} file "
                         "(set data.format to laclip, wds or hf)")
-    if any((p / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
-        return "hf"
-    if any(p.glob("*.tar")):
-        return "wds"
-    if (p / f"{split}.csv").exists() or len(list(p.glob("*.csv"))) == 1:
-        return "laclip"
     raise DataError(f"data.source {source}: a folder with no .csv, .tar shards or Hugging Face dataset files")
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from laclip_lite.data import readers
+from laclip_lite.data.formats import ReadStats, detect
 from laclip_lite.errors import DataError
 from laclip_lite.utils import iter_jsonl
 
@@ -43,25 +45,25 @@ def read_captions(path: str | Path, column: str = "caption") -> list[str]:
 
 
 def read_input(path: str | Path, column: str = "caption") -> Captions:
-    from laclip_lite.data import readers
-
-    text = str(path)
-    if any(c in text for c in "*?[{") or text.lower().endswith(".tar"):
-        return _read_shards(text)
+    """The captions of `--input`, its layout found by `formats.detect` (a .tar, a glob or a folder of shards; a
+    folder saved with `save_to_disk`; a CSV file; JSON lines; any other file is text, one caption per line)."""
+    layout = detect(path, ("wds", "hf", "captions_csv", "jsonl", "text"))
+    if layout == "wds":
+        return _read_shards(str(path))
     path = Path(path)
     if not path.exists():
         raise DataError(f"--input not found: {path}")
-    if path.is_dir():
-        if any(path.glob("*.tar")):
-            return _read_shards(text)
+    if layout == "hf":
         return Captions(_read_hf(path, column), layout="hf")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
+    if layout is None:
+        raise DataError(f"--input {path}: a folder with no .tar shards and no Hugging Face dataset saved with "
+                        "save_to_disk")
+    if layout == "captions_csv":
         source = readers.LaclipCsvSource(path)
         texts = list(source.captions())              # a bad row gives "" (training skips that row)
         list(source.rows())                          # counts the bad rows by training's rule
         return Captions(texts, skipped=dict(source.stats.skipped), layout="laclip")
-    if suffix in (".jsonl", ".ndjson"):
+    if layout == "jsonl":
         return Captions(_read_jsonl(path, column), layout="jsonl")
     lines = path.read_text(encoding="utf-8").split("\n")
     if lines and lines[-1] == "":
@@ -70,9 +72,7 @@ def read_input(path: str | Path, column: str = "caption") -> Captions:
 
 
 def _read_shards(spec: str) -> Captions:
-    from laclip_lite.data.readers import ReadStats, TarShardSource
-
-    source = TarShardSource(spec, read_rewrites=False)
+    source = readers.TarShardSource(spec, read_rewrites=False)
     texts, keys, where = [], [], {}
     stats = ReadStats("rewrite --input")
     for shard in source.shards:

@@ -21,8 +21,9 @@ its traceback) and the sweep goes on. At the end every point's metrics are gathe
 `--shard i/n` runs the points whose index in the grid is i modulo n: the n shards cover the grid exactly once.
 Parameter names (and types, for notebooks with declared parameters) are checked before the first point runs.
 
-Also here: the paper's ablations as grid points (`ablation_points`, used by notebook 04), and the runner that
-trains a list of configurations (`run_configs`).
+The course side of running many trainings: a notebook per point. Trainings from the library (one config per
+run) go through `experiments.run_configs`; the paper's ablations are defined once in `ablations.py`, and
+`ablation_sweep_yaml` writes that grid as a sweep of notebook 03 (notebook 04 prints it).
 """
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ from typing import Any
 
 import yaml
 
+from laclip_lite.ablations import AblationPoint
 from laclip_lite.config import ConfigError, parse_key_value, read_yaml
-from laclip_lite.constants import AUGMENTS, SOURCES
+from laclip_lite.course.params import NOTEBOOKS, ParameterError, check_values, defaults
+from laclip_lite.experiments import summarise, summary_markdown
 from laclip_lite.folder_lock import holds_folder
 from laclip_lite.utils import atomic_write_text, markdown_table, parallel_map, parse_shard, stable_hash, threads_per_job
 
@@ -140,7 +143,6 @@ class SweepResult:
 def notebook_parameters(notebook: str | Path) -> dict:
     """The notebook's declared parameters {name: default} (laclip_lite.course.params), or the names papermill finds
     in its `parameters` cell for any other notebook."""
-    from laclip_lite.course.params import NOTEBOOKS, defaults
     stem = Path(notebook).stem
     if stem in NOTEBOOKS:
         return defaults(stem)
@@ -151,7 +153,6 @@ def notebook_parameters(notebook: str | Path) -> dict:
 def check_grid(notebook: str | Path, points: list[Point]) -> dict[str, str]:
     """Before any point runs: an unknown parameter name anywhere stops the sweep (a typo in the grid); for the
     kit's notebooks, a value of the wrong type fails just its point -> {point name: message}."""
-    from laclip_lite.course.params import NOTEBOOKS, ParameterError, check_values
     stem = Path(notebook).stem
     known = notebook_parameters(notebook)
     for p in points:
@@ -312,7 +313,6 @@ def aggregate(out_dir: str | Path, points: list[Point] | None = None) -> list[di
     text = sweep_markdown(rows)
     over_seeds = seed_summary(rows, list(dict.fromkeys(k for p in points for k in p.axes)))
     if over_seeds:
-        from laclip_lite.experiments import summary_markdown
         metrics = [k for k in over_seeds[0] if k not in ("setting", "seeds") and not k.endswith("_std")]
         atomic_write_text(out_dir / "sweep_seeds.csv", _csv_text(over_seeds, list(over_seeds[0])))
         text += ("\n\nOver the seed axis (mean ± std of the finished points; every column in sweep_seeds.csv):\n\n"
@@ -337,7 +337,6 @@ def seed_summary(rows: list[dict], axes: list[str]) -> list[dict]:
     done = [r for r in rows if r.get("status") == "done"]
     if not done or "seed" not in axes or len({r.get("seed") for r in done}) < 2:
         return []
-    from laclip_lite.experiments import summarise
     axes = [k for k in axes if k != "seed"]
     runs = [{"setting": ", ".join(f"{k}={r.get(k)}" for k in axes) or "all",
              **{k: v for k, v in r.items() if k not in ("point", "status", *axes)}} for r in done]
@@ -364,89 +363,8 @@ def sweep_markdown(rows: list[dict], max_metrics: int = 8) -> str:
 
 
 # =========================================================================================================
-# The paper's ablations as grid points (notebook 04)
+# The paper's ablations (`ablations.py`) as a sweep of notebook 03 (notebook 04 prints it)
 # =========================================================================================================
-ABLATIONS: dict[str, list] = {
-    "augment": list(AUGMENTS),                                         # text augmentation strategy
-    "num_rewrites": [0, 1, 2, 3, 4],                                   # rewrites per caption taking part
-    "source": [*SOURCES, "all"],                                       # one meta-pair source alone (M = 1), all four
-    "backbone": ["vit", "resnet"],                                     # image tower, CLIP vs LaCLIP each
-    "text_tower": ["scratch", "minilm-locked", "minilm-unlocked"],     # text tower, CLIP vs LaCLIP each
-}
-# The image towers of the backbone ablation. The ResNet is lesson 01's small CNN (the tiny-rich preset: CLIP's
-# modified ResNet, 16-channel stem, one bottleneck block per stage), ~2.4x the tiny ViT's step cost on one CPU
-# thread; the tiny presets' ViT width (64) as a ResNet stem costs ~30x (3.5 s a step of 256), out of reach here.
-BACKBONES = {
-    "vit": {"model.vision": "vit"},
-    "resnet": {"model.vision": "resnet", "model.vision_width": 16, "model.vision_layers": 1},
-}
-TEXT_TOWERS = {
-    "scratch": {},
-    "minilm-locked": {"model.text": "hf", "model.text_model": "minilm", "model.text_lock": True},
-    "minilm-unlocked": {"model.text": "hf", "model.text_model": "minilm", "model.text_lock": False},
-}
-
-
-@dataclass
-class AblationPoint:
-    ablation: str
-    value: Any
-    arm: str                  # experiments.Arm spec: "clip", "laclip:eda", ...
-    overrides: dict           # config overrides on top of the notebook's
-
-    @property
-    def label(self) -> str:
-        """The row name in tables: the value, with the arm where an ablation compares both."""
-        return f"{self.value} / {self.arm.split(':')[0]}" if self.ablation in ("backbone", "text_tower") \
-            else str(self.value)
-
-
-def ablation_points(ablations: list[str] | str, values: dict | None, policy: str = "laclip",
-                    llm_model: str = "", bt_models: str = "") -> tuple[list[AblationPoint], list[tuple]]:
-    """Grid points for the named ablations -> (points, skipped [(ablation, value, why)]).
-
-    `values` restricts an ablation's values ({} = all). A value that needs a model nobody gave
-    (augment=llm without `llm_model`, backtranslate without `bt_models`) is skipped with the reason.
-    """
-    from laclip_lite.course.params import ParameterError
-
-    names = list(ABLATIONS) if ablations in ("all", ["all"]) else list(ablations)
-    unknown = [a for a in names if a not in ABLATIONS]
-    if unknown:
-        raise ParameterError(f"ablations: unknown {unknown} (known: {', '.join(ABLATIONS)}, or 'all')")
-    values = values or {}
-    for a, vs in values.items():
-        if a not in ABLATIONS:
-            raise ParameterError(f"values: unknown ablation {a!r} (known: {', '.join(ABLATIONS)})")
-        bad = [v for v in vs if v not in ABLATIONS[a]]
-        if bad:
-            raise ParameterError(f"values[{a!r}]: {bad} not among {ABLATIONS[a]}")
-    points, skipped = [], []
-    for a in names:
-        for v in values.get(a, ABLATIONS[a]):
-            if a == "augment":
-                if v == "none":
-                    points.append(AblationPoint(a, v, "clip", {}))
-                elif v in ("llm", "backtranslate") and not (llm_model if v == "llm" else bt_models):
-                    skipped.append((a, v, f"needs {'llm_model' if v == 'llm' else 'bt_models'}"))
-                else:
-                    model = {"llm": llm_model, "backtranslate": bt_models}.get(v)
-                    points.append(AblationPoint(a, v, f"{policy}:{v}", {"rewrite.model": model} if model else {}))
-            elif a == "num_rewrites":
-                points.append(AblationPoint(a, v, "clip", {}) if v == 0 else
-                              AblationPoint(a, v, f"{policy}:shapes", {"data.num_rewrites": v}))
-            elif a == "source":
-                points.append(AblationPoint(a, v, f"{policy}:shapes", {} if v == "all" else
-                                            {"data.sources": [v], "data.num_rewrites": 1}))
-            elif a == "backbone":
-                for arm in ("clip", f"{policy}:shapes"):
-                    points.append(AblationPoint(a, v, arm, dict(BACKBONES[v])))
-            else:
-                for arm in ("clip", f"{policy}:shapes"):
-                    points.append(AblationPoint(a, v, arm, dict(TEXT_TOWERS[v])))
-    return points, skipped
-
-
 def ablation_sweep_yaml(points: list[AblationPoint], params: dict, seeds: list[int]) -> str:
     """The ablation grid as a sweep grid of notebook 03 (one `points` entry per distinct point)."""
     fixed = {k: params[k] for k in ("preset", "steps", "batch_size", "device", "data") if params.get(k) is not None}
@@ -465,63 +383,3 @@ def ablation_sweep_yaml(points: list[AblationPoint], params: dict, seeds: list[i
             entries.append(entry)
     text = yaml.safe_dump({"fixed": fixed, "seed": list(seeds), "points": entries}, sort_keys=False)
     return "# laclip-lite sweep notebooks/03_laclip_training.ipynb --grid THIS_FILE --out runs/ablations\n" + text
-
-
-def _run_config(job: tuple) -> tuple[str, dict]:
-    folder, cfg_dict, threads, progress = job
-    import torch
-
-    from laclip_lite.config import Config
-    from laclip_lite.experiments import run_experiment
-    if threads:
-        torch.set_num_threads(threads)
-    return folder, run_experiment(Config.from_dict(cfg_dict), folder, progress=progress)
-
-
-def run_configs(runs: list[tuple[Path, Any]], jobs: int = 1, progress: bool = True, gpus=()) -> dict:
-    """Train + evaluate each (folder, Config) with `experiments.run_experiment` (finished folders are reused);
-    -> {folder: metrics}. `jobs` > 1 runs them in worker processes, cores / jobs threads each; `gpus`: one GPU
-    per worker (`utils.parallel_map`)."""
-    from tqdm.auto import tqdm
-
-    from laclip_lite.experiments import run_cost
-
-    work = [(str(d), cfg.to_dict(), threads_per_job(jobs), False) for d, cfg in runs]
-    costs = {str(d): run_cost(cfg) for d, cfg in runs}          # the dearest runs start first
-    results = list(tqdm(parallel_map(_run_config, work, jobs, lambda job: costs[job[0]], gpus), total=len(work),
-                        desc=f"runs ({jobs} at a time)", disable=not progress))
-    return {Path(d): m for d, m in results}
-
-
-def ablation_figure(rows: list[dict], metric: str):
-    """One panel per ablation: `metric` mean ± std per setting (seeds as dots); CLIP's level dashed."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    from laclip_lite.plots import mean_std_bars
-
-    ablations = list(dict.fromkeys(r["ablation"] for r in rows))
-    widths = [max(2.6, 0.8 * len({r["label"] for r in rows if r["ablation"] == a}) + 1.2) for a in ablations]
-    fig = Figure(figsize=(sum(widths), 3.6), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(ablations), width_ratios=widths, sharey=True))
-    for ax, a in zip(axes, ablations):
-        mine = [r for r in rows if r["ablation"] == a and r.get(metric) is not None]
-        labels = list(dict.fromkeys(r["label"] for r in mine))
-        vals = [[float(r[metric]) for r in mine if r["label"] == lab] for lab in labels]
-        colors = ["tab:gray" if lab.split(" / ")[-1] == "clip" or lab in ("none", "0") else "tab:blue"
-                  for lab in labels]
-        xs, means = mean_std_bars(ax, vals, color=colors, alpha=0.8)
-        for x, mean in zip(xs, means):
-            ax.annotate(f"{mean:.1f}", (x, mean), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=9)
-        base = [mean for lab, mean in zip(labels, means) if lab in ("none", "0")]
-        if base:
-            ax.axhline(base[0], color="tab:gray", ls="--", lw=1)
-        ax.set_xticks(xs, labels, rotation=30, ha="right", fontsize=9)
-        ax.tick_params(axis="y", labelsize=9)
-        ax.set_title(a, fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel(metric)
-    n_seeds = max((len(v) for v in vals), default=1) if ablations else 1
-    spread = "mean ± std over seeds, dots are seeds" if n_seeds > 1 else "one seed: no spread"
-    fig.suptitle(f"Ablations: {metric} ({spread}; gray and dashed: CLIP)", fontsize=10)
-    return fig
