@@ -1,13 +1,13 @@
-# laclip_lite: `make demo` runs the main job on the embedded world, `make test` runs the test suite, `make lint`
-# runs ruff (the rules are in pyproject.toml). Each creates .venv when missing. On a machine without CUDA, torch is
-# pinned to the local CPU wheel.
+# laclip_lite: `make demo` runs the main job on the embedded world, `make test` runs the test suite (`make test-fast`
+# the tests that start no process), `make lint` runs ruff (the rules are in pyproject.toml). Each creates .venv
+# when missing. On a machine without CUDA, torch is pinned to the local CPU wheel.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv samples bench clean strip
+.PHONY: demo test test-fast lint venv samples bench clean strip
 
 venv: $(STAMP)
 
@@ -29,6 +29,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# The edit loop: leaves out the tests marked slow (they start kernels or subprocesses; see tests/conftest.py).
+test-fast: venv
+	$(BIN)/python -m pytest -q --fast
 
 lint: venv
 	$(BIN)/ruff check .

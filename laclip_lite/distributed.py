@@ -140,6 +140,12 @@ def timeout_message(step: int, timeout_s: float) -> str:
             f"ends here (raise train.dist_timeout if a rank legitimately works that long alone)")
 
 
-def cleanup() -> None:
+def cleanup(synchronize: bool = False) -> None:
+    """Tear down the process group. synchronize=True (a job that finished on every rank): wait for every rank
+    first, so no rank destroys the group under another's last collective (gloo then aborts that rank's threads:
+    "terminate called without an active exception"). Not on an error path: a dead peer would hold the barrier
+    for the whole `train.dist_timeout`."""
     if is_initialized():
+        if synchronize and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()

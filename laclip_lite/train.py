@@ -597,8 +597,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool | str = False, progress
             trainer = Trainer(cfg, out_dir, resume=resume, progress=progress, evaluate_at_end=evaluate_at_end,
                               replan=replan)
             final = trainer.run()
-            if trainer.world_size > 1:  # every rank done before any tears the group down: a rank that destroys
-                dist.barrier()          # it under another's last collective aborts that rank's gloo threads
+            dist.cleanup(synchronize=True)      # every rank finished: wait for all before the group goes
             return final
         except RuntimeError as e:
             _raise_rank_timeout(e, trainer, cfg)

@@ -74,7 +74,7 @@ def _worker(rank: int, world: int, port: int, policy: str, out: str, cache: str)
     trainer = Trainer(_cfg(policy, 4, 2, "global"), out, progress=False, evaluate_at_end=False)
     grads = _step_gradients(trainer)
     torch.save(grads, os.path.join(out, f"grads{rank}.pt"))   # the logged loss is this rank's local-loss share
-    dist.cleanup()
+    dist.cleanup(synchronize=True)
 
 
 @pytest.mark.parametrize("policy", ["clip", "mt"])

@@ -131,6 +131,7 @@ def _scores(report):
     return {name: s["score"] for name, s in report.exercise_scores().items()}
 
 
+@pytest.mark.slow
 def test_source_scores_full_and_release_scores_zero(tiny, tmp_path):
     full = A.grade(tiny, source=tiny)
     assert _scores(full) == {"double": 2, "square": 3}
@@ -142,6 +143,7 @@ def test_source_scores_full_and_release_scores_zero(tiny, tmp_path):
     assert "NotImplementedError" in rel.exercises["double"][0].error
 
 
+@pytest.mark.slow
 def test_tampered_and_deleted_checks_are_restored(tiny, tmp_path):
     sub = A.release_notebook(A.read_notebook(tiny))
     _cell(sub, "double-solution").source = "def double(x):\n    return x + 1"       # right on 2, wrong on -3
@@ -158,6 +160,7 @@ def test_tampered_and_deleted_checks_are_restored(tiny, tmp_path):
     assert len(report.flags) == 1 and "'course.checks'" in report.flags[0]   # for a person to read
 
 
+@pytest.mark.slow
 def test_infinite_loop_is_stopped_and_grading_goes_on(tiny, tmp_path):
     sub = A.read_notebook(tiny)
     _cell(sub, "double-solution").source = (
@@ -168,6 +171,7 @@ def test_infinite_loop_is_stopped_and_grading_goes_on(tiny, tmp_path):
     assert report.exercises["double"][0].status == "timeout"
 
 
+@pytest.mark.slow
 def test_dead_kernel_costs_only_its_exercise(tiny, tmp_path):
     sub = A.read_notebook(tiny)
     _cell(sub, "double-solution").source = "import os\ndef double(x):\n    os._exit(1)"
@@ -185,6 +189,7 @@ def test_find_source_matches_by_grade_ids(tiny, tmp_path):
         A.find_source(_notebook([_code("x = 1")]), tiny.parent)
 
 
+@pytest.mark.slow
 def test_cli_release_and_grade_json(tiny, tmp_path, capsys):
     from laclip_lite.cli import main
 

@@ -71,7 +71,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                                   "grads": {n: p.grad.clone() for n, p in model.named_parameters()}}
     assert dist.all_reduce_mean(float(rank)) == 0.5
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.cleanup()
+    dist.cleanup(synchronize=True)
 
 
 def _free_port() -> int:

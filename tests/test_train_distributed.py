@@ -133,7 +133,7 @@ def _resume_worker(rank: int, world: int, port: int, out: str, cache: str, extra
         trainer.train_step()
         if trainer.step == 2:
             trainer.save()
-    dist.cleanup()
+    dist.cleanup(synchronize=True)
 
 
 def test_two_ranks_on_tar_shards_with_a_rewrites_dir_resume_exactly(tmp_path, monkeypatch):

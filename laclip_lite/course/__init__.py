@@ -5,6 +5,6 @@
 * `common`: what every lesson shares (checked parameters, out_dir, figures, metrics.json); `params`: the
   notebooks' declared parameters.
 * `sweep`: papermill sweeps of the notebooks (`laclip-lite sweep`).
-* `report`: the demo (`laclip-lite demo`); `assignments` + `checks`: the nbgrader-style course assignments, whose
-  source notebooks ship in `assignments/`; `strip`: `make strip`.
+* `report`: the demo (`laclip-lite demo`); `assignments` + `checks`: the course assignments, released and graded
+  by nbgrader, whose source notebooks ship in `assignments/`; `strip`: `make strip`.
 """

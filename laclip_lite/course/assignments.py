@@ -1,8 +1,7 @@
-"""Course assignments from one source notebook: a student release, and an autograder.
+"""Course assignments from one source notebook, released and autograded by nbgrader.
 
 An instructor writes one **source notebook** per assignment (in `laclip_lite/course/assignments/`, shipped with
-the package) with the solutions
-in it, using nbgrader's conventions, so the same files also work with nbgrader itself:
+the package) with the solutions in it, in nbgrader's format:
 
 * a cell's role is its `metadata["nbgrader"]` (schema 3):
   - solution cell    `{"solution": true,  "grade": false, "locked": false, "grade_id": ...}` (student code)
@@ -15,25 +14,33 @@ in it, using nbgrader's conventions, so the same files also work with nbgrader i
 * a grade_id is `<exercise>-<part>` (e.g. `clip_loss-tests`): the part before the first `-` names the exercise
   the cell's points count towards.
 
-`release_notebook` makes the student version (solutions -> `raise NotImplementedError()` / `YOUR ANSWER HERE`,
-hidden tests removed, outputs cleared). `grade` runs a submission with the instructor's locked cells put back
-(matched by grade_id, so editing or deleting a check cell changes nothing), one cell at a time in a Jupyter
-kernel with a per-cell time limit: a failing cell costs only its own points, a hanging cell is stopped, the
-kernel is replaced and the cells that had run cleanly are run again before grading goes on.
+The kit adds three things around nbgrader: `validate_source` names a broken source cell in one line before nbgrader
+runs; `grade` runs nbgrader's autograde in a temporary course folder and reports per exercise (with each failed
+check's message, whose "Likely cause" comes from `course/checks.py`); and `RestartingExecute`, nbgrader's Execute
+with one change: a cell that hangs past the time limit (even ignoring interrupts) or kills its kernel gets a fresh
+kernel, the cells that had run cleanly are run again, and grading goes on (nbgrader alone would stop the notebook).
 """
 from __future__ import annotations
 
 import copy
 import json
-import math
+import os
 import re
-import subprocess
+import shutil
+import sys
 import tempfile
-from collections import defaultdict, deque
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import ensure_async, run_sync
+from nbgrader.api import Gradebook
+from nbgrader.converters import Autograde, GenerateAssignment
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, ClearSolutions, Execute, LockCells
+from traitlets.config import Config
 
 from laclip_lite.config import ConfigError
 from laclip_lite.errors import DataError
@@ -41,13 +48,11 @@ from laclip_lite.errors import DataError
 SOURCE_DIR = Path(__file__).resolve().parent / "assignments"   # package data: works from any install
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
-TEXT_STUB = "YOUR ANSWER HERE"
+ASSIGNMENT, STUDENT = "laclip", "student"                      # names inside the temporary nbgrader course
 # Student code that reaches for the grading machinery; the grader flags it for a person to look at.
 SUSPICIOUS = re.compile(r"course\.checks|\bchecks\s*\.\s*\w+\s*=(?!=)|setattr\(\s*checks|__code__|sys\.modules|"
                         r"CheckFailed|reference_disabled")
 GRADE_ID = re.compile(r"^[A-Za-z0-9_]+(-[A-Za-z0-9_-]+)?$")   # nbgrader allows letters, digits, _ and -
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Cell roles
@@ -139,70 +144,20 @@ def validate_source(nb, name: str = "notebook") -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Release: the student version
-
-
-def _replace_regions(lines: list[str], begin: str, end: str, stub: list[str] | None) -> list[str]:
-    """Replace every begin..end region (markers included) by `stub` at the begin marker's indentation."""
-    out, inside = [], False
-    for line in lines:
-        s = line.strip()
-        if s.startswith(begin):
-            inside = True
-            if stub is not None:
-                indent = line[: len(line) - len(line.lstrip())]
-                out.extend(indent + x for x in stub)
-        elif s.startswith(end):
-            inside = False
-        elif not inside:
-            out.append(line)
-    return out
-
-
-def strip_solution(cell) -> str:
-    """The student's starting text of a solution / written-answer cell."""
-    lines = _lines(cell.source)
-    has_region = any(line.strip().startswith(BEGIN_SOLUTION) for line in lines)
-    if cell.cell_type == "code":
-        return "\n".join(_replace_regions(lines, BEGIN_SOLUTION, END_SOLUTION, CODE_STUB) if has_region else CODE_STUB)
-    return "\n".join(_replace_regions(lines, BEGIN_SOLUTION, END_SOLUTION, [TEXT_STUB]) if has_region else [TEXT_STUB])
-
-
-def strip_hidden(source: str) -> str:
-    return "\n".join(_replace_regions(_lines(source), BEGIN_HIDDEN, END_HIDDEN, None)).rstrip("\n")
-
-
-def unhide(source: str) -> str:
-    """A test cell as the grader runs it: hidden tests kept, their marker lines dropped."""
-    return "\n".join(line for line in _lines(source) if line.strip() not in (BEGIN_HIDDEN, END_HIDDEN))
-
-
-def clear_outputs(nb) -> None:
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-        cell.get("metadata", {}).pop("execution", None)
+# Release: the student version, by nbgrader's own preprocessors
 
 
 def release_notebook(source_nb, name: str = "notebook"):
     """The student version of a source notebook (a new object; the source is not changed).
 
-    nbgrader metadata stays (nbgrader and our grader both need the grade_ids); like nbgrader's release, graded
-    cells get `deletable: false` and locked cells `editable: false`, which JupyterLab enforces in its UI.
+    nbgrader's generate_assignment steps: lock cells (graded cells `deletable: false`, locked ones
+    `editable: false`), solutions -> `raise NotImplementedError()` / `YOUR ANSWER HERE`, hidden tests removed,
+    outputs cleared. nbgrader metadata stays: the grader matches cells by grade_id.
     """
     validate_source(source_nb, name)
-    nb = copy.deepcopy(source_nb)
-    for cell in nb.cells:
-        role = cell_role(cell)
-        if role in ("solution", "written"):
-            cell.source = strip_solution(cell)
-        elif role == "tests":
-            cell.source = strip_hidden(cell.source)
-        if role != "plain":                       # as nbgrader releases them: JupyterLab then protects the cells
-            cell.metadata["deletable"] = False
-            if role in ("tests", "readonly"):
-                cell.metadata["editable"] = False
-    clear_outputs(nb)
+    nb, resources = copy.deepcopy(source_nb), {}
+    for step in (LockCells(), ClearSolutions(), ClearOutput(), ClearHiddenTests()):
+        nb, resources = step.preprocess(nb, resources)
     return nb
 
 
@@ -222,14 +177,9 @@ def write_release(out_dir: str | Path, source_dir: str | Path | None = None) -> 
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in source_notebooks(source_dir):
-        nb = release_notebook(read_notebook(path), path.name)
-        nbformat.write(nb, out / path.name)
+        nbformat.write(release_notebook(read_notebook(path), path.name), out / path.name)
         written.append(out / path.name)
     return written
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Putting the instructor's cells back
 
 
 def grade_ids(nb) -> set[str]:
@@ -248,142 +198,92 @@ def find_source(submission, source_dir: str | Path | None = None) -> Path:
     return path
 
 
-def assemble(submission, source):
-    """The notebook the grader runs: the student's cells, with every locked cell of the source put back.
+# ---------------------------------------------------------------------------------------------------------
+# Autograde: nbgrader's, with a kernel that survives hangs and crashes
 
-    Locked cells (tests, read-only) are taken from the source by grade_id, hidden tests included; one the
-    student deleted is re-inserted after the cell that precedes it in the source. Solution and plain cells
-    stay the student's. nbgrader metadata on a student cell that the source doesn't know is dropped, so a
-    made-up cell can't claim points; a duplicated grade_id keeps only its first cell's metadata.
+
+class RestartingExecute(Execute):
+    """nbgrader's Execute; a cell that times out or kills the kernel costs only that cell.
+
+    nbgrader interrupts a cell at the time limit, so a loop that ignores KeyboardInterrupt stalls every later cell,
+    and a dead kernel stops the notebook. Here either gets a fresh kernel; the cells that had run cleanly are run
+    again (so imports and definitions are back); the cell gets a TimeoutError / DeadKernelError output.
     """
-    src_cells = {nbgrader_meta(c)["grade_id"]: c for c in source.cells if nbgrader_meta(c).get("grade_id")}
-    nb = copy.deepcopy(submission)
-    nb.metadata = copy.deepcopy(source.metadata)          # kernel from the instructor, not the student
-    cells, seen = [], set()
-    for cell in nb.cells:
-        gid = nbgrader_meta(cell).get("grade_id")
-        if gid in src_cells and gid not in seen:
-            seen.add(gid)
-            src = src_cells[gid]
-            if cell_role(src) in ("tests", "readonly"):
-                cell = copy.deepcopy(src)
-                cell.source = unhide(src.source)
+
+    interrupt_on_timeout = False           # a timeout raises CellTimeoutError, handled below
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        if not hasattr(self, "_clean"):
+            self._clean = []
+        if cell.cell_type != "code" or not cell.source.strip():
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        try:
+            await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        except (CellTimeoutError, DeadKernelError) as e:
+            timed_out = isinstance(e, CellTimeoutError)
+            ename = "TimeoutError" if timed_out else "DeadKernelError"
+            msg = (f"cell ran longer than {self.timeout} s and was stopped (the kernel was restarted)" if timed_out
+                   else "the kernel died while running this cell (it was restarted)")
+            cell.outputs = list(cell.get("outputs", [])) + [
+                nbformat.v4.new_output("error", ename=ename, evalue=msg, traceback=[f"{ename}: {msg}"])]
+            await self._restart_and_replay()
+            return cell
+        if not any(o.output_type == "error" for o in cell.get("outputs", [])):
+            self._clean.append(cell_index)
+        return cell
+
+    async def _restart_and_replay(self) -> None:
+        """A fresh kernel that has run the clean cells again; a replayed cell that hangs again is dropped."""
+        while True:
+            await ensure_async(self.km.restart_kernel(now=True))
+            self.kc.stop_channels()                    # a new client: no message of the old kernel is waited for
+            self.kc = self.km.client()
+            await ensure_async(self.kc.start_channels())
+            await ensure_async(self.kc.wait_for_ready(timeout=self.startup_timeout))
+            for i in list(self._clean):
+                try:
+                    await super().async_execute_cell(copy.deepcopy(self.nb.cells[i]), i)
+                except (CellTimeoutError, DeadKernelError):
+                    self._clean.remove(i)
+                    break
             else:
-                cell.metadata["nbgrader"] = copy.deepcopy(nbgrader_meta(src))   # points come from the source
-        elif gid is not None:
-            cell.metadata.pop("nbgrader", None)
-        cells.append(cell)
-    order = [nbgrader_meta(c).get("grade_id") for c in source.cells]
-    for n, gid in enumerate(order):
-        if gid is None or gid in seen or cell_role(src_cells[gid]) not in ("tests", "readonly"):
-            continue
-        present = [g for g in order[:n] if g in seen]
-        pos = 0
-        if present:
-            pos = 1 + next(i for i, c in enumerate(cells) if nbgrader_meta(c).get("grade_id") == present[-1])
-        cell = copy.deepcopy(src_cells[gid])
-        cell.source = unhide(cell.source)
-        cells.insert(pos, cell)
-        seen.add(gid)
-    nb.cells = cells
-    clear_outputs(nb)
-    return nb
+                return
+
+    execute_cell = run_sync(async_execute_cell)     # nbclient binds the sync name to its own coroutine
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Running cells one at a time, surviving errors, hangs and dead kernels
+def _course(root: Path, source_path: Path, timeout: float) -> Config:
+    """A temporary nbgrader course holding one source notebook; the config that grades it."""
+    (root / "source" / ASSIGNMENT).mkdir(parents=True)
+    shutil.copy(source_path, root / "source" / ASSIGNMENT / source_path.name)
+    c = Config()
+    c.CourseDirectory.root = str(root)
+    c.CourseDirectory.course_id = c.CourseDirectory.assignment_id = ASSIGNMENT
+    c.CourseDirectory.student_id = STUDENT
+    c.Execute.timeout = c.RestartingExecute.timeout = int(-(-timeout // 1))     # nbclient counts whole seconds
+    steps = Autograde.class_traits()["autograde_preprocessors"].default()
+    c.Autograde.autograde_preprocessors = [RestartingExecute if s is Execute else s for s in steps]
+    c.OverwriteCells.add_missing_cells = True                 # a deleted test cell is put back and run
+    c.ClearMetadataPreprocessor.preserve_cell_metadata_mask = [("nbgrader",)]   # the report reads grade_ids
+    return c
 
 
-@dataclass
-class CellRun:
-    status: str            # "ok" | "error" | "timeout" | "died" | "skipped"
-    error: str = ""        # "ExceptionName: message" for a failed cell
-
-
-def _error_text(cell) -> str:
-    for out in cell.get("outputs", []):
-        if out.output_type == "error":
-            return f"{out.ename}: {out.evalue}".strip()
-    return ""
-
-
-def _run_one(client, cell, index: int, timeout: float) -> CellRun:
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
+def _run(app_class, config: Config, what: str) -> None:
+    app = app_class(coursedir=CourseDirectory(config=config), config=config)
+    app.force = True
+    bin_dir = str(Path(sys.executable).parent)          # nbgrader's gradebook runs `alembic` from PATH
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = bin_dir + os.pathsep + path
     try:
-        client.execute_cell(cell, index)
-    except CellTimeoutError:
-        msg = f"cell ran longer than {timeout:g} s and was stopped (the kernel was restarted)"
-        cell.outputs = list(cell.get("outputs", [])) + [
-            nbformat.v4.new_output("error", ename="TimeoutError", evalue=msg, traceback=[f"TimeoutError: {msg}"])]
-        return CellRun("timeout", f"TimeoutError: {msg}")
-    except DeadKernelError:
-        msg = "the kernel died while running this cell (it was restarted)"
-        cell.outputs = [nbformat.v4.new_output("error", ename="DeadKernelError", evalue=msg, traceback=[msg])]
-        return CellRun("died", f"DeadKernelError: {msg}")
-    err = _error_text(cell)
-    return CellRun("error", err) if err else CellRun("ok")
-
-
-def execute_cells(nb, timeout: float = 60.0, kernel_name: str | None = None, cwd: str | None = None,
-                  startup_timeout: float = 120.0) -> dict[int, CellRun]:
-    """Run every code cell of `nb` in order (outputs are written into nb); return index -> CellRun.
-
-    Errors don't stop the run. A cell that runs longer than `timeout` seconds, or kills its kernel, gets a
-    fresh kernel for the cells after it: first the cells that had run cleanly are run again (so imports and
-    definitions are back), then the run goes on. Each restart either finishes a cell or drops a replayed cell
-    that hung again, so the run always ends.
-    """
-    from jupyter_client.kernelspec import NoSuchKernel
-    from nbclient import NotebookClient
-
-    if not timeout > 0:
-        raise ConfigError(f"the per-cell timeout must be a positive number of seconds, got {timeout!r}")
-    timeout = math.ceil(timeout)                              # nbclient counts whole seconds
-    kernel_name = kernel_name or nb.metadata.get("kernelspec", {}).get("name", "python3")
-    todo = deque(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip())
-    results: dict[int, CellRun] = {}
-    clean: list[int] = []
-    with tempfile.TemporaryDirectory(prefix="laclip_grade_") as tmp:
-        while todo:
-            client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
-                                    shutdown_kernel="immediate", startup_timeout=startup_timeout,
-                                    resources={"metadata": {"path": cwd or tmp}})
-            try:
-                ctx = client.setup_kernel(stderr=subprocess.DEVNULL)   # the kernel's own log, not cell output
-                ctx.__enter__()
-            except NoSuchKernel as e:
-                raise DataError(f"no Jupyter kernel named {kernel_name!r}: install one with "
-                                f"`python -m ipykernel install --user --name {kernel_name}`") from e
-            try:
-                if not _replay(client, nb, clean, timeout):
-                    continue                                   # a replayed cell hung: new kernel, shorter replay
-                while todo:
-                    i = todo.popleft()
-                    results[i] = _run_one(client, nb.cells[i], i, timeout)
-                    if results[i].status == "ok":
-                        clean.append(i)
-                    elif results[i].status in ("timeout", "died"):
-                        break                                  # this kernel is stuck or gone
-            finally:
-                ctx.__exit__(None, None, None)
-    return results
-
-
-def _replay(client, nb, clean: list[int], timeout: float) -> bool:
-    """Re-run the cleanly-run cells on copies (recorded outputs stay). False (and the cell dropped) on a hang."""
-    for i in list(clean):
-        run = _run_one(client, copy.deepcopy(nb.cells[i]), i, timeout)
-        if run.status in ("timeout", "died"):
-            clean.remove(i)
-            return False
-    return True
+        app.start()
+    finally:
+        os.environ["PATH"] = path
+    if getattr(app, "_errors", None):
+        raise DataError(f"nbgrader {what} failed: {app._errors}")
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Grading
-
-
+# The report
 @dataclass
 class CellGrade:
     grade_id: str
@@ -445,14 +345,6 @@ class GradeReport:
         return "\n".join(rows)
 
 
-def _written_grade(cell, src_cell, points: float, gid: str) -> CellGrade:
-    text = cell.source.strip() if cell is not None else ""
-    released = strip_solution(src_cell).strip()
-    if not text or text == released or text == TEXT_STUB:
-        return CellGrade(gid, "manual", points, 0.0, "unanswered")
-    return CellGrade(gid, "manual", points, None, "needs manual grading")
-
-
 def flag_cells(submission, source) -> list[str]:
     """Student cells whose code touches the grading machinery (patching checks, swapping code objects...).
 
@@ -472,34 +364,79 @@ def flag_cells(submission, source) -> list[str]:
 
 def grade(submission_path: str | Path, source: str | Path | None = None, source_dir: str | Path | None = None,
           timeout: float = 60.0, executed_path: str | Path | None = None) -> GradeReport:
-    """Grade one submitted notebook; see the module docstring. `executed_path` keeps the graded run."""
+    """Grade one submitted notebook with nbgrader's autograde; `executed_path` keeps the graded run.
+
+    nbgrader puts the instructor's test cells back (edited or deleted ones, hidden tests included), drops the
+    grade of a cell the source doesn't know, runs the notebook, and scores each test cell; an unchanged written
+    answer scores 0, a changed one waits for a person.
+    """
+    if not timeout > 0:
+        raise ConfigError(f"the per-cell timeout must be a positive number of seconds, got {timeout!r}")
     submission = read_notebook(submission_path)
     source_path = Path(source) if source else find_source(submission, source_dir)
     src = read_notebook(source_path)
     validate_source(src, source_path.name)
-    nb = assemble(submission, src)
-    runs = execute_cells(nb, timeout=timeout)
+    with tempfile.TemporaryDirectory(prefix="laclip_grade_") as tmp:
+        root = Path(tmp)
+        config = _course(root, source_path, timeout)
+        _run(GenerateAssignment, config, "generate_assignment")
+        submitted = root / "submitted" / STUDENT / ASSIGNMENT
+        submitted.mkdir(parents=True)
+        nbformat.write(_prepared_submission(submission, src), submitted / source_path.name)
+        _run(Autograde, config, "autograde")
+        ran = read_notebook(root / "autograded" / STUDENT / ASSIGNMENT / source_path.name)
+        with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+            grades = {g.name: (g.score, g.max_score, g.needs_manual_grade, g.cell_type)
+                      for g in gb.find_submission_notebook(source_path.stem, ASSIGNMENT, STUDENT).grades}
     if executed_path:
-        nbformat.write(nb, executed_path)
+        nbformat.write(ran, executed_path)
 
-    by_id = {nbgrader_meta(c).get("grade_id"): (i, c) for i, c in enumerate(nb.cells)}
-    report = GradeReport(str(submission_path), str(source_path), flags=flag_cells(submission, src))
+    errors = {nbgrader_meta(c).get("grade_id"): _error_of(c) for c in ran.cells if c.cell_type == "code"}
     exercises: dict[str, list[CellGrade]] = defaultdict(list)
-    for src_cell in src.cells:
-        role, m = cell_role(src_cell), nbgrader_meta(src_cell)
-        if role not in ("tests", "written"):
+    for src_cell in src.cells:                                 # in the source's order
+        gid = nbgrader_meta(src_cell).get("grade_id")
+        if gid not in grades:
             continue
-        gid, points = m["grade_id"], float(m["points"])
-        index, cell = by_id.get(gid, (None, None))
-        if role == "written":
-            exercises[exercise_of(gid)].append(_written_grade(cell, src_cell, points, gid))
+        score, points, manual, cell_type = grades[gid]
+        if cell_type == "markdown":
+            cell = (CellGrade(gid, "manual", points, None, "needs manual grading") if manual
+                    else CellGrade(gid, "manual", points, float(score), "unanswered"))
+        else:
+            ename, error = errors.get(gid, ("", ""))
+            status = "passed" if score == points else {"TimeoutError": "timeout", "DeadKernelError": "died"}.get(
+                ename, "failed")
+            cell = CellGrade(gid, "auto", points, float(score), status, error)
+        exercises[exercise_of(gid)].append(cell)
+    return GradeReport(str(submission_path), str(source_path), dict(exercises), flag_cells(submission, src))
+
+
+def _prepared_submission(submission, source):
+    """The submission as nbgrader should see it: two gaps in nbgrader closed before it runs.
+
+    A made-up graded cell (a grade_id the source lacks) loses its nbgrader metadata: nbgrader would drop only the
+    grade_id and then reject the whole notebook as corrupt (CheckCellMetadata). A deleted read-only cell (the
+    imports a hidden test needs) is put back after the cell before it in the source: nbgrader's add_missing_cells
+    restores only graded and task cells.
+    """
+    known, nb = grade_ids(source), copy.deepcopy(submission)
+    for cell in nb.cells:
+        if nbgrader_meta(cell) and nbgrader_meta(cell).get("grade_id") not in known:
+            cell.metadata.pop("nbgrader")
+    for n, src_cell in enumerate(source.cells):
+        if cell_role(src_cell) != "readonly" or nbgrader_meta(src_cell)["grade_id"] in grade_ids(nb):
             continue
-        run = runs.get(index, CellRun("skipped"))
-        passed = run.status == "ok"
-        status = "passed" if passed else {"error": "failed"}.get(run.status, run.status)
-        exercises[exercise_of(gid)].append(CellGrade(gid, "auto", points, points if passed else 0.0, status, run.error))
-    report.exercises = dict(exercises)
-    return report
+        ids = [nbgrader_meta(c).get("grade_id") for c in nb.cells]
+        before = [nbgrader_meta(c).get("grade_id") for c in source.cells[:n] if nbgrader_meta(c).get("grade_id") in ids]
+        nb.cells.insert(ids.index(before[-1]) + 1 if before else 0, copy.deepcopy(src_cell))
+    return nb
+
+
+def _error_of(cell) -> tuple[str, str]:
+    """(exception name, "Name: message") of a cell's error output; empty when it ran cleanly."""
+    for out in cell.get("outputs", []):
+        if out.output_type == "error":
+            return out.ename, f"{out.ename}: {out.evalue}".strip()
+    return "", ""
 
 
 def report_json(report: GradeReport) -> str:
