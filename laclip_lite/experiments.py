@@ -380,8 +380,11 @@ def summarise(runs: list[dict], group: str | tuple = "policy", metrics: list[str
     return rows
 
 
-def over_seeds(n: int) -> str:
-    """How a summary aggregates n seeds, for captions: "mean ± std over 3 seeds", or one seed's "no spread"."""
+def over_seeds(n: int, worlds: int = 1) -> str:
+    """How a summary aggregates n runs, for captions: "mean ± std over 3 seeds", "... over 9 runs (3 worlds x 3
+    seeds)", or one seed's "no spread"."""
+    if worlds > 1:
+        return f"mean ± std over {n} runs ({worlds} worlds x {n // worlds} seeds)"
     return f"mean ± std over {n} seeds" if n > 1 else "one seed (no spread: raise seeds for error bars)"
 
 
@@ -414,11 +417,12 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVA
             writer.writeheader()
             writer.writerows(rows)
     seeds = summary[0]["seeds"]
+    worlds = len({r.get("world", 0) for r in runs})
     headline = [m for t in tasks for m in (f"{t}_top1", f"{t}_top1@heldout")] + ["i2t_R@1", "t2i_R@1"]
     headline = [m for m in headline if m in summary[0]]
     on_files = dataset_headline(summary[0])
     if headline:
-        caption = (f"Zero-shot top-1 (%) on the ShapeWorld test split and retrieval R@1, {over_seeds(seeds)}. "
+        caption = (f"Zero-shot top-1 (%) on the ShapeWorld test split and retrieval R@1, {over_seeds(seeds, worlds)}. "
                    "`@heldout`: the template set never used for any choice.")
         main = "color_shape_top1" if "color_shape_top1" in summary[0] else headline[0]
         unit = "%"
@@ -426,11 +430,11 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVA
     elif on_files:         # runs scored on eval.datasets (file data)
         headline, main, unit = on_files, on_files[0], "%"
         caption = (f"Evaluation sets (`eval.datasets`): zero-shot top-1 / probe top-1 / retrieval R@1 (%), "
-                   f"{over_seeds(seeds)}.")
+                   f"{over_seeds(seeds, worlds)}.")
     else:                  # runs on file data with no eval.datasets (see eval_sets)
         headline = [m for m in ("final_loss", "train_seconds") if m in summary[0]]
-        caption = (f"Final training loss and training time, {over_seeds(seeds)}. These runs trained on file data "
-                   "and had no evaluation sets: give them `eval.datasets` (an ImageFolder, a CLIP_benchmark "
+        caption = (f"Final training loss and training time, {over_seeds(seeds, worlds)}. These runs trained on file "
+                   "data and had no evaluation sets: give them `eval.datasets` (an ImageFolder, a CLIP_benchmark "
                    "folder, a captions CSV or a Karpathy JSON) to score zero-shot and retrieval.")
         main, unit = "final_loss", ""
     arms = ("\n\nWhat each arm trained on (its run.json; identical_max: the largest share of a rewrite variant "

@@ -84,6 +84,7 @@ def test_compare_over_worlds_pairs_by_world_and_seed_and_writes_contrasts(tmp_pa
         ("0", "laclip − clip", "2"), ("1", "laclip − clip", "2"), ("pooled", "laclip − clip", "4")]
     text = (out / "summary.md").read_text()
     assert "Per world" in text and "clip (world 1)" in text and "| pooled | laclip − clip | 4 |" in text
+    assert "mean ± std over 4 runs (2 worlds x 2 seeds)" in text             # not "over 4 seeds"
 
 
 def test_run_experiment_under_torchrun_reads_the_run_folder_back(tmp_path, monkeypatch):
