@@ -1,6 +1,7 @@
 """`laclip-lite ablate`: the paper's five ablations and the controls over seeds -> ablations.csv/.md + figures."""
 from __future__ import annotations
 
+from laclip_lite.commands import add_gpus_argument
 from laclip_lite.constants import EXPERIMENT_PRESET
 
 HELP = ("run the paper's ablations (augment, num_rewrites, source, backbone, text_tower) and the controls "
@@ -30,9 +31,7 @@ def add_arguments(p) -> None:
     p.add_argument("--skip", default="", metavar="ABLATION=VALUE,...",
                    help="grid values to leave out, e.g. text_tower=minilm-unlocked (~1 h a run on one CPU thread)")
     p.add_argument("--jobs", type=int, default=0, help="runs in parallel (0: auto, from --gpus, the cores and device)")
-    p.add_argument("--gpus", default="auto", metavar="IDS",
-                   help="GPUs to share out, one per job via CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 (default auto: "
-                        "every visible GPU; none on a CPU; 'none': do not assign)")
+    add_gpus_argument(p)
     p.add_argument("--list", action="store_true", help="print the grid's points and exit")
 
 

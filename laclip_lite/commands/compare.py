@@ -1,6 +1,7 @@
 """`laclip-lite compare`: CLIP vs LaCLIP vs LaCLIP-MT on equal budgets over several seeds -> table + chart."""
 from __future__ import annotations
 
+from laclip_lite.commands import add_gpus_argument
 from laclip_lite.constants import EXPERIMENT_PRESET, POLICIES, REWRITERS
 
 HELP = "train and compare text policies (clip, laclip, mt) over seeds; writes summary.csv/.md and compare.png"
@@ -25,9 +26,7 @@ def add_arguments(p) -> None:
     p.add_argument("--jobs", type=int, default=0,
                    help="runs in parallel, each with cores/jobs threads (0: auto: one per GPU of --gpus, else one "
                         "per core on a CPU)")
-    p.add_argument("--gpus", default="auto", metavar="IDS",
-                   help="GPUs to share out, one per job via CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 (default auto: "
-                        "every visible GPU; none on a CPU; 'none': do not assign)")
+    add_gpus_argument(p)
 
 
 def run(args) -> int:

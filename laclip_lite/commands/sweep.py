@@ -1,6 +1,8 @@
 """`laclip-lite sweep`: run a notebook once per grid point with papermill; resume, shard, one table."""
 from __future__ import annotations
 
+from laclip_lite.commands import add_gpus_argument
+
 HELP = "run a notebook over a parameter grid with papermill (resumable, shardable) -> sweep.csv / sweep.md"
 
 
@@ -11,9 +13,7 @@ def add_arguments(p) -> None:
     p.add_argument("--jobs", type=int, default=0,
                    help="points run in parallel, each kernel with cores/jobs threads (0: one per GPU of --gpus, "
                         "else 1)")
-    p.add_argument("--gpus", default="auto", metavar="IDS",
-                   help="GPUs to share out, one per job via CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 (default auto: "
-                        "every visible GPU; none on a CPU; 'none': do not assign)")
+    add_gpus_argument(p)
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="run only points whose grid index is I modulo N (0-based), to spread a grid over machines")
     p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's kernelspec)")
