@@ -362,7 +362,8 @@ def summarise(runs: list[dict], group: str | tuple = "policy", metrics: list[str
     keys = (group,) if isinstance(group, str) else tuple(group)
     order = list(dict.fromkeys(tuple(r[k] for k in keys) for r in runs))
     if metrics is None:
-        metrics = [k for k in runs[0] if k not in (*keys, "seed", "world") and isinstance(runs[0][k], (int, float))]
+        metrics = [k for k in runs[0] if k not in (*keys, "seed", "world") and not k.startswith("plan.")
+                   and isinstance(runs[0][k], (int, float))]          # plan.* columns are facts, not metrics
 
     def rounded(x: float) -> float:
         return round(x, digits) if digits is not None else x
@@ -372,7 +373,7 @@ def summarise(runs: list[dict], group: str | tuple = "policy", metrics: list[str
         mine = [r for r in runs if tuple(r[k] for k in keys) == name]
         row = {**dict(zip(keys, name)), "seeds": len(mine)}
         for m in metrics:
-            values = [r[m] for r in mine if r.get(m) is not None]
+            values = [r[m] for r in mine if isinstance(r.get(m), (int, float)) and not isinstance(r[m], bool)]
             if values:
                 row[m] = rounded(statistics.fmean(values))
                 row[f"{m}_std"] = rounded(statistics.stdev(values)) if len(values) > 1 else 0.0

@@ -107,3 +107,15 @@ def test_run_experiment_under_torchrun_reads_the_run_folder_back(tmp_path, monke
     ref = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["model"]
     assert max((ref[k] - v).abs().max().item() for k, v in state["model"].items()) < 1e-4
     assert one.keys() == two.keys()
+
+
+def test_summarise_averages_metrics_only_whatever_the_first_run_holds():
+    """runs.csv's plan.* columns are facts ('-' for a CLIP arm's identical share, a number for LaCLIP's): a summary
+    whose first run is a LaCLIP one must neither average them nor trip over the CLIP rows' '-' (make demo did)."""
+    from laclip_lite.experiments import summarise
+    runs = [{"policy": "laclip", "seed": 0, "color_top1": 90.0, "plan.identical_max": 0.0},
+            {"policy": "clip", "seed": 0, "color_top1": 70.0, "plan.identical_max": "-"},
+            {"policy": "clip", "seed": 1, "color_top1": 72.0, "plan.identical_max": "-"}]
+    rows = summarise(runs)
+    assert [r["policy"] for r in rows] == ["laclip", "clip"] and rows[1]["color_top1"] == 71.0
+    assert all("plan.identical_max" not in r for r in rows)
