@@ -60,6 +60,7 @@ from laclip_lite.plots import mean_std_bars
 from laclip_lite.rewrite.quality import distinct_n
 from laclip_lite.rewrite.shapes import STANDIN_MODES, class_name_leak, parse_caption, rewrite_shape_caption
 from laclip_lite.runs import config_hash
+from laclip_lite.schedule import plan_steps
 from laclip_lite.stats import MARGIN, cell, contrast_markdown, contrast_rows, difference_rows, pair_key, t_interval
 from laclip_lite.stats import read_rows as read
 from laclip_lite.utils import markdown_table
@@ -79,6 +80,8 @@ CONTROLS: dict[str, list] = {
     "data_epochs": [(n, e) for n in (1000, 3000, 10000, 30000) for e in (10, 35, 77)],  # images x passes
 }
 PAIRED = ("backbone", "text_tower", "data_size", "steps", "data_epochs")   # every value runs CLIP and LaCLIP
+BEST_METRIC = "val/" + MAIN_METRIC              # data_epochs: each run also scored at its best step on this
+VALIDATIONS = 10                                 # ... chosen among this many validations, evenly spaced
 PAPER_EPOCHS = (30, 40)                          # the paper's regime: a fixed ~30-40 passes per caption
 # Overrides only a rewrite policy reads: a CLIP run with or without them trains the same model.
 REWRITE_ONLY = ("data.num_rewrites", "data.sources", "rewrite.")
@@ -190,7 +193,8 @@ def control_points(controls: list[str] | str, policy: str = "laclip") -> list[Ab
                                      {"data.sources": list(sub), "data.num_rewrites": m})
                        for m in CONTROLS[c] for sub in itertools.combinations(SOURCES, m)]
         elif c == "data_epochs":
-            points += [AblationPoint(c, f"{n}x{e}", arm, {"data.train_size": n, "train.epochs": e})
+            points += [AblationPoint(c, f"{n}x{e}", arm, {"data.train_size": n, "train.epochs": e,
+                                                          "train.best_metric": BEST_METRIC})
                        for n, e in CONTROLS[c] for arm in ("clip", f"{policy}:shapes")]
         else:
             key = "data.train_size" if c == "data_size" else "train.steps"
@@ -245,6 +249,8 @@ def point_config(point: AblationPoint, seed: int, preset: str = EXPERIMENT_PRESE
         cfg.data.world_seed = int(world)
     if cfg.data.augment in ("shapes", "llm"):       # the sources a run draws from, in order (the same training)
         cfg.data.sources = cfg.data.sources[:cfg.data.num_rewrites]
+    if cfg.train.best_metric and not cfg.train.eval_every:     # VALIDATIONS evenly spaced to choose the best step
+        cfg.train.eval_every = max(1, plan_steps(cfg, 1, cfg.data.train_size).steps // VALIDATIONS)
     return cfg.validate()
 
 
@@ -496,8 +502,9 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
         writer = csv.DictWriter(f, fieldnames=[*head, *metric_cols], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    summary = summarise(rows, [metric, metric + HELDOUT, "shape_top1", "shape_top1" + HELDOUT, "color_top1",
-                               "color_top1" + HELDOUT])
+    reported = [metric, metric + HELDOUT, "shape_top1", "shape_top1" + HELDOUT, "color_top1", "color_top1" + HELDOUT]
+    best = any(k.startswith("best/") for r in rows for k in r)      # runs scored at a best-validation checkpoint
+    summary = summarise(rows, reported + ([f"best/{m}" for m in reported] if best else []))
     train = {r[f"{p}run"]: r[f"{p}train_seconds"] for r in rows for p in ("", "baseline/")   # a run counts once
              if f"{p}train_seconds" in r}
     seeds = sorted({r["seed"] for r in rows})
@@ -509,6 +516,10 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
             "set). `@heldout`: the template set never used for a choice. Test-split numbers are for reporting: "
             "choose settings on the validation split (`laclip_lite.stats.choose`).\n\n"
             + markdown(summary, metric)
+            + ("\nThe same runs scored at their best-validation checkpoint (`train.best_metric` = "
+               f"{BEST_METRIC}, the step chosen among {VALIDATIONS} validations; `best/step` per run in "
+               "ablations.csv):\n\n" + markdown([s for s in summary if f"best/{metric}" in s], f"best/{metric}")
+               if best else "")
             + f"\nThis command: wall time {seconds:.0f} s, CPU time {cpu_seconds:.0f} s (user + sys, all processes; "
             f"runs finished earlier were reused, not retrained). The {len(train)} distinct runs trained for "
             f"{sum(train.values()):.0f} s in all (train_seconds, wall, each run on its own)"
@@ -533,6 +544,9 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
     grid = [s for s in summary if s["ablation"] == "data_epochs" and not s["setting"].endswith("/ clip")]
     if grid:
         atomic_savefig(phase_figure(grid), out_dir / "phase_data_epochs.png", dpi=110, bbox_inches="tight")
+        if best:
+            atomic_savefig(phase_figure(grid, [f"best/{m}" for m in ("color_shape_top1", "shape_top1", "color_top1")]),
+                           out_dir / "phase_data_epochs_best.png", dpi=110, bbox_inches="tight")
     return summary
 
 

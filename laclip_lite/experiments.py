@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from laclip_lite import utils
+from laclip_lite.checkpoint import load_checkpoint
 from laclip_lite.config import Config, ConfigError, build_config
 from laclip_lite.constants import AUGMENTS, EVAL_TASKS, EXPERIMENT_PRESET, POLICIES
 from laclip_lite.data.dataset import held_out_splits, shapeworld_split
@@ -26,7 +27,7 @@ from laclip_lite.folder_lock import holds_folder
 from laclip_lite.plots import bar_with_errors
 from laclip_lite.runs import RUN_JSON, config_diff, config_hash, load_run
 from laclip_lite.stats import MARGIN, contrast_markdown, contrast_rows, pair_key
-from laclip_lite.train import CHECKPOINT, Trainer
+from laclip_lite.train import BEST_CHECKPOINT, CHECKPOINT, Trainer
 from laclip_lite.utils import resolve_device
 
 TEMPLATE_SETS = ("default", "photo", "art", "spoken", "heldout")
@@ -123,6 +124,7 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     scores = evaluate(model, tokenizer, sets, batch_size=cfg.eval.batch_size, num_workers=cfg.eval.num_workers,
                       progress=progress, seed=cfg.train.seed, digits=2)
     metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores,
+               **best_scores(model, tokenizer, cfg, out_dir, sets, progress),
                "config_hash": wanted, **arm_facts(out_dir)}
     if "data" in final:             # file data: sample reads replaced (by reason), rewrites fallen back
         metrics["data"] = final["data"]
@@ -130,6 +132,20 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
         metrics["note"] = NO_EVAL_NOTE
     atomic_write_text(done, json.dumps(metrics, indent=1))
     return metrics
+
+
+def best_scores(model, tokenizer, cfg: Config, out_dir: Path, sets: list, progress: bool = False) -> dict:
+    """`train.best_metric`: the same evaluation at the best-validation checkpoint -> `best/<key>` for every key,
+    and `best/step` (the step chosen on validation; the test split only reports it). {} when there is none.
+    Leaves `model` holding the best weights."""
+    path = out_dir / BEST_CHECKPOINT
+    if not (cfg.train.best_metric and path.exists()):
+        return {}
+    state = load_checkpoint(path)
+    model.load_state_dict(state["model"])
+    scores = evaluate(model, tokenizer, sets, batch_size=cfg.eval.batch_size, num_workers=cfg.eval.num_workers,
+                      progress=progress, seed=cfg.train.seed, digits=2)
+    return {"best/step": int(state["step"]), **{f"best/{k}": v for k, v in scores.items()}}
 
 
 def arm_facts(run_dir: Path) -> dict:

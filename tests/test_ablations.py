@@ -158,8 +158,10 @@ def test_new_controls_policy_standin_subsets_and_the_data_epochs_grid():
     assert by[("policy", "mt")].arm == "mt:shapes" and by[("standin", "partial")].overrides == {
         "rewrite.standin": "partial"}
     assert sum(p.ablation == "rewrite_subsets" and p.arm != "clip" for p in points) == 15     # 4 + 6 + 4 + 1
-    assert by[("data_epochs", "3000x35 / laclip")].overrides == {"data.train_size": 3000, "train.epochs": 35}
+    assert by[("data_epochs", "3000x35 / laclip")].overrides == {"data.train_size": 3000, "train.epochs": 35,
+                                                                  "train.best_metric": "val/color_shape_top1"}
     cfg = ablations.point_config(by[("data_epochs", "3000x35 / clip")], 0, "tiny-2k")
+    assert cfg.train.eval_every == (3000 // 256) * 35 // 10          # 10 validations to choose the best step
     base = ablations.point_config(ablations.baseline_of(by[("data_epochs", "3000x35 / laclip")]), 0, "tiny-2k")
     assert ablations.run_folder(cfg) == ablations.run_folder(base) and cfg.train.epochs == 35
     full = ablations.point_config(by[("standin", "full")], 0, "test")

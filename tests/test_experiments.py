@@ -119,3 +119,28 @@ def test_summarise_averages_metrics_only_whatever_the_first_run_holds():
     rows = summarise(runs)
     assert [r["policy"] for r in rows] == ["laclip", "clip"] and rows[1]["color_top1"] == 71.0
     assert all("plan.identical_max" not in r for r in rows)
+
+
+def test_a_run_with_best_metric_is_also_scored_at_its_best_validation_step(tmp_path, monkeypatch):
+    """train.best_metric: `best/<key>` is the same evaluation at checkpoint_best.pt; its validation score equals
+    the best validation row training logged (the step is chosen on val, the test split only reports it)."""
+    import json
+
+    from laclip_lite.config import build_config
+    from laclip_lite.experiments import run_experiment
+
+    monkeypatch.setenv("LACLIP_LITE_CACHE", str(tmp_path / "cache"))
+    metric = "val/color_shape_top1"
+    cfg = build_config("test", ["train.device=cpu", "train.steps=6", "train.eval_every=2", "train.log_every=2",
+                                f"train.best_metric={metric}"])
+    result = run_experiment(cfg, tmp_path / "run", template_sets=("default",), progress=False)
+    logged = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    val = [(r[metric], r["step"]) for r in logged if metric in r]
+    assert [s for _, s in val] == [2, 4, 6]
+    best_value = max(v for v, _ in val)
+    assert result[f"best/{metric}"] == pytest.approx(best_value, abs=0.01)
+    assert result["best/step"] == min(s for v, s in val if v == best_value)      # the first step reaching it
+    assert {"best/color_shape_top1", "best/shape_top1"} <= set(result)               # the test split, reported
+    plain = run_experiment(build_config("test", ["train.device=cpu", "train.steps=6"]), tmp_path / "plain",
+                           template_sets=("default",), progress=False)
+    assert not any(k.startswith("best/") for k in plain)
