@@ -61,8 +61,8 @@ def test_sweep_gpus_gives_each_notebook_its_own_device(tmp_path):
     assert sorted(gpus.values()) == ["0", "1"], gpus
 
 
-@pytest.mark.parametrize("command,target", [("compare", "laclip_lite.experiments.compare"),
-                                            ("ablate", "laclip_lite.ablations.ablate")])
+@pytest.mark.parametrize("command,target", [("compare", "laclip_lite.commands.compare.compare"),   # as the command
+                                            ("ablate", "laclip_lite.commands.ablate.ablate")])      # names it
 def test_compare_and_ablate_pass_the_gpus_on(monkeypatch, tmp_path, command, target):
     from laclip_lite.cli import main
 

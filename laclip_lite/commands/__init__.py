@@ -1,4 +1,4 @@
-"""One module per `laclip-lite` sub-command: HELP, add_arguments(parser), run(args) -> int."""
+"""One module per `laclip-lite` sub-command: add_arguments(parser), run(args) -> int (its help line: cli.COMMANDS)."""
 
 
 def add_gpus_argument(p) -> None:

@@ -1,12 +1,14 @@
 """`laclip-lite ablate`: the paper's five ablations and the controls over seeds -> ablations.csv/.md + figures."""
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
+
+from laclip_lite.ablations import ablate, full_grid, label, read_rows, write_contrasts
 from laclip_lite.commands import add_gpus_argument
 from laclip_lite.constants import EXPERIMENT_PRESET
-
-HELP = ("run the paper's ablations (augment, num_rewrites, source, backbone, text_tower) and the controls "
-        "(leak, faithfulness, data_size, steps, data_epochs, policy, standin, rewrite_subsets) over worlds x seeds; "
-        "paired differences to CLIP and between settings with 95%% t-intervals")
+from laclip_lite.utils import parse_gpus, parse_seeds
 
 
 def add_arguments(p) -> None:
@@ -41,12 +43,6 @@ def _names(text: str) -> list[str] | str:
 
 
 def run(args) -> int:
-    import shlex
-    import sys
-
-    from laclip_lite.ablations import ablate, full_grid, label
-    from laclip_lite.utils import parse_gpus
-
     ablations, controls = _names(args.ablations), _names(args.controls)
     skip = [t.strip() for t in args.skip.split(",") if t.strip()]
     if args.list:
@@ -56,18 +52,14 @@ def run(args) -> int:
         for a, v, why in skipped:
             print(f"{a}\t{v}\tskipped: {why}")
         return 0
-    from pathlib import Path
 
     if args.contrasts_only:
-        from laclip_lite.ablations import read_rows, write_contrasts
-
         source = Path(args.out) / "ablations.csv"
         if not source.is_file():
             raise FileNotFoundError(f"--contrasts-only: {source} not found (run ablate into --out first)")
         write_contrasts(read_rows(source), args.out)
         print((Path(args.out) / "contrasts.md").read_text())
         return 0
-    from laclip_lite.utils import parse_seeds
     seeds = parse_seeds(args.seeds)
     worlds = parse_seeds(args.worlds, "--worlds") if args.worlds.strip() else []
     ablate(seeds, args.out, ablations, controls, args.preset, args.overrides, args.policy, args.llm_model,

@@ -1,7 +1,7 @@
 """`laclip-lite assignments`: write the student versions of the course assignment notebooks."""
 from __future__ import annotations
 
-HELP = "write student versions of the assignment notebooks (solutions stripped, hidden tests removed)"
+from laclip_lite.course.assignments import write_release
 
 
 def add_arguments(p) -> None:
@@ -12,8 +12,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from laclip_lite.course.assignments import write_release
-
     for path in write_release(args.out, args.source):
         print(f"wrote {path}")
     return 0

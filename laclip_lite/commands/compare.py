@@ -1,10 +1,13 @@
 """`laclip-lite compare`: CLIP vs LaCLIP vs LaCLIP-MT on equal budgets over several seeds -> table + chart."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from laclip_lite.commands import add_gpus_argument
 from laclip_lite.constants import EXPERIMENT_PRESET, POLICIES, REWRITERS
-
-HELP = "train and compare text policies (clip, laclip, mt) over seeds; writes summary.csv/.md and compare.png"
+from laclip_lite.experiments import compare, write_compare_contrasts
+from laclip_lite.stats import read_rows
+from laclip_lite.utils import parse_gpus
 
 
 def add_arguments(p) -> None:
@@ -30,15 +33,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from laclip_lite.experiments import compare
-    from laclip_lite.utils import parse_gpus
-
     if args.contrasts_only:
-        from laclip_lite.experiments import write_compare_contrasts
-        from laclip_lite.stats import read_rows
-
         source = Path(args.out) / "runs.csv"
         if not source.is_file():
             raise FileNotFoundError(f"--contrasts-only: {source} not found (run compare into --out first)")

@@ -15,10 +15,19 @@ image_root, k}, or a mapping with such a list under `datasets:`. A run trained w
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+from pathlib import Path
 
-HELP = ("evaluate a run folder: ShapeWorld tasks, or zero-shot / retrieval / linear / k-shot probes on an "
-        "ImageFolder, CLIP_benchmark folder, captions CSV or Karpathy JSON")
+from laclip_lite.config import Config, ConfigError, EvalSpec, parse_specs, read_yaml
+from laclip_lite.data.dataset import held_out_splits, shapeworld_split
+from laclip_lite.data.eval_layouts import open_eval_set, resolve_task
+from laclip_lite.errors import DataError
+from laclip_lite.evaluate import FileSet, ShapeWorldSet, evaluate, file_sets, metrics_of, resolve_tasks, template_label
+from laclip_lite.files import atomic_open, atomic_write_text
+from laclip_lite.runs import load_run
+from laclip_lite.templates import get_templates
+from laclip_lite.utils import markdown_table
 
 SHAPEWORLD_TASKS = ("shape", "color", "color_shape", "size", "background", "all")  # data.vocab.TASKS + "all"
 FILE_TASKS = ("zeroshot", "retrieval", "linear_probe", "fewshot")                 # config.TASKS
@@ -73,10 +82,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_suite(path: str) -> list:
     """A suite YAML -> its list of dataset entries (ConfigError naming the file when it is not one)."""
-    from pathlib import Path
-
-    from laclip_lite.config import ConfigError, parse_specs, read_yaml
-
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"suite file not found: {file}")
@@ -94,10 +99,7 @@ def load_suite(path: str) -> list:
 
 
 def _file_spec(args):
-    from laclip_lite.config import EvalSpec
-
     if args.task in SHAPEWORLD_TASKS:
-        from laclip_lite.config import ConfigError
         raise ConfigError(f"--task {args.task} is a ShapeWorld task; with --dataset use one of {', '.join(FILE_TASKS)}")
     return EvalSpec(path=args.dataset, task=args.task or "", classnames=args.classnames or "",
                     templates=args.templates or "", name=args.name, split=args.split or "test",
@@ -105,14 +107,6 @@ def _file_spec(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from laclip_lite.config import Config, ConfigError
-    from laclip_lite.data.dataset import held_out_splits
-    from laclip_lite.data.eval_layouts import open_eval_set
-    from laclip_lite.evaluate import FileSet, evaluate, file_sets, metrics_of
-    from laclip_lite.runs import load_run
-
     progress = not args.no_progress
     options = dict(batch_size=args.batch_size, num_workers=args.workers, progress=progress, seed=args.seed)
     if args.suite or args.dataset:
@@ -154,14 +148,6 @@ def score_shapeworld(args: argparse.Namespace, task: str) -> dict:
     "<split>/t2i_R@K" (unless --no-retrieval), "<split>/<task>_linear_probe_top1" / "_C" (--linear-probe),
     "<split>/<task>_few_shot_top1" / "_std" / "_k" / "_episodes" (--few-shot K)}: the keys training writes to
     final_metrics.json. Probes train on the training split."""
-    from pathlib import Path
-
-    from laclip_lite.data.dataset import held_out_splits, shapeworld_split
-    from laclip_lite.errors import DataError
-    from laclip_lite.evaluate import ShapeWorldSet, evaluate, resolve_tasks, template_label
-    from laclip_lite.runs import load_run
-    from laclip_lite.templates import get_templates
-
     tasks = resolve_tasks(task)
     template_list = get_templates(args.templates)  # a bad template file fails before the model loads
     model, tokenizer, cfg = load_run(args.checkpoint, args.device)
@@ -182,8 +168,6 @@ def score_shapeworld(args: argparse.Namespace, task: str) -> dict:
 
 
 def load_run_folder(checkpoint: str):
-    from pathlib import Path
-
     path = Path(checkpoint)
     return path.parent if path.suffix == ".pt" else path
 
@@ -194,13 +178,6 @@ SUITE_COLUMNS = ("top1", "top5", "mean_per_class_recall", "image_to_text_R@1", "
 
 def write_suite(results: dict[str, dict], specs: list, out, run: str):
     """One row per dataset -> `out/suite.csv` (every metric) and `out/suite.md` (the headline columns)."""
-    import csv
-    from pathlib import Path
-
-    from laclip_lite.data.eval_layouts import open_eval_set, resolve_task
-    from laclip_lite.files import atomic_open, atomic_write_text
-    from laclip_lite.utils import markdown_table
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -21,9 +21,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 
-HELP = ("export a ShapeWorld split (HF dataset, webdataset shards, LaCLIP CSV, ImageFolder, CLIP_benchmark folder) "
-        "or a trained model for open_clip")
+from laclip_lite.config import Config, RewriteConfig
+from laclip_lite.data.export import (
+    FORMATS,
+    export_clip_benchmark,
+    export_hf,
+    export_imagefolder,
+    export_laclip,
+    export_split,
+    export_wds,
+)
+from laclip_lite.data.shapeworld import ShapeWorld
+from laclip_lite.data.vocab import TASKS
+from laclip_lite.errors import DataError
+from laclip_lite.models.open_clip_export import export_open_clip
 
 EVAL_FORMATS = ("imagefolder", "clip_benchmark")
 
@@ -56,21 +70,12 @@ def _rewrites(captions: list[str], rewriter: str) -> dict[str, list[str]]:
         print(f"laclip-lite export: --rewriter {rewriter}: the rewrite job is not available ({e}); "
               "exporting without rewrites", file=sys.stderr)
         return {}
-    import tempfile
-
-    from laclip_lite.config import RewriteConfig
 
     with tempfile.TemporaryDirectory(prefix="laclip-export-rewrites-") as tmp:
         return rewrite_captions(captions, tmp, RewriteConfig(rewriter=rewriter), progress=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from laclip_lite.data.export import FORMATS, export_hf, export_laclip, export_split, export_wds
-    from laclip_lite.data.shapeworld import ShapeWorld
-    from laclip_lite.errors import DataError
-
     if args.format == "open_clip":
         return _open_clip(args)
     if args.format in EVAL_FORMATS:
@@ -105,12 +110,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _eval_layout(args) -> int:
     """ImageFolder / CLIP_benchmark folder of one or more ShapeWorld splits."""
-    from pathlib import Path
-
-    from laclip_lite.data.export import export_clip_benchmark, export_imagefolder
-    from laclip_lite.data.vocab import TASKS
-    from laclip_lite.errors import DataError
-
     splits = [s.strip() for s in (args.split or "test").split(",") if s.strip()]
     bad = [s for s in splits if s not in ("train", "val", "test")]
     if bad or not splits:
@@ -134,12 +133,7 @@ def _eval_layout(args) -> int:
 
 def _world(args):
     """The ShapeWorld to export and each split's size: the run's (--checkpoint) or --seed / --image-size / 48."""
-    from laclip_lite.data.shapeworld import ShapeWorld
-
     if args.checkpoint:
-        from pathlib import Path
-
-        from laclip_lite.config import Config
         run = Path(args.checkpoint)
         run = run.parent if run.suffix == ".pt" else run
         if not (run / "config.yaml").is_file():
@@ -154,9 +148,6 @@ def _world(args):
 
 
 def _open_clip(args) -> int:
-    from laclip_lite.errors import DataError
-    from laclip_lite.models.open_clip_export import export_open_clip
-
     if not args.checkpoint:
         raise DataError("--format open_clip needs --checkpoint RUN_DIR (the run to export)")
     paths = export_open_clip(args.checkpoint, args.out, args.name)

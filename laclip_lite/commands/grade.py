@@ -1,7 +1,7 @@
 """`laclip-lite grade`: autograde a submitted assignment notebook against its source notebook."""
 from __future__ import annotations
 
-HELP = "grade a submitted assignment notebook (runs it with the instructor's checks; score per exercise)"
+from laclip_lite.course.assignments import grade, report_json
 
 
 def add_arguments(p) -> None:
@@ -16,8 +16,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from laclip_lite.course.assignments import grade, report_json
-
     report = grade(args.submission, source=args.source, source_dir=args.source_dir, timeout=args.timeout,
                    executed_path=args.executed)
     print(report_json(report) if args.json else report.format())

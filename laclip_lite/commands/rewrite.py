@@ -14,10 +14,17 @@ other settings or other input stops naming what differs. Train on it with --set 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from laclip_lite.config import Config, ConfigError, apply_overrides
 from laclip_lite.constants import REWRITERS, SOURCES
-
-HELP = "rewrite captions (llm / eda / backtranslate / shapes) into line-aligned files; resumable and shardable"
+from laclip_lite.folder_lock import folder_lock
+from laclip_lite.rewrite import job
+from laclip_lite.rewrite.device import rewrite_device
+from laclip_lite.rewrite.inputs import read_input
+from laclip_lite.rewrite.job import job_settings
+from laclip_lite.rewrite.quality import quality_report, write_quality
+from laclip_lite.utils import atomic_write_text, parse_shard, stable_hash
 
 
 def add_arguments(p) -> None:
@@ -62,9 +69,6 @@ def add_arguments(p) -> None:
 
 def rewrite_config(args):
     """RewriteConfig from the flags (validated, nothing loaded)."""
-    from laclip_lite.config import Config, apply_overrides
-    from laclip_lite.rewrite.job import job_settings
-
     cfg = Config()
     r = cfg.rewrite
     r.rewriter, r.model, r.batch_size, r.seed = args.rewriter, args.model, args.batch_size, args.seed
@@ -80,9 +84,6 @@ def rewrite_config(args):
 
 
 def run(args) -> int:
-    from laclip_lite.folder_lock import folder_lock
-    from laclip_lite.utils import parse_shard
-
     folder = args.merge or args.out
     if not folder:
         return _run(args)
@@ -91,12 +92,6 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    from pathlib import Path
-
-    from laclip_lite.config import ConfigError
-    from laclip_lite.rewrite import job
-    from laclip_lite.utils import atomic_write_text, parse_shard, stable_hash
-
     progress = not args.no_progress
     if args.merge:
         if args.input or args.shard:
@@ -108,10 +103,8 @@ def _run(args) -> int:
         raise ConfigError("rewrite needs --input FILE and --out DIR (or --merge DIR)")
     shard = parse_shard(args.shard) if args.shard else None
     rcfg = rewrite_config(args)
-    from laclip_lite.rewrite.inputs import read_input
 
     if rcfg.rewriter in ("llm", "backtranslate"):
-        from laclip_lite.rewrite.device import rewrite_device
         device, why = rewrite_device(rcfg.device, shard)     # fails now when that device is not there
         print(f"rewriting on {device} ({why})")
     read = read_input(args.input, args.column)
@@ -130,7 +123,6 @@ def _run(args) -> int:
         return 0
     rewrites = job.rewrite_captions(captions, args.out, rcfg, progress=progress, exclusive=True)
     if args.report:
-        from laclip_lite.rewrite.quality import quality_report, write_quality
         report = json.loads((Path(args.out) / "report.json").read_text())
         q = quality_report(captions, rewrites, fallbacks=report.get("fallbacks"))
         write_quality(q, args.out)
@@ -140,8 +132,6 @@ def _run(args) -> int:
 
 
 def _summary(out_dir, rewrites) -> None:
-    from pathlib import Path
-
     report = json.loads((Path(out_dir) / "report.json").read_text())
     falls = ", ".join(f"{v}={f['total']}" for v, f in report["fallbacks"].items())
     print(f"{report['n_captions']} captions x {len(rewrites)} variants ({', '.join(rewrites)}) -> {out_dir}; "

@@ -1,9 +1,11 @@
 """`laclip-lite sweep`: run a notebook once per grid point with papermill; resume, shard, one table."""
 from __future__ import annotations
 
-from laclip_lite.commands import add_gpus_argument
+from pathlib import Path
 
-HELP = "run a notebook over a parameter grid with papermill (resumable, shardable) -> sweep.csv / sweep.md"
+from laclip_lite.commands import add_gpus_argument
+from laclip_lite.course import sweep
+from laclip_lite.utils import parse_gpus, parse_shard
 
 
 def add_arguments(p) -> None:
@@ -22,11 +24,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from laclip_lite.course import sweep
-    from laclip_lite.utils import parse_gpus, parse_shard
-
     if args.aggregate:
         sweep.aggregate(args.out)
         print((Path(args.out) / "sweep.md").read_text())

@@ -2,10 +2,17 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
+from laclip_lite.checkpoint import load_checkpoint
+from laclip_lite.config import Config, ConfigError, apply_overrides, build_config, parse_key_value
 from laclip_lite.constants import POLICIES
-
-HELP = "train a CLIP / LaCLIP / LaCLIP-MT model (writes checkpoint.pt, config.yaml, metrics.jsonl)"
+from laclip_lite.data.dataset import train_size
+from laclip_lite.errors import DataError
+from laclip_lite.runs import config_diff
+from laclip_lite.schedule import plan_steps
+from laclip_lite.train import EXIT_PREEMPTED, Preempted, train
 
 
 def add_arguments(p) -> None:
@@ -33,11 +40,6 @@ def add_arguments(p) -> None:
 
 def dry_run(cfg, world_size: int | None, samples: int | None) -> list[str]:
     """What `train` would do, without data loading or a model: the derived steps and the lr schedule."""
-    import os
-
-    from laclip_lite.data.dataset import train_size
-    from laclip_lite.schedule import plan_steps
-
     world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
     n = samples or cfg.data.num_samples or train_size(cfg)
     plan = plan_steps(cfg, world, n)
@@ -53,14 +55,9 @@ def dry_run(cfg, world_size: int | None, samples: int | None) -> list[str]:
 
 
 def run(args) -> int:
-    from laclip_lite.config import Config, ConfigError, build_config
-
     overrides = list(args.overrides) + ([f"train.policy={args.policy}"] if args.policy else [])
     if not args.out and not args.dry_run:
         raise ConfigError("train needs --out DIR (the run folder), or --dry-run")
-    from pathlib import Path
-
-    from laclip_lite.config import apply_overrides, parse_key_value
 
     replan: list[str] = []
     resume = {"yes": True, "no": False, "auto": "auto"}[args.resume]
@@ -79,9 +76,6 @@ def run(args) -> int:
     if args.dry_run:
         print("\n".join(dry_run(cfg, args.world_size, args.samples)))
         return 0
-    import os
-
-    from laclip_lite.train import EXIT_PREEMPTED, Preempted, train
 
     try:
         final = train(cfg, args.out, resume=resume, progress=not args.no_progress, replan=replan)
@@ -98,9 +92,6 @@ def _check_saved_config(run_dir, cfg, replan: list[str]) -> None:
     ckpt = run_dir / "checkpoint.pt"
     if not ckpt.exists():
         return                                   # the trainer names the missing checkpoint
-    from laclip_lite.checkpoint import load_checkpoint
-    from laclip_lite.errors import DataError
-    from laclip_lite.runs import config_diff
     state = load_checkpoint(ckpt, verify=False, mmap=True)      # a file that is not a checkpoint: said as such
     derived = ("train.steps", "train.warmup_steps", "train.accum_steps")   # re-planned by the trainer, checked there
     diff = config_diff(state.get("config") or {}, cfg.to_dict(), skip=(*replan, *derived, "model.vocab_size",
