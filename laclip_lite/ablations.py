@@ -48,6 +48,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
 from laclip_lite.config import Config, ConfigError, apply_overrides, build_config
 from laclip_lite.constants import AUGMENTS, EXPERIMENT_PRESET, SOURCES
 from laclip_lite.data.dataset import shapeworld_split
@@ -608,9 +612,6 @@ def standin_table(preset: str = EXPERIMENT_PRESET, overrides: list[str] | dict |
 
 def gap_figure(summary: list[dict], control: str, metric: str = MAIN_METRIC):
     """LaCLIP - CLIP (paired mean, 95% t-interval) against the control's value, default and held-out templates."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
     xs = [float(s["setting"].split(" / ")[0]) for s in summary]
     fig = Figure(figsize=(5, 3.4), layout="constrained")
     ax = fig.add_subplot()
@@ -637,9 +638,6 @@ def phase_figure(summary: list[dict], metrics=("color_shape_top1", "shape_top1",
     images (rows) x passes per image (columns), one panel per metric (colour+shape, shape and colour apart).
     A cell's text is the mean and its 95% interval; a cell whose interval includes 0 is hatched. The paper's
     regime (a fixed ~30-40 passes) is outlined."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
     cells = {tuple(int(x) for x in s["setting"].split(" / ")[0].split("x")): s for s in summary}
     ns, es = sorted({n for n, _ in cells}), sorted({e for _, e in cells})
     ms = [m for m in metrics if any(f"{m}_diff" in s for s in summary)]
@@ -662,7 +660,6 @@ def phase_figure(summary: list[dict], metrics=("color_shape_top1", "shape_top1",
                 ax.add_patch(_hatch(j, i))
         inside = [j for j, e in enumerate(es) if paper_epochs[0] <= e <= paper_epochs[1]]
         if inside:
-            from matplotlib.patches import Rectangle
             ax.add_patch(Rectangle((min(inside) - 0.5, -0.5), len(inside), len(ns), fill=False, lw=2.2,
                                    ec="black"))
         ax.set_xticks(range(len(es)), [str(e) for e in es])
@@ -678,9 +675,6 @@ def phase_figure(summary: list[dict], metrics=("color_shape_top1", "shape_top1",
 
 def ablation_figure(rows: list[dict], metric: str):
     """One panel per ablation: `metric` mean ± std per setting (seeds as dots); CLIP's level dashed."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
     ablations = list(dict.fromkeys(r["ablation"] for r in rows))
     widths = [max(2.6, 0.8 * len({r["label"] for r in rows if r["ablation"] == a}) + 1.2) for a in ablations]
     fig = Figure(figsize=(sum(widths), 3.6), layout="constrained")
@@ -709,7 +703,6 @@ def ablation_figure(rows: list[dict], metric: str):
 
 
 def _hatch(j: int, i: int):
-    from matplotlib.patches import Rectangle
     return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", ec="gray", lw=0)
 
 

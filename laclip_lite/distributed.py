@@ -110,8 +110,7 @@ def stalled_ranks(wait_s: float = 5.0) -> list[int] | None:
     ones that stopped answering (a stopped, stalled or busy process). Each rank that times out says so in the
     torchrun store; None when the store cannot tell (it is gone, or this is not a torchrun group)."""
     try:
-        from torch.distributed.distributed_c10d import _get_default_store
-        store = _get_default_store()
+        store = dist.distributed_c10d._get_default_store()      # private: AttributeError if it moves
         store.set_timeout(datetime.timedelta(seconds=wait_s))
         me, world = dist.get_rank(), dist.get_world_size()
         store.set(f"{STORE_KEY}{me}", "1")

@@ -16,6 +16,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from tqdm.auto import tqdm
+
 from laclip_lite import utils
 from laclip_lite.checkpoint import load_checkpoint
 from laclip_lite.config import Config, ConfigError, build_config
@@ -232,7 +235,6 @@ def auto_jobs(device: str = "auto", runs: int | None = None, gpus=()) -> int:
 
 def _run_config(job: tuple) -> tuple[str, dict]:
     folder, cfg_dict, threads, template_sets, tasks, nproc = job
-    import torch
     if threads:
         torch.set_num_threads(threads)
     return folder, run_experiment(Config.from_dict(cfg_dict), folder, template_sets, tasks, progress=False,
@@ -249,8 +251,6 @@ def run_configs(configs: dict[str, Config], out_dir: str | Path, jobs: int = 1, 
     config's device); the dearest runs start first (`run_cost`). `gpus` (ids): one GPU per worker
     (`utils.parallel_map`). nproc_per_node > 1: each run trains under torchrun in that many processes, one run
     at a time. `compare`, `ablations.run_grid` and notebook 04 (`course.lesson04`) all train through here."""
-    from tqdm.auto import tqdm
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if jobs <= 0:

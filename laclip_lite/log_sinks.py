@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from laclip_lite.config import ConfigError
 
 SINKS = ("jsonl", "tensorboard", "wandb")
@@ -86,7 +88,6 @@ class LogSinks:
 
 
 def _tensorboard_writer(folder: Path, config: dict):
-    import yaml
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 

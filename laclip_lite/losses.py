@@ -34,6 +34,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.distributed.nn.functional import all_gather
 
 
 def _contrastive(img_rows: torch.Tensor, txt_rows: torch.Tensor, img_all: torch.Tensor, txt_all: torch.Tensor,
@@ -90,7 +91,6 @@ class _ContiguousGrad(torch.autograd.Function):
 
 
 def _all_gather_with_grad(t: torch.Tensor) -> torch.Tensor:
-    from torch.distributed.nn.functional import all_gather
     with warnings.catch_warnings():       # deprecated in favour of a private API; still the documented one
         warnings.simplefilter("ignore", FutureWarning)
         parts = all_gather(t.contiguous())

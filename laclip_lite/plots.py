@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.text import Text
 
 MIN_FONT_PT = 9.0     # the smallest text a figure may show, as seen in the notebook
 DISPLAY_PX = 1000     # JupyterLab shows a wider PNG shrunk to its output area (~1000 px in a 1280-px window)
@@ -34,8 +35,6 @@ def smallest_text_pt(fig: Figure, width_px: float | None = None, display_px: flo
     """The smallest visible text of `fig`, in points as a student sees it: its font size, times the factor by
     which the notebook shrinks a saved PNG wider than `display_px` (`width_px`: the saved width; default: the
     figure's width at its dpi). inf when the figure has no text."""
-    from matplotlib.text import Text
-
     sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
     if not sizes:
         return math.inf

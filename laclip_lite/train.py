@@ -44,11 +44,13 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
 
 from laclip_lite import distributed as dist
 from laclip_lite.accumulate import accumulate
 from laclip_lite.checkpoint import load_checkpoint, save_checkpoint
-from laclip_lite.config import Config, parse_specs
+from laclip_lite.config import Config, ConfigError, parse_specs
 from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.data.dataset import TrainData, get_train_data, held_out_splits, shapeworld_split
 from laclip_lite.data.eval_layouts import open_eval_set
@@ -63,7 +65,7 @@ from laclip_lite.losses import ClipLoss
 from laclip_lite.models.clip import build_model, param_groups
 from laclip_lite.models.text import trim_padding
 from laclip_lite.rewrite.prepare import prepare_rewrites
-from laclip_lite.runs import plan_lines, recorded_plan, write_run_json
+from laclip_lite.runs import check_resume, plan_lines, recorded_plan, write_run_json
 from laclip_lite.schedule import apply_plan, lr_lambda, plan_steps, resolve_accum
 from laclip_lite.utils import (
     append_jsonl,
@@ -213,12 +215,10 @@ class Trainer:
         self.data_skipped: Counter = Counter()  # this rank's replaced reads / fallen-back rewrites (in checkpoints)
         self.replanned: list[str] = []
         if resume:                      # the checkpoint's recorded plan against this one, before anything is written
-            from laclip_lite.runs import check_resume
             self.replanned = check_resume(_recorded(ckpt_path), self, replan)
             self._load(ckpt_path)
         self.ddp_model = self.model
         if self.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
         self.forward_model = torch.compile(self.ddp_model) if cfg.train.compile else self.ddp_model
@@ -337,7 +337,6 @@ class Trainer:
         if not name or not self.is_main:
             return
         if name not in row:
-            from laclip_lite.config import ConfigError
             found = sorted(k for k in row if "/" in k)
             raise ConfigError(f"train.best_metric={name} is not among the validation metrics: {', '.join(found)}")
         value = float(row[name])
@@ -412,8 +411,6 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self) -> dict:
-        from tqdm.auto import tqdm
-
         cfg = self.cfg
         metrics_path = self.out / "metrics.jsonl"
         if self.is_main and self.step == 0 and metrics_path.exists():

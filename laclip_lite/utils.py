@@ -3,6 +3,7 @@ shard specs, Hugging Face model paths, Markdown tables, and a process pool for i
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import json
@@ -295,7 +296,6 @@ def die_with_parent(parent_pid: int) -> None:
     beside a rerun. Linux: the kernel's parent-death signal; everywhere: a thread that checks the parent each second."""
 
     with contextlib.suppress(Exception):
-        import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)       # PR_SET_PDEATHSIG = 1
     if os.getppid() != parent_pid:          # the parent died before the line above ran

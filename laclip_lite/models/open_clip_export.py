@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+import types
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ import torch
 from laclip_lite.data.transforms import CLIP_MEAN, CLIP_STD
 from laclip_lite.errors import DataError
 from laclip_lite.files import atomic_write_text
+from laclip_lite.models.vision import resnet_layers
 from laclip_lite.runs import load_run
 from laclip_lite.utils import torch_save_atomic
 
@@ -47,7 +49,6 @@ def import_open_clip():
     except RuntimeError as e:
         if "torchvision::" not in str(e):
             raise
-        import types
         for name in [m for m in sys.modules if m.split(".")[0] in ("torchvision", "open_clip", "timm")]:
             del sys.modules[name]
         sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
@@ -85,7 +86,6 @@ def open_clip_config(cfg, eos_id: int) -> dict:
         vision = {"image_size": cfg.image_size, "layers": cfg.vision_layers, "width": cfg.vision_width,
                   "head_width": cfg.vision_width // cfg.vision_heads, "patch_size": cfg.patch_size, "mlp_ratio": 4.0}
     else:
-        from laclip_lite.models.vision import resnet_layers
         vision = {"image_size": cfg.image_size, "layers": list(resnet_layers(cfg.vision_layers)),
                   "width": cfg.vision_width, "head_width": cfg.vision_width * 32 // cfg.vision_heads}
     text = {"context_length": cfg.context_length, "vocab_size": cfg.vocab_size, "width": cfg.text_width,
