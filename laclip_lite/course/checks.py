@@ -15,10 +15,18 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import random
 from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+
+from laclip_lite import losses, metrics
+from laclip_lite.losses import clip_loss
+from laclip_lite.metrics import retrieval
+from laclip_lite.rewrite import eda
+from laclip_lite.rewrite import prompt as ref
+from laclip_lite.rewrite.meta import MetaPair
 
 
 class CheckFailed(AssertionError):
@@ -136,8 +144,6 @@ def _clip_loss_mistakes(img, txt, scale) -> dict[str, torch.Tensor]:
 
 def check_clip_loss(clip_loss: Callable, hidden: bool = False) -> None:
     """clip_loss(image_features [N,D], text_features [N,D], logit_scale 0-d tensor) -> scalar."""
-    from laclip_lite import losses
-
     g = torch.Generator().manual_seed(101 if hidden else 0)
     # (N, D, scale, noise): at scale 100 (CLIP's clamp) with well-matched pairs (low noise) exp() overflows float32
     cases = [(6, 8, 7.0, 0.6), (4, 16, 3.5, 0.6), (9, 5, 10.0, 0.6), (8, 16, 100.0, 0.1)]
@@ -178,8 +184,6 @@ def check_clip_loss(clip_loss: Callable, hidden: bool = False) -> None:
 
 
 def _multi_text_mistakes(img, txt, scale) -> dict[str, torch.Tensor]:
-    from laclip_lite.losses import clip_loss
-
     n, k, d = txt.shape
     per_text = torch.stack([clip_loss(img, txt[:, j], scale) for j in range(k)])
     return {
@@ -196,8 +200,6 @@ def _multi_text_mistakes(img, txt, scale) -> dict[str, torch.Tensor]:
 
 def check_multi_text_loss(multi_text_loss: Callable, hidden: bool = False) -> None:
     """multi_text_loss(image_features [N,D], text_features [N,K,D], logit_scale) -> scalar."""
-    from laclip_lite import losses
-
     g = torch.Generator().manual_seed(202 if hidden else 1)
     cases = [(5, 3, 8, 7.0), (6, 2, 12, 4.0), (4, 5, 6, 10.0)]
     if hidden:
@@ -274,8 +276,6 @@ def _zero_shot_mistakes(model: TinyTextModel, classnames, templates) -> dict[str
 def check_zero_shot_classifier(zero_shot_weights: Callable, hidden: bool = False) -> None:
     """zero_shot_weights(encode_text, classnames, templates) -> [D, C] (unit columns), as
     `laclip_lite.metrics.zero_shot_classifier` computes it for a model + tokenizer."""
-    from laclip_lite import metrics
-
     cases = [(["red circle", "blue square", "green triangle"], ["a photo of a {}.", "a drawing of a {}.", "{}"])]
     if hidden:
         _not_the_reference(zero_shot_weights, metrics.zero_shot_classifier, "zero_shot_weights")
@@ -321,8 +321,6 @@ def temperature_sweep(scales=SWEEP_SCALES, batch_sizes=SWEEP_BATCHES, dim: int =
     size averages `repeats` random batches, the same batches for every scale, so only the scale changes along
     a batch size's rows. Deterministic for `seed`; a fraction of a second on a CPU.
     """
-    from laclip_lite.losses import clip_loss
-
     rows = []
     for b in batch_sizes:
         g = torch.Generator().manual_seed(seed * 1000 + b)
@@ -411,11 +409,6 @@ def check_prompt_builder(build_prompt: Callable, hidden: bool = False) -> None:
     with its default format: the instruction line, k distinct pairs "source => target" drawn with `rng`,
     then "caption =>" (caption stripped); all k when k >= len(pairs). Any way of drawing the k pairs from
     `rng` is accepted, as long as it is random, without repeats, and repeatable for the same seed."""
-    import random
-
-    from laclip_lite.rewrite import prompt as ref
-    from laclip_lite.rewrite.meta import MetaPair
-
     pairs = [MetaPair(s, t) for s, t in _CHECK_PAIRS]
     cases = [("a red circle on a white background", 3), ("  blue square   ", 2), ("green triangle", 1)]
     if hidden:
@@ -478,10 +471,6 @@ def check_random_swap(random_swap: Callable, hidden: bool = False) -> None:
     of drawing the positions passes: the same words come back, the input list is left alone, a one-swap
     result differs in exactly two places, at most n swaps happen (and n do happen), fewer than two words come
     back unchanged, the same seed gives the same result and different seeds different ones."""
-    import random
-
-    from laclip_lite.rewrite import eda
-
     name = "random_swap"
     sentences = ["small red circle on the blue background", "green square clipart png free download"]  # distinct words
     if hidden:
@@ -553,8 +542,6 @@ def check_text_to_image_recall(text_to_image_recall: Callable, sim: torch.Tensor
     """text_to_image_recall(sim [M images, M captions], k) -> % of captions whose own image ranks in their top k,
     against `metrics.retrieval`'s `t2i_R@K` for K = 1, 5, 10 on `sim` (the lesson's tie-free matrix) and on two
     random tie-free matrices. Any correct formulation passes (counting, topk, argsort ranks)."""
-    from laclip_lite.metrics import retrieval
-
     name = "text_to_image_recall"
     g = torch.Generator().manual_seed(3)
     mats = [("the lesson's similarity matrix", sim)] if sim is not None else []

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
 
 from laclip_lite.config import PRESETS, Config, build_config, parse_key_value
 from laclip_lite.constants import EVAL_TASKS
@@ -70,8 +72,6 @@ class Lesson:
 
     def figure(self, fig, name: str, title: str = "", key: bool = False) -> Path:
         """Save `fig` as `figures/<name>.png`, show it, and remember it for the report."""
-        from PIL import Image
-
         path = self.out_dir / "figures" / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100, bbox_inches="tight")
@@ -279,8 +279,6 @@ def number(v: str):
 def bars(rows: list[dict], metrics: list[str], group: str, title: str = "", ncols: int = 3):
     """One panel per metric (`ncols` per row): `plots.mean_std_bars` per group value (the mean over seeds, the
     sample std as an error bar, seeds as dots; one seed has no spread). ValueError when no row has a metric."""
-    from matplotlib.figure import Figure
-
     metrics = [m for m in metrics if any(r.get(m) not in (None, "") for r in rows)]
     if not metrics:
         raise ValueError("bars: none of the rows has a metric to draw")

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from matplotlib.figure import Figure
 
 from laclip_lite.config import Config
 from laclip_lite.course import common
@@ -123,8 +125,6 @@ def tokenizer_walkthrough(lesson: Lesson, world: World, n: int = 3):
 
 def build_towers(lesson: Lesson, world: World, tokenizer):
     """An untrained CLIP (seeded): show each tower, its size, and what goes in and comes out."""
-    import torch
-
 
     cfg = world.cfg
     cfg.model.vocab_size, cfg.model.pad_id = tokenizer.vocab_size, tokenizer.pad_id
@@ -191,9 +191,6 @@ def start_training(lesson: Lesson, world: World):
     first step, or where an interrupted run stopped. When the run already finished (a rerun of the notebook), a
     fresh Trainer in `out_dir/first_steps` instead, for the written-out steps; `train_clip` then reuses the run."""
 
-    import torch
-
-
     cfg, run_dir = _run_dir(lesson)
     inexact = [what for what, on in (("bf16 autocast", autocast_dtype(cfg.train.precision, resolve_device(
         cfg.train.device)) is not None), ("torch.compile", cfg.train.compile)) if on]
@@ -231,8 +228,6 @@ def copy_of(trainer):
 def step_inputs(trainer, step: int):
     """(images, tokens) of training step `step`, made as `Trainer.train_step` makes them: the loader's batch for
     that step (a function of seed and step), random crops seeded by (seed, step), normalised; padding trimmed."""
-    import torch
-
 
     cfg = trainer.cfg
     batch = trainer.data.pairs.batch(step)
@@ -258,8 +253,6 @@ def stripes(similarity) -> float:
 def train_clip(lesson: Lesson, world: World, trainer=None) -> Run:
     """Train CLIP on the world: continue `trainer` (`start_training`, after the written-out steps) to the end, or
     reuse a finished run with the same settings; show its learning curves."""
-    import torch
-
 
     cfg, run_dir = _run_dir(lesson)
     done = run_dir / "final_metrics.json"
@@ -328,9 +321,6 @@ def similarity_before_after(lesson: Lesson, before, run: Run, world: World) -> d
 
 def temperature_demo(lesson: Lesson, run: Run, world: World, n_batch: int = 256):
     """What the learned temperature does: the softmax over texts at several scales, and the loss vs scale."""
-    import torch
-    from matplotlib.figure import Figure
-
 
     n = lesson.params["n_show"]
     m = min(n_batch, len(world.test))
@@ -386,8 +376,6 @@ def single_attribute_baseline(task: str) -> tuple[float, str]:
 def zero_shot_figures(lesson: Lesson, run: Run, world: World, classifier, n_images: int = 6) -> dict:
     """What the zero-shot classifier built in the notebook does: top-5 for a few test images; each template
     alone vs the ensemble, and every named template set, with chance and the best single-attribute baseline."""
-    from matplotlib.figure import Figure
-
 
     task, tset = lesson.params["task"], lesson.params["templates"]
     names, labels = classnames(task), world.test.labels[task]
@@ -446,8 +434,6 @@ def distinct_texts(text_features):
     embed identically and tie with each other; `metrics.retrieval` scores a tie by its expectation under random
     tie-breaking, a count of "captions scoring above" does not. On these pairs there are no ties, so the two agree
     exactly."""
-    import torch
-
     _, inverse = torch.unique(text_features, dim=0, return_inverse=True)
     first = torch.full((int(inverse.max()) + 1,), len(inverse), dtype=torch.long)
     first = first.scatter_reduce(0, inverse, torch.arange(len(inverse)), reduce="amin")
@@ -456,8 +442,6 @@ def distinct_texts(text_features):
 
 def show_retrieval(lesson: Lesson, image_features, text_features) -> dict:
     """Image -> text and text -> image recall@K of the test split (`metrics.retrieval`), against chance K/N."""
-    from matplotlib.figure import Figure
-
     n = len(image_features)
     ks = [k for k in (1, 2, 5, 10, 20, 50, 100) if k <= n]
     r = retrieval(image_features, text_features, ks=ks)
@@ -485,8 +469,6 @@ EXAMPLE_PROMPTS = ["a red circle", "a small blue star", "a green heart on a blac
 
 
 def _text_to_images_fig(query_feats, queries, img_feats, images, k: int = 5):
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(1.3 * k + 2.4, 1.5 * len(queries)), layout="constrained")
     axes = fig.subplots(len(queries), k + 1, squeeze=False, width_ratios=[2.2] + [1] * k)
     for row, (q, f) in enumerate(zip(queries, query_feats)):
@@ -503,8 +485,6 @@ def _text_to_images_fig(query_feats, queries, img_feats, images, k: int = 5):
 
 
 def _image_to_captions_fig(indices, img_feats, txt_feats, images, captions, k: int = 3):
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(9, 1.5 * len(indices)), layout="constrained")
     axes = fig.subplots(len(indices), 2, squeeze=False, width_ratios=[1, 5])
     for row, i in enumerate(indices):

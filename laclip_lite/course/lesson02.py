@@ -10,14 +10,17 @@ import json
 import time
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from laclip_lite.config import RewriteConfig, build_config
 from laclip_lite.course import common
 from laclip_lite.course.common import Lesson, ParameterError, table
 from laclip_lite.data import vocab
+from laclip_lite.data.dataset import shapeworld_split
 from laclip_lite.rewrite import shapes
 from laclip_lite.rewrite.base import seed_for
 from laclip_lite.rewrite.eda import EDARewriter
+from laclip_lite.rewrite.inputs import read_captions
 from laclip_lite.rewrite.job import build_rewriter, rewrite_captions
 from laclip_lite.rewrite.meta import load_meta_pairs
 from laclip_lite.rewrite.prompt import build_prompt
@@ -46,12 +49,9 @@ def _rewrite_config(lesson: Lesson, rewriter: str, model: str = ""):
 def load_captions(lesson: Lesson) -> list[str]:
     """The captions to rewrite: ShapeWorld's training captions, or a caption file (`data`); and why they need
     augmenting: each is seen many times, verbatim, and many leave facts out."""
-    from matplotlib.figure import Figure
-
     p, n = lesson.params, lesson.params["n_captions"]
     cfg = build_config(p["preset"], {"train.seed": p["seed"]})
     if p["data"] == "shapeworld":
-        from laclip_lite.data.dataset import shapeworld_split
         split = shapeworld_split(cfg, "train")
         captions = list(split.captions[:n])
         facts = ["shape", "color", "size", "position", "background"]
@@ -68,7 +68,6 @@ def load_captions(lesson: Lesson) -> list[str]:
                         "always with this one caption: it can memorise the caption's exact words, and it never "
                         "hears the facts the caption left out.")
     else:
-        from laclip_lite.rewrite.inputs import read_captions
         captions = read_captions(p["data"])[:n]
     if not captions:
         raise ParameterError(f"data: no captions found in {p['data']!r}")
@@ -170,8 +169,6 @@ def eda_and_backtranslation(lesson: Lesson, captions: list[str], rewrites: dict)
 
 def quality_lesson(lesson: Lesson, captions: list[str], rewrites: dict, baselines: dict) -> dict:
     """Diversity vs faithfulness of every method's rewrites (`laclip_lite.rewrite.quality`)."""
-    from matplotlib.figure import Figure
-
     embedder = MiniLMEmbedder() if lesson.params["embed"] else None
     # the stand-in is named as such wherever its rewrites are shown (it is not an LLM)
     methods = {"stand-in" if rewrites["rewriter"] == "shapes" else rewrites["rewriter"]:

@@ -12,6 +12,10 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+
 from laclip_lite.constants import AUGMENTS, POLICIES
 from laclip_lite.course import common, lesson01
 from laclip_lite.course.common import HEADLINE, Lesson, hwc, number, over_seeds_caption, seeds, table
@@ -145,8 +149,6 @@ def _first_record_texts(cfg) -> tuple[list[str], list[str]]:
 
 
 def _image_with_texts(image, texts: list[str], names: list[str], rewriter: str = ""):
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(10, 1.6), layout="constrained")
     a1, a2 = fig.subplots(1, 2, width_ratios=[1, 6])
     a1.imshow(hwc(image), interpolation="nearest")
@@ -268,8 +270,6 @@ def results_table(lesson: Lesson, comparison: Comparison):
 
 def similarity_by_policy(lesson: Lesson, comparison: Comparison, world_split: str = "test"):
     """The similarity matrix of each arm's model (first seed) on the same test images and captions."""
-    from matplotlib.figure import Figure
-
 
     if not lesson.config().data.is_shapeworld:
         lesson.markdown("The similarity matrices use ShapeWorld's test split; skipped on file data.")
@@ -316,9 +316,6 @@ def similarity_by_policy(lesson: Lesson, comparison: Comparison, world_split: st
 def features_with_all_texts(lesson: Lesson, comparison: Comparison, n: int = 8):
     """(image features [n, D], text features [n, K, D], scale) of the first `n` training images and all K of
     their texts, from the first run's model: what one LaCLIP-MT step sees. On file data a random toy batch."""
-    import torch
-    import torch.nn.functional as F
-
 
     cfg = lesson.config()
     if not cfg.data.is_shapeworld or augment(lesson) not in ("shapes", "eda"):
@@ -353,8 +350,6 @@ def _curves(run_dirs: dict) -> dict:
 
 
 def _curves_at(curves: dict, step: int):
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(6.5, 3.2), layout="constrained")
     ax = fig.add_subplot()
     at = {}

@@ -7,6 +7,7 @@ and score every run, aggregate seeds, and draw the figures and the ablation/metr
 from __future__ import annotations
 
 import csv
+import difflib
 from pathlib import Path
 
 from laclip_lite import ablations
@@ -35,7 +36,6 @@ def _check(lesson: Lesson) -> None:
     ablation_points(p["ablations"], p["values"], p["policy"], p["llm_model"], p["bt_models"])   # names, values
     cfg = lesson.config()                            # a bad override key or value fails here
     if cfg.data.is_shapeworld and p["metric"] not in common.shapeworld_metrics():
-        import difflib
         close = difflib.get_close_matches(p["metric"], common.shapeworld_metrics(), n=1)
         raise common.ParameterError(f"metric: {p['metric']!r} is not a metric the runs report"
                                     + (f" (did you mean {close[0]}?)" if close else "")

@@ -12,13 +12,23 @@ reused, so a rerun is quick; delete `<out>` (or `make clean`) to start over.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 
+import torch
+import yaml
+
+from laclip_lite.config import parse_key_value
+from laclip_lite.course.common import project_root
+from laclip_lite.course.params import NOTEBOOKS as DECLARED
+from laclip_lite.course.params import check_values
 from laclip_lite.errors import ConfigError
+from laclip_lite.utils import atomic_write_text
 
 NOTEBOOKS = ("01_clip_basics", "02_text_rewriting", "03_laclip_training", "04_ablations")
 TITLES = {"01_clip_basics": "CLIP basics", "02_text_rewriting": "Text rewriting",
@@ -26,7 +36,6 @@ TITLES = {"01_clip_basics": "CLIP basics", "02_text_rewriting": "Text rewriting"
 
 
 def notebook_dir() -> Path:
-    from laclip_lite.course.common import project_root
     folder = project_root() / "notebooks"
     if not (folder / f"{NOTEBOOKS[0]}.ipynb").exists():
         raise FileNotFoundError(f"the lesson notebooks are not in {folder}; run the demo from a checkout")
@@ -55,8 +64,6 @@ def run_notebook(name: str, out: Path, parameters: dict | None = None, kernel: s
 def run_demo(out: str | Path = "runs/demo", notebooks=NOTEBOOKS, parameters: dict | None = None,
              kernel: str | None = None, progress: bool = True) -> Path:
     """Run `notebooks` (default: all four, CPU defaults) into `out`, then write `out/REPORT.md`."""
-    from laclip_lite.utils import atomic_write_text
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings_path = out / "timings.json"
@@ -66,7 +73,6 @@ def run_demo(out: str | Path = "runs/demo", notebooks=NOTEBOOKS, parameters: dic
             raise ValueError(f"unknown notebook {name!r} (known: {', '.join(NOTEBOOKS)})")
         if progress:
             print(f"demo: running {name} ...", flush=True)
-        from laclip_lite.course.params import NOTEBOOKS as DECLARED
         mine = {k: v for k, v in (parameters or {}).items() if k in DECLARED[name]}   # e.g. 02 has no steps
         entry = run_notebook(name, out, mine, kernel)
         timings[name] = entry
@@ -82,17 +88,12 @@ def run_demo(out: str | Path = "runs/demo", notebooks=NOTEBOOKS, parameters: dic
 
 
 def _environment() -> str:
-    import os
-
-    import torch
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     return f"{device}, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def write_report(out: str | Path) -> Path:
     """Assemble `out/REPORT.md` from each notebook's metrics.json (key tables and figures) and timings.json."""
-    from laclip_lite.utils import atomic_write_text
-
     out = Path(out)
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
     lines = ["# laclip_lite demo report", "",
@@ -130,9 +131,6 @@ def write_report(out: str | Path) -> Path:
 
 
 def _parse_parameters(items: list[str]) -> dict:
-    import yaml
-
-    from laclip_lite.config import parse_key_value
     out = {}
     for item in items:
         k, v = parse_key_value(item, "-p", "steps=200")
@@ -146,11 +144,6 @@ def _parse_parameters(items: list[str]) -> dict:
 def check_demo(names: list[str], parameters: dict) -> None:
     """Every notebook name known, every -p name declared by at least one of them, every value of its kind
     (ConfigError before any notebook starts)."""
-    import difflib
-
-    from laclip_lite.course.params import NOTEBOOKS as DECLARED
-    from laclip_lite.course.params import check_values
-
     unknown = [n for n in names if n not in NOTEBOOKS]
     if unknown:
         raise ConfigError(f"--only: unknown notebook(s) {', '.join(unknown)} (known: {', '.join(NOTEBOOKS)})")

@@ -18,6 +18,9 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from laclip_lite.constants import SOURCES
 from laclip_lite.data.shapeworld import ShapeWorld
 from laclip_lite.rewrite.shapes import ShapeWorldRewriter
@@ -35,9 +38,6 @@ TRUNCATED, EMPTY, MISSING, NO_CAPTION = 6, 9, 13, 17
 
 
 def jpeg_bytes(image_chw, quality: int = 90) -> bytes:
-    import numpy as np
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(np.asarray(image_chw).transpose(1, 2, 0)), "RGB").save(
         buf, format="JPEG", quality=quality)

@@ -27,6 +27,7 @@ from typing import Iterator
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from laclip_lite.config import RESERVED_PREFIXES, TASKS, EvalSpec, parse_spec, parse_specs  # noqa: F401  (the schema lives in config)
 from laclip_lite.data.formats import (
@@ -338,8 +339,6 @@ def batches(dataset, split: str, image_size: int, batch_size: int = 256, num_wor
             progress: bool = True, skipped: Skipped | None = None) -> Iterator[tuple[torch.Tensor, list]]:
     """(uint8 images [B,3,S,S], targets) of `split`, resized (shorter side) and centre-cropped to `image_size`;
     targets are class indices or caption lists. Unreadable samples are counted in `skipped`."""
-    from tqdm.auto import tqdm
-
     units = dataset.units(split)
     shards = bool(units) and isinstance(units[0], str)
     stream = _Stream(list(units), shards, dataset.kind, image_size)

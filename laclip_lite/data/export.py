@@ -33,6 +33,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from laclip_lite.data import vocab
 from laclip_lite.data.readers import is_variant_name  # stale rewrite files would be read back as rewrites
@@ -49,8 +50,6 @@ def sample_key(i: int) -> str:
 
 def png_bytes(image_chw) -> bytes:
     """uint8 [3,H,W] tensor/array -> PNG file bytes."""
-    from PIL import Image
-
     arr = np.ascontiguousarray(np.asarray(image_chw).transpose(1, 2, 0))
     buf = io.BytesIO()
     Image.fromarray(arr, "RGB").save(buf, format="PNG", optimize=False)

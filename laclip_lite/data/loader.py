@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
+from torch.utils.data import DataLoader
 
 from laclip_lite.constants import POLICIES
 from laclip_lite.utils import step_generator
@@ -172,8 +173,6 @@ class MapPairs(_LoaderPairs):
         return len(self.dataset)
 
     def _stream(self, start_step: int):
-        from torch.utils.data import DataLoader
-
         order = self.order
 
         class _Sampler(torch.utils.data.Sampler):
@@ -197,8 +196,6 @@ class ShardPairs(_LoaderPairs):
     """
 
     def _stream(self, start_step: int):
-        from torch.utils.data import DataLoader
-
         loader = DataLoader(self.dataset, batch_size=self.batch_size, num_workers=self.num_workers,
                             collate_fn=_Collate(self.tokenizer, self.num_texts), pin_memory=self.pin_memory,
                             drop_last=True, persistent_workers=self.num_workers > 0)

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Iterable
 
 import torch
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
 from laclip_lite.data.clip_bpe import ClipBPE, find_bpe_file
 from laclip_lite.errors import DataError
@@ -104,9 +106,6 @@ class Tokenizer:
 
 def train_bpe(corpus: Iterable[str], vocab_size: int):
     """Train a lower-cased BPE with CLIP-style word-end marks on `corpus`."""
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
-
     tok = HFTokenizer(models.BPE(unk_token="[UNK]", end_of_word_suffix="</w>"))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -124,8 +123,6 @@ def _canonical_ids(tok):
     changes from run to run; the same corpus must give the same ids (a seed reproduces a run). Order: the
     special tokens, then the alphabet sorted, then each merge's result in merge order.
     """
-    from tokenizers import Tokenizer as HFTokenizer
-
     data = json.loads(tok.to_str())
     vocab, merges = data["model"]["vocab"], data["model"]["merges"]
     merged = ["".join(m.split(" ") if isinstance(m, str) else m) for m in merges]
@@ -139,8 +136,6 @@ def _canonical_ids(tok):
 
 def bpe_tokenizer(corpus: list[str], vocab_size: int, context_length: int) -> Tokenizer:
     """A BPE trained on `corpus`, cached on disk by a hash of (corpus, vocab size)."""
-    from tokenizers import Tokenizer as HFTokenizer
-
     key = stable_hash(vocab_size, len(corpus), corpus)
     path = cache_dir() / "tokenizers" / f"bpe-{vocab_size}-{key}.json"
     backend = None
@@ -201,7 +196,6 @@ def load_tokenizer(run_dir: str | Path, context_length: int | None = None) -> To
     except (ValueError, KeyError, TypeError) as e:
         raise DataError(f"{meta_path} is corrupt ({type(e).__name__}: {e}); copy it again from the run") from None
     if meta["kind"] == "bpe":
-        from tokenizers import Tokenizer as HFTokenizer
         try:
             backend = HFTokenizer.from_file(str(run_dir / FILE_NAME))
         except Exception as e:          # tokenizers raises plain Exception for a truncated file

@@ -20,6 +20,7 @@ import random
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -51,8 +52,6 @@ def _sample_crop(width: int, height: int, scale: tuple[float, float], rng: rando
 def pil_to_uint8(img, size: int, train: bool = False, crop_scale=(0.5, 1.0), rng: random.Random | None = None,
                  hflip: bool = False) -> torch.Tensor:
     """PIL image -> uint8 tensor [3, size, size] (train: one RandomResizedCrop, then a flip when `hflip`)."""
-    from PIL import Image
-
     img = img if img.mode == "RGB" else img.convert("RGB")      # (convert would copy an RGB image)
     if train:
         rng = rng or random.Random()

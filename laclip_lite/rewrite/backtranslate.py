@@ -18,7 +18,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import torch
+
+from laclip_lite.errors import ConfigError
 from laclip_lite.rewrite.base import Rewriter, RewriteResult, seed_for
+from laclip_lite.rewrite.models import check_model_name, load_error
+from laclip_lite.utils import resolve_device
 
 
 class BackTranslator(Rewriter):
@@ -30,7 +35,6 @@ class BackTranslator(Rewriter):
                  temperature: float = 0.9, top_p: float = 0.95, num_beams: int = 4, max_new_tokens: int = 77,
                  batch_size: int = 32, device: str = "auto", trust_remote_code: bool = False):
         if mode not in ("sample", "beam"):
-            from laclip_lite.errors import ConfigError
             raise ConfigError(f"back-translation mode must be 'sample' or 'beam', got {mode!r}")
         self.forward_name, self.backward_name, self.mode = forward, backward, mode
         self.num_variants, self.temperature, self.top_p = num_variants, temperature, top_p
@@ -48,11 +52,8 @@ class BackTranslator(Rewriter):
         if self._models is None:
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-            from laclip_lite.utils import resolve_device
-
             device = resolve_device(self.device_name)
             models = []
-            from laclip_lite.rewrite.models import check_model_name, load_error
 
             for name in (self.forward_name, self.backward_name):
                 check_model_name(name)
@@ -68,8 +69,6 @@ class BackTranslator(Rewriter):
     def translate(self, texts: list[str], direction: int, seed: int = 0, sample: bool = False,
                   num_return: int = 1) -> list[str]:
         """Translate with the forward (0) or backward (1) model, batched -> len(texts) * num_return outputs."""
-        import torch
-
         model, tok = self.load()[direction]
         out = []
         for i in range(0, len(texts), self.batch_size):

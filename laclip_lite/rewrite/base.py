@@ -15,6 +15,8 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
+from laclip_lite.errors import ConfigError
+
 
 @dataclass
 class RewriteResult:
@@ -52,7 +54,6 @@ class Rewriter:
 
     def check_variant(self, variant: str) -> None:
         if variant not in self.variants:
-            from laclip_lite.errors import ConfigError
             raise ConfigError(f"{self.name} rewriter has no variant {variant!r} (it has: {', '.join(self.variants)})")
 
 

@@ -22,21 +22,21 @@ from __future__ import annotations
 import os
 import re
 
+import torch
+
 from laclip_lite.errors import ConfigError
 
 _SPEC = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def check_device_spec(spec: str) -> None:
-    """Syntax only (nothing imported): auto, cpu, mps, cuda or cuda:N."""
+    """Syntax only (no device is queried): auto, cpu, mps, cuda or cuda:N."""
     if not _SPEC.match(spec or ""):
         raise ConfigError(f"rewrite.device={spec!r}: expected auto, cpu, mps, cuda or cuda:N")
 
 
 def rewrite_device(spec: str = "auto", shard: tuple[int, int] | None = None) -> tuple[str, str]:
     """(device, why) for this process: `spec` resolved as the module docstring says; `why` is for the log."""
-    import torch
-
     check_device_spec(spec)
     if spec in ("cpu", "mps"):
         return spec, "asked for"

@@ -32,11 +32,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from tqdm.auto import tqdm
+
 from laclip_lite.config import ConfigError, RewriteConfig
 from laclip_lite.constants import REWRITERS
 from laclip_lite.errors import DataError
 from laclip_lite.rewrite.backtranslate import BackTranslator
 from laclip_lite.rewrite.base import Rewriter, one_line
+from laclip_lite.rewrite.device import check_device_spec, rewrite_device
+from laclip_lite.rewrite.eda import EDARewriter, _wordnet
+from laclip_lite.rewrite.llm import LLMRewriter
+from laclip_lite.rewrite.meta import canonical_sources, meta_file_digest
+from laclip_lite.rewrite.models import check_model_name
+from laclip_lite.rewrite.prompt import prompt_format
+from laclip_lite.rewrite.shapes import STANDIN_MODES, ShapeWorldRewriter, shape_styles
 from laclip_lite.utils import atomic_write_text, stable_hash
 
 # Bump when a rewriter's algorithm changes output for the same settings: old caches are then not reused.
@@ -68,14 +78,10 @@ def job_settings(rcfg: RewriteConfig) -> dict:
         raise ConfigError("rewrite.rewriter=backtranslate needs rewrite.model='forward_model,backward_model' "
                           f"(e.g. Helsinki-NLP/opus-mt-en-de,Helsinki-NLP/opus-mt-de-en), got {rcfg.model!r}")
     if rcfg.rewriter in ("llm", "backtranslate"):
-        from laclip_lite.rewrite.device import check_device_spec
-        from laclip_lite.rewrite.models import check_model_name
         check_device_spec(rcfg.device)
         for name in rcfg.model.split(","):
             check_model_name(name.strip())
     if rcfg.rewriter == "llm":
-        from laclip_lite.rewrite.meta import meta_file_digest
-        from laclip_lite.rewrite.prompt import prompt_format
         prompt_format(rcfg.prompt_format)
         s.update(model=rcfg.model, k_shot=rcfg.k_shot, temperature=rcfg.temperature, top_p=rcfg.top_p,
                  max_new_tokens=rcfg.max_new_tokens, trust_remote_code=rcfg.trust_remote_code,
@@ -91,13 +97,11 @@ def job_settings(rcfg: RewriteConfig) -> dict:
             raise ConfigError(f"rewrite.error_rate must be in [0, 1], got {rcfg.error_rate}")
         # the controls enter the fingerprint only when on, so caches of the plain stand-in stay valid
         s.update({k: v for k, v in (("leak_free", rcfg.leak_free), ("error_rate", rcfg.error_rate)) if v})
-        from laclip_lite.rewrite.shapes import STANDIN_MODES
         if rcfg.standin not in STANDIN_MODES:
             raise ConfigError(f"rewrite.standin must be one of {', '.join(STANDIN_MODES)}, got {rcfg.standin!r}")
         if rcfg.standin != "full":
             s["standin"] = rcfg.standin
     elif rcfg.rewriter == "eda":
-        from laclip_lite.rewrite.eda import _wordnet
         s.update(wordnet=_wordnet() is not None)   # WordNet, when installed, adds synonyms
     elif rcfg.rewriter == "backtranslate":
         s.update(model=rcfg.model, temperature=rcfg.temperature, top_p=rcfg.top_p,
@@ -108,10 +112,8 @@ def job_settings(rcfg: RewriteConfig) -> dict:
 def variant_names(rcfg: RewriteConfig) -> list[str]:
     """Column names: the meta sources for llm / shapes, eda1..edaM, bt1..btM."""
     if rcfg.rewriter == "shapes":
-        from laclip_lite.rewrite.shapes import shape_styles
         return shape_styles(rcfg.sources)
     if rcfg.rewriter == "llm":
-        from laclip_lite.rewrite.meta import canonical_sources
         return canonical_sources(rcfg.sources)
     if rcfg.num_variants < 1:
         raise ConfigError(f"rewrite.num_variants must be >= 1, got {rcfg.num_variants}")
@@ -124,18 +126,13 @@ def build_rewriter(rcfg: RewriteConfig, shard: tuple[int, int] | None = None) ->
     Models are loaded lazily, on the first generation call."""
     job_settings(rcfg)  # validates
     if rcfg.rewriter in ("llm", "backtranslate"):
-        from laclip_lite.rewrite.device import rewrite_device
         device = rewrite_device(rcfg.device, shard)[0]
     if rcfg.rewriter == "shapes":
-        from laclip_lite.rewrite.shapes import ShapeWorldRewriter
         return ShapeWorldRewriter(rcfg.sources, leak_free=rcfg.leak_free, error_rate=rcfg.error_rate,
                                   mode=rcfg.standin)
     if rcfg.rewriter == "eda":
-        from laclip_lite.rewrite.eda import EDARewriter
         return EDARewriter(num_variants=rcfg.num_variants)
     if rcfg.rewriter == "llm":
-        from laclip_lite.rewrite.llm import LLMRewriter
-        from laclip_lite.rewrite.prompt import prompt_format
         return LLMRewriter(rcfg.model, sources=rcfg.sources, k_shot=rcfg.k_shot, temperature=rcfg.temperature,
                            top_p=rcfg.top_p, max_new_tokens=rcfg.max_new_tokens, batch_size=rcfg.batch_size,
                            trust_remote_code=rcfg.trust_remote_code, device=device, backend=rcfg.backend,
@@ -235,15 +232,12 @@ def _read_batch(state: JobState, b: int) -> dict | None:
 
 def _run_batches(captions: list[str], state: JobState, rcfg: RewriteConfig, batches: list[int],
                  rewriter: Rewriter | None, progress: bool, shard: tuple[int, int] | None = None) -> Rewriter | None:
-    from tqdm.auto import tqdm
-
     todo = [b for b in batches if _read_batch(state, b) is None]
     state.reused += len(batches) - len(todo)
     if not todo:
         return rewriter
     rewriter = rewriter or build_rewriter(rcfg, shard)
     if rcfg.threads:
-        import torch
         torch.set_num_threads(rcfg.threads)
     bar = tqdm(total=len(batches), initial=len(batches) - len(todo), desc=f"rewrite ({rcfg.rewriter})",
                unit="batch", disable=not progress)

@@ -26,7 +26,10 @@ import inspect
 import re
 from collections import Counter
 
+import torch
+
 from laclip_lite.constants import SOURCES
+from laclip_lite.errors import ConfigError, DataError
 from laclip_lite.rewrite.base import Rewriter, RewriteResult, seed_for
 from laclip_lite.rewrite.meta import MetaPair, canonical_sources, load_meta_pairs
 from laclip_lite.rewrite.models import check_model_name, load_error
@@ -101,7 +104,6 @@ def new_cache(model):
 
 
 def _auto_dtype(device: str):
-    import torch
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
 
 
@@ -167,7 +169,6 @@ class LLMRewriter(Rewriter):
         """Load the model and tokenizer (done lazily on the first generation)."""
         if self._hf is not None:
             return self._hf
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         device = str(resolve_device(self.device_name))
@@ -182,7 +183,6 @@ class LLMRewriter(Rewriter):
         tok.padding_side = "left"
         if tok.pad_token is None:
             if tok.eos_token is None:
-                from laclip_lite.errors import DataError
                 raise DataError(f"{self.model_name}: tokenizer has neither a pad nor an eos token")
             tok.pad_token = tok.eos_token
         model.to(device).eval()
@@ -196,8 +196,6 @@ class LLMRewriter(Rewriter):
         """Sample continuations of one chunk: one batched prefill, then one token per step for the rows still
         running. A row leaves the batch (and its KV cache) as soon as it writes a newline or EOS, so a few long
         rows do not keep every finished row computing to the token budget."""
-        import torch
-
         model, tok, stop_ids = self.load()
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(model.device)
         mask = enc["attention_mask"]
@@ -229,8 +227,6 @@ class LLMRewriter(Rewriter):
     def _sample(self, logits, gen):
         """Next token per row: greedy at temperature 0, else nucleus sampling as in LaCLIP (temperature, then
         the smallest set of tokens whose probability reaches top_p; no top-k)."""
-        import torch
-
         if self.temperature <= 0:
             return logits.argmax(-1)
         probs = torch.softmax(logits / self.temperature, dim=-1)
@@ -244,13 +240,10 @@ class LLMRewriter(Rewriter):
     def _use_vllm(self) -> bool:
         """vLLM when asked for, or (backend="auto") when it is installed and CUDA is present."""
 
-        import torch
-
         if self.backend_name == "hf":
             return False
         if importlib.util.find_spec("vllm") is None:
             if self.backend_name == "vllm":
-                from laclip_lite.errors import ConfigError
                 raise ConfigError("backend='vllm' but vllm is not installed (pip install vllm)")
             return False
         return self.backend_name == "vllm" or torch.cuda.is_available()

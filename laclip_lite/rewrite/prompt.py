@@ -37,6 +37,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from laclip_lite.errors import ConfigError
 from laclip_lite.rewrite.base import seed_for
 from laclip_lite.rewrite.meta import MetaPair
 
@@ -60,7 +61,6 @@ PROMPT_FORMATS = {"kit": DEFAULT_FORMAT, "laclip": LACLIP_FORMAT}
 def prompt_format(name: str) -> PromptFormat:
     """"kit" | "laclip" -> its PromptFormat; anything else is a ConfigError naming the choices."""
     if name not in PROMPT_FORMATS:
-        from laclip_lite.errors import ConfigError
         raise ConfigError(f"rewrite.prompt_format={name!r} is not one of: {', '.join(PROMPT_FORMATS)}")
     return PROMPT_FORMATS[name]
 

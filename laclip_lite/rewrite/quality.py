@@ -28,7 +28,10 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import torch
+
 from laclip_lite import utils
+from laclip_lite.errors import DataError
 from laclip_lite.files import atomic_write_text
 from laclip_lite.rewrite.shapes import parse_caption
 
@@ -79,7 +82,6 @@ class MiniLMEmbedder:
     """Sentence embeddings from the packaged all-MiniLM-L6-v2: mean pooling over tokens, L2-normalised."""
 
     def __init__(self, path: str | None = None, batch_size: int = 64):
-        import torch
         from transformers import AutoModel, AutoTokenizer
 
         if path is None:
@@ -128,7 +130,6 @@ def quality_report(captions: list[str], rewrites: dict[str, list[str]], fallback
         cap_emb = embedder(captions)
     for variant, texts in rewrites.items():
         if len(texts) != len(captions):
-            from laclip_lite.errors import DataError
             raise DataError(f"variant {variant!r} has {len(texts)} rewrites for {len(captions)} captions")
         row = {"n": len(texts), "distinct1": distinct_n(texts, 1), "distinct2": distinct_n(texts, 2),
                "bleu": _mean(sentence_bleu(t, c) for t, c in zip(texts, captions)),
