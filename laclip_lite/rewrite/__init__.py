@@ -8,7 +8,7 @@ Modules: `meta` (meta pairs), `prompt` (in-context prompt: the kit's layout and 
 `eda`, `backtranslate`, `shapes` (the stand-in), `job` (cache), `quality` (report), `inputs` (caption readers),
 `device` (which GPU a rewrite process uses), `models` (model folder or cached hub name; one-line errors).
 (The tiny random test models live in `tests/tiny_models.py`.)
-Heavy libraries (torch, transformers) load only when a model is used.
+The model libraries (transformers, vllm) load only when a model is used.
 """
 from laclip_lite.rewrite.base import Rewriter, RewriteResult
 from laclip_lite.rewrite.job import build_rewriter, load_rewrites, merge, rewrite_captions, run_shard
