@@ -41,7 +41,6 @@ def _check(lesson: Lesson) -> None:
         if policy not in POLICIES or (augment and augment not in AUGMENTS):
             raise common.ParameterError(f"policies: {text!r} is not a text policy: allowed {', '.join(POLICIES)}, "
                                         f"each optionally with :augment ({', '.join(AUGMENTS)}), e.g. laclip:eda")
-    lesson.config()                                  # a bad override key or value fails here
 
 
 finish = common.finish
