@@ -176,7 +176,7 @@ def test_a_wrong_type_fails_its_point_without_starting_a_kernel(tmp_path):
     out = tmp_path / "out"
     result = sweep.run_sweep(nb, {"steps": ["ten"]}, out, progress=False)
     assert result.ran == [] and list(result.failed) == ["steps-ten"]
-    assert "steps: expects an int or None, got 'ten'" in (out / "steps-ten" / sweep.ERROR).read_text()
+    assert "steps: train.steps expects an int, got 'ten'" in (out / "steps-ten" / sweep.ERROR).read_text()
     assert not (out / "steps-ten" / sweep.NOTEBOOK).exists()
 
 
