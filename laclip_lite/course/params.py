@@ -6,27 +6,20 @@ defaults, and right after it a cell that calls `lessonNN.start(globals())` (`cou
 two (tagged `injected-parameters`, source starting with `# Parameters`), so by the time the check runs, every
 parameter holds its final value.
 
-How the check finds a typo or a wrong value:
+The check (unknown names, wrong values, all reported together before any work; coerced values written back):
 
-* **unknown names**: IPython keeps the source of every executed cell in `In`. The check reads the latest
-  parameters cell (first line `# Notebook parameters`) and the latest papermill cell (first line
-  `# Parameters`), collects the names they assign (with `ast`) and compares them with the declared ones.
-  `papermill ... -p stpes 5` therefore stops the run naming `stpes` (papermill itself only warns). Outside
-  IPython (no `In`) it falls back to the plain values in the namespace.
+* **names**: IPython keeps the source of every executed cell in `In`; the names the latest parameters cell
+  (first line `# Notebook parameters`) and papermill's cell (`# Parameters`) assign (`ast`) must be declared, so
+  `-p stpes 5` stops the run naming `stpes` (papermill only warns). Outside IPython: the namespace's values.
 * **config keys** (`steps` is `train.steps`, `k_shot` is `rewrite.k_shot`, ...): the config is the one type
-  system. Each value is coerced to its field's type by `config.coerce_value` (as `--set` is), then the preset,
-  these keys and the `overrides` parameter go through `build_config`, whose choices, ranges and cross-field
-  rules apply; its ConfigError is reported under the parameter that set the key it names (`steps: train.steps
-  must be >= 1, got 0`). None leaves the preset's value.
-* **lesson-only knobs** (`n_show`, `policies`, `jobs`, ...): their type through `config.coerce_value` (strict:
-  notebook values are Python values, not text; a list may be written "a,b,c"), then their allowed values.
+  system. A value is coerced to its field's type as `--set` is (`config.coerce_value`); the preset, these keys
+  and `overrides` then go through `build_config` (choices, ranges, cross-field rules), its ConfigError reported
+  under the parameter that set the key it names (`steps: train.steps must be >= 1, got 0`). None: the preset's.
+* **lesson-only knobs** (`n_show`, `policies`, `jobs`, ...): typed by `config.coerce_value` (strict: notebook
+  values are Python values, not text; a list may be written "a,b,c"), then their allowed values and ranges.
 
-Coerced values are written back into the namespace. All problems are reported together, in the first cell after
-the parameters, before any work starts.
-
-The declarations (`NOTEBOOKS`) are the one source of truth for names, defaults and kinds: `parameters_cell`
-writes each notebook's parameters cell from them (`make strip`), and a test checks that papermill reads exactly
-these names, defaults and types from every committed notebook.
+`NOTEBOOKS` is the one source of names, defaults and types: `parameters_cell` writes each notebook's parameters
+cell from it (`make strip`), and a test checks that papermill reads exactly these from every committed notebook.
 """
 from __future__ import annotations
 
@@ -55,8 +48,7 @@ class Param:
     default: Any
     help: str                  # one line; written as the trailing comment in the parameters cell
     key: str = ""              # the config key it sets, typed and checked by the config ("" = a lesson-only knob)
-    kind: Any = None           # a knob's type (int, str, bool, list[str], list[int], dict, OVERRIDES); None = the
-                               # default's type
+    kind: Any = None           # a knob's type (list[str], list[int], OVERRIDES, ...); None = the default's type
     choices: tuple = ()        # a knob's allowed values (a str, or each item of a list), empty = any
     low: int | None = None     # a knob's smallest allowed value (int), None = no bound
     high: int | None = None    # a knob's largest allowed value (int), None = no bound
