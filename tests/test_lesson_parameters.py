@@ -7,8 +7,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from laclip_lite.config import build_config
 from laclip_lite.course import lesson01, lesson02, lesson03, lesson04
 from laclip_lite.course import params as P
+from laclip_lite.course.common import held_out_metrics
 
 START = {"01_clip_basics": lesson01.start, "02_text_rewriting": lesson02.start, "03_laclip_training": lesson03.start,
          "04_ablations": lesson04.start}
@@ -49,11 +51,14 @@ def test_value_mistakes_stop_the_first_cell_naming_the_parameter(name, values, m
 
 
 def test_metric_allowed_values_are_what_a_shapeworld_run_reports(tmp_path):
-    from laclip_lite.course.common import shapeworld_metrics
-    allowed = shapeworld_metrics()
+    allowed = held_out_metrics(build_config("test"))
+    assert held_out_metrics(build_config("test", {"data.source": "data.csv"})) == []    # file data: none of its own
     assert {"color_shape_top1", "color_shape_top1@heldout", "t2i_R@1", "final_loss"} <= set(allowed)
     for metric in ("color_shape_top1@heldout", "t2i_R@5", "final_loss"):
         assert _start("04_ablations", tmp_path / metric.replace("@", "_"), metric=metric).params["metric"] == metric
+    data = str(Path(__file__).resolve().parents[1] / "data_samples")        # file data: scored on eval_datasets
+    assert _start("04_ablations", tmp_path / "files", data=data, metric="imagenet/top1").params["metric"] == \
+        "imagenet/top1"
 
 
 def test_a_correct_value_passes(tmp_path):
@@ -71,7 +76,7 @@ def test_config_keys_take_what_the_config_takes_and_the_config_sees_them(tmp_pat
     cfg = lesson.config()
     assert (cfg.train.steps, cfg.train.seed, cfg.train.batch_size, cfg.data.train_size) == (1000, 7, 2000, 5000)
     assert _start("03_laclip_training", tmp_path / "b", steps=None).config().train.steps == \
-        P.build_config("test").train.steps
+        build_config("test").train.steps
     assert P.check_values("03_laclip_training", {"steps": "500", "eval_datasets": "a,b"}) == \
         {"steps": 500, "eval_datasets": ["a", "b"]}
 

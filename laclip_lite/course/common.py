@@ -25,7 +25,7 @@ import numpy as np
 from laclip_lite.config import Config, build_config
 from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.course.params import ParameterError, check_parameters, config_overrides, run_by_papermill
-from laclip_lite.data.dataset import shapeworld_split
+from laclip_lite.data.dataset import held_out_splits, shapeworld_split
 from laclip_lite.experiments import TEMPLATE_SETS, over_seeds
 from laclip_lite.plots import mean_std_bars, smallest_text_pt
 from laclip_lite.rewrite.job import rewrite_captions
@@ -206,9 +206,11 @@ def hwc(img) -> np.ndarray:
 
 def warm_rewrite_cache(cfg: Config, progress: bool) -> None:
     """Make the world's stand-in rewrites (every run's tokenizer is trained on them) with our own progress
-    setting, so the library's later calls find them cached and print nothing."""
+    setting, so the library's later calls find them cached and print nothing. Only a source rendered in memory,
+    the one with held-out splits of its own (`held_out_splits`: ShapeWorld), has its rewrites made from its
+    rendered captions; file data reads or rewrites its own (`rewrite.prepare`)."""
 
-    if not cfg.data.is_shapeworld or cfg.data.rewrites_dir:
+    if not held_out_splits(cfg) or cfg.data.rewrites_dir:
         return
 
     captions = shapeworld_split(cfg, "train").captions       # rendered once per kernel (dataset.shapeworld_split)
@@ -220,10 +222,13 @@ def warm_rewrite_cache(cfg: Config, progress: bool) -> None:
         rewrite_captions(captions, rewrite_cache_dir(c, captions), rewrite_config(c), progress=progress)
 
 
-def shapeworld_metrics() -> list[str]:
-    """The columns a ShapeWorld run reports (`experiments.eval_sets`): zero-shot top-1 per task and template
-    set, retrieval recall@1/5/10 both ways, and the final training loss."""
+def held_out_metrics(cfg: Config) -> list[str]:
+    """The columns a run scores on its source's own test split (`held_out_splits`, `experiments.eval_sets`):
+    zero-shot top-1 per task and template set, retrieval recall@1/5/10 both ways, and the final training loss;
+    [] when the source has none (file data is scored on eval.datasets: `<name>/<metric>`, known once scored)."""
 
+    if "test" not in held_out_splits(cfg):
+        return []
     zero_shot = [f"{task}_top1" + ("" if s == "default" else f"@{s}") for task in EVAL_TASKS for s in TEMPLATE_SETS]
     return zero_shot + [f"{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)] + ["final_loss"]
 
