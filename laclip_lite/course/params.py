@@ -139,14 +139,14 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
 # --- coercion: config keys by the config, then the lesson-only knobs ----------------------------------------
 def _coerce(name: str, value: Any, p: Param) -> Any:
     """The value as its declared type, or a ConfigError starting with `name`. A config key's value is coerced
-    to its field's type as `--set` is (its meaning is checked with the whole config, `_config_problem`); a knob's by
-    `config.coerce_value` (strict), then its allowed values, ranges and non-empty lists."""
+    to its field's type as `--set` is (its meaning is checked with the whole config: `_config_problem`); a
+    knob's by `config.coerce_value` (strict), then its allowed values, ranges and non-empty lists."""
     typ = p.type
     if value is None and (p.takes_none or (p.key and typing.get_origin(typ) is list)):
         return None if p.takes_none else []                    # None: the preset's value / no entries
     if p.key:
         try:
-            return coerce_value(p.key, value, typ)                     # as `--set` and config files are
+            return coerce_value(p.key, value, typ)                 # as `--set` and config files are
         except ConfigError as e:
             raise ConfigError(f"{name}: {e}" + (" (or None: the preset's value)" if p.takes_none else "")) \
                 from None
@@ -199,12 +199,13 @@ def _config_problem(notebook: str, values: dict) -> str:
     spec = NOTEBOOKS[notebook]
     try:
         preset(values["preset"])
+    except ConfigError as e:
+        return f"preset: {e}"
+    try:
         build_config(values["preset"], config_overrides(notebook, values))
     except ConfigError as e:
         named = [n for n, p in spec.items() if p.key and values.get(n) not in (None, []) and p.key in str(e)]
-        where = "preset" if "unknown preset" in str(e) else " / ".join(named) or (
-            OVERRIDES if OVERRIDES in spec else "preset")
-        return f"{where}: {e}"
+        return f"{' / '.join(named) or (OVERRIDES if OVERRIDES in spec else 'preset')}: {e}"
     return ""
 
 
