@@ -223,7 +223,7 @@ def warm_rewrite_cache(cfg: Config, progress: bool) -> None:
 
 
 def held_out_metrics(cfg: Config) -> list[str]:
-    """The columns a run scores on its source's own test split (`held_out_splits`, `experiments.eval_sets`):
+    """The columns a run scores on its source's own test split (`held_out_splits`; the run's evaluation sets):
     zero-shot top-1 per task and template set, retrieval recall@1/5/10 both ways, and the final training loss;
     [] when the source has none (file data is scored on eval.datasets: `<name>/<metric>`, known once scored)."""
 
