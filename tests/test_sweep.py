@@ -180,6 +180,14 @@ def test_a_wrong_type_fails_its_point_without_starting_a_kernel(tmp_path):
     assert not (out / "steps-ten" / sweep.NOTEBOOK).exists()
 
 
+def test_a_value_the_config_refuses_fails_its_point_and_a_good_one_passes():
+    nb = Path(__file__).resolve().parents[1] / "notebooks" / "03_laclip_training.ipynb"
+    points = sweep.expand(*sweep.parse_grid({"steps": [0, 5], "overrides": [["train.lr=1e-3"]]}))
+    bad = sweep.check_grid(nb, points)
+    assert list(bad) == [p.name for p in points if p.params["steps"] == 0]
+    assert "steps: train.steps must be >= 1, got 0" in next(iter(bad.values()))
+
+
 @pytest.mark.slow
 def test_cli(toy, tmp_path, capsys):
     from laclip_lite.cli import main
