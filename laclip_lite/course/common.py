@@ -244,7 +244,7 @@ def warm_rewrite_cache(cfg: Config, progress: bool) -> None:
 
 
 def shapeworld_metrics() -> list[str]:
-    """The columns a ShapeWorld run reports (`experiments.eval_sets`): zero-shot top-1 per task and template
+    """The columns a ShapeWorld run reports (`experiments.run_sets`): zero-shot top-1 per task and template
     set, retrieval recall@1/5/10 both ways, and the final training loss."""
 
     zero_shot = [f"{task}_top1" + ("" if s == "default" else f"@{s}") for task in EVAL_TASKS for s in TEMPLATE_SETS]
