@@ -276,7 +276,8 @@ class Trainer:
         """Forward + backward of the step's micro-batches (`train.accum_mode`: laclip_lite.accumulate)."""
 
         accum = self.cfg.train.accum_steps
-        micro = list(zip(self._prepare(batch.images, step, batch.augmented).chunk(accum), batch.tokens.chunk(accum)))
+        images = self._prepare(batch.images, step, self.data.pairs.augmented)
+        micro = list(zip(images.chunk(accum), batch.tokens.chunk(accum)))
 
         def no_sync(j: int):
             return self.ddp_model.no_sync() if self.world_size > 1 and j < accum - 1 else _null()
