@@ -33,7 +33,8 @@ from laclip_lite.config import EvalSpec, parse_spec, parse_specs
 from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.data import vocab
 from laclip_lite.data.dataset import held_out_splits, shapeworld_split
-from laclip_lite.data.eval_layouts import Skipped, batches, open_eval_set, resolve_task
+from laclip_lite.data.eval_layouts import batches, open_eval_set, resolve_task
+from laclip_lite.data.formats import ReadStats
 from laclip_lite.errors import ConfigError
 from laclip_lite.metrics import (
     _model_device,
@@ -207,15 +208,15 @@ def _image_size(model) -> int:
 
 
 def _encode_stream(model, dataset, split: str, batch_size: int, num_workers: int, device, progress: bool):
-    """All readable images of a split -> (features [N, D], targets, Skipped)."""
-    skipped, feats, targets = Skipped(), [], []
-    for images, tgt in batches(dataset, split, _image_size(model), batch_size, num_workers, progress, skipped):
+    """All readable images of a split -> (features [N, D], targets, ReadStats: the unreadable ones by reason)."""
+    stats, feats, targets = ReadStats(f"{dataset.path} ({split})"), [], []
+    for images, tgt in batches(dataset, split, _image_size(model), batch_size, num_workers, progress, stats):
         feats.append(encode_images(model, images, batch_size, device))
         targets += tgt
     if not feats:
-        raise ValueError(f"{dataset.path}: no readable image in split {split!r} ({skipped.count} skipped, e.g. "
-                         f"{skipped.examples})")
-    return torch.cat(feats), targets, skipped
+        raise ValueError(f"{dataset.path}: no readable image in split {split!r} ({stats.count} skipped: "
+                         f"{stats.reasons() or 'the split is empty'})")
+    return torch.cat(feats), targets, stats
 
 
 @dataclass
@@ -278,7 +279,7 @@ class FileSet:
         out["n_images"] = len(feats)
         out["skipped"] = skipped.count
         if skipped.count:
-            warnings.warn(f"{dataset.path}: {skipped.count} unreadable image(s) skipped (e.g. {skipped.examples})",
+            warnings.warn(f"{dataset.path}: {skipped.count} unreadable image(s) skipped: {skipped.reasons()}",
                           stacklevel=3)
         return out
 

@@ -290,7 +290,7 @@ class TarShardSource:
             if self.rewrite_table is not None:
                 self._variants = list(self.rewrite_table["texts"])
                 return self._variants
-            for rec in self._samples(self.shards[0], ReadStats("peek"), decode=False):
+            for rec in self.shard_records(self.shards[0], ReadStats("peek"), decode=False):
                 if rec.rewrites:
                     self._variants = list(rec.rewrites)
                     break
@@ -298,22 +298,24 @@ class TarShardSource:
 
     def __iter__(self) -> Iterator[Record]:
         for shard in self.my_shards():
-            yield from self._samples(shard, self.stats)
+            yield from self.shard_records(shard, self.stats)
         self.stats.warn()
 
     def captions(self) -> Iterator[str]:
         """The original caption of every sample in every shard (whatever this rank reads), no image decoded."""
         for shard in self.shards:
-            for rec in self._samples(shard, ReadStats("captions"), decode=False):
+            for rec in self.shard_records(shard, ReadStats("captions"), decode=False):
                 yield rec.caption
 
     def text_records(self) -> Iterator[tuple[str, Record]]:
         """(sample key, Record without image) of every sample in every shard that training would read."""
         for shard in self.shards:
-            for rec in self._samples(shard, ReadStats("texts"), decode=False):
+            for rec in self.shard_records(shard, ReadStats("texts"), decode=False):
                 yield rec.key, rec
 
-    def _samples(self, shard: str, stats: ReadStats, decode: bool = True) -> Iterator[Record]:
+    def shard_records(self, shard: str, stats: ReadStats, decode: bool = True) -> Iterator[Record]:
+        """The records of one shard that training reads, in order (decode=False: texts only, no image decoded); a
+        sample training skips is counted in `stats` by reason (training and `rewrite --input` share the rule)."""
         table = self.rewrite_table if self.read_rewrites else None
         try:
             for key, group in tar_samples(shard, self.max_member):

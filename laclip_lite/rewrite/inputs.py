@@ -77,7 +77,7 @@ def _read_shards(spec: str) -> Captions:
     texts, keys, where = [], [], {}
     stats = ReadStats("rewrite --input")
     for shard in source.shards:
-        for rec in source._samples(shard, stats, decode=False):
+        for rec in source.shard_records(shard, stats, decode=False):
             if rec.key in where:
                 raise DataError(f"--input {spec}: sample key {rec.key!r} appears in {where[rec.key]} and {shard}; "
                                 "tar shards find their rewrites by key, so keys must be unique")
