@@ -340,6 +340,8 @@ def _check_ranges(cfg: Config) -> None:
         raise ConfigError(f"train.lr must be a finite number > 0, got {t.lr}")
     if t.eps <= 0:
         raise ConfigError(f"train.eps must be > 0, got {t.eps}")
+    # Rules about the ShapeWorld source's own settings (its val split, its train_size), checked where the config
+    # alone shows them; file sources are checked when opened (data/ imports config, so config cannot ask data/).
     if d.is_shapeworld and t.eval_every and not d.val_size:
         raise ConfigError(f"train.eval_every={t.eval_every} scores the validation split: data.val_size must be >= 1")
     if d.is_shapeworld and t.batch_size > d.train_size:
