@@ -324,7 +324,7 @@ _AT_LEAST: dict[str, float] = {
     "data.bpe_vocab_size": 1, "data.max_member_bytes": 1, "model.image_size": 1, "model.patch_size": 1,
     "model.vision_width": 1, "model.vision_layers": 0, "model.vision_heads": 1, "model.text_width": 1,
     "model.text_layers": 1, "model.text_heads": 1, "model.text_buckets": 1, "model.embed_dim": 1,
-    "eval.batch_size": 1, "eval.num_workers": 0,
+    "eval.batch_size": 1, "eval.num_workers": 0, "rewrite.k_shot": 0, "rewrite.batch_size": 1,
 }
 
 
@@ -340,6 +340,8 @@ def _check_ranges(cfg: Config) -> None:
         raise ConfigError(f"train.lr must be a finite number > 0, got {t.lr}")
     if t.eps <= 0:
         raise ConfigError(f"train.eps must be > 0, got {t.eps}")
+    # Rules about the ShapeWorld source's own settings (its val split, its train_size), checked where the config
+    # alone shows them; file sources are checked when opened (data/ imports config, so config cannot ask data/).
     if d.is_shapeworld and t.eval_every and not d.val_size:
         raise ConfigError(f"train.eval_every={t.eval_every} scores the validation split: data.val_size must be >= 1")
     if d.is_shapeworld and t.batch_size > d.train_size:
@@ -372,6 +374,12 @@ def _field(cfg: Config, key: str) -> tuple[Any, dataclasses.Field]:
     return obj, fields[name]
 
 
+def key_type(key: str) -> Any:
+    """The type of config key `key` (train.steps -> int), or a ConfigError naming an unknown key."""
+    obj, f = _field(Config(), key)
+    return _type_of(obj, f.name)
+
+
 def get_value(cfg: Config, key: str) -> Any:
     obj, f = _field(cfg, key)
     return getattr(obj, f.name)
@@ -380,9 +388,10 @@ def get_value(cfg: Config, key: str) -> Any:
 def coerce_value(key: str, value: Any, typ: Any, strict: bool = False) -> Any:
     """The kit's one coercer: `value` (a YAML-parsed object or a raw string) as the type `typ` (str, int, float,
     bool, list[...], Any), or a ConfigError naming `key`. Config fields (`set_value`, so `--set`, YAML files and
-    `apply_overrides`) and the notebooks' parameters (`course.params`) both go through here.
+    `apply_overrides`) and the notebooks' parameters (`course.params`: config keys non-strict, knobs strict) go
+    through here.
 
-    strict=True (notebook parameters, already Python values): no parsing of text, so "500" is not an int,
+    strict=True (the notebooks' lesson-only knobs, already Python values): no parsing of text, so "500" is not an int,
     "true" or 1 not a bool, and 3 not a string; a list may still be written "a,b,c" (its items then text)."""
     if typ is Any:                      # checked where it is used (eval.datasets entries: parse_spec)
         return value

@@ -14,8 +14,10 @@ its metrics computed with the pure functions of `laclip_lite.metrics`:
                     `/mean_per_class_recall`, `/image_to_text_R@K`, `/text_to_image_R@K`, probes, `/n_images`,
                     `/skipped`. `file_sets(specs)` makes one per `eval.datasets` (or suite) entry.
 
-`evaluate` is what the trainer (`Trainer.evaluate`), experiments (`run_experiment`) and `laclip-lite eval` call;
-`metrics_of` gives one set's metrics without its prefix. Run folders are loaded by `laclip_lite.runs.load_run`.
+`eval_sets(cfg, split)` is a config's evaluation sets on a split: the training source's own held-out split when it
+has one (ShapeWorld's val / test) and every `eval.datasets` entry alike; the trainer and experiments build theirs
+with it. `evaluate` is what the trainer (`Trainer.evaluate`), experiments (`run_experiment`) and `laclip-lite eval`
+call; `metrics_of` gives one set's metrics without its prefix. Run folders are loaded by `laclip_lite.runs.load_run`.
 All accuracies and recalls are percentages (0..100).
 """
 from __future__ import annotations
@@ -30,7 +32,9 @@ import torch
 from laclip_lite.config import EvalSpec, parse_spec, parse_specs
 from laclip_lite.constants import EVAL_TASKS
 from laclip_lite.data import vocab
-from laclip_lite.data.eval_layouts import Skipped, batches, open_eval_set, resolve_task
+from laclip_lite.data.dataset import held_out_splits, shapeworld_split
+from laclip_lite.data.eval_layouts import batches, open_eval_set, resolve_task
+from laclip_lite.data.formats import ReadStats
 from laclip_lite.errors import ConfigError
 from laclip_lite.metrics import (
     _model_device,
@@ -44,7 +48,7 @@ from laclip_lite.metrics import (
     zero_shot,
     zero_shot_classifier,
 )
-from laclip_lite.rewrite.shapes import synonym_classnames
+from laclip_lite.rewrite.shapes import SYNONYM_TASKS, synonym_classnames
 from laclip_lite.templates import get_templates
 
 # CLIP_benchmark's names for the two retrieval directions (the ShapeWorld tables keep the short i2t / t2i).
@@ -71,6 +75,31 @@ def evaluate(model, tokenizer, sets: Sequence, batch_size: int = 256, device=Non
                 raise ValueError(f"evaluate: two evaluation sets write {key!r}; give them distinct names")
             out[key] = round(value, digits) if digits is not None and isinstance(value, float) else value
     return out
+
+
+def eval_sets(cfg, split: str = "test", prefix: str | None = None, datasets: bool = True,
+              tasks: str | Sequence[str] = EVAL_TASKS, template_sets: Sequence = ("default",),
+              retrieval_ks: Sequence[int] = (1, 5, 10), synonyms: bool = False) -> list:
+    """The evaluation sets of a run's config on `split`, for one `evaluate` call:
+
+    * the training source's own held-out split `split` when it has one (`data.dataset.held_out_splits`: a
+      ShapeWorld run's "val" / "test"; file data has none), its keys `<prefix><metric>` (prefix "<split>/" unless
+      given), scored on `tasks` with `template_sets` and image <-> caption recall@`retrieval_ks`; synonyms=True
+      names every class by a synonym (keys end @synonyms) and keeps the tasks that have synonyms (none: no set);
+    * datasets=True: every `eval.datasets` entry, as `<name>/<metric>` on the split its entry names.
+    """
+    sets: list = []
+    if split in held_out_splits(cfg):
+        tasks = resolve_tasks(tasks)
+        if synonyms:
+            tasks = [t for t in tasks if t in SYNONYM_TASKS]
+        if tasks:
+            sets.append(ShapeWorldSet(shapeworld_split(cfg, split), prefix=f"{split}/" if prefix is None else prefix,
+                                      tasks=tasks, template_sets=template_sets, retrieval_ks=retrieval_ks,
+                                      synonyms=synonyms))
+    if datasets:
+        sets += file_sets(cfg.eval.datasets)
+    return sets
 
 
 def metrics_of(scores: dict, s) -> dict:
@@ -179,15 +208,15 @@ def _image_size(model) -> int:
 
 
 def _encode_stream(model, dataset, split: str, batch_size: int, num_workers: int, device, progress: bool):
-    """All readable images of a split -> (features [N, D], targets, Skipped)."""
-    skipped, feats, targets = Skipped(), [], []
-    for images, tgt in batches(dataset, split, _image_size(model), batch_size, num_workers, progress, skipped):
+    """All readable images of a split -> (features [N, D], targets, ReadStats: the unreadable ones by reason)."""
+    stats, feats, targets = ReadStats(f"{dataset.path} ({split})"), [], []
+    for images, tgt in batches(dataset, split, _image_size(model), batch_size, num_workers, progress, stats):
         feats.append(encode_images(model, images, batch_size, device))
         targets += tgt
     if not feats:
-        raise ValueError(f"{dataset.path}: no readable image in split {split!r} ({skipped.count} skipped, e.g. "
-                         f"{skipped.examples})")
-    return torch.cat(feats), targets, skipped
+        raise ValueError(f"{dataset.path}: no readable image in split {split!r} ({stats.count} skipped: "
+                         f"{stats.reasons() or 'the split is empty'})")
+    return torch.cat(feats), targets, stats
 
 
 @dataclass
@@ -250,7 +279,7 @@ class FileSet:
         out["n_images"] = len(feats)
         out["skipped"] = skipped.count
         if skipped.count:
-            warnings.warn(f"{dataset.path}: {skipped.count} unreadable image(s) skipped (e.g. {skipped.examples})",
+            warnings.warn(f"{dataset.path}: {skipped.count} unreadable image(s) skipped: {skipped.reasons()}",
                           stacklevel=3)
         return out
 

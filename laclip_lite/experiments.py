@@ -23,8 +23,7 @@ from laclip_lite import utils
 from laclip_lite.checkpoint import load_checkpoint
 from laclip_lite.config import Config, ConfigError, build_config
 from laclip_lite.constants import AUGMENTS, EVAL_TASKS, EXPERIMENT_PRESET, POLICIES
-from laclip_lite.data.dataset import held_out_splits, shapeworld_split
-from laclip_lite.evaluate import ShapeWorldSet, evaluate, file_sets
+from laclip_lite.evaluate import eval_sets, evaluate
 from laclip_lite.files import atomic_open, atomic_savefig, atomic_write_text
 from laclip_lite.folder_lock import holds_folder
 from laclip_lite.plots import bar_with_errors
@@ -68,27 +67,18 @@ def arm_config(arm: Arm, seed: int, preset: str = EXPERIMENT_PRESET,
     return cfg.validate()
 
 
-def eval_sets(cfg: Config, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS) -> list:
-    """What a finished run is scored on, in one `evaluate` call (keys as in runs.csv). ShapeWorld: the test split
-    as `<task>_top1[@<template set>]` and retrieval `i2t_R@K` / `t2i_R@K` (K = 1, 5, 10); the validation split with
-    the default templates as `val/<task>_top1`, what any choice is made on (a preset, a step count, a best
-    setting: `stats.choose`; the test split is for reporting); and, report-only, `<task>_top1@synonyms`: the
-    test split with every class named by a synonym, never by its class name (`rewrite.shapes.synonym_classnames`).
-    Every `eval.datasets` entry as `<name>/<metric>` (file-data runs are scored there). A file-data run without
-    eval datasets has nothing to be scored on: -> [] (run_experiment then reports the final loss with a note)."""
-    sets: list = []
-    splits = held_out_splits(cfg)
-    if "test" in splits:
-        test = shapeworld_split(cfg, "test")
-        sets.append(ShapeWorldSet(test, prefix="", tasks=list(tasks), template_sets=template_sets))
-    sets += file_sets(cfg.eval.datasets)
-    if "val" in splits:
-        sets.append(ShapeWorldSet(shapeworld_split(cfg, "val"), prefix="val/", tasks=list(tasks), retrieval_ks=()))
-    if "test" in splits:
-        named = [t for t in tasks if t in ("shape", "color", "color_shape")]
-        if named:
-            sets.append(ShapeWorldSet(test, prefix="", tasks=named, retrieval_ks=(), synonyms=True))
-    return sets
+def run_sets(cfg: Config, template_sets=TEMPLATE_SETS, tasks=EVAL_TASKS) -> list:
+    """What a finished run is scored on, in one `evaluate` call (keys as in runs.csv), from `evaluate.eval_sets`:
+    the source's held-out test split (ShapeWorld's) as `<task>_top1[@<template set>]` and retrieval `i2t_R@K` /
+    `t2i_R@K` (K = 1, 5, 10); the validation split with the default templates as `val/<task>_top1`, what any
+    choice is made on (a preset, a step count, a best setting: `stats.choose`; the test split is for reporting);
+    and, report-only, `<task>_top1@synonyms`: the test split with every class named by a synonym, never by its
+    class name (`rewrite.shapes.synonym_classnames`). Every `eval.datasets` entry as `<name>/<metric>` (file-data
+    runs are scored there). A file-data run without eval datasets has nothing to be scored on: -> []
+    (run_experiment then reports the final loss with a note)."""
+    return (eval_sets(cfg, "test", prefix="", tasks=tasks, template_sets=template_sets)
+            + eval_sets(cfg, "val", datasets=False, tasks=tasks, retrieval_ks=())
+            + eval_sets(cfg, "test", prefix="", datasets=False, tasks=tasks, retrieval_ks=(), synonyms=True))
 
 
 NO_EVAL_NOTE = ("trained on file data with no eval.datasets: only the training loss is reported. Add evaluation "
@@ -123,7 +113,7 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
                           evaluate_at_end=False)
         final = trainer.run()
         model, tokenizer, cfg = trainer.model, trainer.data.tokenizer, trainer.cfg
-    sets = eval_sets(cfg, template_sets, tasks)
+    sets = run_sets(cfg, template_sets, tasks)
     scores = evaluate(model, tokenizer, sets, batch_size=cfg.eval.batch_size, num_workers=cfg.eval.num_workers,
                       progress=progress, seed=cfg.train.seed, digits=2)
     metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores,
@@ -448,7 +438,7 @@ def write_tables(runs: list[dict], summary: list[dict], out_dir: Path, tasks=EVA
         headline, main, unit = on_files, on_files[0], "%"
         caption = (f"Evaluation sets (`eval.datasets`): zero-shot top-1 / probe top-1 / retrieval R@1 (%), "
                    f"{over_seeds(seeds, worlds)}.")
-    else:                  # runs on file data with no eval.datasets (see eval_sets)
+    else:                  # runs on file data with no eval.datasets (see run_sets)
         headline = [m for m in ("final_loss", "train_seconds") if m in summary[0]]
         caption = (f"Final training loss and training time, {over_seeds(seeds, worlds)}. These runs trained on file "
                    "data and had no evaluation sets: give them `eval.datasets` (an ImageFolder, a CLIP_benchmark "

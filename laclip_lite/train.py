@@ -52,13 +52,13 @@ from laclip_lite.accumulate import accumulate
 from laclip_lite.checkpoint import load_checkpoint, save_checkpoint
 from laclip_lite.config import Config, ConfigError, parse_specs
 from laclip_lite.constants import EVAL_TASKS
-from laclip_lite.data.dataset import TrainData, get_train_data, held_out_splits, shapeworld_split
+from laclip_lite.data.dataset import TrainData, get_train_data
 from laclip_lite.data.eval_layouts import open_eval_set
 from laclip_lite.data.readers import SKIP_REASONS
 from laclip_lite.data.tokenizer import Tokenizer, build_tokenizer, load_tokenizer
 from laclip_lite.data.transforms import normalize, random_resized_crop
 from laclip_lite.errors import RankTimeout, TrainingDiverged
-from laclip_lite.evaluate import FileSet, ShapeWorldSet, evaluate
+from laclip_lite.evaluate import eval_sets, evaluate
 from laclip_lite.folder_lock import folder_lock
 from laclip_lite.log_sinks import LogSinks, PlainLines, check_sinks
 from laclip_lite.losses import ClipLoss
@@ -206,8 +206,9 @@ class Trainer:
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg, self.device)
         self.loss_fn = ClipLoss(local_loss=True, gather_with_grad=True, rank=self.rank,
                                 world_size=self.world_size, multi_text=cfg.train.policy == "mt")
-        self._eval_splits: dict = {}    # rendered ShapeWorld val/test splits, made on first use
-        self.eval_specs = _open_eval_datasets(cfg) if self.is_main else []   # a bad eval set fails before training
+        self._eval_sets: dict = {}      # split -> its evaluation sets (`evaluate.eval_sets`), made on first use
+        if self.is_main:
+            _check_eval_datasets(cfg)   # a bad eval set fails before training
         check_sinks(cfg.train.log_to)   # a sink whose package is missing fails before training
         self.step = 0
         self.best: dict = {}            # train.best_metric: {metric, value, step} of checkpoint_best.pt
@@ -275,7 +276,8 @@ class Trainer:
         """Forward + backward of the step's micro-batches (`train.accum_mode`: laclip_lite.accumulate)."""
 
         accum = self.cfg.train.accum_steps
-        micro = list(zip(self._prepare(batch.images, step, batch.augmented).chunk(accum), batch.tokens.chunk(accum)))
+        images = self._prepare(batch.images, step, self.data.pairs.augmented)
+        micro = list(zip(images.chunk(accum), batch.tokens.chunk(accum)))
 
         def no_sync(j: int):
             return self.ddp_model.no_sync() if self.world_size > 1 and j < accum - 1 else _null()
@@ -501,21 +503,17 @@ class Trainer:
         raise Preempted(self.step, stop.name)
 
     def evaluate(self, split: str) -> dict:
-        """What training reports: on ShapeWorld, the world's tasks on `split` ("val" every `train.eval_every`
-        steps, "test" at the end: zero-shot top-1 with the default templates and retrieval R@1, as
-        `<split>/<metric>`); and every `eval.datasets` entry on its own split, as `<name>/<metric>`. Rank 0 only."""
+        """What training reports (`evaluate.eval_sets`): the source's own held-out `split` when it has one ("val"
+        every `train.eval_every` steps, "test" at the end: zero-shot top-1 with the default templates and
+        retrieval R@1, as `<split>/<metric>`); and every `eval.datasets` entry on its own split, as
+        `<name>/<metric>`. Rank 0 only."""
         if not self.is_main:
             return {}
-        sets: list = []
-        if split in held_out_splits(self.cfg):
-            if split not in self._eval_splits:
-                self._eval_splits[split] = shapeworld_split(self.cfg, split)
-            sets.append(ShapeWorldSet(self._eval_splits[split], prefix=f"{split}/", tasks=EVAL_TASKS,
-                                      retrieval_ks=(1,)))
-        sets += [FileSet(spec) for spec in self.eval_specs]
+        if split not in self._eval_sets:
+            self._eval_sets[split] = eval_sets(self.cfg, split, tasks=EVAL_TASKS, retrieval_ks=(1,))
         e = self.cfg.eval
-        return evaluate(self.model, self.data.tokenizer, sets, batch_size=e.batch_size, num_workers=e.num_workers,
-                        seed=self.cfg.train.seed, digits=2)
+        return evaluate(self.model, self.data.tokenizer, self._eval_sets[split], batch_size=e.batch_size,
+                        num_workers=e.num_workers, seed=self.cfg.train.seed, digits=2)
 
 
 def _own_tokenizer(out: Path, resume: bool):
@@ -540,13 +538,10 @@ def data_summary(report: dict) -> str:
             f"{report['rewrites_fallen_back']} rewrites under two words used the original caption")
 
 
-def _open_eval_datasets(cfg: Config) -> list:
+def _check_eval_datasets(cfg: Config) -> None:
     """`eval.datasets` parsed, and each opened once (layout, classnames, templates, splits) so a bad path fails now."""
-
-    specs = parse_specs(cfg.eval.datasets)
-    for spec in specs:
+    for spec in parse_specs(cfg.eval.datasets):
         open_eval_set(spec)
-    return specs
 
 
 def _diverged(loss: float, step: int, micro: int, ckpt: Path) -> str:

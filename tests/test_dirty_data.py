@@ -89,7 +89,7 @@ def test_each_sample_gets_its_own_augmentation_in_any_worker(tmp_path):
     pairs = build_train_data(build_config("test", over + ["data.num_workers=2"])).pairs
     two = [pairs.batch(0), pairs.batch(1)]              # the DataLoader's worker 0 makes batch 0, worker 1 batch 1
     zero = build_train_data(build_config("test", over + ["data.num_workers=0"])).pairs
-    assert two[0].augmented and all(torch.equal(b.images, zero.batch(s).images) for s, b in enumerate(two))
+    assert pairs.augmented and all(torch.equal(b.images, zero.batch(s).images) for s, b in enumerate(two))
     flat = torch.cat([b.images for b in two]).flatten(1).float()
     assert (torch.cdist(flat, flat) + torch.eye(16) * 1e9).min() > 0      # no two crops alike, in or across workers
 

@@ -142,6 +142,29 @@ def test_unreadable_images_are_skipped_and_counted(world, tmp_path):
 
 
 
+def test_unreadable_webdataset_samples_are_counted_by_reason_in_the_training_readers_counter(world, tmp_path):
+    """Evaluation counts skips with the format layer's ReadStats, by the reasons training uses."""
+    import io
+    import tarfile
+
+    from laclip_lite.data.formats import ReadStats
+
+    export_clip_benchmark(world["test"], tmp_path / "cb", "shape", samples_per_shard=20)
+    shard = tmp_path / "cb" / "test" / "0.tar"
+    with tarfile.open(shard, "a") as tar:
+        for name, data in (("bad.png", b"not an image"), ("bad.cls", b"0"), ("nolabel.png", b"x")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    stats = ReadStats("eval")
+    ds = el.open_eval_set(str(tmp_path / "cb"))
+    assert sum(len(t) for _, t in el.batches(ds, "test", 32, batch_size=16, progress=False, stats=stats)) == 40
+    assert stats.read == 40 and dict(stats.skipped) == {"corrupt_image": 1, "missing_label": 1}
+    assert stats.examples["missing_label"] == [f"{shard}:nolabel"] and stats.count == 2
+    with pytest.warns(UserWarning, match=r"2 unreadable image\(s\) skipped: 1 corrupt_image \(e\.g\. .*bad\.png\)"):
+        assert _score(world["model"], world["tok"], str(tmp_path / "cb"), progress=False)["skipped"] == 2
+
+
 def test_batches_start_the_data_loader_once_with_or_without_a_progress_bar(world, tmp_path, monkeypatch):
     """tqdm.auto's bar calls iter() on its iterable: given the DataLoader, it would start a second set of workers."""
     starts = []

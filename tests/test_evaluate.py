@@ -391,6 +391,45 @@ def test_shapeworld_set_on_a_handmade_run(handmade_run):
         ev.ShapeWorldSet(test, tasks=["texture"])
 
 
+def test_eval_sets_are_the_sources_held_out_split_and_every_eval_dataset(handmade_run):
+    """One function makes the trainer's and experiments' evaluation sets; the keys are those runs have always
+    written (metrics.jsonl's val/ rows, result.json's columns)."""
+    import copy
+    from pathlib import Path
+
+    from laclip_lite.config import build_config
+    from laclip_lite.experiments import TEMPLATE_SETS, run_sets
+
+    run, model, tok, cfg = handmade_run
+    tasks = ("shape", "color", "color_shape")
+
+    def keys(sets):
+        return list(ev.evaluate(model, tok, sets))
+
+    for split in ("val", "test"):                                        # the trainer's, every eval and at the end
+        assert keys(ev.eval_sets(cfg, split, tasks=tasks, retrieval_ks=(1,))) == \
+            [f"{split}/{t}_top1" for t in tasks] + [f"{split}/i2t_R@1", f"{split}/t2i_R@1"]
+    tables = [f"{t}_top1{'' if s == 'default' else '@' + s}" for s in TEMPLATE_SETS for t in tasks]
+    recall = [f"{side}_R@{k}" for k in (1, 5, 10) for side in ("i2t", "t2i")]
+    assert keys(run_sets(cfg)) == tables + recall + [f"val/{t}_top1" for t in tasks] + \
+        [f"{t}_top1@synonyms" for t in tasks]                           # run_experiment's result.json columns
+    assert keys(ev.eval_sets(cfg, "test", tasks=["size", "shape"], retrieval_ks=(), synonyms=True)) == \
+        ["test/shape_top1@synonyms"]                                    # only the tasks that have synonyms
+    assert ev.eval_sets(cfg, "test", tasks=["size"], synonyms=True) == []
+    no_val = copy.deepcopy(cfg)
+    no_val.data.val_size = 0
+    assert ev.eval_sets(no_val, "val") == [] and len(ev.eval_sets(no_val, "test")) == 1
+    samples = Path(__file__).resolve().parents[1] / "data_samples"
+    files = build_config("test", {"data.source": str(samples / "laclip" / "train.csv"),
+                                  "eval.datasets": [str(samples / "eval" / "imagefolder")]})
+    for split in ("val", "test"):                                        # file data: its eval.datasets only
+        sets = ev.eval_sets(files, split)
+        assert [type(s) for s in sets] == [ev.FileSet] and sets[0].prefix == "imagefolder/"
+        assert ev.eval_sets(files, split, datasets=False) == []
+    with pytest.raises(ValueError, match="unknown zero-shot task"):
+        ev.eval_sets(cfg, "test", tasks=["texture"])
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     from laclip_lite.config import build_config

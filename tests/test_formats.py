@@ -63,6 +63,20 @@ def test_decode_image_counts_each_reason_and_returns_rgb(tmp_path):
     assert dict(stats.skipped) == {"empty_file": 1, "missing_image": 1, "corrupt_image": 1}
 
 
+def test_read_stats_merge_adds_counts_and_keeps_three_examples_per_reason():
+    a, b = ReadStats("a"), ReadStats("b")
+    a.read, b.read = 5, 7
+    for i in range(2):
+        a.skip("corrupt_image", f"a{i}")
+    for i in range(3):
+        b.skip("corrupt_image", f"b{i}")
+    b.skip("missing_label", "b:key")
+    a.merge(b)
+    assert a.read == 12 and dict(a.skipped) == {"corrupt_image": 5, "missing_label": 1} and a.count == 6
+    assert a.examples == {"corrupt_image": ["a0", "a1", "b0"], "missing_label": ["b:key"]}
+    assert a.reasons() == "5 corrupt_image (e.g. a0; a1; b0), 1 missing_label (e.g. b:key)"
+
+
 def test_a_tar_sample_image_member_and_oversized_members():
     assert image_ext({"txt": b"x", "webp": b"1", "png": b"2"}) == "png"       # the first of IMAGE_EXTS it has
     assert image_ext({"txt": b"x", "json": b"{}"}) is None

@@ -66,7 +66,7 @@ def test_rewrites_dir_attaches_to_every_layout_by_the_one_rule(tmp_path, capsys,
     source, eda2 = data.pairs.dataset.source, _lines(rw / "eda2.txt")
     if layout == "wds":
         keys = _lines(rw / "keys.txt")
-        records = list(source._samples(source.shards[1], source.stats))     # the second shard: keys 24..47
+        records = list(source.shard_records(source.shards[1], source.stats))     # the second shard: keys 24..47
         assert records and all(r.rewrites["eda2"] == eda2[keys.index(r.key)] for r in records)
     else:
         assert all(source[i].rewrites["eda2"] == eda2[i] for i in (0, 5, 47))

@@ -222,7 +222,7 @@ def _first_code_after_parameters(nb):
 
 @pytest.mark.parametrize("bad, message", [
     ({"stpes": 3}, "stpes: unknown parameter (did you mean steps"),
-    ({"steps": "ten"}, "steps: expects an int or None, got 'ten' (str)"),
+    ({"steps": "ten"}, "steps: train.steps expects an int, got 'ten' (or None: the preset's value)"),
     ({"templates": "defualt"}, "templates: 'defualt' is neither a template set (allowed: "),   # values too
     ({"n_show": 0}, "n_show: 0 is out of range: allowed values are 2 to 32"),
 ])

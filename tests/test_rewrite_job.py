@@ -111,6 +111,14 @@ def test_input_readers(tmp_path):
     assert read_captions(tmp_path / "hf") == ["x", "y"]
     with pytest.raises(DataError, match="no column 'text'"):
         read_captions(tmp_path / "hf", column="text")
+    # training's HF reader, captions only: a row without caption keeps its line; a DatasetDict's one split
+    one = datasets.DatasetDict({"validation": datasets.Dataset.from_dict({"caption": ["x", None, "z"]})})
+    one.save_to_disk(str(tmp_path / "hf_dict"))
+    assert read_captions(tmp_path / "hf_dict") == ["x", "", "z"]
+    one["train"] = one["validation"]
+    one.save_to_disk(str(tmp_path / "hf_two"))
+    with pytest.raises(DataError, match=r"holds splits \['validation', 'train'\]"):
+        read_captions(tmp_path / "hf_two")
 
 
 def test_cli_runs_and_reports(tmp_path, capsys):

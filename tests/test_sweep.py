@@ -176,8 +176,16 @@ def test_a_wrong_type_fails_its_point_without_starting_a_kernel(tmp_path):
     out = tmp_path / "out"
     result = sweep.run_sweep(nb, {"steps": ["ten"]}, out, progress=False)
     assert result.ran == [] and list(result.failed) == ["steps-ten"]
-    assert "steps: expects an int or None, got 'ten'" in (out / "steps-ten" / sweep.ERROR).read_text()
+    assert "steps: train.steps expects an int, got 'ten'" in (out / "steps-ten" / sweep.ERROR).read_text()
     assert not (out / "steps-ten" / sweep.NOTEBOOK).exists()
+
+
+def test_a_value_the_config_refuses_fails_its_point_and_a_good_one_passes():
+    nb = Path(__file__).resolve().parents[1] / "notebooks" / "03_laclip_training.ipynb"
+    points = sweep.expand(*sweep.parse_grid({"steps": [0, 5], "overrides": [["train.lr=1e-3"]]}))
+    bad = sweep.check_grid(nb, points)
+    assert list(bad) == [p.name for p in points if p.params["steps"] == 0]
+    assert "steps: train.steps must be >= 1, got 0" in next(iter(bad.values()))
 
 
 @pytest.mark.slow

@@ -144,7 +144,7 @@ def test_micro_accumulation_matches_the_mean_of_the_micro_batch_losses(tmp_path)
     row = accumulating.train_step()
     batch = reference.data.pairs.batch(0)
     reference.model.train()
-    images = reference._prepare(batch.images, 0, batch.augmented)
+    images = reference._prepare(batch.images, 0, reference.data.pairs.augmented)
     micro = [reference.loss_fn(*reference._features(x)) for x in zip(images.chunk(2), batch.tokens.chunk(2))]
     full = torch.stack(micro).mean()
     full.backward()                                                    # one backward over the full batch

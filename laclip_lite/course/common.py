@@ -19,16 +19,15 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from laclip_lite.config import PRESETS, Config, build_config, parse_key_value
+from laclip_lite.config import Config, build_config
 from laclip_lite.constants import EVAL_TASKS
-from laclip_lite.course.params import ParameterError, check_parameters, run_by_papermill
-from laclip_lite.data.dataset import shapeworld_split
+from laclip_lite.course.params import ParameterError, check_parameters, config_overrides, run_by_papermill
+from laclip_lite.data.dataset import held_out_splits, shapeworld_split
 from laclip_lite.experiments import TEMPLATE_SETS, over_seeds
 from laclip_lite.plots import mean_std_bars, smallest_text_pt
 from laclip_lite.rewrite.job import rewrite_captions
@@ -51,21 +50,9 @@ class Lesson:
     report: list = field(default_factory=list)      # items for REPORT.md: {"title", "markdown" | "figure", "key"}
 
     def overrides(self, extra: dict | None = None) -> dict:
-        """The config overrides the parameters imply (steps, batch_size, seed, device, data, eval_datasets),
-        then `overrides`, then `extra`."""
-        p = self.params
-        out: dict[str, Any] = {"train.device": p["device"], "train.seed": p["seed"]}
-        if p.get("steps") is not None:
-            out["train.steps"] = p["steps"]
-        if p.get("batch_size") is not None:
-            out["train.batch_size"] = p["batch_size"]
-        if p.get("data", "shapeworld") != "shapeworld":
-            out["data.source"] = p["data"]
-        if p.get("eval_datasets"):
-            out["eval.datasets"] = list(p["eval_datasets"])   # scored during and after training (EvalConfig)
-        out.update(_overrides_dict(p.get("overrides") or []))
-        out.update(extra or {})
-        return out
+        """The config overrides the parameters imply (`params.config_overrides`: the config-key parameters such
+        as steps, seed, data, eval_datasets, then `overrides`), then `extra`."""
+        return {**config_overrides(self.notebook, self.params), **(extra or {})}
 
     def config(self, extra: dict | None = None) -> Config:
         return build_config(self.params["preset"], self.overrides(extra))
@@ -87,14 +74,6 @@ class Lesson:
         display_markdown(text)
         if title or key:
             self.report.append({"title": title, "markdown": text, "key": key})
-
-
-def _overrides_dict(overrides) -> dict:
-    """['a.b=1', ...] or {'a.b': 1} -> {'a.b': value}; string values are parsed by the config (YAML)."""
-
-    if isinstance(overrides, dict):
-        return dict(overrides)
-    return dict(parse_key_value(item, "overrides:", "train.lr=1e-3") for item in overrides)
 
 
 def in_kernel() -> bool:
@@ -163,9 +142,7 @@ def start(notebook: str, namespace: dict, check=None) -> Lesson:
     """Check the notebook's parameters (see `laclip_lite.course.params`), validate the config they make (and
     `check(lesson)`, the lesson's own checks), then create the output folder. Every problem stops the notebook
     here, before any work, with a message naming it."""
-    params = check_parameters(notebook, namespace)
-    if params["preset"] not in PRESETS:
-        raise ParameterError(f"preset: unknown preset {params['preset']!r} (known: {', '.join(PRESETS)})")
+    params = check_parameters(notebook, namespace)     # types, allowed values, and the config they make
     data = params.get("data", "shapeworld")
     if data != "shapeworld":
         if not data.startswith("hf:") and not Path(data).expanduser().exists() and "*" not in data \
@@ -229,9 +206,11 @@ def hwc(img) -> np.ndarray:
 
 def warm_rewrite_cache(cfg: Config, progress: bool) -> None:
     """Make the world's stand-in rewrites (every run's tokenizer is trained on them) with our own progress
-    setting, so the library's later calls find them cached and print nothing."""
+    setting, so the library's later calls find them cached and print nothing. Only a source rendered in memory,
+    the one with held-out splits of its own (`held_out_splits`: ShapeWorld), has its rewrites made from its
+    rendered captions; file data reads or rewrites its own (`rewrite.prepare`)."""
 
-    if not cfg.data.is_shapeworld or cfg.data.rewrites_dir:
+    if not held_out_splits(cfg) or cfg.data.rewrites_dir:
         return
 
     captions = shapeworld_split(cfg, "train").captions       # rendered once per kernel (dataset.shapeworld_split)
@@ -243,10 +222,13 @@ def warm_rewrite_cache(cfg: Config, progress: bool) -> None:
         rewrite_captions(captions, rewrite_cache_dir(c, captions), rewrite_config(c), progress=progress)
 
 
-def shapeworld_metrics() -> list[str]:
-    """The columns a ShapeWorld run reports (`experiments.eval_sets`): zero-shot top-1 per task and template
-    set, retrieval recall@1/5/10 both ways, and the final training loss."""
+def held_out_metrics(cfg: Config) -> list[str]:
+    """The columns a run scores on its source's own test split (`held_out_splits`; the run's evaluation sets):
+    zero-shot top-1 per task and template set, retrieval recall@1/5/10 both ways, and the final training loss;
+    [] when the source has none (file data is scored on eval.datasets: `<name>/<metric>`, known once scored)."""
 
+    if "test" not in held_out_splits(cfg):
+        return []
     zero_shot = [f"{task}_top1" + ("" if s == "default" else f"@{s}") for task in EVAL_TASKS for s in TEMPLATE_SETS]
     return zero_shot + [f"{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)] + ["final_loss"]
 

@@ -232,7 +232,7 @@ def step_inputs(trainer, step: int):
     cfg = trainer.cfg
     batch = trainer.data.pairs.batch(step)
     images = batch.images.to(trainer.device)
-    if not batch.augmented:
+    if not trainer.data.pairs.augmented:
         images = random_resized_crop(images, cfg.data.crop_scale, step_generator(cfg.train.seed, step, 3),
                                      hflip=cfg.data.hflip, total=images.shape[0])
     images = normalize(images)

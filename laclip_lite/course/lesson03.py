@@ -20,7 +20,7 @@ from laclip_lite.constants import AUGMENTS, POLICIES
 from laclip_lite.course import common, lesson01
 from laclip_lite.course.common import HEADLINE, Lesson, hwc, number, over_seeds_caption, seeds, table
 from laclip_lite.course.heartbeat import heartbeat
-from laclip_lite.data.dataset import shapeworld_split
+from laclip_lite.data.dataset import held_out_splits, shapeworld_split
 from laclip_lite.data.readers import open_source, texts_of
 from laclip_lite.experiments import Arm, arm_config, compare, dataset_headline, summary_markdown
 from laclip_lite.metrics import encode_images, encode_texts
@@ -45,7 +45,6 @@ def _check(lesson: Lesson) -> None:
         if policy not in POLICIES or (augment and augment not in AUGMENTS):
             raise common.ParameterError(f"policies: {text!r} is not a text policy: allowed {', '.join(POLICIES)}, "
                                         f"each optionally with :augment ({', '.join(AUGMENTS)}), e.g. laclip:eda")
-    lesson.config()                                  # a bad override key or value fails here
 
 
 finish = common.finish
@@ -100,7 +99,7 @@ def training_plan(lesson: Lesson) -> Plan:
     lesson.markdown(table(rows), "The arms", key=True)
     cfg = next(iter(cfgs.values()))
     plan = Plan(rows, batch_size=cfg.train.batch_size)
-    if not cfg.data.is_shapeworld:
+    if not held_out_splits(cfg):                 # file data: scored on eval_datasets only
         sets = lesson.params.get("eval_datasets") or []
         lesson.markdown(f"Training on `{cfg.data.source}`. "
                         + (f"After training every arm is scored on {len(sets)} evaluation set(s): "
@@ -271,8 +270,9 @@ def results_table(lesson: Lesson, comparison: Comparison):
 def similarity_by_policy(lesson: Lesson, comparison: Comparison, world_split: str = "test"):
     """The similarity matrix of each arm's model (first seed) on the same test images and captions."""
 
-    if not lesson.config().data.is_shapeworld:
-        lesson.markdown("The similarity matrices use ShapeWorld's test split; skipped on file data.")
+    if world_split not in held_out_splits(lesson.config()):
+        lesson.markdown(f"The similarity matrices use the source's own {world_split} split (ShapeWorld's); skipped "
+                        "on file data, which has none.")
         return {}
     n = min(lesson.params.get("n_show", 8), 8)
     first = {}
@@ -318,7 +318,7 @@ def features_with_all_texts(lesson: Lesson, comparison: Comparison, n: int = 8):
     their texts, from the first run's model: what one LaCLIP-MT step sees. On file data a random toy batch."""
 
     cfg = lesson.config()
-    if not cfg.data.is_shapeworld or augment(lesson) not in ("shapes", "eda"):
+    if not held_out_splits(cfg) or augment(lesson) not in ("shapes", "eda"):    # not rendered here: a toy batch
         g = torch.Generator().manual_seed(lesson.params["seed"])
         k = 1 + cfg.data.num_rewrites
         lesson.markdown(f"(A random toy batch of {n} images × {k} texts: the real texts are read on ShapeWorld.)")

@@ -34,12 +34,12 @@ def start(namespace: dict) -> Lesson:
 def _check(lesson: Lesson) -> None:
     p = lesson.params
     ablation_points(p["ablations"], p["values"], p["policy"], p["llm_model"], p["bt_models"])   # names, values
-    cfg = lesson.config()                            # a bad override key or value fails here
-    if cfg.data.is_shapeworld and p["metric"] not in common.shapeworld_metrics():
-        close = difflib.get_close_matches(p["metric"], common.shapeworld_metrics(), n=1)
+    reported = common.held_out_metrics(lesson.config())     # [] on file data: its metrics are known once scored
+    if reported and p["metric"] not in reported:
+        close = difflib.get_close_matches(p["metric"], reported, n=1)
         raise common.ParameterError(f"metric: {p['metric']!r} is not a metric the runs report"
                                     + (f" (did you mean {close[0]}?)" if close else "")
-                                    + f"; allowed: {', '.join(common.shapeworld_metrics())}")
+                                    + f"; allowed: {', '.join(reported)}")
 
 
 finish = common.finish
@@ -130,7 +130,7 @@ def ablation_table(lesson: Lesson, rows: list[dict]) -> str:
     text = markdown_table(table_rows, ["ablation", "setting", "seeds", *cols], right=["seeds", *cols], cell=str)
     (lesson.out_dir / "ablations.md").write_text(text)
     what = ("Zero-shot top-1 (%) on the ShapeWorld test split (`@heldout`: templates never tuned on) and retrieval "
-            "R@1" if lesson.config().data.is_shapeworld else f"`{metric}` of every run")
+            "R@1" if common.held_out_metrics(lesson.config()) else f"`{metric}` of every run")
     lesson.markdown(f"{what}; {over_seeds_caption(lesson)}.\n\n" + text, "Ablations", key=True)
     return text
 

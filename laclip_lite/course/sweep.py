@@ -153,7 +153,8 @@ def notebook_parameters(notebook: str | Path) -> dict:
 
 def check_grid(notebook: str | Path, points: list[Point]) -> dict[str, str]:
     """Before any point runs: an unknown parameter name anywhere stops the sweep (a typo in the grid); for the
-    kit's notebooks, a value of the wrong type fails just its point -> {point name: message}."""
+    kit's notebooks, a bad value (its type, its allowed values, the config it makes) fails just its point ->
+    {point name: message}."""
     stem = Path(notebook).stem
     known = notebook_parameters(notebook)
     for p in points:

@@ -28,6 +28,8 @@ from laclip_lite.utils import stable_hash
 
 class Pairs(Protocol):
     """What the trainer reads batches from (InMemoryPairs, MapPairs, ShardPairs)."""
+    augmented: bool                               # images come cropped (in DataLoader workers); else the trainer crops
+
     def batch(self, step: int) -> Batch: ...      # the images and texts of optimizer step `step` on this rank
 
 
@@ -54,6 +56,13 @@ class TrainData:
     from_files: bool = False        # samples are read from files (reads replaced / skipped are counted, reported)
 
 
+def source_kind(cfg: Config) -> str:
+    """What each step of the training-data path dispatches on (`rewrite.prepare.prepare_rewrites`,
+    `get_train_data`): "shapeworld" (rendered in memory, with its own val / test splits: `held_out_splits`) or
+    "files" (CSV, tar shards, HF dataset: read by `readers`)."""
+    return "shapeworld" if cfg.data.is_shapeworld else "files"
+
+
 def shapeworld_split(cfg: Config, name: str):
     """The rendered split `name` of the run's world. Rendered once per process (a lesson renders its 20,000
     training images once, not once per cell that needs them); every call gets its own copy, so a caller that
@@ -74,7 +83,7 @@ def shapeworld_split(cfg: Config, name: str):
 def held_out_splits(cfg: Config) -> tuple[str, ...]:
     """The training source's own held-out splits, each an evaluation set (`shapeworld_split`): a ShapeWorld run's
     "val" (when data.val_size > 0) and "test"; () for file data, which is scored on `eval.datasets`."""
-    if not cfg.data.is_shapeworld:
+    if source_kind(cfg) != "shapeworld":
         return ()
     return ("val", "test") if cfg.data.val_size else ("test",)
 
@@ -86,7 +95,7 @@ _RENDERED_BYTES = 512 << 20             # keep at most this many bytes of render
 def train_size(cfg: Config) -> int:
     """Training samples of the run's source, counted without decoding an image: ShapeWorld's `data.train_size`,
     a CSV's / HF dataset's rows; 0 for tar shards (a stream: unknown until read)."""
-    if cfg.data.is_shapeworld:
+    if source_kind(cfg) == "shapeworld":
         return cfg.data.train_size
     source = readers.open_source(cfg.data, rewrites=False)
     return len(source) if hasattr(source, "__len__") else 0
@@ -101,7 +110,7 @@ def get_train_data(cfg: Config, tokenizer: Tokenizer, rewrites: Rewrites, rank: 
     """Batches of `train.batch_size x train.accum_steps` images per process per step (the trainer splits each
     into `accum_steps` micro-batches), with the texts `rewrites` says each sample has, tokenized by `tokenizer`.
     `info["fingerprint"]` identifies the data (captions, rewrites in use and their census): resume compares it."""
-    kind = _shapeworld_train_data if cfg.data.is_shapeworld else _file_train_data
+    kind = {"shapeworld": _shapeworld_train_data, "files": _file_train_data}[source_kind(cfg)]
     return kind(cfg, tokenizer, rewrites, rank, world_size)
 
 

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from laclip_lite.config import RESERVED_PREFIXES, TASKS, EvalSpec, parse_spec, parse_specs  # noqa: F401  (the schema lives in config)
 from laclip_lite.data.formats import (
     SPLITS,
+    ReadStats,
     class_dirs,
     decode_image,
     detect,
@@ -267,8 +268,8 @@ def resolve_task(spec: EvalSpec, dataset) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # Streaming batches
 class _Stream(torch.utils.data.IterableDataset):
-    """Decoded samples (uint8 [S,S,3] numpy or None, target, where) of a list of units; units are dealt to
-    DataLoader workers round-robin, so 2 workers read every sample exactly once between them."""
+    """Decoded samples (uint8 [S,S,3] numpy or None, target, (skip reason, where) or None) of a list of units;
+    units are dealt to DataLoader workers round-robin, so 2 workers read every sample exactly once between them."""
 
     def __init__(self, units: list, shards: bool, kind: str, image_size: int):
         self.units, self.shards, self.kind, self.image_size = units, shards, kind, image_size
@@ -282,22 +283,25 @@ class _Stream(torch.utils.data.IterableDataset):
                     yield self._from_tar(unit, key, group)
             else:
                 file, target = unit
-                yield self._decode(file, file), target, file
+                img, bad = self._decode(file, file)
+                yield img, target, bad
 
     def _decode(self, data, where: str):
-        """Image bytes or path -> uint8 [S,S,3]: the evaluation transform (`pil_to_uint8`: shorter side resized,
-        centre crop), skipped for an image already S x S (the same pixels, without copies); None if unreadable."""
-        img = decode_image(data, where=where)                    # decoded once, here, where errors are caught
+        """Image bytes or path -> (uint8 [S,S,3], None): the evaluation transform (`pil_to_uint8`: shorter side
+        resized, centre crop), skipped for an image already S x S (the same pixels, without copies); an unreadable
+        one -> (None, (reason, where)), the reason `formats.decode_image` counts it under."""
+        stats = ReadStats(where)
+        img = decode_image(data, stats, where=where)             # decoded once, here, where errors are caught
         if img is None:
-            return None
+            return None, (stats.last_reason, where)
         if img.size == (self.image_size, self.image_size):
-            return np.asarray(img)
-        return pil_to_uint8(img, self.image_size, train=False).permute(1, 2, 0).numpy()
+            return np.asarray(img), None
+        return pil_to_uint8(img, self.image_size, train=False).permute(1, 2, 0).numpy(), None
 
     def _from_tar(self, shard: str, key: str, group: dict[str, bytes]):
         where = f"{shard}:{key}"
         if oversized(group):                                 # a member over tar_shards.MAX_MEMBER_BYTES: skipped
-            return None, None, f"{where} (a member over {MAX_MEMBER_BYTES:,} bytes)"
+            return None, None, ("oversized_member", f"{where} (a member over {MAX_MEMBER_BYTES:,} bytes)")
         ext = image_ext(group)
         if self.kind == "retrieval":
             target = group["txt"].decode("utf-8").splitlines() if "txt" in group else []
@@ -307,38 +311,27 @@ class _Stream(torch.utils.data.IterableDataset):
                 target = int(group["cls"].decode("utf-8").strip())
             except (KeyError, ValueError):
                 target = None
-        if ext is None or target is None or target == []:
-            return None, None, where
-        return self._decode(group[ext], f"{where}.{ext}"), target, where
+        if ext is None:
+            return None, None, ("missing_image", where)
+        if target is None or target == []:
+            return None, None, ("missing_caption" if self.kind == "retrieval" else "missing_label", where)
+        img, bad = self._decode(group[ext], f"{where}.{ext}")
+        return img, target, bad
 
 
 def _collate(items):
-    """-> (uint8 images [B,3,S,S] of the readable samples, their targets, [where] of the unreadable ones)."""
+    """-> (uint8 images [B,3,S,S] of the readable samples, their targets, [(reason, where)] of the unreadable)."""
     good = [(img, t) for img, t, _ in items if img is not None]
-    bad = [w for img, _, w in items if img is None]
+    bad = [b for img, _, b in items if img is None]
     images = torch.from_numpy(np.stack([img for img, _ in good])).permute(0, 3, 1, 2).contiguous() if good else None
     return images, [t for _, t in good], bad
 
 
-@dataclass
-class Skipped:
-    """Samples left out of an evaluation: how many, and the first few (file or shard:key)."""
-    count: int = 0
-    examples: list[str] = field(default_factory=list)
-
-    def add(self, where: list[str]) -> None:
-        self.count += len(where)
-        self.examples += where[:max(0, 3 - len(self.examples))]
-
-    def merge(self, other: "Skipped") -> None:
-        self.count += other.count
-        self.examples += other.examples[:max(0, 3 - len(self.examples))]
-
-
 def batches(dataset, split: str, image_size: int, batch_size: int = 256, num_workers: int = 0,
-            progress: bool = True, skipped: Skipped | None = None) -> Iterator[tuple[torch.Tensor, list]]:
+            progress: bool = True, stats: ReadStats | None = None) -> Iterator[tuple[torch.Tensor, list]]:
     """(uint8 images [B,3,S,S], targets) of `split`, resized (shorter side) and centre-cropped to `image_size`;
-    targets are class indices or caption lists. Unreadable samples are counted in `skipped`."""
+    targets are class indices or caption lists. Images yielded are counted in `stats.read`, unreadable samples in
+    `stats.skipped` by reason (`formats.ReadStats`, the training readers' counter)."""
     units = dataset.units(split)
     shards = bool(units) and isinstance(units[0], str)
     stream = _Stream(list(units), shards, dataset.kind, image_size)
@@ -346,12 +339,14 @@ def batches(dataset, split: str, image_size: int, batch_size: int = 256, num_wor
     loader = torch.utils.data.DataLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
                                          persistent_workers=False)
     total = None if shards else -(-len(units) // batch_size) + max(0, workers - 1)
-    skipped = skipped if skipped is not None else Skipped()
+    stats = stats if stats is not None else ReadStats(f"{dataset.name}/{split}")
     Image.init()             # PIL's decoders (PNG, JPEG, WebP, ...) imported here once, not again in every worker
     # tqdm.auto's bar calls iter() on what it is given: handed the loader, it would start a second set of workers
     for images, targets, bad in tqdm(iter(loader), total=total, desc=f"eval {dataset.name}/{split}", unit="batch",
                                      disable=not progress, leave=False, mininterval=1.0):
-        skipped.add(bad)
+        for reason, where in bad:
+            stats.skip(reason, where)
         if images is not None:
+            stats.read += len(targets)
             yield images, targets
 

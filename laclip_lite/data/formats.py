@@ -105,14 +105,31 @@ class ReadStats:
         if len(self.examples[reason]) < 3:
             self.examples[reason].append(detail)
 
+    def merge(self, other: "ReadStats") -> None:
+        """Add another pass's counts (e.g. a probe's training split to its test split)."""
+        self.read += other.read
+        self.skipped.update(other.skipped)
+        for reason, examples in other.examples.items():
+            mine = self.examples.setdefault(reason, [])
+            mine += examples[:max(0, 3 - len(mine))]
+
+    @property
+    def count(self) -> int:
+        """Records skipped, all reasons together."""
+        return sum(self.skipped.values())
+
     def as_dict(self) -> dict:
         return {"read": self.read, "skipped": dict(self.skipped), "examples": dict(self.examples)}
+
+    def reasons(self) -> str:
+        """"2 corrupt_image (e.g. a.jpg; b.jpg), 1 missing_label (e.g. ...)": the skips by reason, with examples."""
+        return ", ".join(f"{n} {reason} (e.g. {'; '.join(self.examples[reason])})"
+                         for reason, n in self.skipped.items())
 
     def summary(self) -> str:
         if not self.skipped:
             return f"{self.where}: {self.read} records read, none skipped"
-        parts = [f"{n} {reason} (e.g. {'; '.join(self.examples[reason])})" for reason, n in self.skipped.items()]
-        return f"{self.where}: {self.read} records read, {sum(self.skipped.values())} skipped: " + ", ".join(parts)
+        return f"{self.where}: {self.read} records read, {self.count} skipped: " + self.reasons()
 
     def warn(self) -> None:
         if self.skipped:

@@ -77,7 +77,6 @@ class Batch:
     images: torch.Tensor        # uint8 [B,3,H,W]
     tokens: torch.Tensor        # long [B,L] (clip / laclip) or [B,K,L] (mt)
     data_time: float            # seconds spent producing this batch
-    augmented: bool = False     # images already cropped (file data: in the workers); else the trainer crops them
     skipped: Counter = field(default_factory=Counter)  # reads replaced / rewrites fallen back, by reason
 
 
@@ -106,6 +105,8 @@ class EpochOrder:
 class InMemoryPairs:
     """All images (uint8 [N,3,H,W]) and all tokenised texts ([N,K,L]) in memory: ShapeWorld and small sets."""
 
+    augmented = False           # batches hold the images as stored: the trainer crops them (on the device)
+
     def __init__(self, images: torch.Tensor, tokens: torch.Tensor, policy: str, batch_size: int, seed: int,
                  rank: int = 0, world_size: int = 1):
         if images.shape[0] != tokens.shape[0]:
@@ -133,6 +134,8 @@ class _LoaderPairs:
     """Pairs read from files through a DataLoader (worker processes decode and tokenise); subclasses say how
     the stream of (images, tokens [B,K,L]) batches starting at a given step is made."""
 
+    augmented = True            # batches hold images already cropped, once, in the DataLoader workers
+
     def __init__(self, dataset, tokenizer, policy: str, batch_size: int, seed: int, num_workers: int = 0,
                  rank: int = 0, world_size: int = 1, num_texts: int = 1, pin_memory: bool = False):
         self.dataset, self.tokenizer, self.policy, self.seed = dataset, tokenizer, policy, seed
@@ -156,7 +159,7 @@ class _LoaderPairs:
         self._next_step = step + 1
         tokens = select_texts(tokens, self.policy, text_generator(self.seed, step), self.rank,
                               self.world_size)
-        return Batch(images, tokens, time.perf_counter() - t0, augmented=True, skipped=skipped)
+        return Batch(images, tokens, time.perf_counter() - t0, skipped=skipped)
 
 
 class MapPairs(_LoaderPairs):

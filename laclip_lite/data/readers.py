@@ -290,7 +290,7 @@ class TarShardSource:
             if self.rewrite_table is not None:
                 self._variants = list(self.rewrite_table["texts"])
                 return self._variants
-            for rec in self._samples(self.shards[0], ReadStats("peek"), decode=False):
+            for rec in self.shard_records(self.shards[0], ReadStats("peek"), decode=False):
                 if rec.rewrites:
                     self._variants = list(rec.rewrites)
                     break
@@ -298,22 +298,24 @@ class TarShardSource:
 
     def __iter__(self) -> Iterator[Record]:
         for shard in self.my_shards():
-            yield from self._samples(shard, self.stats)
+            yield from self.shard_records(shard, self.stats)
         self.stats.warn()
 
     def captions(self) -> Iterator[str]:
         """The original caption of every sample in every shard (whatever this rank reads), no image decoded."""
         for shard in self.shards:
-            for rec in self._samples(shard, ReadStats("captions"), decode=False):
+            for rec in self.shard_records(shard, ReadStats("captions"), decode=False):
                 yield rec.caption
 
     def text_records(self) -> Iterator[tuple[str, Record]]:
         """(sample key, Record without image) of every sample in every shard that training would read."""
         for shard in self.shards:
-            for rec in self._samples(shard, ReadStats("texts"), decode=False):
+            for rec in self.shard_records(shard, ReadStats("texts"), decode=False):
                 yield rec.key, rec
 
-    def _samples(self, shard: str, stats: ReadStats, decode: bool = True) -> Iterator[Record]:
+    def shard_records(self, shard: str, stats: ReadStats, decode: bool = True) -> Iterator[Record]:
+        """The records of one shard that training reads, in order (decode=False: texts only, no image decoded); a
+        sample training skips is counted in `stats` by reason (training and `rewrite --input` share the rule)."""
         table = self.rewrite_table if self.read_rewrites else None
         try:
             for key, group in tar_samples(shard, self.max_member):
@@ -361,10 +363,13 @@ class TarShardSource:
 
 # -- Hugging Face datasets ------------------------------------------------------------------------------------
 class HFDiskSource(_MapSource):
-    """A `save_to_disk` folder, or a hub dataset name (`load_dataset`, needs network). Map-style."""
+    """A `save_to_disk` folder, or a hub dataset name (`load_dataset`, needs network). Map-style.
 
-    def __init__(self, path_or_name: str | Path, image_column: str = "image", caption_column: str = "caption",
-                 rewrite_columns: list[str] | None = None, split: str = "train"):
+    image_column=None reads the captions only (`rewrite --input`: a captions-only dataset is fine there);
+    split=None takes the one split a DatasetDict holds (several: a DataError naming them)."""
+
+    def __init__(self, path_or_name: str | Path, image_column: str | None = "image", caption_column: str = "caption",
+                 rewrite_columns: list[str] | None = None, split: str | None = "train"):
         import datasets
 
         name = str(path_or_name).removeprefix("hf:")
@@ -381,19 +386,23 @@ class HFDiskSource(_MapSource):
                                 f"{type(e).__name__}: {str(e)[:300]}. Offline? Download it once and pass the "
                                 "folder written by save_to_disk instead") from e
         if isinstance(ds, datasets.DatasetDict):
-            if split not in ds:
+            if split is None and len(ds) != 1:
+                raise DataError(f"{name} holds splits {list(ds)}: point at one split's folder")
+            if split is not None and split not in ds:
                 raise DataError(f"{name}: no split {split!r} (splits: {', '.join(ds)})")
-            ds = ds[split]
+            ds = ds[split] if split is not None else next(iter(ds.values()))
         cols = ds.column_names
-        for what, col in (("image", image_column), ("caption", caption_column)):
-            if col not in cols:
-                raise DataError(f"{name}: no {what} column {col!r} (columns: {', '.join(cols)})")
+        for what, col, key in (("images", image_column, "data.image_column"),
+                               ("captions", caption_column, "data.caption_column, or --column for rewrite --input")):
+            if col is not None and col not in cols:
+                raise DataError(f"{name}: no column {col!r} for the {what} (columns: {', '.join(cols)}); choose it "
+                                f"with {key}")
         if rewrite_columns is None:
             rewrite_columns = [c for c in cols if is_variant_name(c) and c != caption_column]
         missing = [c for c in rewrite_columns if c not in cols]
         if missing:
             raise DataError(f"{name}: no rewrite column(s) {missing} (columns: {', '.join(cols)})")
-        if isinstance(ds.features[image_column], datasets.Image):
+        if image_column is not None and isinstance(ds.features[image_column], datasets.Image):
             ds = ds.cast_column(image_column, datasets.Image(decode=False))   # we decode: a bad image is skipped
         self.name, self.root = name, Path(name) if Path(name).is_dir() else None
         self.ds, self.image_column, self.caption_column = ds, image_column, caption_column
@@ -423,10 +432,13 @@ class HFDiskSource(_MapSource):
         return len(self.ds)
 
     def captions(self) -> Iterator[str]:
+        """Every row's caption in row order, no image decoded (a missing caption gives "": one line per row)."""
         for batch in self.ds.select_columns([self.caption_column]).iter(batch_size=1024):
-            yield from batch[self.caption_column]
+            yield from ("" if c is None else str(c) for c in batch[self.caption_column])
 
     def __getitem__(self, i: int) -> Record | None:
+        if self.image_column is None:
+            raise DataError(f"HF dataset {self.name} was opened for its captions only (no image column)")
         row = self.ds[i]
         key = str(row.get("key", i))
         value = row[self.image_column]

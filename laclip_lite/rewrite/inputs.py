@@ -53,8 +53,9 @@ def read_input(path: str | Path, column: str = "caption") -> Captions:
     path = Path(path)
     if not path.exists():
         raise DataError(f"--input not found: {path}")
-    if layout == "hf":
-        return Captions(_read_hf(path, column), layout="hf")
+    if layout == "hf":                               # one line per row, as training's HF reader reads them
+        source = readers.HFDiskSource(path, image_column=None, caption_column=column, rewrite_columns=[], split=None)
+        return Captions(list(source.captions()), layout="hf")
     if layout is None:
         raise DataError(f"--input {path}: a folder with no .tar shards and no Hugging Face dataset saved with "
                         "save_to_disk")
@@ -76,7 +77,7 @@ def _read_shards(spec: str) -> Captions:
     texts, keys, where = [], [], {}
     stats = ReadStats("rewrite --input")
     for shard in source.shards:
-        for rec in source._samples(shard, stats, decode=False):
+        for rec in source.shard_records(shard, stats, decode=False):
             if rec.key in where:
                 raise DataError(f"--input {spec}: sample key {rec.key!r} appears in {where[rec.key]} and {shard}; "
                                 "tar shards find their rewrites by key, so keys must be unique")
@@ -95,19 +96,3 @@ def _read_jsonl(path: Path, column: str) -> list[str]:
             raise DataError(f"{path}:{lineno}: no string field {column!r} (choose the key with --column)")
         out.append(row[column])
     return out
-
-
-def _read_hf(path: Path, column: str) -> list[str]:
-    import datasets
-
-    try:
-        ds = datasets.load_from_disk(str(path))
-    except FileNotFoundError as e:
-        raise DataError(f"{path}: not a Hugging Face dataset saved with save_to_disk ({e})") from None
-    if isinstance(ds, datasets.DatasetDict):
-        if len(ds) != 1:
-            raise DataError(f"{path} holds splits {list(ds)}: point --input at one split's folder")
-        ds = next(iter(ds.values()))
-    if column not in ds.column_names:
-        raise DataError(f"{path}: no column {column!r} (columns: {', '.join(ds.column_names)}); use --column")
-    return ["" if c is None else str(c) for c in ds[column]]     # one line per row, as training's HF reader

@@ -29,7 +29,7 @@ from pathlib import Path
 from laclip_lite.config import Config
 from laclip_lite.constants import SOURCES, canonical_source
 from laclip_lite.data import readers
-from laclip_lite.data.dataset import Rewrites, shapeworld_split
+from laclip_lite.data.dataset import Rewrites, shapeworld_split, source_kind
 from laclip_lite.errors import DataError
 from laclip_lite.rewrite.job import job_settings, load_rewrites, rewrite_captions
 from laclip_lite.utils import cache_dir, stable_hash
@@ -38,7 +38,7 @@ from laclip_lite.utils import cache_dir, stable_hash
 def prepare_rewrites(cfg: Config, rank: int = 0, world_size: int = 1) -> Rewrites:
     """Every training sample's texts and their origin, checked (rewrites in use, identical share, made from these
     captions) before step 0. May run the rewrite job (ShapeWorld; `eda` / `shapes` on a CSV) into its cache."""
-    if cfg.data.is_shapeworld:
+    if source_kind(cfg) == "shapeworld":
         return _shapeworld_rewrites(cfg)
     return _file_rewrites(cfg, rank, world_size)
 
@@ -156,17 +156,16 @@ def rewrite_census(records, variants: list[str], job_captions: list[str] | None 
     return {v: {"n": n, "identical": same[v], "share": round(same[v] / n, 4) if n else 0.0} for v in variants}
 
 
-def check_identical(cfg: Config, census: dict, what: str) -> None:
-    """Stop when a variant's share of rewrites equal to their caption exceeds `data.max_identical`."""
+def check_identical(cfg: Config, census: dict, what: str, hint: str = "") -> None:
+    """Stop when a variant's share of rewrites equal to their caption exceeds `data.max_identical`; `hint` (after
+    " - ") says what to do about it on this source."""
     limit = cfg.data.max_identical
     over = {v: c for v, c in census.items() if c["share"] > limit}
     if over:
         parts = ", ".join(f"{v} {c['identical']}/{c['n']} ({c['share']:.0%})" for v, c in over.items())
-        hint = (" - the ShapeWorld stand-in finds nothing to rewrite in captions outside ShapeWorld; make real "
-                "rewrites with laclip-lite rewrite --rewriter llm and set data.rewrites_dir" if cfg.data.augment ==
-                "shapes" and not cfg.data.is_shapeworld else "")
         raise DataError(f"{what}: rewrites identical to their caption: {parts}, above data.max_identical={limit:g}; "
-                        f"train.policy={cfg.train.policy} would train CLIP under another name{hint} (or train with "
+                        f"train.policy={cfg.train.policy} would train CLIP under another name"
+                        f"{' - ' + hint if hint else ''} (or train with "
                         "train.policy=clip, or raise data.max_identical)")
 
 
@@ -256,7 +255,10 @@ def _file_census(cfg: Config, source, variants: list[str], where: str) -> dict:
     table = getattr(source, "rewrite_table", None)
     key_line = table["keys"] if table else None
     census = rewrite_census(source.text_records(), variants, job, key_line, where=folder or str(cfg.data.source))
-    check_identical(cfg, census, f"train.policy={cfg.train.policy} on {cfg.data.source} (rewrites from {where})")
+    hint = ("the ShapeWorld stand-in finds nothing to rewrite in captions outside ShapeWorld; make real rewrites with "
+            "laclip-lite rewrite --rewriter llm and set data.rewrites_dir" if cfg.data.augment == "shapes" else "")
+    check_identical(cfg, census, f"train.policy={cfg.train.policy} on {cfg.data.source} (rewrites from {where})",
+                    hint)
     return census
 
 

@@ -620,6 +620,9 @@ def _control_rewrite(caption: str, facts: ShapeFacts, style: str, seed: int, mod
         _PHRASES.reset(token)
 
 
+SYNONYM_TASKS = ("shape", "color", "color_shape")   # the tasks `synonym_classnames` can name
+
+
 def synonym_classnames(task: str) -> list[str]:
     """Zero-shot class names written with a synonym instead of the class name (the last of the world's words
     for each class that writes no class name: circle -> "dot", red -> "cherry"; heart has none, so "valentine
@@ -635,7 +638,7 @@ def synonym_classnames(task: str) -> list[str]:
         return list(colors.values())
     if task == "color_shape":
         return [f"{c} {s}" for c in colors.values() for s in shapes.values()]
-    raise ValueError(f"synonym_classnames: no synonyms for task {task!r} (shape, color, color_shape)")
+    raise ValueError(f"synonym_classnames: no synonyms for task {task!r} ({', '.join(SYNONYM_TASKS)})")
 
 
 def shape_styles(sources: list[str]) -> list[str]:
