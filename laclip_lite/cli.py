@@ -1,23 +1,26 @@
 """`laclip-lite` command line: one sub-command per module in `laclip_lite/commands/`.
 
-Each command module defines `add_arguments(parser)` and `run(args) -> int` and imports what it needs (torch
-included) at its top; its one-line help lives in `COMMANDS` here, and `main` imports only the module of the
-command it runs, so `laclip-lite --help` imports none of them and stays instant. Errors a person can act on
-(`errors.UserError`: a bad value, bad data, a missing or unwritable path, a full disk, a busy folder) print as one
-line, exit code 2, no traceback; `--debug` (or LACLIP_LITE_DEBUG=1) shows the traceback as well.
+Every command's arguments are added by its function in `commands/arguments.py` (argparse and light constants only)
+and its one-line help lives in `COMMANDS` here, so the whole parser imports no command module and neither torch:
+`laclip-lite --help`, `laclip-lite train --help` and an argument error stay instant. Each `commands/<name>.py`
+holds the command's `run(args) -> int` and imports what it needs (torch included) at its top; `main` imports only
+the module of the command it runs. Errors a person can act on (`errors.UserError`: a bad value, bad data, a missing
+or unwritable path, a full disk, a busy folder) print as one line, exit code 2, no traceback; `--debug` (or
+LACLIP_LITE_DEBUG=1) shows the traceback as well.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 import traceback
-from collections.abc import Collection
 
+from laclip_lite.commands.arguments import ARGUMENTS
 from laclip_lite.errors import UserError
 
-COMMANDS = {        # name -> its one-line help; laclip_lite/commands/<name>.py holds its arguments and run
+COMMANDS = {        # name -> its one-line help; commands/arguments.py: its arguments; commands/<name>.py: its run
     "train": "train a CLIP / LaCLIP / LaCLIP-MT model (writes checkpoint.pt, config.yaml, metrics.jsonl)",
     "eval": "evaluate a run folder: ShapeWorld tasks, or zero-shot / retrieval / linear / k-shot probes on an "
             "ImageFolder, CLIP_benchmark folder, captions CSV or Karpathy JSON",
@@ -35,28 +38,29 @@ COMMANDS = {        # name -> its one-line help; laclip_lite/commands/<name>.py 
 }
 
 
-def build_parser(load: Collection[str] | None = None) -> argparse.ArgumentParser:
-    """The parser, with the arguments of the commands in `load` (default: all, importing every command module;
-    `main` loads only the command it runs)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command, from `commands/arguments.py` alone; a command without its arguments function or
+    its `commands/<name>.py` module is an error here (the module is found, not imported)."""
     parser = argparse.ArgumentParser(prog="laclip-lite", description="A teaching and ablation kit for CLIP and LaCLIP.")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error too (or set LACLIP_LITE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, text in COMMANDS.items():
-        p = sub.add_parser(name, help=text, description=text)
-        if load is None or name in load:
-            module = importlib.import_module(f"laclip_lite.commands.{name}")   # a missing module is an error
-            module.add_arguments(p)
-            p.set_defaults(_run=module.run)
+        module = f"laclip_lite.commands.{name}"
+        if importlib.util.find_spec(module) is None:
+            raise ModuleNotFoundError(f"No module named {module!r} (command {name!r} of cli.COMMANDS)", name=module)
+        if name not in ARGUMENTS:
+            raise LookupError(f"command {name!r} of cli.COMMANDS has no arguments function in "
+                              "laclip_lite.commands.arguments.ARGUMENTS")
+        ARGUMENTS[name](sub.add_parser(name, help=text, description=text))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    command = [a for a in argv if not a.startswith("-")][:1]    # --debug, the only option before it, takes no value
-    args = build_parser(command).parse_args(argv)
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    run = importlib.import_module(f"laclip_lite.commands.{args.command}").run    # only the command it runs
     try:
-        return int(args._run(args) or 0)
+        return int(run(args) or 0)
     except UserError as e:
         if args.debug or os.environ.get("LACLIP_LITE_DEBUG", "") not in ("", "0"):
             traceback.print_exc()

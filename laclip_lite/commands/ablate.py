@@ -6,35 +6,7 @@ import sys
 from pathlib import Path
 
 from laclip_lite.ablations import ablate, full_grid, label, read_rows, write_contrasts
-from laclip_lite.commands import add_gpus_argument
-from laclip_lite.constants import EXPERIMENT_PRESET
 from laclip_lite.utils import parse_gpus, parse_seeds
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--out", required=True, help="output folder (runs/ inside; finished runs are reused)")
-    p.add_argument("--seeds", default="0,1,2", help="comma list of seeds (3 or more for intervals)")
-    p.add_argument("--worlds", default="0", help="comma list of data.world_seed values: runs pair by (world, seed); "
-                                                 "tables per world and pooled")
-    p.add_argument("--contrasts-only", action="store_true",
-                   help="recompute contrasts.csv/.md from OUT/ablations.csv (committed per-seed results) and exit")
-    p.add_argument("--ablations", default="all",
-                   help="comma list of augment, num_rewrites, source, backbone, text_tower; 'all'; '' for none")
-    p.add_argument("--controls", default="", help="comma list of leak, faithfulness, data_size, steps, "
-                                                   "data_epochs, policy, standin, rewrite_subsets; or 'all'")
-    p.add_argument("--policy", default="laclip", choices=["laclip", "mt"], help="text policy of the augmented arms")
-    p.add_argument("--preset", default=EXPERIMENT_PRESET,
-                   help=f"preset every run starts from (default: {EXPERIMENT_PRESET}, compare's)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for every run")
-    p.add_argument("--llm-model", default="", help="causal LM for augment=llm (empty: that value is skipped)")
-    p.add_argument("--bt-models", default="", help="'forward,backward' translation models for augment=backtranslate "
-                                                   "(empty: that value is skipped)")
-    p.add_argument("--skip", default="", metavar="ABLATION=VALUE,...",
-                   help="grid values to leave out, e.g. text_tower=minilm-unlocked (~1 h a run on one CPU thread)")
-    p.add_argument("--jobs", type=int, default=0, help="runs in parallel (0: auto, from --gpus, the cores and device)")
-    add_gpus_argument(p)
-    p.add_argument("--list", action="store_true", help="print the grid's points and exit")
 
 
 def _names(text: str) -> list[str] | str:

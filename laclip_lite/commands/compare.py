@@ -3,33 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from laclip_lite.commands import add_gpus_argument
-from laclip_lite.constants import EXPERIMENT_PRESET, POLICIES, REWRITERS
 from laclip_lite.experiments import compare, write_compare_contrasts
 from laclip_lite.stats import read_rows
 from laclip_lite.utils import parse_gpus
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--policies", default=",".join(POLICIES),
-                   help="comma list of policy[:augment], e.g. clip,laclip,mt,laclip:eda "
-                        "(augment defaults to --augment)")
-    p.add_argument("--augment", default="shapes", help=f"rewrite cache for laclip/mt arms: {', '.join(REWRITERS)}")
-    p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
-    p.add_argument("--worlds", default=None, help="comma list of data.world_seed values (new images, captions, "
-                                                 "val and test sets; default: the preset's); runs pair by "
-                                                 "(world, seed)")
-    p.add_argument("--preset", default=EXPERIMENT_PRESET,
-                   help=f"preset every run starts from (default: {EXPERIMENT_PRESET}, the data-scarce regime sized "
-                        "so 3 policies x 3 seeds fit 10 minutes on 2 cores)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", required=True, help="output folder (one sub-folder per run; finished runs are skipped)")
-    p.add_argument("--contrasts-only", action="store_true",
-                   help="recompute contrasts.csv/.md from OUT/runs.csv (committed per-seed results) and exit")
-    p.add_argument("--jobs", type=int, default=0,
-                   help="runs in parallel, each with cores/jobs threads (0: auto: one per GPU of --gpus, else one "
-                        "per core on a CPU)")
-    add_gpus_argument(p)
 
 
 def run(args) -> int:

@@ -19,6 +19,7 @@ import csv
 import json
 from pathlib import Path
 
+from laclip_lite.commands.arguments import FILE_TASKS, SHAPEWORLD_TASKS
 from laclip_lite.config import Config, ConfigError, EvalSpec, parse_specs, read_yaml
 from laclip_lite.data.dataset import held_out_splits, shapeworld_split
 from laclip_lite.data.eval_layouts import open_eval_set, resolve_task
@@ -28,56 +29,6 @@ from laclip_lite.files import atomic_open, atomic_write_text
 from laclip_lite.runs import load_run
 from laclip_lite.templates import get_templates
 from laclip_lite.utils import markdown_table
-
-SHAPEWORLD_TASKS = ("shape", "color", "color_shape", "size", "background", "all")  # data.vocab.TASKS + "all"
-FILE_TASKS = ("zeroshot", "retrieval", "linear_probe", "fewshot")                 # config.TASKS
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR",
-                   help="run folder written by `laclip-lite train` (or its checkpoint.pt)")
-    p.add_argument("--dataset", default=None, metavar="PATH",
-                   help="an evaluation set on files: ImageFolder, CLIP_benchmark webdataset folder, captions CSV, "
-                        "Karpathy JSON (default: ShapeWorld, or the run's eval.datasets)")
-    p.add_argument("--suite", default=None, metavar="YAML", help="score many datasets; writes suite.csv + suite.md")
-    p.add_argument("--out", default=None, help="--suite: folder for suite.csv / suite.md (default: the run folder)")
-    p.add_argument("--task", default=None, choices=SHAPEWORLD_TASKS + FILE_TASKS,
-                   help="ShapeWorld: a task or 'all' (default color_shape); --dataset: zeroshot, retrieval, "
-                        "linear_probe or fewshot (default: from the layout)")
-    p.add_argument("--classnames", default=None, metavar="FILE",
-                   help="--dataset: class names, one per line in sorted folder order, or JSON folder -> name")
-    p.add_argument("--templates", default=None, metavar="FILE_OR_SET",
-                   help="template set name (default, photo, art, spoken, heldout, bare) or a file with one "
-                        "template per line containing {} (default: the dataset's own file, else 'default')")
-    p.add_argument("--image-root", default="", help="--dataset CSV / JSON: folder the image paths start from")
-    p.add_argument("--name", default="", help="--dataset: the name in the output (default: the folder name)")
-    p.add_argument("--linear-probe", action="store_true", help="ShapeWorld: also fit a logistic-regression probe")
-    p.add_argument("--few-shot", type=_non_negative, default=0, metavar="K",
-                   help="ShapeWorld: also run a K-shot probe per task; --task fewshot: K (default 5)")
-    p.add_argument("--no-retrieval", action="store_true", help="ShapeWorld: skip image<->caption retrieval")
-    p.add_argument("--split", default=None, choices=("train", "val", "test"), help="split to score (default: test)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    p.add_argument("--batch-size", type=_positive, default=256, help="images / texts per forward pass")
-    p.add_argument("--workers", type=_non_negative, default=2, help="--dataset: DataLoader workers decoding images")
-    p.add_argument("--seed", type=int, default=0, help="seed of the probes' validation slice and k-shot draws")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def load_suite(path: str) -> list:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from laclip_lite.config import Config, RewriteConfig
 from laclip_lite.data.export import (
+    EVAL_FORMATS,
     FORMATS,
     export_clip_benchmark,
     export_hf,
@@ -38,28 +39,6 @@ from laclip_lite.data.shapeworld import ShapeWorld
 from laclip_lite.data.vocab import TASKS
 from laclip_lite.errors import DataError
 from laclip_lite.models.open_clip_export import export_open_clip
-
-EVAL_FORMATS = ("imagefolder", "clip_benchmark")
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=["hf", "wds", "laclip", "all", *EVAL_FORMATS, "open_clip"], default="all",
-                   help="output layout")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--checkpoint", default=None, metavar="RUN_DIR",
-                   help="open_clip: the run to export; imagefolder / clip_benchmark: export that run's own split")
-    p.add_argument("--name", default=None, help="open_clip: the model name to register (default laclip-lite-<run>)")
-    p.add_argument("--task", default="color_shape",
-                   help="imagefolder / clip_benchmark: the labels (shape, color, color_shape, size, background) or "
-                        "retrieval (clip_benchmark)")
-    p.add_argument("--n", type=int, default=None, help="number of samples (default 48; with --checkpoint the run's)")
-    p.add_argument("--split", default=None,
-                   help="ShapeWorld split: train | val | test (default train; evaluation layouts: test, or a "
-                        "comma list such as train,test)")
-    p.add_argument("--seed", type=int, default=0, help="ShapeWorld world seed")
-    p.add_argument("--image-size", type=int, default=32, help="image side in pixels")
-    p.add_argument("--shards", type=int, default=2, help="wds: number of tar shards")
-    p.add_argument("--rewriter", default="", help="also export rewrites made by this rewriter (e.g. shapes)")
 
 
 def _rewrites(captions: list[str], rewriter: str) -> dict[str, list[str]]:

@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 from laclip_lite.config import Config, ConfigError, apply_overrides
-from laclip_lite.constants import REWRITERS, SOURCES
 from laclip_lite.folder_lock import folder_lock
 from laclip_lite.rewrite import job
 from laclip_lite.rewrite.device import rewrite_device
@@ -25,46 +24,6 @@ from laclip_lite.rewrite.inputs import read_input
 from laclip_lite.rewrite.job import job_settings
 from laclip_lite.rewrite.quality import quality_report, write_quality
 from laclip_lite.utils import atomic_write_text, parse_shard, stable_hash
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--input", help="captions: a training source (LaCLIP .csv, tar shards: .tar / folder / glob, "
-                                   "HF dataset folder; read with training's skip rules), .txt (one per line) or .jsonl")
-    p.add_argument("--out", help="output folder (<variant>.txt, dataset/, report.json, cache/)")
-    p.add_argument("--rewriter", choices=REWRITERS, default="shapes",
-                   help="llm: in-context rewriting with a causal LM; shapes: the ShapeWorld LLM stand-in")
-    p.add_argument("--model", default="", help="llm: causal LM folder or hub name; backtranslate: 'forward,backward'")
-    p.add_argument("--sources", default=",".join(SOURCES),
-                   help="llm/shapes: meta-pair sources, comma-separated (coco = mscoco; name=pairs.jsonl or "
-                        "name=pairs.tsv for your own)")
-    p.add_argument("--meta-pairs-dir", default="", metavar="PATH",
-                   help="llm: read every source's meta pairs from a local checkout of the LaCLIP release "
-                        "(its rewrite/utils.py; parsed, never run, never copied)")
-    p.add_argument("--prompt-format", choices=["kit", "laclip"], default="kit",
-                   help="llm: kit = this kit's prompt (one line per pair, the default); laclip = the layout of the "
-                        "LaCLIP release's llama_rewrite.py (its instruction line, blank-line-separated pairs)")
-    p.add_argument("--device", default="auto",
-                   help="llm/backtranslate: auto (LOCAL_RANK, else the shard's GPU, else cuda:0 / cpu), cpu, cuda:N")
-    p.add_argument("--num-variants", type=int, default=4, help="eda/backtranslate: rewrites per caption")
-    p.add_argument("--max-new-tokens", type=int, default=77, help="llm/backtranslate: generation budget")
-    p.add_argument("--shard", default=None, metavar="I/N",
-                   help="do only batches b with b %% N == I, then --merge; 'auto' = RANK/WORLD_SIZE (torchrun)")
-    p.add_argument("--merge", default=None, metavar="DIR", help="merge the finished shards in DIR into the outputs")
-    p.add_argument("--job", default="", metavar="FINGERPRINT",
-                   help="--merge: which job, when DIR holds several (the error lists them)")
-    p.add_argument("--batch-size", type=int, default=32, help="captions per generation batch (and per cached batch)")
-    p.add_argument("--seed", type=int, default=0, help="rewrites are deterministic for a seed")
-    p.add_argument("--column", default="caption", help="caption column / key for .jsonl and HF dataset inputs")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any RewriteConfig field, e.g. --set k_shot=2 --set temperature=0.7")
-    p.add_argument("--report", action="store_true",
-                   help="also write quality.json + quality.md (diversity, faithfulness)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (a plain line every rewrite.print_every_s seconds instead)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads for generation (0: torch default)")
-    p.add_argument("--backend", choices=["auto", "hf", "vllm"], default="auto",
-                   help="llm: generation backend (auto: vLLM when installed and CUDA is present, else hf); "
-                        "vLLM's GPU memory share: --set rewrite.vllm_gpu_memory=0.5")
 
 
 def rewrite_config(args):

@@ -7,35 +7,11 @@ from pathlib import Path
 
 from laclip_lite.checkpoint import load_checkpoint
 from laclip_lite.config import Config, ConfigError, apply_overrides, build_config, parse_key_value
-from laclip_lite.constants import POLICIES
 from laclip_lite.data.dataset import train_size
 from laclip_lite.errors import DataError
 from laclip_lite.runs import config_diff
 from laclip_lite.schedule import plan_steps
 from laclip_lite.train import EXIT_PREEMPTED, Preempted, train
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--preset", default="tiny",
-                   help="named preset: tiny (CPU minutes), tiny-rich (lesson 01's first CLIP), tiny-2k "
-                        "(compare / ablate), tiny-scarce (their earlier default), test, laclip-cc3m, laclip-cc12m "
-                        "(the LaCLIP release's recipe), "
-                        "vit-b32 (LAION-style), vit-b16, rn50")
-    p.add_argument("--config", default=None, help="a YAML file of config values (applied after the preset)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field, e.g. --set train.policy=laclip --set model.vision=resnet")
-    p.add_argument("--policy", choices=POLICIES, default=None, help="shortcut for --set train.policy=...")
-    p.add_argument("--out", default=None, help="run folder (required unless --dry-run)")
-    p.add_argument("--resume", nargs="?", const="yes", default="no", choices=["yes", "auto"],
-                   help="continue the run in --out from its last checkpoint; '--resume auto': continue when a "
-                        "checkpoint exists, else start the run (for requeued / preempted jobs)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the steps the run would take (epochs -> steps, global batch, lr schedule) and stop")
-    p.add_argument("--world-size", type=int, default=None,
-                   help="--dry-run: processes (GPUs) to plan for (default: $WORLD_SIZE or 1)")
-    p.add_argument("--samples", type=int, default=None,
-                   help="--dry-run: dataset size to plan for (default: data.num_samples, else count data.source)")
 
 
 def dry_run(cfg, world_size: int | None, samples: int | None) -> list[str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from laclip_lite.commands.arguments import demo_arguments
 from laclip_lite.config import parse_key_value
 from laclip_lite.course.common import project_root
 from laclip_lite.course.params import NOTEBOOKS as DECLARED
@@ -157,18 +158,9 @@ def check_demo(names: list[str], parameters: dict) -> None:
         check_values(n, {k: v for k, v in parameters.items() if k in DECLARED[n]})
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--only", default="", help="comma list of notebooks (e.g. 01_clip_basics,03_laclip_training)")
-    p.add_argument("-p", dest="parameters", action="append", default=[], metavar="NAME=VALUE",
-                   help="a parameter for every notebook that has it (YAML value), e.g. -p preset=test -p steps=200")
-    p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebooks' python3)")
-    p.add_argument("--report-only", action="store_true", help="only rebuild REPORT.md from --out")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m laclip_lite.course.report", description=__doc__.splitlines()[0])
-    add_arguments(parser)
+    demo_arguments(parser)          # the arguments of `laclip-lite demo`, defined once in commands/arguments.py
     args = parser.parse_args(argv)
     return run(args)
 
