@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from laclip_lite.constants import AUGMENTS, POLICIES, SOURCES, SPLITS
+from laclip_lite.constants import AUGMENTS, DATASET_TASKS, POLICIES, SOURCES, SPLITS
 from laclip_lite.errors import ConfigError  # noqa: F401  (importable from here as before)
 from laclip_lite.files import atomic_write_text
 
@@ -150,7 +150,7 @@ class RewriteConfig:
     print_every_s: float = 30.0         # progress bar off: seconds between plain progress lines
 
 
-TASKS = ("zeroshot", "retrieval", "linear_probe", "fewshot")   # what an eval.datasets entry can be scored on
+TASKS = DATASET_TASKS   # what an eval.datasets entry can be scored on (defined in constants)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -32,4 +32,7 @@ def canonical_source(name: str) -> str:
     return SOURCE_ALIASES.get(name, name)
 
 
+DATASET_TASKS = ("zeroshot", "retrieval", "linear_probe", "fewshot")   # what an eval.datasets entry is scored on
+EXPORT_FORMATS = ("hf", "wds", "laclip")                # `export` training-data layouts (data.export)
+EXPORT_EVAL_FORMATS = ("imagefolder", "clip_benchmark")  # `export` evaluation-folder layouts
 SPLITS = ("train", "val", "test")      # dataset splits: ShapeWorld's, and those of an evaluation folder

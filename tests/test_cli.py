@@ -89,14 +89,6 @@ def test_help_and_argument_errors_import_no_run_module_nor_torch(tmp_path):
     assert "laclip_lite.commands.assignments" in next(iter(ran.values()))                  # the probe sees imports
 
 
-def test_choice_lists_mirrored_in_arguments_equal_their_homes():
-    from laclip_lite import config
-    from laclip_lite.data import export, vocab
-    assert arguments.FILE_TASKS == config.TASKS
-    assert arguments.SHAPEWORLD_TASKS == (*vocab.TASKS, "all")
-    assert (arguments.TRAIN_FORMATS, arguments.EVAL_FORMATS) == (export.FORMATS, export.EVAL_FORMATS)
-
-
 def test_train_help_names_every_preset():
     from laclip_lite.config import PRESETS
     train = cli.build_parser()._subparsers._group_actions[0].choices["train"]

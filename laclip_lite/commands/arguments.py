@@ -2,20 +2,19 @@
 that the full parser costs nothing: argparse, laclip_lite.constants and the ShapeWorld vocabulary only, never torch,
 numpy, PIL or a command's run module. `cli.build_parser` adds them all; `cli.main` then imports only
 `laclip_lite.commands.<name>` of the command it runs, so every `--help` and every argument error stays instant
-(`tests/test_cli.py`). The few names a choice list needs that live in heavy modules are mirrored here, and a test
-keeps each mirror equal to its home.
+(`tests/test_cli.py`). Choice lists come from laclip_lite.constants, their one home.
 """
 from __future__ import annotations
 
 import argparse
 
+from laclip_lite.constants import DATASET_TASKS as FILE_TASKS
 from laclip_lite.constants import EXPERIMENT_PRESET, POLICIES, REWRITERS, SOURCES
+from laclip_lite.constants import EXPORT_EVAL_FORMATS as EVAL_FORMATS
+from laclip_lite.constants import EXPORT_FORMATS as TRAIN_FORMATS
 from laclip_lite.data.vocab import TASKS
 
 SHAPEWORLD_TASKS = (*TASKS, "all")                                   # eval --task on ShapeWorld
-FILE_TASKS = ("zeroshot", "retrieval", "linear_probe", "fewshot")    # eval --task with --dataset (= config.TASKS)
-TRAIN_FORMATS = ("hf", "wds", "laclip")                              # = data.export.FORMATS
-EVAL_FORMATS = ("imagefolder", "clip_benchmark")                     # = data.export.EVAL_FORMATS
 
 
 def add_gpus_argument(p: argparse.ArgumentParser) -> None:

@@ -35,13 +35,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from laclip_lite.constants import EXPORT_EVAL_FORMATS, EXPORT_FORMATS
 from laclip_lite.data import vocab
 from laclip_lite.data.readers import is_variant_name  # stale rewrite files would be read back as rewrites
 from laclip_lite.errors import DataError
 from laclip_lite.templates import get_templates
 
-FORMATS = ("hf", "wds", "laclip")
-EVAL_FORMATS = ("imagefolder", "clip_benchmark")
+FORMATS, EVAL_FORMATS = EXPORT_FORMATS, EXPORT_EVAL_FORMATS   # the layouts `export` writes (defined in constants)
 
 
 def sample_key(i: int) -> str:
