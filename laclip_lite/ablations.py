@@ -520,6 +520,8 @@ def write_outputs(rows: list[dict], out_dir: str | Path, seconds: float, cpu_sec
             "set). `@heldout`: the template set never used for a choice. Test-split numbers are for reporting: "
             "choose settings on the validation split (`laclip_lite.stats.choose`).\n\n"
             + markdown(summary, metric)
+            + "\nShape and colour apart (the same runs):\n\n" + markdown(summary, "shape_top1")
+            + "\n" + markdown(summary, "color_top1")
             + ("\nThe same runs scored at their best-validation checkpoint (`train.best_metric` = "
                f"{BEST_METRIC}, the step chosen among {VALIDATIONS} validations; `best/step` per run in "
                "ablations.csv):\n\n" + markdown([s for s in summary if f"best/{metric}" in s], f"best/{metric}")

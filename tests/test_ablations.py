@@ -124,6 +124,7 @@ def test_ablate_end_to_end_writes_one_csv_table_and_figures(tmp_path):
     text = (out / "ablations.md").read_text()
     assert "95% t-interval" in text and "wall time" in text and "The 6 distinct runs trained for" in text
     assert "| leak | shapes-leak-free | 2 |" in text
+    assert "| shape_top1 | Δ vs CLIP [95% CI]" in text and "| color_top1 | Δ vs CLIP [95% CI]" in text
     assert "| stand-in rewrites, leak-free |" in text and "| 0.0 |" in text      # the leak table
     assert (out / "ablations.png").exists() and (out / "ablations_heldout.png").exists()
     assert "shapes-leak-free − shapes" in (out / "contrasts.md").read_text() and "contrasts" in text
