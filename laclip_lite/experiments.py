@@ -114,10 +114,9 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
         final = trainer.run()
         model, tokenizer, cfg = trainer.model, trainer.data.tokenizer, trainer.cfg
     sets = run_sets(cfg, template_sets, tasks)
-    scores = evaluate(model, tokenizer, sets, batch_size=cfg.eval.batch_size, num_workers=cfg.eval.num_workers,
-                      progress=progress, seed=cfg.train.seed, digits=2)
+    scores = score(model, tokenizer, cfg, sets, progress)
     metrics = {"final_loss": final["final_loss"], "train_seconds": final["train_seconds"], **scores,
-               **best_scores(model, tokenizer, cfg, out_dir, sets, progress),
+               **best_scores(model, tokenizer, cfg, out_dir, sets, scores, progress),
                "config_hash": wanted, **arm_facts(out_dir)}
     if "data" in final:             # file data: sample reads replaced (by reason), rewrites fallen back
         metrics["data"] = final["data"]
@@ -127,18 +126,27 @@ def run_experiment(cfg: Config, out_dir: str | Path, template_sets=TEMPLATE_SETS
     return metrics
 
 
-def best_scores(model, tokenizer, cfg: Config, out_dir: Path, sets: list, progress: bool = False) -> dict:
+def score(model, tokenizer, cfg: Config, sets: list, progress: bool = False) -> dict:
+    """One `evaluate` call with the run's evaluation settings (the final and the best-validation scores alike)."""
+    return evaluate(model, tokenizer, sets, batch_size=cfg.eval.batch_size, num_workers=cfg.eval.num_workers,
+                    progress=progress, seed=cfg.train.seed, digits=2)
+
+
+def best_scores(model, tokenizer, cfg: Config, out_dir: Path, sets: list, final: dict,
+                progress: bool = False) -> dict:
     """`train.best_metric`: the same evaluation at the best-validation checkpoint -> `best/<key>` for every key,
     and `best/step` (the step chosen on validation; the test split only reports it). {} when there is none.
-    Leaves `model` holding the best weights."""
+    When the best step is the last one its weights are the final model's, so `final` (its scores) is reused;
+    otherwise `model` is left holding the best weights."""
     path = out_dir / BEST_CHECKPOINT
     if not (cfg.train.best_metric and path.exists()):
         return {}
     state = load_checkpoint(path)
-    model.load_state_dict(state["model"])
-    scores = evaluate(model, tokenizer, sets, batch_size=cfg.eval.batch_size, num_workers=cfg.eval.num_workers,
-                      progress=progress, seed=cfg.train.seed, digits=2)
-    return {"best/step": int(state["step"]), **{f"best/{k}": v for k, v in scores.items()}}
+    step = int(state["step"])
+    if step != cfg.train.steps:
+        model.load_state_dict(state["model"])
+        final = score(model, tokenizer, cfg, sets, progress)
+    return {"best/step": step, **{f"best/{k}": v for k, v in final.items()}}
 
 
 def arm_facts(run_dir: Path) -> dict:

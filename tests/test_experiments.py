@@ -144,3 +144,21 @@ def test_a_run_with_best_metric_is_also_scored_at_its_best_validation_step(tmp_p
     plain = run_experiment(build_config("test", ["train.device=cpu", "train.steps=6"]), tmp_path / "plain",
                            template_sets=("default",), progress=False)
     assert not any(k.startswith("best/") for k in plain)
+
+
+def test_a_best_step_that_is_the_last_reuses_the_final_scores(tmp_path, monkeypatch):
+    """One validation, at the last step: the best checkpoint holds the final weights, so `best/<key>` equals
+    `<key>` and the run is evaluated once, not twice."""
+    from laclip_lite import experiments
+    from laclip_lite.config import build_config
+
+    monkeypatch.setenv("LACLIP_LITE_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real = experiments.evaluate
+    monkeypatch.setattr(experiments, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = build_config("test", ["train.device=cpu", "train.steps=4", "train.eval_every=4",
+                                "train.best_metric=val/color_shape_top1"])
+    result = experiments.run_experiment(cfg, tmp_path / "run", template_sets=("default",), progress=False)
+    assert result["best/step"] == 4 and len(calls) == 1
+    scored = [k for k in result if not k.startswith("best/") and f"best/{k}" in result]
+    assert "color_shape_top1" in scored and all(result[f"best/{k}"] == result[k] for k in scored)
